@@ -1,0 +1,296 @@
+/* The interposed malloc family.
+ *
+ * Each entry point forwards to the next allocator in the lookup order (glibc,
+ * or jemalloc/mimalloc when those are preloaded after heapprof), then does
+ * the least it can: an allocation subtracts its size from the thread's
+ * countdown and only goes further when that crosses zero; a free tests the
+ * live set's filter, which is a read of one shared counter (see live.c).
+ * Nothing here takes a lock or writes shared memory unless the allocation is
+ * sampled or the pointer may be a sampled one. C++ operator new and delete
+ * reach these through libstdc++'s calls to malloc, free and aligned_alloc.
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HP_EXPORT __attribute__((visibility("default")))
+
+struct hp_real hp_real;
+
+/* dlsym() may call calloc/malloc before the real functions are known; those
+ * few early blocks come from this pool, carry their size in a header, and
+ * are recognised (and ignored) by free. */
+static _Alignas(64) char boot_pool[64 << 10];
+static size_t boot_used;
+
+static bool in_boot(const void *p)
+{
+    return (const char *)p >= boot_pool && (const char *)p < boot_pool + sizeof boot_pool;
+}
+
+static void *boot_alloc(size_t n, size_t align)
+{
+    if (align < 16)
+        align = 16;
+    if (n > sizeof boot_pool || align > sizeof boot_pool / 2)
+        return NULL;
+    /* Single-threaded in practice (start-up), but stay correct anyway. */
+    size_t start, end, old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
+    for (;;) {
+        start = (old + 16 + align - 1) & ~(align - 1);
+        end = start + n;
+        if (end > sizeof boot_pool)
+            return NULL;
+        if (__atomic_compare_exchange_n(&boot_used, &old, end, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            break;
+    }
+    memcpy(boot_pool + start - sizeof(size_t), &n, sizeof n);
+    return boot_pool + start; /* static storage: already zero */
+}
+
+static size_t boot_size(const void *p)
+{
+    size_t n;
+    memcpy(&n, (const char *)p - sizeof(size_t), sizeof n);
+    return n;
+}
+
+static HP_TLS bool resolving;
+
+static void *must(const char *name)
+{
+    void *f = dlsym(RTLD_NEXT, name);
+    if (!f) {
+        hp_log("heapprof: cannot find the real %s (%s); aborting", name, dlerror());
+        abort();
+    }
+    return f;
+}
+
+static void resolve(void)
+{
+    static int once; /* 0 new, 1 resolving, 2 done */
+    int expected = 0;
+    if (!__atomic_compare_exchange_n(&once, &expected, 1, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&once, __ATOMIC_ACQUIRE) != 2)
+            sched_yield();
+        return;
+    }
+    resolving = true;
+    struct hp_real r;
+    r.malloc = must("malloc");
+    r.free = must("free");
+    r.calloc = must("calloc");
+    r.realloc = must("realloc");
+    r.posix_memalign = must("posix_memalign");
+    r.aligned_alloc = must("aligned_alloc");
+    r.memalign = must("memalign");
+    r.malloc_usable_size = must("malloc_usable_size");
+    /* malloc last: hooks test it to know the others are set. */
+    hp_real.free = r.free;
+    hp_real.calloc = r.calloc;
+    hp_real.realloc = r.realloc;
+    hp_real.posix_memalign = r.posix_memalign;
+    hp_real.aligned_alloc = r.aligned_alloc;
+    hp_real.memalign = r.memalign;
+    hp_real.malloc_usable_size = r.malloc_usable_size;
+    __atomic_store_n(&hp_real.malloc, r.malloc, __ATOMIC_RELEASE);
+    resolving = false;
+    __atomic_store_n(&once, 2, __ATOMIC_RELEASE);
+}
+
+/* True when the real functions can be used; false while dlsym runs on this
+ * thread, when the caller must serve from the boot pool. */
+static inline bool ready(void)
+{
+    if (HP_LIKELY(__atomic_load_n(&hp_real.malloc, __ATOMIC_ACQUIRE) != NULL))
+        return true;
+    if (resolving)
+        return false;
+    resolve();
+    return true;
+}
+
+/* The slow path of every allocation: out of line so the fast path stays a
+ * decrement and a branch. */
+__attribute__((noinline)) static void alloc_slow(void *p, size_t size)
+{
+    if (hp_sampler_take(size) && p)
+        hp_on_alloc(p, size);
+}
+
+static inline void account(void *p, size_t size)
+{
+    if (HP_UNLIKELY((hp_thread.countdown -= (int64_t)size) < 0))
+        alloc_slow(p, size);
+}
+
+static inline void release(void *p)
+{
+    if (HP_UNLIKELY(hp_live_maybe(p)))
+        hp_on_free(p);
+}
+
+HP_EXPORT void *malloc(size_t size)
+{
+    if (HP_UNLIKELY(!ready()))
+        return boot_alloc(size, 16);
+    void *p = hp_real.malloc(size);
+    account(p, size);
+    return p;
+}
+
+HP_EXPORT void free(void *p)
+{
+    if (HP_UNLIKELY(!p || in_boot(p)))
+        return;
+    release(p);
+    hp_real.free(p);
+}
+
+HP_EXPORT void *calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (HP_UNLIKELY(!ready())) {
+        if (__builtin_mul_overflow(n, size, &total))
+            return NULL;
+        return boot_alloc(total, 16);
+    }
+    void *p = hp_real.calloc(n, size);
+    if (p && !__builtin_mul_overflow(n, size, &total))
+        account(p, total);
+    return p;
+}
+
+/* realloc moves or resizes a block: heapprof counts a free of the old block
+ * and an allocation of the new size at the realloc's stack. The old block
+ * leaves the live set before the real realloc runs, because once it has
+ * run another thread may be handed the same address. */
+static void *do_realloc(void *p, size_t size)
+{
+    if (HP_UNLIKELY(in_boot(p))) {
+        void *q = malloc(size);
+        if (q) {
+            size_t old = boot_size(p);
+            memcpy(q, p, old < size ? old : size);
+        }
+        return q;
+    }
+    struct hp_bucket *old = NULL;
+    if (p && HP_UNLIKELY(hp_live_maybe(p)))
+        old = hp_live_remove(p);
+    void *q = hp_real.realloc(p, size);
+    if (HP_UNLIKELY(!q)) {
+        /* Failed (the old block is intact), or freed by realloc(p, 0). */
+        if (old && size != 0) {
+            int e = errno;
+            hp_live_restore(p, old);
+            errno = e;
+        }
+        return NULL;
+    }
+    account(q, size);
+    return q;
+}
+
+HP_EXPORT void *realloc(void *p, size_t size)
+{
+    if (HP_UNLIKELY(!ready())) {
+        void *q = boot_alloc(size, 16);
+        if (q && p)
+            memcpy(q, p, boot_size(p) < size ? boot_size(p) : size);
+        return q;
+    }
+    return do_realloc(p, size);
+}
+
+HP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, total);
+}
+
+HP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (HP_UNLIKELY(!ready())) {
+        void *q = boot_alloc(size, align);
+        if (!q)
+            return ENOMEM;
+        *out = q;
+        return 0;
+    }
+    int r = hp_real.posix_memalign(out, align, size);
+    if (r == 0)
+        account(*out, size);
+    return r;
+}
+
+HP_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    if (HP_UNLIKELY(!ready()))
+        return boot_alloc(size, align);
+    void *p = hp_real.aligned_alloc(align, size);
+    account(p, size);
+    return p;
+}
+
+HP_EXPORT void *memalign(size_t align, size_t size)
+{
+    if (HP_UNLIKELY(!ready()))
+        return boot_alloc(size, align);
+    void *p = hp_real.memalign(align, size);
+    account(p, size);
+    return p;
+}
+
+/* valloc and pvalloc are built on the next allocator's memalign rather than
+ * forwarded: an allocator preloaded after heapprof may lack them, and glibc's
+ * would then hand out blocks that the other allocator's free cannot take. */
+HP_EXPORT void *valloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (HP_UNLIKELY(!ready()))
+        return boot_alloc(size, page);
+    void *p = hp_real.memalign(page, size);
+    account(p, size);
+    return p;
+}
+
+HP_EXPORT void *pvalloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (HP_UNLIKELY(!ready()))
+        return boot_alloc(rounded, page);
+    void *p = hp_real.memalign(page, rounded);
+    account(p, size);
+    return p;
+}
+
+HP_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (in_boot(p))
+        return boot_size(p);
+    if (HP_UNLIKELY(!ready()))
+        return 0;
+    return hp_real.malloc_usable_size(p);
+}

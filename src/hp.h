@@ -1,0 +1,218 @@
+/* Internal interfaces shared by heapprof's source files.
+ *
+ * Naming: heapprof_* is public (include/heapprof.h), hp_* is internal across
+ * files, everything else is static. Everything here has hidden visibility.
+ *
+ * Lock order (take left before right, never the reverse):
+ *   hp_table_lock -> live shard locks -> hp_mem lock
+ * No lock is held across stack unwinding or symbolization.
+ */
+#ifndef HP_H
+#define HP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* uthash tables take the profiler's own memory, and report running out of it
+ * instead of exiting the program. */
+#define uthash_malloc(sz) hp_alloc(sz)
+#define uthash_free(ptr, sz) hp_free(ptr, sz)
+#define HASH_NONFATAL_OOM 1
+void *hp_alloc(size_t size);
+void hp_free(void *p, size_t size);
+#include <uthash.h>
+
+#define HP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HP_TLS __thread __attribute__((tls_model("initial-exec")))
+
+enum { HP_MAX_FRAMES = 64 };
+
+/* ---- configuration (config.c) ---- */
+struct hp_config {
+    bool enabled;         /* HEAPPROF named a usable path */
+    char path[4096];      /* absolute output path, %p not yet expanded */
+    long rate;            /* mean bytes between samples; 1 = every allocation */
+    uint64_t seed;        /* 0: seed from the clock and the thread */
+    bool seed_set;
+    char leaks_path[4096]; /* empty: stderr */
+    bool leaks_off;
+    int leak_stacks;       /* stacks shown in the leak summary */
+    int leak_frames;       /* frames shown per stack */
+    char suppressions[4096];
+    int leaks_exit_code; /* 0: exit status untouched */
+};
+extern struct hp_config hp_cfg;
+void hp_config_load(void);
+/* Expands %p (pid) and %% in the configured path; adds a pid to the name in
+ * processes that are not the root of the profiled tree. */
+int hp_output_path(char *out, size_t len, const char *pattern, bool child);
+
+/* ---- diagnostics: write(2) only, never stdio ---- */
+void hp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hp_stderr_keep(void);
+void hp_stderr_choose(void);
+int hp_stderr_fd(void); /* stderr, or the copy kept if the program closed it */
+void hp_write_all(int fd, const char *buf, size_t len);
+
+/* ---- the profiler's own memory (mem.c): never goes through the hooks ---- */
+void *hp_alloc(size_t size);       /* zeroed; NULL on failure */
+void hp_free(void *p, size_t size); /* size as given to hp_alloc */
+void hp_mem_lock(void);
+void hp_mem_unlock(void);
+void hp_mem_child(void);
+size_t hp_mem_mapped(void); /* bytes mapped for the profiler's own use */
+
+/* A bump arena for one dump: freed all at once. */
+struct hp_arena {
+    struct hp_arena_chunk *head;
+};
+void *hp_arena_alloc(struct hp_arena *a, size_t size); /* zeroed */
+char *hp_arena_strdup(struct hp_arena *a, const char *s);
+void hp_arena_release(struct hp_arena *a);
+
+/* ---- real allocator (hooks.c) ---- */
+struct hp_real {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    size_t (*malloc_usable_size)(void *);
+};
+extern struct hp_real hp_real;
+
+/* ---- per-thread state and the sampler (sampler.c) ---- */
+struct hp_thread {
+    /* Bytes left before the next sample; the fast path only decrements it. */
+    int64_t countdown;
+    uint64_t rng[4];
+    bool ready;
+    /* Set while heapprof itself runs on this thread: allocations made then
+     * (by libunwind, libdw, zlib, the dump) are forwarded, not recorded. */
+    bool busy;
+};
+extern HP_TLS struct hp_thread hp_thread;
+extern volatile int hp_state; /* enum hp_state_value */
+enum hp_state_value { HP_STATE_UNINIT = 0, HP_STATE_INITING, HP_STATE_OFF, HP_STATE_ON };
+
+void hp_init(void);
+/* Called when the countdown went negative: decides whether the allocation of
+ * size bytes is sampled, and redraws the countdown. */
+bool hp_sampler_take(size_t size);
+void hp_rng_seed(uint64_t rng[4], uint64_t seed);
+uint64_t hp_rng_next(uint64_t rng[4]);
+/* A gap drawn from an exponential distribution of mean `rate` bytes. */
+int64_t hp_sampler_gap(uint64_t rng[4], long rate);
+void hp_sampler_child(void);
+/* Go's unbiasing: the expected number of allocations of `size` bytes that one
+ * sample of that size stands for, at the given rate. */
+double hp_unbias_scale(uint64_t size, long rate);
+
+/* ---- stacks (stack.c) ---- */
+void hp_stack_init(void);
+int hp_stack_capture(void **ips, int max);
+
+/* ---- tables (table.c, live.c) ---- */
+struct hp_stack {
+    UT_hash_handle hh;
+    struct hp_stack *next_all; /* every stack, newest first */
+    uint32_t id;
+    uint32_t depth;
+    void *ips[]; /* return addresses, leaf first */
+};
+struct hp_bucket_key {
+    struct hp_stack *stack;
+    uint64_t size; /* requested size of each object in this bucket */
+};
+struct hp_bucket {
+    UT_hash_handle hh;
+    struct hp_bucket *next_all;
+    struct hp_bucket_key key;
+    /* Sampled objects allocated and freed; updated with relaxed atomics. */
+    uint64_t allocs;
+    uint64_t frees;
+};
+void hp_table_lock(void);
+void hp_table_unlock(void);
+void hp_table_child(void);
+/* Finds or adds the bucket for (stack, size) and counts one allocation. */
+struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size);
+struct hp_bucket *hp_table_buckets(void); /* caller holds the table lock */
+uint32_t hp_table_nstacks(void);
+
+void hp_live_insert(void *p, struct hp_bucket *b);
+/* Removes p if it was sampled and counts the free; returns its bucket. */
+struct hp_bucket *hp_live_remove(void *p);
+/* Undoes hp_live_remove after a failed realloc. */
+void hp_live_restore(void *p, struct hp_bucket *b);
+/* Fast test: false means p was certainly not sampled. */
+bool hp_live_maybe(const void *p);
+void hp_live_lock_all(void);
+void hp_live_unlock_all(void);
+void hp_live_child(void);
+
+/* The whole sampled-allocation path and the free path (core.c). */
+void hp_on_alloc(void *p, size_t size);
+void hp_on_free(void *p);
+
+/* ---- symbols (symbols.c) ---- */
+struct hp_frame_line {
+    const char *function;    /* demangled; NULL when unknown */
+    const char *system_name; /* as in the symbol table */
+    const char *file;        /* NULL when unknown */
+    int line;
+};
+struct hp_symbolized {
+    int nlines; /* innermost first; 0 when nothing is known */
+    struct hp_frame_line *lines;
+    int mapping; /* index into the mapping list, -1 when none */
+};
+struct hp_mapping {
+    uint64_t start, limit, offset;
+    const char *file;
+    const char *build_id; /* lowercase hex, or "" */
+    bool has_functions, has_filenames, has_lines;
+};
+struct hp_symbolizer;
+struct hp_symbolizer *hp_sym_open(struct hp_arena *a);
+void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out);
+int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
+void hp_sym_close(struct hp_symbolizer *s);
+const char *hp_basename(const char *path);
+
+/* ---- a snapshot of the tables, symbolized (profile.c) ---- */
+struct hp_snap_bucket {
+    struct hp_stack *stack;
+    uint64_t size, allocs, frees;
+};
+struct hp_snapshot {
+    struct hp_arena arena;
+    long rate;
+    size_t nbuckets;
+    struct hp_snap_bucket *buckets;
+};
+int hp_snapshot_take(struct hp_snapshot *s);
+void hp_snapshot_release(struct hp_snapshot *s);
+/* Writes a gzipped pprof profile of the snapshot to path atomically.
+ * Returns 0 or a negative errno. Symbolizes each address once; sym may be
+ * shared with the leak report. */
+int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const char *path,
+                     int64_t start_ns);
+/* Encodes the profile into a gzip buffer held by the snapshot's arena.
+ * default_type: NULL for the heap profile, "alloc_space" for allocs. */
+int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
+                      const char *default_type, uint8_t **out, size_t *outlen);
+int hp_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* ---- leak summary (leaks.c) ---- */
+/* Returns the number of leaking stacks reported (after suppressions). */
+int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym);
+
+int64_t hp_now_ns(void);
+
+#endif

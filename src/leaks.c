@@ -1,0 +1,296 @@
+/* The leak summary: stacks whose sampled allocations are still live at exit.
+ *
+ * Like heaptrack's and bytehound's "never freed", not LeakSanitizer's
+ * reachability: memory still referenced at exit but never released counts.
+ * Per stack the in-use estimate is the sum over its (stack, size) buckets of
+ * the same unbiased, truncated values the profile holds, so the summary and
+ * `go tool pprof -sample_index=inuse_space` agree to the byte.
+ *
+ * Suppressions use LeakSanitizer's file format: lines `leak:PATTERN`, where
+ * PATTERN is matched against each frame's function (demangled and mangled),
+ * source file and module; `*` matches any run of characters, `^` and `$`
+ * anchor, and otherwise it may match anywhere. A built-in list drops the C
+ * and C++ runtimes' one-time allocations (stdio buffers, the C++ exception
+ * emergency pool, the loader's TLS and link maps, locale data), which no
+ * program can free.
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const builtin_suppressions[] = {
+    "_IO_file_doallocate",               /* stdio buffers */
+    "(anonymous namespace)::pool::pool", /* libstdc++'s exception emergency pool */
+    "^ld-linux",                         /* the loader: TLS blocks, dlopen's link maps */
+    "^_dl_",
+    "__new_exitfn", /* atexit records */
+    "^_nl_",        /* locale data loaded by setlocale */
+    NULL,
+};
+
+struct leak {
+    struct hp_stack *stack;
+    uint64_t bytes, objects;
+};
+
+struct text {
+    struct hp_arena *a;
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof line)
+        n = sizeof line - 1;
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t nc = (t->cap ? t->cap * 2 : 8192) + (size_t)n;
+        char *nb = hp_arena_alloc(t->a, nc);
+        if (!nb)
+            return;
+        if (t->len)
+            memcpy(nb, t->buf, t->len);
+        t->buf = nb;
+        t->cap = nc;
+    }
+    memcpy(t->buf + t->len, line, (size_t)n);
+    t->len += (size_t)n;
+}
+
+/* Glob match of pattern (with * and optional ^/$ anchors) within s. */
+static bool glob_at(const char *p, const char *s, bool anchored_end)
+{
+    for (; *p; p++, s++) {
+        if (*p == '*') {
+            while (*p == '*')
+                p++;
+            if (!*p)
+                return true;
+            for (; *s; s++)
+                if (glob_at(p, s, anchored_end))
+                    return true;
+            return glob_at(p, s, anchored_end);
+        }
+        if (*p == '$' && !p[1])
+            return *s == 0;
+        if (*s != *p)
+            return false;
+    }
+    return !anchored_end || *s == 0;
+}
+
+static bool pattern_match(const char *pat, const char *s)
+{
+    if (!s || !*s)
+        return false;
+    if (pat[0] == '^')
+        return glob_at(pat + 1, s, false);
+    for (const char *q = s; *q; q++)
+        if (glob_at(pat, q, false))
+            return true;
+    return false;
+}
+
+struct supp {
+    const char **pats;
+    int n;
+};
+
+static void load_suppressions(struct hp_arena *a, struct supp *sp)
+{
+    int cap = 64;
+    sp->pats = hp_arena_alloc(a, (size_t)cap * sizeof *sp->pats);
+    sp->n = 0;
+    if (!sp->pats)
+        return;
+    for (int i = 0; builtin_suppressions[i] && sp->n < cap; i++)
+        sp->pats[sp->n++] = builtin_suppressions[i];
+    if (!hp_cfg.suppressions[0])
+        return;
+    int fd = open(hp_cfg.suppressions, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        hp_log("heapprof: cannot read HEAPPROF_SUPPRESSIONS file %s: %s", hp_cfg.suppressions,
+               strerror(errno));
+        return;
+    }
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        while (*line == ' ' || *line == '\t')
+            line++;
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == ' ' || line[l - 1] == '\r' || line[l - 1] == '\t'))
+            line[--l] = 0;
+        if (!*line || *line == '#')
+            continue;
+        if (strncmp(line, "leak:", 5) != 0)
+            continue; /* other LSan/TSan kinds do not apply */
+        if (sp->n == cap) {
+            const char **np = hp_arena_alloc(a, (size_t)cap * 2 * sizeof *np);
+            if (!np)
+                break;
+            memcpy(np, sp->pats, (size_t)cap * sizeof *np);
+            sp->pats = np;
+            cap *= 2;
+        }
+        if (line[5])
+            sp->pats[sp->n++] = hp_arena_strdup(a, line + 5);
+    }
+}
+
+static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, struct hp_stack *st)
+{
+    struct hp_mapping *maps;
+    int nmaps = hp_sym_mappings(sym, &maps);
+    for (uint32_t d = 0; d < st->depth; d++) {
+        struct hp_symbolized fr;
+        hp_sym_lookup(sym, (uintptr_t)st->ips[d], &fr);
+        const char *module =
+            fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
+        for (int i = 0; i < sp->n; i++) {
+            if (!sp->pats[i])
+                continue;
+            if (pattern_match(sp->pats[i], module))
+                return true;
+            for (int l = 0; l < fr.nlines; l++)
+                if (pattern_match(sp->pats[i], fr.lines[l].function) ||
+                    pattern_match(sp->pats[i], fr.lines[l].system_name) ||
+                    pattern_match(sp->pats[i], fr.lines[l].file))
+                    return true;
+        }
+    }
+    return false;
+}
+
+static int by_bytes_desc(const void *x, const void *y)
+{
+    const struct leak *a = x, *b = y;
+    if (a->bytes != b->bytes)
+        return a->bytes < b->bytes ? 1 : -1;
+    if (a->objects != b->objects)
+        return a->objects < b->objects ? 1 : -1;
+    return a->stack->id < b->stack->id ? -1 : 1;
+}
+
+static void put_frames(struct text *t, struct hp_symbolizer *sym, struct hp_stack *st)
+{
+    struct hp_mapping *maps;
+    int nmaps = hp_sym_mappings(sym, &maps);
+    int shown = 0;
+    for (uint32_t d = 0; d < st->depth && shown < hp_cfg.leak_frames; d++) {
+        struct hp_symbolized fr;
+        hp_sym_lookup(sym, (uintptr_t)st->ips[d], &fr);
+        const char *module =
+            fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
+        if (fr.nlines == 0) {
+            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)((uintptr_t)st->ips[d] - 1),
+                module);
+            continue;
+        }
+        for (int l = 0; l < fr.nlines && shown < hp_cfg.leak_frames; l++) {
+            const struct hp_frame_line *ln = &fr.lines[l];
+            if (ln->file && ln->line > 0)
+                put(t, "    #%d %s at %s:%d\n", shown++, ln->function, ln->file, ln->line);
+            else
+                put(t, "    #%d %s in %s\n", shown++, ln->function, module);
+        }
+    }
+}
+
+int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
+{
+    struct hp_arena *a = &s->arena;
+    /* Aggregate the buckets of each stack. Buckets of one stack are not
+     * adjacent, so index stacks by id (ids are dense from 1). */
+    uint32_t maxid = 0;
+    for (size_t i = 0; i < s->nbuckets; i++)
+        if (s->buckets[i].stack->id > maxid)
+            maxid = s->buckets[i].stack->id;
+    struct leak *by_id = hp_arena_alloc(a, ((size_t)maxid + 1) * sizeof *by_id);
+    struct leak *leaks = hp_arena_alloc(a, ((size_t)maxid + 1) * sizeof *leaks);
+    if (!by_id || !leaks)
+        return 0;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct hp_snap_bucket *b = &s->buckets[i];
+        uint64_t live = b->allocs - b->frees;
+        if (!live)
+            continue;
+        double scale = hp_unbias_scale(b->size, s->rate);
+        struct leak *l = &by_id[b->stack->id];
+        l->stack = b->stack;
+        l->objects += (uint64_t)((double)live * scale);
+        l->bytes += (uint64_t)((double)live * (double)b->size * scale);
+    }
+    struct supp sp;
+    load_suppressions(a, &sp);
+    size_t n = 0, nsupp = 0;
+    uint64_t total_bytes = 0, total_objects = 0;
+    for (uint32_t id = 1; id <= maxid; id++) {
+        if (!by_id[id].stack)
+            continue;
+        if (suppressed(&sp, sym, by_id[id].stack)) {
+            nsupp++;
+            continue;
+        }
+        leaks[n++] = by_id[id];
+        total_bytes += by_id[id].bytes;
+        total_objects += by_id[id].objects;
+    }
+    qsort(leaks, n, sizeof *leaks, by_bytes_desc);
+
+    struct text t = {.a = a};
+    bool exact = s->rate <= 1;
+    if (n == 0) {
+        put(&t, "heapprof: no leaks: every sampled allocation was freed");
+        if (nsupp)
+            put(&t, " (%zu runtime or suppressed stacks not shown)", nsupp);
+        put(&t, "\n");
+    } else {
+        put(&t, "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate %ld)\n",
+            (unsigned long long)total_bytes, (unsigned long long)total_objects, n,
+            exact ? "exact" : "estimated", s->rate);
+        size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
+        uint64_t rest_bytes = total_bytes, rest_objects = total_objects;
+        for (size_t i = 0; i < shown; i++) {
+            put(&t, "heapprof: leak #%zu: %llu bytes in %llu objects allocated from:\n", i + 1,
+                (unsigned long long)leaks[i].bytes, (unsigned long long)leaks[i].objects);
+            put_frames(&t, sym, leaks[i].stack);
+            rest_bytes -= leaks[i].bytes;
+            rest_objects -= leaks[i].objects;
+        }
+        if (shown < n)
+            put(&t, "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                    "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+                n - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects, n);
+        if (nsupp)
+            put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
+    }
+    if (hp_cfg.leaks_path[0]) {
+        int r = hp_write_file_atomic(hp_cfg.leaks_path, t.buf ? t.buf : "", t.len);
+        if (r)
+            hp_log("heapprof: cannot write the leak summary %s: %s", hp_cfg.leaks_path,
+                   strerror(-r));
+    } else if (t.len) {
+        hp_write_all(hp_stderr_fd(), t.buf, t.len);
+    }
+    return (int)n;
+}

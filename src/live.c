@@ -1,0 +1,207 @@
+/* The live set: which pointers are sampled objects not yet freed.
+ *
+ * Every free() must learn whether its pointer was sampled, without a lock
+ * and without writing shared memory in the common case, and without ever
+ * missing one. Two layers do it:
+ *
+ * 1. A counting filter: 2^18 16-bit counters indexed by a hash of the
+ *    address. Inserting a sampled pointer increments its counter before
+ *    malloc returns the pointer; removing it decrements the counter. free()
+ *    reads one counter: zero means "certainly not sampled" and the free goes
+ *    straight to the real allocator. No false negatives: the increment is
+ *    sequenced before the pointer is returned, and any thread that frees the
+ *    pointer got it through some synchronisation that also carries the
+ *    increment. A nonzero counter can be another pointer's (a false positive,
+ *    with probability about live samples / 2^18); it costs a locked lookup.
+ *    Unlike a Bloom filter of bits, counters can be decremented, so the
+ *    filter does not fill up over a long run. 16-bit counters cannot
+ *    overflow in practice: that would need 65536 live samples in one slot.
+ * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
+ *    probing with backward-shift deletion) map a sampled pointer to its
+ *    bucket. Sharding keeps threads that free sampled objects from
+ *    contending on one lock; exact mode (every allocation sampled) lives
+ *    here too.
+ *
+ * The alternatives in NOTES §3 were weighed: a header on every allocation
+ * breaks with aligned allocations and foreign frees; serving sampled objects
+ * from a dedicated range would make heapprof an allocator of its own and
+ * change the heap it profiles (it is meant to sit over any allocator); a plain
+ * bitset loses frees to collisions.
+ */
+#include "hp.h"
+
+#include <pthread.h>
+#include <string.h>
+
+enum {
+    FILTER_BITS = 18,
+    SHARD_BITS = 6,
+    NSHARDS = 1 << SHARD_BITS,
+    MIN_SLOTS = 64,
+};
+
+static uint16_t filter[1u << FILTER_BITS];
+
+struct slot {
+    uintptr_t key; /* 0: empty */
+    struct hp_bucket *bucket;
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    struct slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t count;
+} __attribute__((aligned(64)));
+
+/* Statically initialised: malloc runs before any constructor does. */
+static struct shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+
+static inline uint64_t mix(const void *p)
+{
+    /* Allocations are at least 16-byte aligned: drop the zero bits. */
+    return (uint64_t)((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull;
+}
+
+static inline uint16_t *filter_slot(uint64_t h)
+{
+    return &filter[h >> (64 - FILTER_BITS)];
+}
+
+static inline struct shard *shard_of(uint64_t h)
+{
+    return &shards[(h >> (64 - FILTER_BITS - SHARD_BITS)) & (NSHARDS - 1)];
+}
+
+static inline size_t home(const struct shard *s, uintptr_t key)
+{
+    /* A second multiplier: the bits already used for filter and shard would
+     * make the probe positions within a shard collide. */
+    return (size_t)(((uint64_t)key * 0xbf58476d1ce4e5b9ull) >> 17) & (s->cap - 1);
+}
+
+bool hp_live_maybe(const void *p)
+{
+    return __atomic_load_n(filter_slot(mix(p)), __ATOMIC_RELAXED) != 0;
+}
+
+static bool grow(struct shard *s)
+{
+    size_t ncap = s->cap ? s->cap * 2 : MIN_SLOTS;
+    struct slot *ns = hp_alloc(ncap * sizeof *ns);
+    if (!ns)
+        return false;
+    struct slot *old = s->slots;
+    size_t ocap = s->cap;
+    s->slots = ns;
+    s->cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (!old[i].key)
+            continue;
+        size_t j = home(s, old[i].key);
+        while (ns[j].key)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = old[i];
+    }
+    hp_free(old, ocap * sizeof *old);
+    return true;
+}
+
+static void insert(void *p, struct hp_bucket *b)
+{
+    uint64_t h = mix(p);
+    struct shard *s = shard_of(h);
+    uintptr_t key = (uintptr_t)p;
+    pthread_mutex_lock(&s->lock);
+    if ((s->count + 1) * 2 > s->cap && !grow(s)) {
+        /* Out of memory for the profiler's own tables: this sample is lost
+         * (its free will not be found, which is consistent). */
+        pthread_mutex_unlock(&s->lock);
+        __atomic_fetch_add(&b->frees, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    size_t i = home(s, key);
+    while (s->slots[i].key && s->slots[i].key != key)
+        i = (i + 1) & (s->cap - 1);
+    if (!s->slots[i].key) {
+        s->count++;
+        __atomic_fetch_add(filter_slot(h), 1, __ATOMIC_RELAXED);
+    } else {
+        /* The address is already live: its free was never seen (a block
+         * released behind the hooks' back, e.g. by a foreign free). Count the
+         * old one as freed rather than leak it forever. */
+        __atomic_fetch_add(&s->slots[i].bucket->frees, 1, __ATOMIC_RELAXED);
+    }
+    s->slots[i].key = key;
+    s->slots[i].bucket = b;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void hp_live_insert(void *p, struct hp_bucket *b)
+{
+    insert(p, b);
+}
+
+struct hp_bucket *hp_live_remove(void *p)
+{
+    uint64_t h = mix(p);
+    struct shard *s = shard_of(h);
+    uintptr_t key = (uintptr_t)p;
+    struct hp_bucket *b = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->cap) {
+        size_t mask = s->cap - 1;
+        size_t i = home(s, key);
+        while (s->slots[i].key && s->slots[i].key != key)
+            i = (i + 1) & mask;
+        if (s->slots[i].key == key) {
+            b = s->slots[i].bucket;
+            /* Backward-shift deletion keeps probe chains unbroken without
+             * tombstones. */
+            size_t j = i;
+            for (;;) {
+                j = (j + 1) & mask;
+                if (!s->slots[j].key)
+                    break;
+                size_t k = home(s, s->slots[j].key);
+                /* Move j back to i unless its home lies cyclically in (i, j]. */
+                if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+                    s->slots[i] = s->slots[j];
+                    i = j;
+                }
+            }
+            s->slots[i].key = 0;
+            s->slots[i].bucket = NULL;
+            s->count--;
+            __atomic_fetch_sub(filter_slot(h), 1, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (b)
+        __atomic_fetch_add(&b->frees, 1, __ATOMIC_RELAXED);
+    return b;
+}
+
+void hp_live_restore(void *p, struct hp_bucket *b)
+{
+    __atomic_fetch_sub(&b->frees, 1, __ATOMIC_RELAXED);
+    insert(p, b);
+}
+
+void hp_live_lock_all(void)
+{
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_lock(&shards[i].lock);
+}
+
+void hp_live_unlock_all(void)
+{
+    for (int i = NSHARDS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&shards[i].lock);
+}
+
+void hp_live_child(void)
+{
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&shards[i].lock, NULL);
+}

@@ -1,0 +1,178 @@
+/* The profiler's own memory.
+ *
+ * Nothing heapprof keeps (stacks, buckets, the live set, hash tables) may come
+ * from malloc: that would recurse into the hooks, perturb the program's heap
+ * and show up in its profile. Long-lived objects come from size-classed free
+ * lists carved out of mmap'd chunks; a dump uses a bump arena that is unmapped
+ * as a whole when the dump is done.
+ */
+#include "hp.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+enum {
+    MIN_SHIFT = 4,  /* 16 bytes */
+    MAX_SHIFT = 16, /* 64 KiB: larger requests get their own mapping */
+    NCLASSES = MAX_SHIFT - MIN_SHIFT + 1,
+    CHUNK = 1 << 20,
+};
+
+struct free_obj {
+    struct free_obj *next;
+};
+
+static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct free_obj *free_lists[NCLASSES];
+static char *chunk_cur, *chunk_end;
+static size_t mapped;
+
+static void *map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    __atomic_fetch_add(&mapped, len, __ATOMIC_RELAXED);
+    return p;
+}
+
+static void unmap(void *p, size_t len)
+{
+    munmap(p, len);
+    __atomic_fetch_sub(&mapped, len, __ATOMIC_RELAXED);
+}
+
+static size_t page_round(size_t n)
+{
+    return (n + 4095) & ~(size_t)4095;
+}
+
+static int size_class(size_t size)
+{
+    int c = 0;
+    while (((size_t)1 << (c + MIN_SHIFT)) < size)
+        c++;
+    return c;
+}
+
+void *hp_alloc(size_t size)
+{
+    if (size == 0)
+        size = 1;
+    if (size > ((size_t)1 << MAX_SHIFT))
+        return map(page_round(size)); /* mmap'd memory is already zero */
+    int c = size_class(size);
+    size_t csize = (size_t)1 << (c + MIN_SHIFT);
+    void *p = NULL;
+    pthread_mutex_lock(&mem_lock);
+    if (free_lists[c]) {
+        p = free_lists[c];
+        free_lists[c] = free_lists[c]->next;
+    } else {
+        if ((size_t)(chunk_end - chunk_cur) < csize) {
+            /* The tail of the old chunk is abandoned: at most 64 KiB a chunk. */
+            char *chunk = map(CHUNK);
+            if (chunk) {
+                chunk_cur = chunk;
+                chunk_end = chunk + CHUNK;
+            }
+        }
+        if ((size_t)(chunk_end - chunk_cur) >= csize) {
+            p = chunk_cur;
+            chunk_cur += csize;
+        }
+    }
+    pthread_mutex_unlock(&mem_lock);
+    if (p)
+        memset(p, 0, csize);
+    return p;
+}
+
+void hp_free(void *p, size_t size)
+{
+    if (!p)
+        return;
+    if (size == 0)
+        size = 1;
+    if (size > ((size_t)1 << MAX_SHIFT)) {
+        unmap(p, page_round(size));
+        return;
+    }
+    int c = size_class(size);
+    struct free_obj *o = p;
+    pthread_mutex_lock(&mem_lock);
+    o->next = free_lists[c];
+    free_lists[c] = o;
+    pthread_mutex_unlock(&mem_lock);
+}
+
+void hp_mem_lock(void)
+{
+    pthread_mutex_lock(&mem_lock);
+}
+
+void hp_mem_unlock(void)
+{
+    pthread_mutex_unlock(&mem_lock);
+}
+
+void hp_mem_child(void)
+{
+    pthread_mutex_init(&mem_lock, NULL);
+}
+
+size_t hp_mem_mapped(void)
+{
+    return __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+}
+
+/* ---- dump arena ---- */
+
+struct hp_arena_chunk {
+    struct hp_arena_chunk *next;
+    size_t size, used;
+    char data[];
+};
+
+void *hp_arena_alloc(struct hp_arena *a, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct hp_arena_chunk *c = a->head;
+    if (!c || c->size - c->used < size) {
+        size_t want = sizeof(*c) + size;
+        if (want < (256u << 10))
+            want = 256u << 10;
+        want = page_round(want);
+        c = map(want);
+        if (!c)
+            return NULL;
+        c->size = want - sizeof(*c);
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    return p; /* fresh mmap'd memory, never reused: already zero */
+}
+
+char *hp_arena_strdup(struct hp_arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = hp_arena_alloc(a, n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void hp_arena_release(struct hp_arena *a)
+{
+    struct hp_arena_chunk *c = a->head;
+    while (c) {
+        struct hp_arena_chunk *next = c->next;
+        unmap(c, c->size + sizeof(*c));
+        c = next;
+    }
+    a->head = NULL;
+}

@@ -1,0 +1,435 @@
+/* The profile writer: a snapshot of the tables as a gzipped pprof profile,
+ * shaped as Go's runtime writes a heap profile.
+ *
+ * Sample types alloc_objects/count, alloc_space/bytes, inuse_objects/count,
+ * inuse_space/bytes; period_type space/bytes; period = the sampling rate;
+ * one sample per (stack, object size) bucket with a numeric label "bytes";
+ * values already unbiased; Location addresses are return address - 1 (the
+ * call instruction), each inside its mapping; Functions carry names, files
+ * and lines, so pprof needs no binary to read it.
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+#include "profile.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+typedef Perftools__Profiles__Profile Profile;
+typedef Perftools__Profiles__Sample Sample;
+typedef Perftools__Profiles__Location Location;
+typedef Perftools__Profiles__Line Line;
+typedef Perftools__Profiles__Function Function;
+typedef Perftools__Profiles__Mapping Mapping;
+typedef Perftools__Profiles__ValueType ValueType;
+typedef Perftools__Profiles__Label Label;
+
+struct str_entry {
+    UT_hash_handle hh;
+    const char *s;
+    int64_t index;
+};
+struct loc_entry {
+    UT_hash_handle hh;
+    uintptr_t pc;
+    uint64_t id;
+};
+struct fn_entry {
+    UT_hash_handle hh;
+    const char *key; /* system_name NUL file */
+    size_t keylen;
+    uint64_t id;
+};
+
+struct builder {
+    struct hp_arena *a;
+    struct hp_symbolizer *sym;
+    struct str_entry *strings;
+    char **string_table;
+    size_t nstrings, capstrings;
+    struct loc_entry *locs;
+    Location **locations;
+    size_t nlocs, caplocs;
+    struct fn_entry *fns;
+    Function **functions;
+    size_t nfns, capfns;
+    bool oom;
+};
+
+/* Grows an arena-held pointer array by doubling (the old copy stays in the
+ * arena until the dump ends). */
+static bool push(struct builder *b, void ***arr, size_t *n, size_t *cap, void *item)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        void **na = hp_arena_alloc(b->a, nc * sizeof *na);
+        if (!na) {
+            b->oom = true;
+            return false;
+        }
+        if (*n)
+            memcpy(na, *arr, *n * sizeof *na);
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = item;
+    return true;
+}
+
+static int64_t str_index(struct builder *b, const char *s)
+{
+    if (!s)
+        s = "";
+    struct str_entry *e;
+    HASH_FIND_STR(b->strings, s, e);
+    if (e)
+        return e->index;
+    e = hp_alloc(sizeof *e);
+    char *copy = hp_arena_strdup(b->a, s);
+    if (!e || !copy) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    e->s = copy;
+    e->index = (int64_t)b->nstrings;
+    if (!push(b, (void ***)&b->string_table, &b->nstrings, &b->capstrings, copy)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    HASH_ADD_KEYPTR(hh, b->strings, e->s, strlen(e->s), e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return (int64_t)b->nstrings - 1;
+}
+
+static uint64_t function_id(struct builder *b, const struct hp_frame_line *l)
+{
+    const char *sys = l->system_name ? l->system_name : "";
+    const char *file = l->file ? l->file : "";
+    size_t ls = strlen(sys), lf = strlen(file);
+    char *key = hp_arena_alloc(b->a, ls + lf + 2);
+    if (!key) {
+        b->oom = true;
+        return 0;
+    }
+    memcpy(key, sys, ls + 1);
+    memcpy(key + ls + 1, file, lf + 1);
+    size_t keylen = ls + lf + 1;
+    struct fn_entry *e;
+    HASH_FIND(hh, b->fns, key, keylen, e);
+    if (e)
+        return e->id;
+    Function *f = hp_arena_alloc(b->a, sizeof *f);
+    e = hp_alloc(sizeof *e);
+    if (!f || !e) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    perftools__profiles__function__init(f);
+    f->id = b->nfns + 1;
+    f->name = str_index(b, l->function ? l->function : sys);
+    f->system_name = str_index(b, sys);
+    f->filename = str_index(b, file);
+    if (!push(b, (void ***)&b->functions, &b->nfns, &b->capfns, f)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    e->key = key;
+    e->keylen = keylen;
+    e->id = f->id;
+    HASH_ADD_KEYPTR(hh, b->fns, e->key, e->keylen, e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return f->id;
+}
+
+static uint64_t location_id(struct builder *b, uintptr_t pc)
+{
+    struct loc_entry *e;
+    HASH_FIND(hh, b->locs, &pc, sizeof pc, e);
+    if (e)
+        return e->id;
+    struct hp_symbolized sym;
+    hp_sym_lookup(b->sym, pc, &sym);
+    Location *loc = hp_arena_alloc(b->a, sizeof *loc);
+    e = hp_alloc(sizeof *e);
+    if (!loc || !e) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    perftools__profiles__location__init(loc);
+    loc->id = b->nlocs + 1;
+    loc->mapping_id = sym.mapping >= 0 ? (uint64_t)sym.mapping + 1 : 0;
+    loc->address = pc - 1;
+    if (sym.nlines > 0) {
+        loc->line = hp_arena_alloc(b->a, (size_t)sym.nlines * sizeof *loc->line);
+        Line *lines = hp_arena_alloc(b->a, (size_t)sym.nlines * sizeof *lines);
+        if (!loc->line || !lines) {
+            b->oom = true;
+            hp_free(e, sizeof *e);
+            return 0;
+        }
+        for (int i = 0; i < sym.nlines; i++) {
+            perftools__profiles__line__init(&lines[i]);
+            lines[i].function_id = function_id(b, &sym.lines[i]);
+            lines[i].line = sym.lines[i].line;
+            loc->line[i] = &lines[i];
+        }
+        loc->n_line = (size_t)sym.nlines;
+    }
+    if (!push(b, (void ***)&b->locations, &b->nlocs, &b->caplocs, loc)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    e->pc = pc;
+    e->id = loc->id;
+    HASH_ADD(hh, b->locs, pc, sizeof pc, e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return loc->id;
+}
+
+static ValueType *value_type(struct builder *b, const char *type, const char *unit)
+{
+    ValueType *v = hp_arena_alloc(b->a, sizeof *v);
+    if (!v) {
+        b->oom = true;
+        return NULL;
+    }
+    perftools__profiles__value_type__init(v);
+    v->type = str_index(b, type);
+    v->unit = str_index(b, unit);
+    return v;
+}
+
+static void free_indexes(struct builder *b)
+{
+    struct str_entry *s, *st;
+    HASH_ITER(hh, b->strings, s, st) {
+        HASH_DEL(b->strings, s);
+        hp_free(s, sizeof *s);
+    }
+    struct loc_entry *l, *lt;
+    HASH_ITER(hh, b->locs, l, lt) {
+        HASH_DEL(b->locs, l);
+        hp_free(l, sizeof *l);
+    }
+    struct fn_entry *f, *ft;
+    HASH_ITER(hh, b->fns, f, ft) {
+        HASH_DEL(b->fns, f);
+        hp_free(f, sizeof *f);
+    }
+}
+
+static int gzip_buffer(struct hp_arena *a, const uint8_t *in, size_t inlen, uint8_t **out,
+                       size_t *outlen)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* windowBits 15 + 16: a gzip wrapper, as pprof expects. */
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return -ENOMEM;
+    size_t cap = deflateBound(&z, (uLong)inlen) + 32;
+    uint8_t *buf = hp_arena_alloc(a, cap);
+    if (!buf) {
+        deflateEnd(&z);
+        return -ENOMEM;
+    }
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)inlen;
+    z.next_out = buf;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    *outlen = cap - z.avail_out;
+    deflateEnd(&z);
+    if (r != Z_STREAM_END)
+        return -EIO;
+    *out = buf;
+    return 0;
+}
+
+int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
+                      const char *default_type, uint8_t **out, size_t *outlen)
+{
+    struct builder b;
+    memset(&b, 0, sizeof b);
+    b.a = &s->arena;
+    b.sym = sym;
+    str_index(&b, ""); /* string_table[0] must be "" */
+
+    Profile p;
+    perftools__profiles__profile__init(&p);
+    ValueType *types[4] = {
+        value_type(&b, "alloc_objects", "count"),
+        value_type(&b, "alloc_space", "bytes"),
+        value_type(&b, "inuse_objects", "count"),
+        value_type(&b, "inuse_space", "bytes"),
+    };
+    p.sample_type = types;
+    p.n_sample_type = 4;
+    p.period_type = value_type(&b, "space", "bytes");
+    p.period = s->rate;
+    p.time_nanos = hp_now_ns();
+    p.duration_nanos = start_ns ? p.time_nanos - start_ns : 0;
+    if (default_type)
+        p.default_sample_type = str_index(&b, default_type);
+    int64_t bytes_key = str_index(&b, "bytes");
+
+    Sample **samples = s->nbuckets ? hp_arena_alloc(b.a, s->nbuckets * sizeof *samples) : NULL;
+    size_t nsamples = 0;
+    for (size_t i = 0; i < s->nbuckets && !b.oom; i++) {
+        struct hp_snap_bucket *sb = &s->buckets[i];
+        Sample *sm = hp_arena_alloc(b.a, sizeof *sm);
+        int64_t *values = hp_arena_alloc(b.a, 4 * sizeof *values);
+        Label *label = hp_arena_alloc(b.a, sizeof *label);
+        Label **labels = hp_arena_alloc(b.a, sizeof *labels);
+        uint64_t *ids = hp_arena_alloc(b.a, (sb->stack->depth + 1) * sizeof *ids);
+        if (!samples || !sm || !values || !label || !labels || !ids) {
+            b.oom = true;
+            break;
+        }
+        perftools__profiles__sample__init(sm);
+        for (uint32_t d = 0; d < sb->stack->depth; d++)
+            ids[d] = location_id(&b, (uintptr_t)sb->stack->ips[d]);
+        sm->location_id = ids;
+        sm->n_location_id = sb->stack->depth;
+        /* Go's unbiasing, exact per bucket since all its objects have one
+         * size; truncated to integers as Go does. */
+        double scale = hp_unbias_scale(sb->size, s->rate);
+        uint64_t live = sb->allocs - sb->frees;
+        values[0] = (int64_t)((double)sb->allocs * scale);
+        values[1] = (int64_t)((double)sb->allocs * (double)sb->size * scale);
+        values[2] = (int64_t)((double)live * scale);
+        values[3] = (int64_t)((double)live * (double)sb->size * scale);
+        sm->value = values;
+        sm->n_value = 4;
+        perftools__profiles__label__init(label);
+        label->key = bytes_key;
+        label->num = (int64_t)sb->size;
+        labels[0] = label;
+        sm->label = labels;
+        sm->n_label = 1;
+        samples[nsamples++] = sm;
+    }
+    p.sample = samples;
+    p.n_sample = nsamples;
+
+    /* Mappings last: symbolizing the locations set their has_* flags. */
+    struct hp_mapping *maps;
+    int nmaps = hp_sym_mappings(sym, &maps);
+    Mapping **mps = nmaps ? hp_arena_alloc(b.a, (size_t)nmaps * sizeof *mps) : NULL;
+    for (int i = 0; i < nmaps && mps && !b.oom; i++) {
+        Mapping *m = hp_arena_alloc(b.a, sizeof *m);
+        if (!m) {
+            b.oom = true;
+            break;
+        }
+        perftools__profiles__mapping__init(m);
+        m->id = (uint64_t)i + 1;
+        m->memory_start = maps[i].start;
+        m->memory_limit = maps[i].limit;
+        m->file_offset = maps[i].offset;
+        m->filename = str_index(&b, maps[i].file);
+        m->build_id = str_index(&b, maps[i].build_id);
+        m->has_functions = maps[i].has_functions;
+        m->has_filenames = maps[i].has_filenames;
+        m->has_line_numbers = maps[i].has_lines;
+        m->has_inline_frames = maps[i].has_functions;
+        mps[i] = m;
+    }
+    p.mapping = mps;
+    p.n_mapping = mps ? (size_t)nmaps : 0;
+    p.location = b.locations;
+    p.n_location = b.nlocs;
+    p.function = b.functions;
+    p.n_function = b.nfns;
+    p.string_table = b.string_table;
+    p.n_string_table = b.nstrings;
+
+    int r = 0;
+    if (b.oom) {
+        r = -ENOMEM;
+    } else {
+        size_t len = perftools__profiles__profile__get_packed_size(&p);
+        uint8_t *raw = hp_arena_alloc(b.a, len + 1);
+        if (!raw)
+            r = -ENOMEM;
+        else {
+            perftools__profiles__profile__pack(&p, raw);
+            r = gzip_buffer(b.a, raw, len, out, outlen);
+        }
+    }
+    free_indexes(&b);
+    return r;
+}
+
+int hp_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    static unsigned counter;
+    char tmp[4200];
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        unsigned c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), c);
+        if (n < 0 || (size_t)n >= sizeof tmp)
+            return -ENAMETOOLONG;
+        /* O_EXCL: never follows a symlink planted at the temporary name, and
+         * never writes into a file someone else made. */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno != EEXIST)
+            return -errno;
+    }
+    if (fd < 0)
+        return -EEXIST;
+    const uint8_t *p = data;
+    size_t left = len;
+    int err = 0;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : EIO;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    /* A full disk can surface only when the data is flushed. */
+    if (!err && fdatasync(fd) != 0 && errno != EINVAL && errno != EROFS)
+        err = errno;
+    if (close(fd) != 0 && !err && errno != EINTR)
+        err = errno;
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        return -err;
+    }
+    return 0;
+}
+
+int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const char *path,
+                     int64_t start_ns)
+{
+    uint8_t *gz;
+    size_t gzlen;
+    int r = hp_profile_encode(s, sym, start_ns, NULL, &gz, &gzlen);
+    if (r)
+        return r;
+    return hp_write_file_atomic(path, gz, gzlen);
+}

@@ -1,0 +1,356 @@
+/* Symbolization at dump time: addresses to functions, files and lines, and
+ * the list of executable mappings.
+ *
+ * Go 1.19's pprof cannot symbolize C shared libraries itself, so the profile
+ * carries its own symbols. elfutils' libdwfl reads every module of this
+ * process: ELF symbol tables for names (static functions included), DWARF
+ * for files, lines and inlined frames, each inlined call becoming a Line of
+ * its own, innermost first, as pprof expects. C++ names are demangled with
+ * the __cxa_demangle of the libstdc++ the program already has loaded; a C
+ * program has nothing to demangle.
+ *
+ * This runs with the thread's busy flag set: libdw's own allocations go to
+ * the real allocator and are not recorded.
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+
+#include <dlfcn.h>
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+
+struct cache_entry {
+    UT_hash_handle hh;
+    uintptr_t pc;
+    struct hp_symbolized sym;
+};
+
+struct hp_symbolizer {
+    struct hp_arena *arena;
+    Dwfl *dwfl;
+    struct hp_mapping *maps;
+    int nmaps;
+    struct cache_entry *cache;
+    demangle_fn demangle;
+};
+
+static const Dwfl_Callbacks callbacks = {
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+};
+
+const char *hp_basename(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Reads a whole /proc file into the arena. */
+static char *read_proc(struct hp_arena *a, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = hp_alloc(cap);
+    while (buf) {
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len + 1 == cap) {
+            char *nb = hp_alloc(cap * 2);
+            if (nb)
+                memcpy(nb, buf, len);
+            hp_free(buf, cap);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    char *out = NULL;
+    if (buf) {
+        buf[len] = 0;
+        out = hp_arena_strdup(a, buf);
+        hp_free(buf, cap);
+    }
+    return out;
+}
+
+static void build_id_hex(Dwfl_Module *mod, struct hp_arena *a, const char **out)
+{
+    const unsigned char *bits;
+    GElf_Addr vaddr;
+    int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : -1;
+    if (n <= 0) {
+        *out = "";
+        return;
+    }
+    char *hex = hp_arena_alloc(a, (size_t)n * 2 + 1);
+    if (!hex) {
+        *out = "";
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+    *out = hex;
+}
+
+/* The executable mappings of /proc/self/maps, the main executable first, as
+ * Go's runtime lists them. */
+static void load_mappings(struct hp_symbolizer *s)
+{
+    char *text = read_proc(s->arena, "/proc/self/maps");
+    if (!text)
+        return;
+    char exe[PATH_MAX];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[el > 0 ? el : 0] = 0;
+    int cap = 0;
+    for (char *p = text; *p; p++)
+        cap += *p == '\n';
+    s->maps = hp_arena_alloc(s->arena, (size_t)(cap + 1) * sizeof *s->maps);
+    if (!s->maps)
+        return;
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        unsigned long lo, hi, off;
+        char perms[8];
+        int pathpos = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &lo, &hi, perms, &off, &pathpos) >= 4 &&
+            perms[2] == 'x' && pathpos > 0 && line[pathpos] == '/') {
+            struct hp_mapping *m = &s->maps[s->nmaps++];
+            m->start = lo;
+            m->limit = hi;
+            m->offset = off;
+            m->file = hp_arena_strdup(s->arena, line + pathpos);
+            if (!m->file)
+                m->file = "";
+            build_id_hex(s->dwfl ? dwfl_addrmodule(s->dwfl, lo) : NULL, s->arena, &m->build_id);
+            if (exe[0] && !strcmp(m->file, exe) && s->nmaps > 1) {
+                /* Move the main executable's mapping before the others,
+                 * keeping its own order among several. */
+                int first_other = 0;
+                while (first_other < s->nmaps - 1 && !strcmp(s->maps[first_other].file, exe))
+                    first_other++;
+                struct hp_mapping t = *m;
+                memmove(&s->maps[first_other + 1], &s->maps[first_other],
+                        (size_t)(s->nmaps - 1 - first_other) * sizeof *m);
+                s->maps[first_other] = t;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+}
+
+struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
+{
+    struct hp_symbolizer *s = hp_arena_alloc(a, sizeof *s);
+    if (!s)
+        return NULL;
+    s->arena = a;
+    s->dwfl = dwfl_begin(&callbacks);
+    if (s->dwfl) {
+        dwfl_report_begin(s->dwfl);
+        if (dwfl_linux_proc_report(s->dwfl, getpid()) != 0 ||
+            dwfl_report_end(s->dwfl, NULL, NULL) != 0) {
+            dwfl_end(s->dwfl);
+            s->dwfl = NULL;
+        }
+    }
+    s->demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    load_mappings(s);
+    return s;
+}
+
+void hp_sym_close(struct hp_symbolizer *s)
+{
+    if (!s)
+        return;
+    struct cache_entry *e, *tmp;
+    HASH_ITER(hh, s->cache, e, tmp) {
+        HASH_DEL(s->cache, e);
+        hp_free(e, sizeof *e);
+    }
+    if (s->dwfl)
+        dwfl_end(s->dwfl);
+}
+
+int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out)
+{
+    if (!s) {
+        *out = NULL;
+        return 0;
+    }
+    *out = s->maps;
+    return s->nmaps;
+}
+
+static int mapping_of(struct hp_symbolizer *s, uintptr_t pc)
+{
+    for (int i = 0; i < s->nmaps; i++)
+        if (pc >= s->maps[i].start && pc < s->maps[i].limit)
+            return i;
+    return -1;
+}
+
+static const char *demangled(struct hp_symbolizer *s, const char *name)
+{
+    if (!name)
+        return NULL;
+    if (s->demangle && name[0] == '_' && name[1] == 'Z') {
+        int status = -1;
+        char *d = s->demangle(name, NULL, NULL, &status);
+        if (d && status == 0) {
+            const char *r = hp_arena_strdup(s->arena, d);
+            free(d); /* allocated by libstdc++ through the real malloc */
+            if (r)
+                return r;
+        } else if (d) {
+            free(d);
+        }
+    }
+    return hp_arena_strdup(s->arena, name);
+}
+
+/* The linkage name of a function DIE (following abstract origins), or its
+ * plain name. */
+static const char *die_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute attr;
+    const char *n = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+    if (!n)
+        n = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+    if (!n)
+        n = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+    return n;
+}
+
+static void add_line(struct hp_symbolizer *s, struct hp_frame_line *lines, int *n, int max,
+                     const char *sysname, const char *file, int line)
+{
+    if (*n >= max || !sysname)
+        return;
+    struct hp_frame_line *l = &lines[(*n)++];
+    l->system_name = hp_arena_strdup(s->arena, sysname);
+    l->function = demangled(s, sysname);
+    l->file = file ? hp_arena_strdup(s->arena, file) : NULL;
+    l->line = line;
+}
+
+enum { MAX_INLINE = 16 };
+
+static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out)
+{
+    memset(out, 0, sizeof *out);
+    out->mapping = mapping_of(s, pc);
+    if (!s->dwfl)
+        return;
+    /* pc is a return address; pc - 1 lies in the call instruction. */
+    Dwarf_Addr addr = pc - 1;
+    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
+    if (!mod)
+        return;
+    struct hp_frame_line lines[MAX_INLINE];
+    int n = 0;
+
+    GElf_Off symoff;
+    GElf_Sym sym;
+    const char *symname = dwfl_module_addrinfo(mod, addr, &symoff, &sym, NULL, NULL, NULL);
+    char unversioned[512];
+    const char *at = symname ? strchr(symname, '@') : NULL;
+    if (at && (size_t)(at - symname) < sizeof unversioned) {
+        /* memcpy@@GLIBC_2.14 -> memcpy: the version is not part of the name. */
+        memcpy(unversioned, symname, (size_t)(at - symname));
+        unversioned[at - symname] = 0;
+        symname = unversioned;
+    }
+
+    const char *file = NULL;
+    int line = 0;
+    Dwfl_Line *dl = dwfl_module_getsrc(mod, addr);
+    if (dl)
+        file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+
+    Dwarf_Addr bias;
+    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
+    if (cu) {
+        Dwarf_Die *scopes = NULL;
+        int ns = dwarf_getscopes(cu, addr - bias, &scopes);
+        Dwarf_Files *files = NULL;
+        size_t nfiles = 0;
+        for (int i = 0; i < ns; i++) {
+            int tag = dwarf_tag(&scopes[i]);
+            if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
+                continue;
+            const char *name = die_name(&scopes[i]);
+            if (tag == DW_TAG_subprogram && symname)
+                name = symname; /* the ELF symbol: qualified, and what tools show */
+            add_line(s, lines, &n, MAX_INLINE, name, file, line);
+            if (tag == DW_TAG_subprogram)
+                break;
+            /* The caller of an inlined body is at the call site. */
+            Dwarf_Attribute attr;
+            Dwarf_Word v;
+            line = dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &v) == 0
+                       ? (int)v
+                       : 0;
+            file = NULL;
+            if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &v) == 0 &&
+                (files || dwarf_getsrcfiles(cu, &files, &nfiles) == 0) && v < nfiles)
+                file = dwarf_filesrc(files, v, NULL, NULL);
+        }
+        free(scopes); /* allocated by libdw through the real malloc */
+    }
+    if (n == 0 && symname)
+        add_line(s, lines, &n, MAX_INLINE, symname, file, line);
+    if (n == 0)
+        return;
+    out->lines = hp_arena_alloc(s->arena, (size_t)n * sizeof *lines);
+    if (!out->lines)
+        return;
+    memcpy(out->lines, lines, (size_t)n * sizeof *lines);
+    out->nlines = n;
+    if (out->mapping >= 0) {
+        struct hp_mapping *m = &s->maps[out->mapping];
+        m->has_functions = true;
+        if (lines[0].file) {
+            m->has_filenames = true;
+            m->has_lines = true;
+        }
+    }
+}
+
+void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out)
+{
+    if (!s) {
+        memset(out, 0, sizeof *out);
+        out->mapping = -1;
+        return;
+    }
+    struct cache_entry *e;
+    HASH_FIND(hh, s->cache, &pc, sizeof pc, e);
+    if (e) {
+        *out = e->sym;
+        return;
+    }
+    lookup(s, pc, out);
+    e = hp_alloc(sizeof *e);
+    if (e) {
+        e->pc = pc;
+        e->sym = *out;
+        HASH_ADD(hh, s->cache, pc, sizeof pc, e);
+        if (!e->hh.tbl)
+            hp_free(e, sizeof *e);
+    }
+}

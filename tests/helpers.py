@@ -1,0 +1,318 @@
+"""Shared helpers for heapprof's test scripts: running programs with and
+without the profiler, reading profiles through heapprof-decode and
+`go tool pprof`, and parsing the leak summary.
+
+The scripts run under `meson test`, which passes paths in the environment:
+HEAPPROF_LIB (libheapprof.so) and HEAPPROF_DECODE (the decoder). Exit status
+77 tells meson a test was skipped. Set HEAPPROF_KEEP_TEMP=1 to keep the
+temporary directories for a post-mortem.
+"""
+
+import atexit
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+
+# Every variable the library reads; cleared so the caller's shell cannot leak
+# into a test.
+_HEAPPROF_VARS = ("HEAPPROF", "HEAPPROF_RATE", "HEAPPROF_SEED", "HEAPPROF_LEAKS", "LD_PRELOAD")
+
+
+class Failure(Exception):
+    """A check that did not hold; the message says what and why."""
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def skip(msg):
+    print("SKIP: " + msg)
+    sys.exit(SKIP)
+
+
+def main(func, *args):
+    """Runs one test function: exit 0 when it returns, 1 with the message on
+    a Failure, 77 when it skips."""
+    try:
+        func(*args)
+    except Failure as e:
+        print("FAIL: " + str(e))
+        sys.exit(1)
+    print("ok")
+    sys.exit(0)
+
+
+def env_path(name):
+    value = os.environ.get(name)
+    if not value:
+        print(f"FAIL: {name} is not set: run this through `meson test`")
+        sys.exit(1)
+    return value
+
+
+def lib_path():
+    return env_path("HEAPPROF_LIB")
+
+
+def decoder_path():
+    return env_path("HEAPPROF_DECODE")
+
+
+def tempdir():
+    path = tempfile.mkdtemp(prefix="heapprof-test-")
+    if not os.environ.get("HEAPPROF_KEEP_TEMP"):
+        atexit.register(shutil.rmtree, path, True)
+    else:
+        print("keeping " + path)
+    return path
+
+
+def base_env():
+    env = dict(os.environ)
+    for var in _HEAPPROF_VARS:
+        env.pop(var, None)
+    # meson randomises MALLOC_PERTURB_ by default; the tests ask for 0 and
+    # keep it so, so runs with and without the profiler see the same heap.
+    env["MALLOC_PERTURB_"] = "0"
+    return env
+
+
+def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL):
+    try:
+        return subprocess.run(argv, env=env, cwd=cwd, timeout=timeout, stdin=stdin,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, errors="replace")
+    except subprocess.TimeoutExpired:
+        raise Failure(f"timed out after {timeout}s: {' '.join(argv)}")
+
+
+def run_program(exe, args=(), preload=False, profile=None, rate=1, seed=None, leaks=None,
+                cwd=None, extra_env=None):
+    """Runs an example. preload puts libheapprof.so in LD_PRELOAD (for the
+    plain builds); profile sets HEAPPROF; rate None leaves HEAPPROF_RATE unset
+    (the library's default); leaks sets HEAPPROF_LEAKS."""
+    env = base_env()
+    if preload:
+        env["LD_PRELOAD"] = lib_path()
+    if profile is not None:
+        env["HEAPPROF"] = profile
+    if rate is not None:
+        env["HEAPPROF_RATE"] = str(rate)
+    if seed is not None:
+        env["HEAPPROF_SEED"] = str(seed)
+    if leaks is not None:
+        env["HEAPPROF_LEAKS"] = leaks
+    if extra_env:
+        env.update(extra_env)
+    return run([exe] + list(args), env=env, cwd=cwd)
+
+
+def describe(proc):
+    """A short account of a finished process for failure messages."""
+    return (f"exit status {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}"
+            f"--- stderr ---\n{proc.stderr[-3000:]}")
+
+
+# ---- heapprof-decode ---------------------------------------------------------
+
+def decode(path, *options):
+    return run([decoder_path()] + list(options) + [path])
+
+
+def decode_ok(path, *options):
+    proc = decode(path, *options)
+    check(proc.returncode == 0,
+          f"heapprof-decode {' '.join(options)} rejected {path}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def decode_json(path):
+    text = decode_ok(path, "--json")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise Failure(f"heapprof-decode --json printed invalid JSON ({e}):\n{text[:2000]}")
+
+
+def functions(path, mode="cum"):
+    """{function name: [values...]} from heapprof-decode --functions=MODE."""
+    out = {}
+    for line in decode_ok(path, "--functions=" + mode).splitlines():
+        fields = line.split("\t")
+        check(len(fields) >= 2, f"bad --functions line: {line!r}")
+        out[fields[-1]] = [int(v) for v in fields[:-1]]
+    return out
+
+
+def short_name(name):
+    """A function name without its parameter list, so `app::leak_nodes(int)`
+    and `app::leak_nodes` compare equal (pprof may print either)."""
+    paren = name.find("(")
+    return name[:paren] if paren > 0 else name
+
+
+def by_short_name(table):
+    """Sums a {name: values} table by short name."""
+    out = {}
+    for name, values in table.items():
+        key = short_name(name)
+        if key in out:
+            out[key] = [a + b for a, b in zip(out[key], values)]
+        else:
+            out[key] = list(values)
+    return out
+
+
+# ---- go tool pprof -----------------------------------------------------------
+
+def go_or_skip():
+    go = shutil.which("go")
+    if not go:
+        skip("`go` is not installed, so `go tool pprof` cannot be run")
+    return go
+
+
+def go_or_skip_soft():
+    """True when `go` can be run; for checks that add a pprof cross-check to
+    a test that means something without it."""
+    if shutil.which("go"):
+        return True
+    print("note: `go` is not installed; skipping the go tool pprof part")
+    return False
+
+
+def pprof(args, workdir):
+    """Runs `go tool pprof ARGS` in a sandboxed Go environment. Its stderr
+    (e.g. "Main binary filename not available") is returned but not judged."""
+    go = go_or_skip()
+    env = base_env()
+    for var in ("GOFLAGS", "GO111MODULE", "GOROOT", "GOENV", "PPROF_BINARY_PATH"):
+        env.pop(var, None)
+    home = os.path.join(workdir, "gohome")
+    os.makedirs(home, exist_ok=True)
+    env.update({
+        "HOME": home,
+        "GOCACHE": os.path.join(home, "cache"),
+        "GOPATH": os.path.join(home, "path"),
+        "GOENV": "off",
+        "PPROF_TMPDIR": home,
+        # pprof would otherwise look for binaries to symbolize with; the
+        # profile has to carry its own symbols.
+        "PPROF_BINARY_PATH": home,
+    })
+    return run([go, "tool", "pprof"] + list(args), env=env, cwd=workdir, timeout=120)
+
+
+_TOP_LINE = re.compile(r"^\s*(\S+)\s+(\S+)%\s+(\S+)%\s+(\S+)\s+(\S+)%\s+(.+?)\s*$")
+_UNIT = re.compile(r"^(-?[0-9.]+)([A-Za-z]*)$")
+
+
+def _top_value(text):
+    m = _UNIT.match(text)
+    check(m is not None, f"unexpected value {text!r} in pprof -top output")
+    value = float(m.group(1))
+    return int(value) if value == int(value) else value
+
+
+def pprof_top(path, sample_index, workdir):
+    """{name: (flat, cum)} from `go tool pprof -top -sample_index=I -unit=B`,
+    with every node shown (nodefraction 0), values in bytes or counts."""
+    unit = ["-unit=B"] if sample_index.endswith("space") else []
+    proc = pprof(["-top", "-sample_index=" + sample_index] + unit +
+                 ["-nodefraction=0", "-nodecount=100000", path], workdir)
+    check(proc.returncode == 0,
+          f"go tool pprof -top rejected the profile:\n{proc.stderr[-2000:]}")
+    rows = {}
+    header_seen = False
+    for line in proc.stdout.splitlines():
+        if not header_seen:
+            header_seen = line.split()[:2] == ["flat", "flat%"]
+            continue
+        m = _TOP_LINE.match(line)
+        check(m is not None, f"unexpected pprof -top line: {line!r}")
+        rows[m.group(6)] = (_top_value(m.group(1)), _top_value(m.group(4)))
+    check(header_seen, f"no table in pprof -top output:\n{proc.stdout[:2000]}")
+    return rows
+
+
+# ---- leak summary ------------------------------------------------------------
+
+_LEAK_HEADER = re.compile(
+    r"^heapprof: (\d+) bytes in (\d+) objects never freed, from (\d+) stacks? "
+    r"\((exact|estimated), rate (\d+)\)$")
+_NO_LEAKS = "heapprof: no leaks: every sampled allocation was freed"
+_LEAK = re.compile(r"^heapprof: leak #(\d+): (\d+) bytes in (\d+) objects? allocated from:$")
+_MORE = re.compile(r"^heapprof: \.\.\. and (\d+) more stacks?: (\d+) bytes in (\d+) objects?$")
+_FRAME = re.compile(r"^    #(\d+) (.*)$")
+_AT = re.compile(r"^(.*) at (.+):(\d+)$")
+_IN = re.compile(r"^(.*) in (\S+)$")
+
+
+def is_summary_line(line):
+    """True for a line the leak summary writes (the heapprof: lines and the
+    indented frames under them)."""
+    return line.startswith("heapprof: ") or _FRAME.match(line) is not None
+
+
+def parse_leaks(text):
+    """Parses the leak summary out of text (other lines are ignored).
+    Returns {"header": dict or None, "no_leaks": bool, "stacks": [...],
+    "more": dict or None}; each stack is {"bytes", "objects", "frames"} and
+    each frame {"func", "file", "line", "module"} (missing parts None)."""
+    out = {"header": None, "no_leaks": False, "stacks": [], "more": None}
+    current = None
+    for line in text.splitlines():
+        m = _LEAK_HEADER.match(line)
+        if m:
+            check(out["header"] is None and not out["no_leaks"],
+                  "two leak summary headers:\n" + text)
+            out["header"] = {"bytes": int(m.group(1)), "objects": int(m.group(2)),
+                             "stacks": int(m.group(3)), "kind": m.group(4),
+                             "rate": int(m.group(5))}
+            continue
+        if line == _NO_LEAKS:
+            check(out["header"] is None and not out["no_leaks"],
+                  "two leak summary headers:\n" + text)
+            out["no_leaks"] = True
+            continue
+        m = _LEAK.match(line)
+        if m:
+            check(int(m.group(1)) == len(out["stacks"]) + 1,
+                  f"leak numbers out of order at {line!r}")
+            current = {"bytes": int(m.group(2)), "objects": int(m.group(3)), "frames": []}
+            out["stacks"].append(current)
+            continue
+        m = _MORE.match(line)
+        if m:
+            out["more"] = {"stacks": int(m.group(1)), "bytes": int(m.group(2)),
+                           "objects": int(m.group(3))}
+            current = None
+            continue
+        m = _FRAME.match(line)
+        if m and current is not None:
+            check(int(m.group(1)) == len(current["frames"]),
+                  f"frame numbers out of order at {line!r}")
+            body = m.group(2)
+            frame = {"func": None, "file": None, "line": None, "module": None}
+            at = _AT.match(body)
+            inm = _IN.match(body)
+            if at:
+                frame.update(func=at.group(1), file=at.group(2), line=int(at.group(3)))
+            elif inm:
+                frame.update(func=inm.group(1), module=inm.group(2))
+            else:
+                raise Failure(f"leak frame in neither form `F at FILE:LINE` nor "
+                              f"`F in MODULE`: {line!r}")
+            current["frames"].append(frame)
+            continue
+        check(not line.startswith("heapprof: "), f"unrecognised heapprof line: {line!r}")
+        current = None
+    return out
