@@ -53,6 +53,7 @@ static void *leaked_table;
 static char *leaked_log;
 
 static uint64_t checksum = 1469598103934665603ull;
+static int usable_ok;
 
 static void mix(const void *p, size_t n)
 {
@@ -164,9 +165,10 @@ SITE void aligned_work(void)
         memset(blocks[i], 'A' + i, sizes[i]);
         mix(blocks[i], sizes[i]);
     }
-    /* The answer depends on the allocator, so only its sanity is printed. */
-    size_t usable = malloc_usable_size(blocks[2]);
-    printf("leaky: usable size %s\n", usable >= 300 ? "ok" : "too small");
+    /* The answer depends on the allocator, so only its sanity is printed
+     * (later, by main: stdio allocates its buffer on first use, which would
+     * land in this function's counts). */
+    usable_ok = malloc_usable_size(blocks[2]) >= 300;
     for (int i = 0; i < 6; i++)
         free(blocks[i]);
 }
@@ -198,6 +200,7 @@ int main(int argc, char **argv)
     aligned_work();
     escape(leaked_buffers);
 
+    printf("leaky: usable size %s\n", usable_ok ? "ok" : "too small");
     printf("leaky: checksum %016llx\n", (unsigned long long)checksum);
     fflush(stdout);
     if (status >= 0)

@@ -88,7 +88,10 @@ static char *read_proc(struct hp_arena *a, const char *path)
 static void build_id_hex(Dwfl_Module *mod, struct hp_arena *a, const char **out)
 {
     const unsigned char *bits;
-    GElf_Addr vaddr;
+    GElf_Addr vaddr, bias;
+    /* The build id is read from the ELF file, which must be opened first. */
+    if (mod)
+        dwfl_module_getelf(mod, &bias);
     int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : -1;
     if (n <= 0) {
         *out = "";
@@ -204,6 +207,31 @@ static int mapping_of(struct hp_symbolizer *s, uintptr_t pc)
     return -1;
 }
 
+/* Drops the parameter list (and any qualifiers after it) from a demangled
+ * name, as pprof's own demangler does by default: `ns::f(int) const` reads
+ * `ns::f`. The full signature stays in system_name, mangled. */
+static void drop_params(char *d)
+{
+    size_t n = strlen(d);
+    char *close = strrchr(d, ')');
+    if (!close)
+        return;
+    /* Only qualifiers may follow the parameter list. */
+    for (const char *q = close + 1; *q; q++)
+        if (!strchr(" constvlaiderf&", *q))
+            return;
+    int depth = 0;
+    for (char *p = close; p >= d; p--) {
+        if (*p == ')')
+            depth++;
+        else if (*p == '(' && --depth == 0) {
+            if (p > d && p < d + n)
+                *p = 0;
+            return;
+        }
+    }
+}
+
 static const char *demangled(struct hp_symbolizer *s, const char *name)
 {
     if (!name)
@@ -212,6 +240,7 @@ static const char *demangled(struct hp_symbolizer *s, const char *name)
         int status = -1;
         char *d = s->demangle(name, NULL, NULL, &status);
         if (d && status == 0) {
+            drop_params(d);
             const char *r = hp_arena_strdup(s->arena, d);
             free(d); /* allocated by libstdc++ through the real malloc */
             if (r)
@@ -221,6 +250,49 @@ static const char *demangled(struct hp_symbolizer *s, const char *name)
         }
     }
     return hp_arena_strdup(s->arena, name);
+}
+
+/* DWARF records files relative to the compilation directory (meson writes
+ * ../src/x.c); the profile and the leak summary give absolute, normalised
+ * paths so that they can be opened from anywhere. */
+static const char *absolute(struct hp_symbolizer *s, const char *dir, const char *file)
+{
+    if (!file)
+        return NULL;
+    char buf[PATH_MAX];
+    if (file[0] == '/' || !dir || !dir[0])
+        snprintf(buf, sizeof buf, "%s", file);
+    else
+        snprintf(buf, sizeof buf, "%s/%s", dir, file);
+    if (buf[0] != '/')
+        return hp_arena_strdup(s->arena, buf);
+    /* Lexical normalisation: drop "." and "//", fold "x/..". */
+    char out[PATH_MAX];
+    size_t o = 0;
+    for (char *p = buf; *p;) {
+        while (*p == '/')
+            p++;
+        char *e = p;
+        while (*e && *e != '/')
+            e++;
+        size_t len = (size_t)(e - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+        } else if (o + len + 2 < sizeof out) {
+            out[o++] = '/';
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p = e;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = 0;
+    return hp_arena_strdup(s->arena, out);
 }
 
 /* The linkage name of a function DIE (following abstract origins), or its
@@ -244,7 +316,7 @@ static void add_line(struct hp_symbolizer *s, struct hp_frame_line *lines, int *
     struct hp_frame_line *l = &lines[(*n)++];
     l->system_name = hp_arena_strdup(s->arena, sysname);
     l->function = demangled(s, sysname);
-    l->file = file ? hp_arena_strdup(s->arena, file) : NULL;
+    l->file = file; /* already in the arena */
     l->line = line;
 }
 
@@ -279,16 +351,30 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     const char *file = NULL;
     int line = 0;
     Dwfl_Line *dl = dwfl_module_getsrc(mod, addr);
-    if (dl)
+    if (dl) {
         file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+        file = absolute(s, dwfl_line_comp_dir(dl), file);
+    }
 
     Dwarf_Addr bias;
     Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
     if (cu) {
+        /* dwarf_getscopes follows an inlined body to its abstract origin's
+         * parents; dwarf_getscopes_die on the innermost scope walks the
+         * concrete tree instead, through each inlined call to its caller
+         * (as eu-addr2line -i does). */
         Dwarf_Die *scopes = NULL;
         int ns = dwarf_getscopes(cu, addr - bias, &scopes);
+        if (ns > 0) {
+            Dwarf_Die inner = scopes[0];
+            free(scopes);
+            scopes = NULL;
+            ns = dwarf_getscopes_die(&inner, &scopes);
+        }
         Dwarf_Files *files = NULL;
         size_t nfiles = 0;
+        Dwarf_Attribute cattr;
+        const char *comp_dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &cattr));
         for (int i = 0; i < ns; i++) {
             int tag = dwarf_tag(&scopes[i]);
             if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
@@ -308,7 +394,7 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
             file = NULL;
             if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &v) == 0 &&
                 (files || dwarf_getsrcfiles(cu, &files, &nfiles) == 0) && v < nfiles)
-                file = dwarf_filesrc(files, v, NULL, NULL);
+                file = absolute(s, comp_dir, dwarf_filesrc(files, v, NULL, NULL));
         }
         free(scopes); /* allocated by libdw through the real malloc */
     }

@@ -59,11 +59,11 @@ def env_path(name):
 
 
 def lib_path():
-    return env_path("HEAPPROF_LIB")
+    return os.path.abspath(env_path("HEAPPROF_LIB"))
 
 
 def decoder_path():
-    return env_path("HEAPPROF_DECODE")
+    return os.path.abspath(env_path("HEAPPROF_DECODE"))
 
 
 def tempdir():
@@ -251,6 +251,9 @@ _LEAK_HEADER = re.compile(
 _NO_LEAKS = "heapprof: no leaks: every sampled allocation was freed"
 _LEAK = re.compile(r"^heapprof: leak #(\d+): (\d+) bytes in (\d+) objects? allocated from:$")
 _MORE = re.compile(r"^heapprof: \.\.\. and (\d+) more stacks?: (\d+) bytes in (\d+) objects?$")
+# Not in the documented format, but written by the library: how many stacks
+# the built-in suppressions hid. Accepted and otherwise ignored.
+_SUPPRESSED = re.compile(r"^heapprof: (\d+) runtime or suppressed stacks? not shown$")
 _FRAME = re.compile(r"^    #(\d+) (.*)$")
 _AT = re.compile(r"^(.*) at (.+):(\d+)$")
 _IN = re.compile(r"^(.*) in (\S+)$")
@@ -267,7 +270,7 @@ def parse_leaks(text):
     Returns {"header": dict or None, "no_leaks": bool, "stacks": [...],
     "more": dict or None}; each stack is {"bytes", "objects", "frames"} and
     each frame {"func", "file", "line", "module"} (missing parts None)."""
-    out = {"header": None, "no_leaks": False, "stacks": [], "more": None}
+    out = {"header": None, "no_leaks": False, "stacks": [], "more": None, "suppressed": 0}
     current = None
     for line in text.splitlines():
         m = _LEAK_HEADER.match(line)
@@ -294,6 +297,11 @@ def parse_leaks(text):
         if m:
             out["more"] = {"stacks": int(m.group(1)), "bytes": int(m.group(2)),
                            "objects": int(m.group(3))}
+            current = None
+            continue
+        m = _SUPPRESSED.match(line)
+        if m:
+            out["suppressed"] = int(m.group(1))
             current = None
             continue
         m = _FRAME.match(line)

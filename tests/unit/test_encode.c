@@ -1,0 +1,238 @@
+/* Encoder round trip: a hand-made snapshot is written as a profile, read
+ * back with protobuf-c and with the project's decoder (heapprof-decode,
+ * argv[1]), and every field heapprof promises is checked, values against
+ * Go's unbiasing computed here independently. */
+#define _GNU_SOURCE
+#include "hp.h"
+#include "profile.pb-c.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static int failures;
+#define CHECK(cond, ...)                                                                          \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            failures++;                                                                           \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                           \
+            printf(__VA_ARGS__);                                                                  \
+            printf("\n");                                                                         \
+        }                                                                                         \
+    } while (0)
+
+__attribute__((noinline)) static void *ret_addr(void)
+{
+    return __builtin_return_address(0);
+}
+
+/* Two call sites whose return addresses stand for allocation sites. */
+__attribute__((noinline)) void *alpha_site(void);
+__attribute__((noinline)) void *alpha_site(void)
+{
+    void *r = ret_addr();
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+__attribute__((noinline)) void *beta_site(void);
+__attribute__((noinline)) void *beta_site(void)
+{
+    void *r = ret_addr();
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+
+static int64_t go_value(uint64_t count, uint64_t size, long rate, bool bytes)
+{
+    double scale = rate <= 1 ? 1.0 : 1.0 / (1.0 - exp(-(double)size / (double)rate));
+    return (int64_t)((double)count * (bytes ? (double)size : 1.0) * scale);
+}
+
+static uint8_t *read_gunzip(const char *path, size_t *len)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 20;
+    uint8_t *buf = malloc(cap);
+    int n = gzread(f, buf, (unsigned)cap);
+    gzclose(f);
+    *len = n > 0 ? (size_t)n : 0;
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    void *main_ret = ret_addr();
+    void *a = alpha_site(), *b = beta_site();
+
+    struct hp_snapshot snap;
+    memset(&snap, 0, sizeof snap);
+    snap.rate = 524288;
+    struct hp_stack *s1 = hp_arena_alloc(&snap.arena, sizeof *s1 + 2 * sizeof(void *));
+    struct hp_stack *s2 = hp_arena_alloc(&snap.arena, sizeof *s2 + 2 * sizeof(void *));
+    s1->id = 1;
+    s1->depth = 2;
+    s1->ips[0] = a;
+    s1->ips[1] = main_ret;
+    s2->id = 2;
+    s2->depth = 2;
+    s2->ips[0] = b;
+    s2->ips[1] = main_ret;
+    struct hp_snap_bucket buckets[] = {
+        {s1, 1024, 4, 0},     /* Go's example: 2050 objects, 2099200 bytes */
+        {s2, 524288, 1, 0},   /* Go's example: 1 object, 829411 bytes */
+        {s1, 100, 3, 2},      /* mixed sizes under one stack, one still live */
+    };
+    snap.buckets = buckets;
+    snap.nbuckets = 3;
+
+    char path[] = "/tmp/heapprof-encode-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    struct hp_symbolizer *sym = hp_sym_open(&snap.arena);
+    int r = hp_profile_write(&snap, sym, path, hp_now_ns() - 1000);
+    CHECK(r == 0, "hp_profile_write: %d", r);
+
+    size_t len;
+    uint8_t *raw = read_gunzip(path, &len);
+    Perftools__Profiles__Profile *p =
+        raw ? perftools__profiles__profile__unpack(NULL, len, raw) : NULL;
+    CHECK(p != NULL, "profile does not unpack");
+    if (!p)
+        return 1;
+    char **st = p->string_table;
+    CHECK(p->n_string_table > 0 && !strcmp(st[0], ""), "string_table[0] is not empty");
+    const char *types[4][2] = {{"alloc_objects", "count"},
+                               {"alloc_space", "bytes"},
+                               {"inuse_objects", "count"},
+                               {"inuse_space", "bytes"}};
+    CHECK(p->n_sample_type == 4, "%zu sample types", p->n_sample_type);
+    for (size_t i = 0; i < 4 && i < p->n_sample_type; i++)
+        CHECK(!strcmp(st[p->sample_type[i]->type], types[i][0]) &&
+                  !strcmp(st[p->sample_type[i]->unit], types[i][1]),
+              "sample type %zu is %s/%s", i, st[p->sample_type[i]->type],
+              st[p->sample_type[i]->unit]);
+    CHECK(p->period_type && !strcmp(st[p->period_type->type], "space") &&
+              !strcmp(st[p->period_type->unit], "bytes"),
+          "period type");
+    CHECK(p->period == 524288, "period %lld", (long long)p->period);
+    CHECK(p->default_sample_type == 0, "heap profile sets no default sample type");
+    CHECK(p->time_nanos > 0 && p->duration_nanos > 0, "time and duration");
+    CHECK(p->n_sample == 3, "%zu samples", p->n_sample);
+
+    for (size_t i = 0; i < p->n_sample && i < 3; i++) {
+        Perftools__Profiles__Sample *sm = p->sample[i];
+        /* Find the bucket this sample came from by its size label. */
+        CHECK(sm->n_label == 1 && !strcmp(st[sm->label[0]->key], "bytes"), "bytes label");
+        struct hp_snap_bucket *bk = NULL;
+        for (int k = 0; k < 3; k++)
+            if (sm->n_label && buckets[k].size == (uint64_t)sm->label[0]->num)
+                bk = &buckets[k];
+        CHECK(bk != NULL, "sample %zu has no matching bucket", i);
+        if (!bk)
+            continue;
+        int64_t want[4] = {go_value(bk->allocs, bk->size, 524288, false),
+                           go_value(bk->allocs, bk->size, 524288, true),
+                           go_value(bk->allocs - bk->frees, bk->size, 524288, false),
+                           go_value(bk->allocs - bk->frees, bk->size, 524288, true)};
+        CHECK(sm->n_value == 4, "value count");
+        for (int v = 0; v < 4 && v < (int)sm->n_value; v++)
+            CHECK(sm->value[v] == want[v], "size %llu value %d: %lld, want %lld",
+                  (unsigned long long)bk->size, v, (long long)sm->value[v], (long long)want[v]);
+        CHECK(sm->n_location_id == 2, "stack depth");
+        for (size_t l = 0; l < sm->n_location_id; l++) {
+            uint64_t id = sm->location_id[l];
+            CHECK(id >= 1 && id <= p->n_location, "location id %llu", (unsigned long long)id);
+            if (id < 1 || id > p->n_location)
+                continue;
+            Perftools__Profiles__Location *loc = p->location[id - 1];
+            CHECK(loc->address == (uint64_t)(uintptr_t)bk->stack->ips[l] - 1,
+                  "address is not return address - 1");
+            CHECK(loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping, "mapping id");
+            if (loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping) {
+                Perftools__Profiles__Mapping *m = p->mapping[loc->mapping_id - 1];
+                CHECK(loc->address >= m->memory_start && loc->address < m->memory_limit,
+                      "address outside its mapping");
+                CHECK(m->has_functions, "mapping of a named frame lacks has_functions");
+            }
+            CHECK(loc->n_line >= 1, "location without a line");
+            if (loc->n_line) {
+                uint64_t fid = loc->line[loc->n_line - 1]->function_id;
+                CHECK(fid >= 1 && fid <= p->n_function, "function id");
+                const char *name = st[p->function[fid - 1]->name];
+                const char *want_name =
+                    l == 1 ? "main" : (bk->stack == s1 ? "alpha_site" : "beta_site");
+                CHECK(!strcmp(name, want_name), "frame %zu is %s, want %s", l, name, want_name);
+                CHECK(strstr(st[p->function[fid - 1]->filename], "test_encode.c") != NULL,
+                      "file of %s is %s", name, st[p->function[fid - 1]->filename]);
+                CHECK(loc->line[loc->n_line - 1]->line > 0, "line number");
+            }
+        }
+    }
+    /* The main executable's mapping comes first, with its build id. */
+    CHECK(p->n_mapping >= 1, "no mappings");
+    if (p->n_mapping) {
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = 0;
+        CHECK(!strcmp(st[p->mapping[0]->filename], exe), "first mapping is %s, not %s",
+              st[p->mapping[0]->filename], exe);
+        CHECK(strlen(st[p->mapping[0]->build_id]) >= 16, "main mapping has no build id");
+    }
+    perftools__profiles__profile__free_unpacked(p, NULL);
+    free(raw);
+
+    /* The project's decoder reads the same values. */
+    if (argc > 1) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "'%s' --functions=flat '%s'", argv[1], path);
+        FILE *f = popen(cmd, "r");
+        char line[1024];
+        int seen = 0;
+        while (f && fgets(line, sizeof line, f)) {
+            long long v[4];
+            char name[512];
+            if (sscanf(line, "%lld %lld %lld %lld %511s", &v[0], &v[1], &v[2], &v[3], name) != 5)
+                continue;
+            if (!strcmp(name, "alpha_site")) {
+                seen++;
+                CHECK(v[0] == go_value(4, 1024, 524288, false) + go_value(3, 100, 524288, false),
+                      "decoder: alpha_site alloc_objects %lld", v[0]);
+                CHECK(v[3] == go_value(4, 1024, 524288, true) + go_value(1, 100, 524288, true),
+                      "decoder: alpha_site inuse_space %lld", v[3]);
+            } else if (!strcmp(name, "beta_site")) {
+                seen++;
+                CHECK(v[0] == 1 && v[1] == 829411, "decoder: beta_site %lld %lld", v[0], v[1]);
+            }
+        }
+        CHECK(f && pclose(f) == 0, "decoder failed");
+        CHECK(seen == 2, "decoder showed %d of the 2 sites", seen);
+    }
+
+    /* An empty profile is still a valid one. */
+    struct hp_snapshot empty;
+    memset(&empty, 0, sizeof empty);
+    empty.rate = 1;
+    r = hp_profile_write(&empty, sym, path, 0);
+    CHECK(r == 0, "empty profile: %d", r);
+    raw = read_gunzip(path, &len);
+    p = raw ? perftools__profiles__profile__unpack(NULL, len, raw) : NULL;
+    CHECK(p && p->n_sample == 0 && p->n_sample_type == 4 && p->period == 1, "empty profile");
+    if (p)
+        perftools__profiles__profile__free_unpacked(p, NULL);
+    free(raw);
+
+    hp_sym_close(sym);
+    hp_arena_release(&snap.arena);
+    unlink(path);
+    if (failures) {
+        printf("%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("encode round trip: all checks passed\n");
+    return 0;
+}
