@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian 12 packages heapprof needs to build, test and
+# benchmark. Runs apt-get update once and apt-get install once, and only when
+# something is missing. Needs root (or sudo).
+set -eu
+
+# Build: compiler, meson, protobuf-c, libunwind, uthash, libdw, zlib.
+# Tests: python3, Go's pprof; the real programs the robustness tests run.
+PACKAGES="gcc g++ meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
+libunwind-dev uthash-dev libdw-dev zlib1g-dev python3 golang-go ca-certificates
+$(cat "$(dirname "$0")/extra-packages.txt" 2>/dev/null | grep -v '^#' || true)"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -z "$missing" ]; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+echo "heapprof: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing >&2
