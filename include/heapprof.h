@@ -36,6 +36,18 @@ HEAPPROF_API bool heapprof_enabled(void);
  * operation. */
 HEAPPROF_API int heapprof_dump(const char *path);
 
+/* Writes the in-use profile as it was when the estimated in-use bytes
+ * peaked (within about 6% below the peak: see the README). Peak tracking is
+ * on when HEAPPROF_PEAK=1 or HEAPPROF_HTTP is set; otherwise returns
+ * -ENOENT, as it does before anything was sampled. */
+HEAPPROF_API int heapprof_dump_peak(const char *path);
+
+/* Writes a numbered snapshot beside the exit profile (out.pb.gz gives
+ * out.0001.pb.gz, out.0002.pb.gz, ...), as HEAPPROF_SIGNAL and
+ * HEAPPROF_INTERVAL do. Returns the snapshot's number (1, 2, ...) or a
+ * negative errno. */
+HEAPPROF_API int heapprof_snapshot(void);
+
 /* The mean number of bytes between samples in force (1 = every allocation),
  * or 0 when profiling is off. */
 HEAPPROF_API long heapprof_rate(void);

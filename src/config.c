@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,8 +111,8 @@ static long env_long(const char *name, long min, long max, long def)
         return def;
     if (parse_long(s, min, max, &v))
         return v;
-    hp_log("heapprof: %s=\"%.64s\" is not a whole number from %ld to %ld; using %ld", name, s,
-           min, max, def);
+    hp_log("heapprof: %s=\"%.64s\" is not a whole number from %ld to %ld; using %ld", name, s, min,
+           max, def);
     return def;
 }
 
@@ -162,6 +163,24 @@ static bool dir_writable(const char *path)
     return true;
 }
 
+static int parse_signal(const char *s)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2},   {"HUP", SIGHUP}, {"PROF", SIGPROF},
+                 {"URG", SIGURG},   {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
+    if (!strncmp(s, "SIG", 3))
+        s += 3;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name))
+            return names[i].sig;
+    long v;
+    if (parse_long(s, SIGRTMIN, SIGRTMAX, &v))
+        return (int)v;
+    return 0;
+}
+
 void hp_config_load(void)
 {
     memset(&hp_cfg, 0, sizeof hp_cfg);
@@ -200,26 +219,41 @@ void hp_config_load(void)
     else if (leaks && *leaks && strcmp(leaks, "stderr") != 0)
         absolute_path("HEAPPROF_LEAKS", leaks, hp_cfg.leaks_path, sizeof hp_cfg.leaks_path);
     hp_cfg.leak_stacks = (int)env_long("HEAPPROF_LEAK_STACKS", 0, 100000, DEFAULT_LEAK_STACKS);
-    hp_cfg.leak_frames = (int)env_long("HEAPPROF_LEAK_FRAMES", 1, HP_MAX_FRAMES,
-                                       DEFAULT_LEAK_FRAMES);
+    hp_cfg.leak_frames =
+        (int)env_long("HEAPPROF_LEAK_FRAMES", 1, HP_MAX_FRAMES, DEFAULT_LEAK_FRAMES);
     const char *supp = secure_getenv("HEAPPROF_SUPPRESSIONS");
     if (supp && *supp)
         absolute_path("HEAPPROF_SUPPRESSIONS", supp, hp_cfg.suppressions,
                       sizeof hp_cfg.suppressions);
     hp_cfg.leaks_exit_code = (int)env_long("HEAPPROF_LEAKS_EXIT_CODE", 0, 255, 0);
+    const char *http = getenv("HEAPPROF_HTTP");
+    if (http && *http) {
+        if (strlen(http) >= sizeof hp_cfg.http)
+            hp_log("heapprof: HEAPPROF_HTTP is too long; not serving");
+        else
+            strcpy(hp_cfg.http, http);
+    }
+    const char *sig = getenv("HEAPPROF_SIGNAL");
+    if (sig && *sig && !(hp_cfg.snap_signal = parse_signal(sig)))
+        hp_log("heapprof: HEAPPROF_SIGNAL=\"%.32s\" is not a signal heapprof can use (USR1, USR2, "
+               "HUP, PROF, URG, WINCH, PWR or a real-time signal number); no snapshots on signal",
+               sig);
+    hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
+    hp_cfg.peak = env_long("HEAPPROF_PEAK", 0, 1, 0) == 1;
+    hp_cfg.announce = env_long("HEAPPROF_ANNOUNCE", 0, 1, 0) == 1;
     hp_cfg.enabled = true;
 }
 
-/* Inserts ".PID" before the profile's extension, so that out.pb.gz becomes
- * out.PID.pb.gz and still reads as a gzipped profile. */
-static int add_pid(char *out, size_t len, const char *path, long pid)
+/* Inserts ".TAG" before the profile's extension, so that out.pb.gz becomes
+ * out.TAG.pb.gz and still reads as a gzipped profile. */
+int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     const char *ext = strstr(base, ".pb");
     if (!ext)
         ext = path + strlen(path);
-    int n = snprintf(out, len, "%.*s.%ld%s", (int)(ext - path), path, pid, ext);
+    int n = snprintf(out, len, "%.*s.%s%s", (int)(ext - path), path, tag, ext);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -251,11 +285,12 @@ int hp_output_path(char *out, size_t len, const char *pattern, bool child)
     }
     out[o] = 0;
     if (child && !had_pid) {
-        char tmp[4096];
+        char tmp[4096], tag[32];
         if (o >= sizeof tmp)
             return -ENAMETOOLONG;
         memcpy(tmp, out, o + 1);
-        return add_pid(out, len, tmp, pid);
+        snprintf(tag, sizeof tag, "%ld", pid);
+        return hp_path_with_tag(out, len, tmp, tag);
     }
     return 0;
 }

@@ -32,23 +32,30 @@ enum { HP_MAX_FRAMES = 64 };
 
 /* ---- configuration (config.c) ---- */
 struct hp_config {
-    bool enabled;         /* HEAPPROF named a usable path */
-    char path[4096];      /* absolute output path, %p not yet expanded */
-    long rate;            /* mean bytes between samples; 1 = every allocation */
-    uint64_t seed;        /* 0: seed from the clock and the thread */
+    bool enabled;    /* HEAPPROF named a usable path */
+    char path[4096]; /* absolute output path, %p not yet expanded */
+    long rate;       /* mean bytes between samples; 1 = every allocation */
+    uint64_t seed;   /* 0: seed from the clock and the thread */
     bool seed_set;
     char leaks_path[4096]; /* empty: stderr */
     bool leaks_off;
-    int leak_stacks;       /* stacks shown in the leak summary */
-    int leak_frames;       /* frames shown per stack */
+    int leak_stacks; /* stacks shown in the leak summary */
+    int leak_frames; /* frames shown per stack */
     char suppressions[4096];
     int leaks_exit_code; /* 0: exit status untouched */
+    char http[256];      /* HEAPPROF_HTTP: HOST:PORT to serve /debug/pprof/ on */
+    int snap_signal;     /* HEAPPROF_SIGNAL: 0, or the signal that takes a snapshot */
+    long interval;       /* HEAPPROF_INTERVAL: seconds between snapshots, 0: none */
+    bool peak;           /* HEAPPROF_PEAK: write the peak profile at exit */
+    bool announce;       /* HEAPPROF_ANNOUNCE: say where the profile went */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);
 /* Expands %p (pid) and %% in the configured path; adds a pid to the name in
  * processes that are not the root of the profiled tree. */
 int hp_output_path(char *out, size_t len, const char *pattern, bool child);
+/* path with ".TAG" inserted before its ".pb" extension (or appended). */
+int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag);
 
 /* ---- diagnostics: write(2) only, never stdio ---- */
 void hp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -58,7 +65,7 @@ int hp_stderr_fd(void); /* stderr, or the copy kept if the program closed it */
 void hp_write_all(int fd, const char *buf, size_t len);
 
 /* ---- the profiler's own memory (mem.c): never goes through the hooks ---- */
-void *hp_alloc(size_t size);       /* zeroed; NULL on failure */
+void *hp_alloc(size_t size);        /* zeroed; NULL on failure */
 void hp_free(void *p, size_t size); /* size as given to hp_alloc */
 void hp_mem_lock(void);
 void hp_mem_unlock(void);
@@ -158,7 +165,25 @@ void hp_live_child(void);
 
 /* The whole sampled-allocation path and the free path (core.c). */
 void hp_on_alloc(void *p, size_t size);
-void hp_on_free(void *p);
+/* Takes p off the live set if it was sampled; returns its bucket or NULL. */
+struct hp_bucket *hp_on_free(void *p);
+/* Undoes hp_on_free after a failed realloc. */
+void hp_on_unfree(void *p, struct hp_bucket *b);
+
+enum hp_dump_kind { HP_DUMP_NOW, HP_DUMP_PEAK };
+/* Writes a profile; with nleaks, also the leak summary. 0 or -errno. */
+int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks);
+/* This process's profile path (HEAPPROF with %p expanded and, in a child,
+ * the pid added). */
+int hp_process_path(char *out, size_t len);
+int64_t hp_start_ns(void);
+
+/* ---- the background thread (agent.c) and the HTTP endpoint (http.c) ---- */
+void hp_agent_start(void);
+void hp_agent_child(void);
+/* Keeps one of heapprof's own descriptors out of the program's way: moved to
+ * a high number, close-on-exec. Returns the new descriptor or -1. */
+int hp_fd_high(int fd);
 
 /* ---- symbols (symbols.c) ---- */
 struct hp_frame_line {
@@ -188,16 +213,29 @@ const char *hp_basename(const char *path);
 /* ---- a snapshot of the tables, symbolized (profile.c) ---- */
 struct hp_snap_bucket {
     struct hp_stack *stack;
-    uint64_t size, allocs, frees;
+    uint64_t size;
+    int64_t allocs; /* sampled objects allocated (in a delta: in the window) */
+    int64_t live;   /* sampled objects in use (in a delta: the change) */
+    const struct hp_bucket *bucket;
 };
 struct hp_snapshot {
     struct hp_arena arena;
     long rate;
     size_t nbuckets;
     struct hp_snap_bucket *buckets;
+    const char *comment; /* NULL, or a line for the profile's comments */
 };
 int hp_snapshot_take(struct hp_snapshot *s);
+/* The tables as they were when the estimated in-use bytes last set a peak
+ * (see core.c); -ENOENT when peak tracking is off or nothing was captured. */
+int hp_snapshot_peak(struct hp_snapshot *s);
+/* Turns s into s minus base (same process, base taken earlier). */
+int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base);
 void hp_snapshot_release(struct hp_snapshot *s);
+
+/* Peak tracking (table.c): copies the live counts of every bucket. */
+void hp_peak_capture(void);
+extern bool hp_peak_on;
 /* Writes a gzipped pprof profile of the snapshot to path atomically.
  * Returns 0 or a negative errno. Symbolizes each address once; sym may be
  * shared with the leak report. */

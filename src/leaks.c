@@ -231,8 +231,8 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         return 0;
     for (size_t i = 0; i < s->nbuckets; i++) {
         struct hp_snap_bucket *b = &s->buckets[i];
-        uint64_t live = b->allocs - b->frees;
-        if (!live)
+        int64_t live = b->live;
+        if (live <= 0)
             continue;
         double scale = hp_unbias_scale(b->size, s->rate);
         struct leak *l = &by_id[b->stack->id];
@@ -265,7 +265,8 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             put(&t, " (%zu runtime or suppressed stacks not shown)", nsupp);
         put(&t, "\n");
     } else {
-        put(&t, "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate %ld)\n",
+        put(&t,
+            "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate %ld)\n",
             (unsigned long long)total_bytes, (unsigned long long)total_objects, n,
             exact ? "exact" : "estimated", s->rate);
         size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
@@ -278,8 +279,9 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             rest_objects -= leaks[i].objects;
         }
         if (shown < n)
-            put(&t, "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
-                    "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+            put(&t,
+                "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
                 n - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects, n);
         if (nsupp)
             put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);

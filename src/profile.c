@@ -14,6 +14,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -218,17 +221,20 @@ static ValueType *value_type(struct builder *b, const char *type, const char *un
 static void free_indexes(struct builder *b)
 {
     struct str_entry *s, *st;
-    HASH_ITER(hh, b->strings, s, st) {
+    HASH_ITER(hh, b->strings, s, st)
+    {
         HASH_DEL(b->strings, s);
         hp_free(s, sizeof *s);
     }
     struct loc_entry *l, *lt;
-    HASH_ITER(hh, b->locs, l, lt) {
+    HASH_ITER(hh, b->locs, l, lt)
+    {
         HASH_DEL(b->locs, l);
         hp_free(l, sizeof *l);
     }
     struct fn_entry *f, *ft;
-    HASH_ITER(hh, b->fns, f, ft) {
+    HASH_ITER(hh, b->fns, f, ft)
+    {
         HASH_DEL(b->fns, f);
         hp_free(f, sizeof *f);
     }
@@ -240,8 +246,7 @@ static int gzip_buffer(struct hp_arena *a, const uint8_t *in, size_t inlen, uint
     z_stream z;
     memset(&z, 0, sizeof z);
     /* windowBits 15 + 16: a gzip wrapper, as pprof expects. */
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK)
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -ENOMEM;
     size_t cap = deflateBound(&z, (uLong)inlen) + 32;
     uint8_t *buf = hp_arena_alloc(a, cap);
@@ -287,6 +292,12 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     p.duration_nanos = start_ns ? p.time_nanos - start_ns : 0;
     if (default_type)
         p.default_sample_type = str_index(&b, default_type);
+    int64_t comment;
+    if (s->comment) {
+        comment = str_index(&b, s->comment);
+        p.comment = &comment;
+        p.n_comment = 1;
+    }
     int64_t bytes_key = str_index(&b, "bytes");
 
     Sample **samples = s->nbuckets ? hp_arena_alloc(b.a, s->nbuckets * sizeof *samples) : NULL;
@@ -310,11 +321,10 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         /* Go's unbiasing, exact per bucket since all its objects have one
          * size; truncated to integers as Go does. */
         double scale = hp_unbias_scale(sb->size, s->rate);
-        uint64_t live = sb->allocs - sb->frees;
         values[0] = (int64_t)((double)sb->allocs * scale);
         values[1] = (int64_t)((double)sb->allocs * (double)sb->size * scale);
-        values[2] = (int64_t)((double)live * scale);
-        values[3] = (int64_t)((double)live * (double)sb->size * scale);
+        values[2] = (int64_t)((double)sb->live * scale);
+        values[3] = (int64_t)((double)sb->live * (double)sb->size * scale);
         sm->value = values;
         sm->n_value = 4;
         perftools__profiles__label__init(label);
@@ -377,7 +387,32 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     return r;
 }
 
+static int write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Writing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the
+ * program: a profile must never do that. The signal is blocked on this
+ * thread while writing (write then fails with EFBIG), and one raised by the
+ * write is taken off the pending set before the mask is restored. */
 int hp_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    sigset_t pending;
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGXFSZ);
+    int r = write_file_atomic(path, data, len);
+    if (!was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+static int write_file_atomic(const char *path, const void *data, size_t len)
 {
     static unsigned counter;
     char tmp[4200];

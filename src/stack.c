@@ -73,8 +73,8 @@ int hp_stack_capture(void **ips, int max)
     void *buf[HP_MAX_FRAMES + 16];
     int n = unw_backtrace(buf, (int)(sizeof buf / sizeof buf[0]));
     int skip = 0;
-    while (skip < n && (inside(&self_text, (uintptr_t)buf[skip]) ||
-                        inside(&unwind_text, (uintptr_t)buf[skip])))
+    while (skip < n &&
+           (inside(&self_text, (uintptr_t)buf[skip]) || inside(&unwind_text, (uintptr_t)buf[skip])))
         skip++;
     int depth = n - skip;
     if (depth > max)

@@ -181,7 +181,8 @@ void hp_sym_close(struct hp_symbolizer *s)
     if (!s)
         return;
     struct cache_entry *e, *tmp;
-    HASH_ITER(hh, s->cache, e, tmp) {
+    HASH_ITER(hh, s->cache, e, tmp)
+    {
         HASH_DEL(s->cache, e);
         hp_free(e, sizeof *e);
     }
@@ -260,13 +261,14 @@ static const char *absolute(struct hp_symbolizer *s, const char *dir, const char
     if (!file)
         return NULL;
     char buf[PATH_MAX];
-    if (file[0] == '/' || !dir || !dir[0])
+    /* A relative compilation directory (Debian's libc is built with its
+     * paths remapped to ./...) cannot anchor anything: keep the file alone. */
+    if (file[0] == '/' || !dir || dir[0] != '/')
         snprintf(buf, sizeof buf, "%s", file);
     else
         snprintf(buf, sizeof buf, "%s/%s", dir, file);
-    if (buf[0] != '/')
-        return hp_arena_strdup(s->arena, buf);
     /* Lexical normalisation: drop "." and "//", fold "x/..". */
+    bool abs = buf[0] == '/';
     char out[PATH_MAX];
     size_t o = 0;
     for (char *p = buf; *p;) {
@@ -277,20 +279,22 @@ static const char *absolute(struct hp_symbolizer *s, const char *dir, const char
             e++;
         size_t len = (size_t)(e - p);
         if (len == 0 || (len == 1 && p[0] == '.')) {
-        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+        } else if (len == 2 && p[0] == '.' && p[1] == '.' && o > 0 &&
+                   !(o >= 2 && out[o - 1] == '.' && out[o - 2] == '.')) {
             while (o > 0 && out[o - 1] != '/')
                 o--;
             if (o > 0)
                 o--;
         } else if (o + len + 2 < sizeof out) {
-            out[o++] = '/';
+            if (o > 0 || abs)
+                out[o++] = '/';
             memcpy(out + o, p, len);
             o += len;
         }
         p = e;
     }
     if (o == 0)
-        out[o++] = '/';
+        out[o++] = abs ? '/' : '.';
     out[o] = 0;
     return hp_arena_strdup(s->arena, out);
 }
@@ -388,9 +392,8 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
             /* The caller of an inlined body is at the call site. */
             Dwarf_Attribute attr;
             Dwarf_Word v;
-            line = dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &v) == 0
-                       ? (int)v
-                       : 0;
+            line = dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &v) == 0 ? (int)v
+                                                                                            : 0;
             file = NULL;
             if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &v) == 0 &&
                 (files || dwarf_getsrcfiles(cu, &files, &nfiles) == 0) && v < nfiles)

@@ -18,7 +18,7 @@
 #include <string.h>
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hp_stack *stacks;   /* uthash head, keyed by the addresses */
+static struct hp_stack *stacks; /* uthash head, keyed by the addresses */
 static struct hp_stack *all_stacks;
 static struct hp_bucket *buckets; /* uthash head, keyed by (stack, size) */
 static struct hp_bucket *all_buckets;
@@ -101,6 +101,57 @@ uint32_t hp_table_nstacks(void)
     return nstacks;
 }
 
+/* The copy of the tables at the last peak: bucket and its counts then.
+ * Guarded by table_lock. */
+struct peak_entry {
+    const struct hp_bucket *bucket;
+    uint64_t allocs, frees;
+};
+static struct peak_entry *peak;
+static size_t npeak, peak_cap;
+
+void hp_peak_capture(void)
+{
+    pthread_mutex_lock(&table_lock);
+    size_t n = 0;
+    for (struct hp_bucket *b = all_buckets; b; b = b->next_all)
+        n++;
+    if (n > peak_cap) {
+        /* Grow geometrically so that repeated captures rarely reallocate. */
+        size_t cap = n * 2;
+        struct peak_entry *np = hp_alloc(cap * sizeof *np);
+        if (!np) {
+            pthread_mutex_unlock(&table_lock);
+            return;
+        }
+        hp_free(peak, peak_cap * sizeof *peak);
+        peak = np;
+        peak_cap = cap;
+    }
+    size_t i = 0;
+    for (struct hp_bucket *b = all_buckets; b; b = b->next_all, i++) {
+        peak[i].bucket = b;
+        peak[i].allocs = __atomic_load_n(&b->allocs, __ATOMIC_RELAXED);
+        peak[i].frees = __atomic_load_n(&b->frees, __ATOMIC_RELAXED);
+    }
+    npeak = n;
+    pthread_mutex_unlock(&table_lock);
+}
+
+static void fill(struct hp_snap_bucket *sb, const struct hp_bucket *b, uint64_t allocs,
+                 uint64_t frees)
+{
+    sb->stack = b->key.stack;
+    sb->size = b->key.size;
+    sb->bucket = b;
+    /* A free racing with the copy may be counted before its allocation is
+     * visible; never report more frees than allocations. */
+    if (frees > allocs)
+        frees = allocs;
+    sb->allocs = (int64_t)allocs;
+    sb->live = (int64_t)(allocs - frees);
+}
+
 int hp_snapshot_take(struct hp_snapshot *s)
 {
     memset(s, 0, sizeof *s);
@@ -115,18 +166,67 @@ int hp_snapshot_take(struct hp_snapshot *s)
         return -ENOMEM;
     }
     size_t i = 0;
-    for (struct hp_bucket *b = all_buckets; b; b = b->next_all, i++) {
-        s->buckets[i].stack = b->key.stack;
-        s->buckets[i].size = b->key.size;
-        s->buckets[i].allocs = __atomic_load_n(&b->allocs, __ATOMIC_RELAXED);
-        s->buckets[i].frees = __atomic_load_n(&b->frees, __ATOMIC_RELAXED);
-        /* A free racing with this copy may be counted before its alloc was
-         * visible; never report more frees than allocations. */
-        if (s->buckets[i].frees > s->buckets[i].allocs)
-            s->buckets[i].frees = s->buckets[i].allocs;
-    }
+    for (struct hp_bucket *b = all_buckets; b; b = b->next_all, i++)
+        fill(&s->buckets[i], b, __atomic_load_n(&b->allocs, __ATOMIC_RELAXED),
+             __atomic_load_n(&b->frees, __ATOMIC_RELAXED));
     s->nbuckets = n;
     pthread_mutex_unlock(&table_lock);
+    return 0;
+}
+
+int hp_snapshot_peak(struct hp_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    s->rate = hp_cfg.rate;
+    pthread_mutex_lock(&table_lock);
+    if (!npeak) {
+        pthread_mutex_unlock(&table_lock);
+        return -ENOENT;
+    }
+    s->buckets = hp_arena_alloc(&s->arena, npeak * sizeof *s->buckets);
+    if (!s->buckets) {
+        pthread_mutex_unlock(&table_lock);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < npeak; i++)
+        fill(&s->buckets[i], peak[i].bucket, peak[i].allocs, peak[i].frees);
+    s->nbuckets = npeak;
+    pthread_mutex_unlock(&table_lock);
+    return 0;
+}
+
+static int by_bucket(const void *x, const void *y)
+{
+    const struct hp_snap_bucket *a = x, *b = y;
+    return a->bucket < b->bucket ? -1 : a->bucket > b->bucket;
+}
+
+int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
+{
+    /* Buckets are never removed, so every bucket of base is in s. Sort both
+     * by bucket address and walk them together. */
+    struct hp_snap_bucket *old = NULL;
+    if (base->nbuckets) {
+        old = hp_arena_alloc(&s->arena, base->nbuckets * sizeof *old);
+        if (!old)
+            return -ENOMEM;
+        memcpy(old, base->buckets, base->nbuckets * sizeof *old);
+        qsort(old, base->nbuckets, sizeof *old, by_bucket);
+    }
+    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_bucket);
+    size_t j = 0, out = 0;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct hp_snap_bucket b = s->buckets[i];
+        while (j < base->nbuckets && old[j].bucket < b.bucket)
+            j++;
+        if (j < base->nbuckets && old[j].bucket == b.bucket) {
+            b.allocs -= old[j].allocs;
+            b.live -= old[j].live;
+        }
+        if (b.allocs || b.live)
+            s->buckets[out++] = b;
+    }
+    s->nbuckets = out;
     return 0;
 }
 

@@ -14,14 +14,14 @@
 #include <zlib.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            failures++;                                                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                           \
-            printf(__VA_ARGS__);                                                                  \
-            printf("\n");                                                                         \
-        }                                                                                         \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
     } while (0)
 
 __attribute__((noinline)) static void *ret_addr(void)
@@ -45,7 +45,7 @@ __attribute__((noinline)) void *beta_site(void)
     return r;
 }
 
-static int64_t go_value(uint64_t count, uint64_t size, long rate, bool bytes)
+static int64_t go_value(int64_t count, uint64_t size, long rate, bool bytes)
 {
     double scale = rate <= 1 ? 1.0 : 1.0 / (1.0 - exp(-(double)size / (double)rate));
     return (int64_t)((double)count * (bytes ? (double)size : 1.0) * scale);
@@ -83,9 +83,9 @@ int main(int argc, char **argv)
     s2->ips[0] = b;
     s2->ips[1] = main_ret;
     struct hp_snap_bucket buckets[] = {
-        {s1, 1024, 4, 0},     /* Go's example: 2050 objects, 2099200 bytes */
-        {s2, 524288, 1, 0},   /* Go's example: 1 object, 829411 bytes */
-        {s1, 100, 3, 2},      /* mixed sizes under one stack, one still live */
+        {s1, 1024, 4, 4, NULL},   /* Go's example: 2050 objects, 2099200 bytes */
+        {s2, 524288, 1, 1, NULL}, /* Go's example: 1 object, 829411 bytes */
+        {s1, 100, 3, 1, NULL},    /* mixed sizes under one stack, one still live */
     };
     snap.buckets = buckets;
     snap.nbuckets = 3;
@@ -137,8 +137,8 @@ int main(int argc, char **argv)
             continue;
         int64_t want[4] = {go_value(bk->allocs, bk->size, 524288, false),
                            go_value(bk->allocs, bk->size, 524288, true),
-                           go_value(bk->allocs - bk->frees, bk->size, 524288, false),
-                           go_value(bk->allocs - bk->frees, bk->size, 524288, true)};
+                           go_value(bk->live, bk->size, 524288, false),
+                           go_value(bk->live, bk->size, 524288, true)};
         CHECK(sm->n_value == 4, "value count");
         for (int v = 0; v < 4 && v < (int)sm->n_value; v++)
             CHECK(sm->value[v] == want[v], "size %llu value %d: %lld, want %lld",

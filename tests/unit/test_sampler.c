@@ -13,19 +13,17 @@
 
 struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
-void hp_init(void)
-{
-}
+void hp_init(void) {}
 
 static int failures;
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            failures++;                                                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                           \
-            printf(__VA_ARGS__);                                                                  \
-            printf("\n");                                                                         \
-        }                                                                                         \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
     } while (0)
 
 /* Go's published values (runtime/pprof's TestHeapProfile scaling). */
@@ -104,8 +102,8 @@ static void test_sampling_probability(void)
             taken += alloc(sizes[k]);
         double p = 1 - exp(-(double)sizes[k] / rate), frac = (double)taken / n;
         double sd = sqrt(p * (1 - p) / n);
-        CHECK(fabs(frac - p) < 5 * sd + 1e-9, "size %zu: sampled %.5f, want %.5f +- %.5f",
-              sizes[k], frac, p, 5 * sd);
+        CHECK(fabs(frac - p) < 5 * sd + 1e-9, "size %zu: sampled %.5f, want %.5f +- %.5f", sizes[k],
+              frac, p, 5 * sd);
     }
 }
 

@@ -1,0 +1,105 @@
+/* A long-running example: a small "service" that keeps working until it is
+ * told to stop, for reading heapprof's live profiles (HEAPPROF_HTTP,
+ * HEAPPROF_SIGNAL, HEAPPROF_INTERVAL).
+ *
+ *   service [SECONDS] [PHASE_MS]
+ *
+ * Runs for SECONDS (default 5; 0 = until SIGTERM/SIGINT). Each round,
+ * handle_request() allocates and frees scratch buffers (churn: allocated,
+ * never in use for long), cache_insert() adds entries to a cache that only
+ * grows (a slow leak), and, after the first phase (PHASE_MS, default 1000
+ * ms), late_growth() starts allocating as well, so a delta profile taken
+ * after the first phase shows late_growth and not what came before.
+ * Prints a checksum of its work at exit; exit status 0.
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SITE __attribute__((noinline))
+
+static volatile sig_atomic_t stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+struct entry {
+    struct entry *next;
+    char key[48];
+    char *value;
+};
+
+static struct entry *cache;
+static uint64_t checksum;
+
+SITE static void handle_request(int round)
+{
+    char *scratch = malloc(64 * 1024);
+    memset(scratch, round & 0xff, 64 * 1024);
+    checksum += (unsigned char)scratch[round % 1024];
+    free(scratch);
+}
+
+SITE static void cache_insert(int round)
+{
+    struct entry *e = malloc(sizeof *e);
+    snprintf(e->key, sizeof e->key, "key-%d", round);
+    e->value = malloc(4096);
+    memset(e->value, 'v', 4096);
+    e->next = cache;
+    cache = e;
+    checksum += (uint64_t)round;
+}
+
+static char **late;
+static size_t nlate;
+
+SITE static void late_growth(int round)
+{
+    char **grown = realloc(late, (nlate + 1) * sizeof *late);
+    if (!grown)
+        return;
+    late = grown;
+    late[nlate] = malloc(32 * 1024);
+    memset(late[nlate], 'l', 32 * 1024);
+    nlate++;
+    checksum += (uint64_t)round * 3;
+}
+
+static int64_t ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+int main(int argc, char **argv)
+{
+    long seconds = argc > 1 ? strtol(argv[1], NULL, 10) : 5;
+    long phase_ms = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int round = 0;
+    while (!stop && (seconds == 0 || ms_since(&t0) < seconds * 1000)) {
+        handle_request(round);
+        if (round % 4 == 0)
+            cache_insert(round);
+        if (ms_since(&t0) >= phase_ms)
+            late_growth(round);
+        round++;
+        usleep(2000);
+    }
+    /* The checksum keeps the work from being optimised away; the output
+     * stays the same however many rounds ran. */
+    printf("service: done%s\n", checksum == 42 ? "." : "");
+    return 0;
+}

@@ -1,0 +1,183 @@
+/* The background thread: numbered snapshots on a signal or at an interval,
+ * and the HTTP endpoint (http.c).
+ *
+ * Started only when one of HEAPPROF_HTTP, HEAPPROF_SIGNAL or
+ * HEAPPROF_INTERVAL asks for it. The signal handler does nothing but write a
+ * byte to a pipe, which is async-signal-safe; the snapshot is taken here.
+ * The thread blocks every signal, so the program's own signals are never
+ * delivered to it, and it is marked busy, so nothing it allocates is
+ * recorded. A forked child has no copy of this thread: it closes the
+ * descriptors, and neither serves nor takes signal or interval snapshots;
+ * it still writes its exit profile.
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+#include "heapprof.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct hp_http;
+struct hp_http *hp_http_open(const char *spec);
+int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
+void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
+void hp_http_child(struct hp_http *h);
+
+static int pipe_r = -1, pipe_w = -1;
+static struct hp_http *http;
+static bool running;
+static int snap_seq;
+
+int hp_fd_high(int fd)
+{
+    if (fd < 0)
+        return fd;
+    /* Out of the low numbers a program may expect to get from open(). */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+    if (hi < 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        return fd;
+    }
+    close(fd);
+    return hi;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    if (pipe_w >= 0)
+        (void)!write(pipe_w, "s", 1);
+    errno = saved;
+}
+
+__attribute__((visibility("default"))) int heapprof_snapshot(void)
+{
+    if (!heapprof_enabled())
+        return -ENOTSUP;
+    int seq = __atomic_add_fetch(&snap_seq, 1, __ATOMIC_RELAXED);
+    char base[4096], path[4200], tag[16];
+    if (hp_process_path(base, sizeof base) != 0)
+        return -ENAMETOOLONG;
+    snprintf(tag, sizeof tag, "%04d", seq);
+    int r = hp_path_with_tag(path, sizeof path, base, tag);
+    if (r == 0)
+        r = hp_dump_to(path, HP_DUMP_NOW, NULL);
+    return r ? r : seq;
+}
+
+static void *agent_main(void *arg)
+{
+    hp_thread.busy = true; /* for good: nothing this thread does is recorded */
+    int64_t next_snap = hp_cfg.interval ? mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
+    struct pollfd fds[256];
+    for (;;) {
+        int n = 0;
+        int64_t deadline = next_snap;
+        if (pipe_r >= 0) {
+            fds[n].fd = pipe_r;
+            fds[n].events = POLLIN;
+            fds[n].revents = 0;
+            n++;
+        }
+        if (http)
+            n += hp_http_pollfds(http, fds + n, (int)(sizeof fds / sizeof fds[0]) - n, &deadline);
+        int64_t now = mono_ms();
+        int timeout = deadline == INT64_MAX ? -1
+                      : deadline <= now     ? 0
+                                        : (int)(deadline - now < 60000 ? deadline - now : 60000);
+        int r = poll(fds, (nfds_t)n, timeout);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (pipe_r >= 0 && n > 0 && fds[0].fd == pipe_r && (fds[0].revents & POLLIN)) {
+            char drain[64];
+            /* Several signals before we got here make one snapshot. */
+            while (read(pipe_r, drain, sizeof drain) > 0)
+                ;
+            heapprof_snapshot();
+        }
+        if (http)
+            hp_http_service(http, fds, n);
+        if (mono_ms() >= next_snap) {
+            heapprof_snapshot();
+            next_snap = mono_ms() + hp_cfg.interval * 1000;
+        }
+    }
+    return arg;
+}
+
+void hp_agent_start(void)
+{
+    if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval)
+        return;
+    bool was_busy = hp_thread.busy;
+    hp_thread.busy = true;
+    if (hp_cfg.http[0])
+        http = hp_http_open(hp_cfg.http);
+    if (hp_cfg.snap_signal) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
+            pipe_r = hp_fd_high(p[0]);
+            pipe_w = hp_fd_high(p[1]);
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_signal;
+            sa.sa_flags = SA_RESTART;
+            sigemptyset(&sa.sa_mask);
+            if (sigaction(hp_cfg.snap_signal, &sa, NULL) != 0)
+                hp_log("heapprof: cannot handle signal %d: %s; no snapshots on signal",
+                       hp_cfg.snap_signal, strerror(errno));
+        } else {
+            hp_log("heapprof: cannot make a pipe: %s; no snapshots on signal", strerror(errno));
+        }
+    }
+    if (http || pipe_r >= 0 || hp_cfg.interval) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_t tid;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&tid, &attr, agent_main, NULL);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
+            hp_log("heapprof: cannot start the background thread: %s", strerror(r));
+        else {
+            pthread_setname_np(tid, "heapprof");
+            running = true;
+        }
+    }
+    hp_thread.busy = was_busy;
+}
+
+void hp_agent_child(void)
+{
+    if (!running)
+        return;
+    running = false;
+    if (http)
+        hp_http_child(http);
+    http = NULL;
+    int w = pipe_w;
+    pipe_w = -1;
+    if (w >= 0)
+        close(w);
+    if (pipe_r >= 0)
+        close(pipe_r);
+    pipe_r = -1;
+}
