@@ -130,7 +130,8 @@ struct hp_stack {
     struct hp_stack *next_all; /* every stack, newest first */
     uint32_t id;
     uint32_t depth;
-    void *ips[]; /* return addresses, leaf first */
+    uint32_t epoch; /* dlclose calls seen when the stack was first recorded */
+    void *ips[];    /* return addresses, leaf first */
 };
 struct hp_bucket_key {
     struct hp_stack *stack;
@@ -196,6 +197,9 @@ struct hp_symbolized {
     int nlines; /* innermost first; 0 when nothing is known */
     struct hp_frame_line *lines;
     int mapping; /* index into the mapping list, -1 when none */
+    /* 0, or which unloaded library's saved symbols answered: the same
+     * address can mean different code before and after a dlclose. */
+    uint32_t variant;
 };
 struct hp_mapping {
     uint64_t start, limit, offset;
@@ -205,10 +209,20 @@ struct hp_mapping {
 };
 struct hp_symbolizer;
 struct hp_symbolizer *hp_sym_open(struct hp_arena *a);
-void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out);
+/* Symbolizes the return address pc of a stack recorded at epoch (its
+ * hp_stack's epoch); pass the epoch so that addresses in libraries unloaded
+ * since then get the names they had. */
+void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
+                   struct hp_symbolized *out);
 int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
 void hp_sym_close(struct hp_symbolizer *s);
 const char *hp_basename(const char *path);
+
+/* ---- unloaded libraries (dl.c) ---- */
+extern uint32_t hp_dl_epoch;
+/* Saves the symbols of every recorded address in [lo, hi) of the object at
+ * path (load bias bias), before it is unloaded. */
+void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset);
 
 /* ---- a snapshot of the tables, symbolized (profile.c) ---- */
 struct hp_snap_bucket {

@@ -397,7 +397,7 @@ static void serve_text(struct conn *c, struct hp_snapshot *s)
         for (uint32_t d = 0; d < sb->stack->depth; d++) {
             struct hp_symbolized fr;
             uintptr_t pc = (uintptr_t)sb->stack->ips[d];
-            hp_sym_lookup(sym, pc, &fr);
+            hp_sym_lookup(sym, pc, sb->stack->epoch, &fr);
             if (fr.nlines == 0)
                 bprintf(&b, "#\t%#lx\n", (unsigned long)(pc - 1));
             for (int l = 0; l < fr.nlines; l++) {

@@ -163,7 +163,7 @@ static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, struct 
     int nmaps = hp_sym_mappings(sym, &maps);
     for (uint32_t d = 0; d < st->depth; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)st->ips[d], &fr);
+        hp_sym_lookup(sym, (uintptr_t)st->ips[d], st->epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
         for (int i = 0; i < sp->n; i++) {
@@ -198,7 +198,7 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, struct hp_stac
     int shown = 0;
     for (uint32_t d = 0; d < st->depth && shown < hp_cfg.leak_frames; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)st->ips[d], &fr);
+        hp_sym_lookup(sym, (uintptr_t)st->ips[d], st->epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
         if (fr.nlines == 0) {

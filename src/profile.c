@@ -36,9 +36,13 @@ struct str_entry {
     const char *s;
     int64_t index;
 };
+struct loc_key {
+    uintptr_t pc;
+    uintptr_t variant;
+};
 struct loc_entry {
     UT_hash_handle hh;
-    uintptr_t pc;
+    struct loc_key key;
     uint64_t id;
 };
 struct fn_entry {
@@ -156,14 +160,15 @@ static uint64_t function_id(struct builder *b, const struct hp_frame_line *l)
     return f->id;
 }
 
-static uint64_t location_id(struct builder *b, uintptr_t pc)
+static uint64_t location_id(struct builder *b, uintptr_t pc, uint32_t epoch)
 {
+    struct hp_symbolized sym;
+    hp_sym_lookup(b->sym, pc, epoch, &sym); /* cached: cheap when seen before */
+    struct loc_key key = {pc, sym.variant};
     struct loc_entry *e;
-    HASH_FIND(hh, b->locs, &pc, sizeof pc, e);
+    HASH_FIND(hh, b->locs, &key, sizeof key, e);
     if (e)
         return e->id;
-    struct hp_symbolized sym;
-    hp_sym_lookup(b->sym, pc, &sym);
     Location *loc = hp_arena_alloc(b->a, sizeof *loc);
     e = hp_alloc(sizeof *e);
     if (!loc || !e) {
@@ -195,9 +200,9 @@ static uint64_t location_id(struct builder *b, uintptr_t pc)
         hp_free(e, sizeof *e);
         return 0;
     }
-    e->pc = pc;
+    e->key = key;
     e->id = loc->id;
-    HASH_ADD(hh, b->locs, pc, sizeof pc, e);
+    HASH_ADD(hh, b->locs, key, sizeof key, e);
     if (!e->hh.tbl) {
         hp_free(e, sizeof *e);
         b->oom = true;
@@ -315,7 +320,7 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         }
         perftools__profiles__sample__init(sm);
         for (uint32_t d = 0; d < sb->stack->depth; d++)
-            ids[d] = location_id(&b, (uintptr_t)sb->stack->ips[d]);
+            ids[d] = location_id(&b, (uintptr_t)sb->stack->ips[d], sb->stack->epoch);
         sm->location_id = ids;
         sm->n_location_id = sb->stack->depth;
         /* Go's unbiasing, exact per bucket since all its objects have one

@@ -20,6 +20,8 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,12 @@ struct cache_entry {
     struct hp_symbolized sym;
 };
 
+struct retained_map;
+struct map_index {
+    const struct retained_map *rm;
+    int index;
+};
+
 struct hp_symbolizer {
     struct hp_arena *arena;
     Dwfl *dwfl;
@@ -40,7 +48,33 @@ struct hp_symbolizer {
     int nmaps;
     struct cache_entry *cache;
     demangle_fn demangle;
+    struct map_index *retained; /* where each unloaded library's mapping is */
+    int nretained;
 };
+
+/* Symbols of unloaded libraries, saved by hp_sym_retain when the program
+ * dlcloses them, kept for the whole run in the profiler's own memory. An
+ * address can be reused by another library later, so each saved answer
+ * carries the epoch (the count of dlclose calls) at which it was saved: a
+ * stack recorded at epoch e takes the oldest answer saved after e. */
+struct retained_map {
+    struct retained_map *next;
+    uint64_t lo, hi, offset;
+    const char *file, *build_id;
+    bool has_lines;
+};
+struct retained {
+    UT_hash_handle hh;
+    uintptr_t pc;
+    uint32_t epoch;
+    struct retained *older; /* the same address, saved at an earlier epoch */
+    const struct retained_map *map;
+    int nlines;
+    struct hp_frame_line *lines;
+};
+static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct retained *retained_by_pc;
+static struct retained_map *retained_maps;
 
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
@@ -156,6 +190,48 @@ static void load_mappings(struct hp_symbolizer *s)
     }
 }
 
+/* Unloaded libraries get mappings of their own after the live ones, unless
+ * the same file is still mapped at the same place (a dlclose that did not
+ * unload). */
+static void add_retained_mappings(struct hp_symbolizer *s)
+{
+    pthread_mutex_lock(&retain_lock);
+    int n = 0;
+    for (struct retained_map *rm = retained_maps; rm; rm = rm->next)
+        n++;
+    struct hp_mapping *maps =
+        n ? hp_arena_alloc(s->arena, (size_t)(s->nmaps + n) * sizeof *maps) : NULL;
+    s->retained = n ? hp_arena_alloc(s->arena, (size_t)n * sizeof *s->retained) : NULL;
+    if (n && maps && s->retained) {
+        if (s->nmaps)
+            memcpy(maps, s->maps, (size_t)s->nmaps * sizeof *maps);
+        s->maps = maps;
+        for (struct retained_map *rm = retained_maps; rm; rm = rm->next) {
+            int idx = -1;
+            for (int i = 0; i < s->nmaps && idx < 0; i++)
+                if (s->maps[i].start == rm->lo && s->maps[i].limit == rm->hi &&
+                    !strcmp(s->maps[i].file, rm->file))
+                    idx = i;
+            if (idx < 0) {
+                idx = s->nmaps++;
+                struct hp_mapping *m = &s->maps[idx];
+                memset(m, 0, sizeof *m);
+                m->start = rm->lo;
+                m->limit = rm->hi;
+                m->offset = rm->offset;
+                m->file = rm->file;
+                m->build_id = rm->build_id;
+            }
+            s->maps[idx].has_functions = true;
+            s->maps[idx].has_filenames |= rm->has_lines;
+            s->maps[idx].has_lines |= rm->has_lines;
+            s->retained[s->nretained].rm = rm;
+            s->retained[s->nretained++].index = idx;
+        }
+    }
+    pthread_mutex_unlock(&retain_lock);
+}
+
 struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
 {
     struct hp_symbolizer *s = hp_arena_alloc(a, sizeof *s);
@@ -173,6 +249,7 @@ struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
     }
     s->demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
     load_mappings(s);
+    add_retained_mappings(s);
     return s;
 }
 
@@ -420,13 +497,41 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     }
 }
 
-void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out)
+static bool lookup_retained(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
+                            struct hp_symbolized *out)
+{
+    if (!__atomic_load_n(&retained_by_pc, __ATOMIC_ACQUIRE))
+        return false;
+    const struct retained *best = NULL;
+    pthread_mutex_lock(&retain_lock);
+    struct retained *r;
+    HASH_FIND(hh, retained_by_pc, &pc, sizeof pc, r);
+    for (; r; r = r->older)
+        if (r->epoch > epoch)
+            best = r; /* newest first: the last match is the oldest after epoch */
+    pthread_mutex_unlock(&retain_lock);
+    if (!best)
+        return false;
+    memset(out, 0, sizeof *out);
+    out->nlines = best->nlines;
+    out->lines = best->lines;
+    out->variant = best->epoch;
+    out->mapping = -1;
+    for (int i = 0; i < s->nretained; i++)
+        if (s->retained[i].rm == best->map)
+            out->mapping = s->retained[i].index;
+    return true;
+}
+
+void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, struct hp_symbolized *out)
 {
     if (!s) {
         memset(out, 0, sizeof *out);
         out->mapping = -1;
         return;
     }
+    if (lookup_retained(s, pc, epoch, out))
+        return;
     struct cache_entry *e;
     HASH_FIND(hh, s->cache, &pc, sizeof pc, e);
     if (e) {
@@ -442,4 +547,103 @@ void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
         if (!e->hh.tbl)
             hp_free(e, sizeof *e);
     }
+}
+
+static const Dwfl_Callbacks offline_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+static char *keep_string(const char *str)
+{
+    if (!str)
+        return NULL;
+    size_t n = strlen(str) + 1;
+    char *d = hp_alloc(n);
+    if (d)
+        memcpy(d, str, n);
+    return d;
+}
+
+size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
+
+void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset)
+{
+    uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);
+    uintptr_t *pcs;
+    size_t npcs = hp_table_pcs_in(lo, hi, &pcs);
+    if (!npcs)
+        return;
+    struct hp_arena arena = {0};
+    struct hp_symbolizer tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.arena = &arena;
+    tmp.demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    struct hp_mapping m;
+    memset(&m, 0, sizeof m);
+    m.start = lo;
+    m.limit = hi;
+    m.offset = offset;
+    m.file = path;
+    m.build_id = "";
+    tmp.maps = &m;
+    tmp.nmaps = 1;
+    tmp.dwfl = dwfl_begin(&offline_callbacks);
+    if (tmp.dwfl) {
+        dwfl_report_begin(tmp.dwfl);
+        Dwfl_Module *mod = dwfl_report_elf(tmp.dwfl, hp_basename(path), path, -1, bias, false);
+        dwfl_report_end(tmp.dwfl, NULL, NULL);
+        build_id_hex(mod, &arena, &m.build_id);
+    }
+    struct retained_map *rm = hp_alloc(sizeof *rm);
+    if (rm) {
+        rm->lo = lo;
+        rm->hi = hi;
+        rm->offset = offset;
+        rm->file = keep_string(path);
+        rm->build_id = keep_string(m.build_id);
+        if (!rm->file || !rm->build_id)
+            rm = NULL;
+    }
+    for (size_t i = 0; i < npcs && rm && tmp.dwfl; i++) {
+        struct hp_symbolized sym;
+        lookup(&tmp, pcs[i], &sym);
+        struct retained *r = hp_alloc(sizeof *r);
+        struct hp_frame_line *lines =
+            sym.nlines ? hp_alloc((size_t)sym.nlines * sizeof *lines) : NULL;
+        if (!r || (sym.nlines && !lines))
+            break;
+        for (int l = 0; l < sym.nlines; l++) {
+            lines[l].function = keep_string(sym.lines[l].function);
+            lines[l].system_name = keep_string(sym.lines[l].system_name);
+            lines[l].file = keep_string(sym.lines[l].file);
+            lines[l].line = sym.lines[l].line;
+            rm->has_lines |= sym.lines[l].file != NULL;
+        }
+        r->pc = pcs[i];
+        r->epoch = epoch;
+        r->map = rm;
+        r->nlines = sym.nlines;
+        r->lines = lines;
+        pthread_mutex_lock(&retain_lock);
+        struct retained *prev;
+        HASH_FIND(hh, retained_by_pc, &r->pc, sizeof r->pc, prev);
+        if (prev) {
+            HASH_DEL(retained_by_pc, prev);
+            r->older = prev;
+        }
+        HASH_ADD(hh, retained_by_pc, pc, sizeof r->pc, r);
+        pthread_mutex_unlock(&retain_lock);
+    }
+    if (rm) {
+        pthread_mutex_lock(&retain_lock);
+        rm->next = retained_maps;
+        retained_maps = rm;
+        pthread_mutex_unlock(&retain_lock);
+    }
+    if (tmp.dwfl)
+        dwfl_end(tmp.dwfl);
+    hp_arena_release(&arena);
+    hp_free(pcs, npcs * sizeof *pcs);
 }

@@ -57,6 +57,7 @@ static struct hp_stack *find_stack(void **ips, int depth)
         return NULL;
     }
     s->id = ++nstacks;
+    s->epoch = __atomic_load_n(&hp_dl_epoch, __ATOMIC_ACQUIRE);
     s->next_all = all_stacks;
     all_stacks = s;
     return s;
@@ -109,6 +110,28 @@ struct peak_entry {
 };
 static struct peak_entry *peak;
 static size_t npeak, peak_cap;
+
+/* Every distinct address in [lo, hi) of the stacks recorded so far, for
+ * hp_sym_retain. Returns the count; *out is in the profiler's own memory
+ * (free with hp_free(*out, count * sizeof(uintptr_t)) ). */
+size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
+size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out)
+{
+    pthread_mutex_lock(&table_lock);
+    size_t n = 0;
+    for (struct hp_stack *s = all_stacks; s; s = s->next_all)
+        for (uint32_t d = 0; d < s->depth; d++)
+            n += (uintptr_t)s->ips[d] >= lo && (uintptr_t)s->ips[d] < hi;
+    *out = n ? hp_alloc(n * sizeof **out) : NULL;
+    size_t i = 0;
+    if (*out)
+        for (struct hp_stack *s = all_stacks; s; s = s->next_all)
+            for (uint32_t d = 0; d < s->depth; d++)
+                if ((uintptr_t)s->ips[d] >= lo && (uintptr_t)s->ips[d] < hi)
+                    (*out)[i++] = (uintptr_t)s->ips[d];
+    pthread_mutex_unlock(&table_lock);
+    return i;
+}
 
 void hp_peak_capture(void)
 {
