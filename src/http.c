@@ -622,6 +622,11 @@ static void on_readable(struct conn *c)
         }
         c->reqlen += (size_t)n;
         c->req[c->reqlen] = 0;
+        if (memchr(c->req, 0, c->reqlen)) {
+            /* Not HTTP: answer at once rather than wait for a head. */
+            respond_text(c, 400, "bad request\n");
+            return;
+        }
         if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
             handle_request(c);
             if (c->state == FREE)

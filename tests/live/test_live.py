@@ -1,0 +1,392 @@
+"""Live profiles (issue 6): the /debug/pprof/ endpoint read with
+`go tool pprof` and plain HTTP, snapshots on a signal and at an interval, the
+peak profile, the heapprof wrapper with its CI gate and suppressions, and a
+flame graph in a real browser.
+
+Usage: test_live.py CHECK   (run by meson test; paths come from the
+environment: HEAPPROF_LIB, HEAPPROF_DECODE, HEAPPROF_SERVICE, HEAPPROF_PEAK_EXE,
+HEAPPROF_LEAKY, HEAPPROF_WRAPPER)
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import helpers as h  # noqa: E402
+
+LIVE_VARS = ("HEAPPROF_HTTP", "HEAPPROF_SIGNAL", "HEAPPROF_INTERVAL", "HEAPPROF_PEAK",
+             "HEAPPROF_ANNOUNCE", "HEAPPROF_LEAKS_EXIT_CODE", "HEAPPROF_SUPPRESSIONS")
+
+
+def env_for(extra):
+    env = h.base_env()
+    for v in LIVE_VARS:
+        env.pop(v, None)
+    env.update(extra)
+    return env
+
+
+class Service:
+    """The long-running example under the preloaded library, serving on an
+    ephemeral loopback port that it announces on stderr."""
+
+    def __init__(self, tmp, seconds=6, phase_ms=1500, extra=None):
+        self.profile = os.path.join(tmp, "service.pb.gz")
+        env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": self.profile,
+                       "HEAPPROF_HTTP": "127.0.0.1:0", **(extra or {})})
+        self.proc = subprocess.Popen([h.env_path("HEAPPROF_SERVICE"), str(seconds),
+                                      str(phase_ms)], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, universal_newlines=True)
+        self.started = time.monotonic()
+        line = ""
+        ready, _, _ = select.select([self.proc.stderr], [], [], 10)
+        if ready:
+            line = self.proc.stderr.readline()
+        m = re.search(r"serving http://(127\.0\.0\.1:\d+)/debug/pprof/", line)
+        if not m:
+            self.proc.kill()
+            raise h.Failure(f"the service did not announce its endpoint: {line!r}")
+        self.base = f"http://{m.group(1)}/debug/pprof/"
+        self.addr = m.group(1)
+
+    def finish(self):
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+def get(url, method="GET", timeout=20):
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def flat_names(table):
+    return {h.short_name(k): v for k, v in table.items()}
+
+
+def check_heap_and_allocs():
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=4, phase_ms=200)
+    time.sleep(1.0)
+    heap = h.pprof(["-top", "-nodefraction=0", svc.base + "heap"], tmp)
+    allocs = h.pprof(["-top", "-nodefraction=0", svc.base + "allocs"], tmp)
+    status, out, err = svc.finish()
+    h.check(heap.returncode == 0, f"go tool pprof URL/heap failed:\n{heap.stderr[-2000:]}")
+    h.check("Type: inuse_space" in heap.stdout, f"heap is not inuse_space:\n{heap.stdout}")
+    for name in ("early_setup", "cache_insert", "late_growth"):
+        h.check(name in heap.stdout, f"{name} missing from the live heap profile:\n{heap.stdout}")
+    h.check(allocs.returncode == 0, f"go tool pprof URL/allocs failed:\n{allocs.stderr[-2000:]}")
+    h.check("Type: alloc_space" in allocs.stdout,
+            f"allocs does not default to alloc_space:\n{allocs.stdout}")
+    h.check("handle_request" in allocs.stdout,
+            f"handle_request (churn) missing from allocs:\n{allocs.stdout}")
+    h.check(status == 0 and out.startswith("service: done"),
+            f"the service was disturbed: status {status}, output {out!r}")
+
+
+def check_delta():
+    """A ?seconds= delta leaves out what was allocated before its window:
+    early_setup allocates only at start; late_growth starts inside the
+    window."""
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=6, phase_ms=1500)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    status, headers, body = get(svc.base + "heap?seconds=2", timeout=30)
+    waited = time.monotonic() - t0
+    code, out, err = svc.finish()
+    h.check(status == 200, f"delta request answered {status}: {body[:200]!r}")
+    h.check(1.8 <= waited <= 10, f"a 2 s delta took {waited:.1f} s")
+    path = os.path.join(tmp, "delta.pb.gz")
+    with open(path, "wb") as f:
+        f.write(body)
+    table = flat_names(h.functions(path, "cum"))
+    h.check("early_setup" not in table or table["early_setup"][1] == 0,
+            f"early_setup (allocated before the window) is in the delta: {table.get('early_setup')}")
+    h.check(table.get("late_growth", (0, 0))[1] > 0,
+            f"late_growth (allocated in the window) is missing from the delta: {table}")
+    top = h.pprof(["-top", "-sample_index=alloc_space", path], tmp)
+    h.check(top.returncode == 0 and "late_growth" in top.stdout,
+            f"go tool pprof cannot read the delta:\n{top.stdout}{top.stderr[-1000:]}")
+    h.check(code == 0, f"service exit status {code}")
+
+
+def check_text_index_cmdline():
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=3, phase_ms=100)
+    time.sleep(0.5)
+    st, _, text = get(svc.base + "heap?debug=1")
+    st2, hd2, index = get(svc.base)
+    st3, _, cmdline = get(svc.base + "cmdline")
+    st4, _, allocs_text = get(svc.base + "allocs?debug=1")
+    svc.finish()
+    text = text.decode()
+    h.check(st == 200 and text.startswith("heap profile: "), f"debug=1: {st} {text[:200]!r}")
+    h.check("early_setup" in text and "service.c:" in text,
+            f"debug=1 lacks function names and lines:\n{text[:2000]}")
+    h.check(st4 == 200 and "handle_request" in allocs_text.decode(), "allocs?debug=1")
+    index = index.decode()
+    h.check(st2 == 200 and "text/html" in hd2.get("Content-Type", ""), f"index: {st2} {hd2}")
+    for name in ("heap", "allocs", "cmdline", "peak"):
+        h.check(f">{name}</a>" in index, f"the index does not list {name}:\n{index}")
+    h.check(st3 == 200 and b"service" in cmdline and b"\x00" in cmdline,
+            f"cmdline: {cmdline!r}")
+
+
+def check_methods():
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=3, phase_ms=100)
+    time.sleep(0.3)
+    st_head, hd_head, body_head = get(svc.base + "heap", method="HEAD")
+    st_post, hd_post, _ = get(svc.base + "heap", method="POST")
+    st_404, _, body_404 = get(svc.base + "nothing-here")
+    st_root, _, _ = get(f"http://{svc.addr}/")
+    svc.finish()
+    h.check(st_head == 200 and body_head == b"" and int(hd_head.get("Content-Length", 0)) > 0,
+            f"HEAD: {st_head} {hd_head} {len(body_head)} bytes")
+    h.check(st_post == 405 and "GET" in hd_post.get("Allow", ""), f"POST: {st_post} {hd_post}")
+    h.check(st_404 == 404 and body_404, f"unknown profile: {st_404}")
+    h.check(st_root == 404, f"/: {st_root}")
+
+
+def check_bad_clients():
+    """Idle connections, garbage bytes and an oversized head do not stall the
+    endpoint: a real request is answered within seconds while they are open."""
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=8, phase_ms=100)
+    host, port = svc.addr.split(":")
+    socks = []
+    try:
+        for _ in range(30):  # idle: connect and say nothing
+            socks.append(socket.create_connection((host, int(port)), timeout=5))
+        for i in range(20):  # garbage, no end of head
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(os.urandom(200 + i).replace(b"\n", b"x"))
+            socks.append(s)
+        big = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            big.sendall(b"GET /debug/pprof/heap HTTP/1.1\r\nX-Junk: " + b"a" * 100000)
+        except OSError:
+            pass  # the server may close it early: that is the point
+        socks.append(big)
+        bad = socket.create_connection((host, int(port)), timeout=5)
+        bad.sendall(b"\x00\x01garbage\r\n\r\n")
+        reply = bad.recv(100)
+        socks.append(bad)
+        t0 = time.monotonic()
+        st, _, body = get(svc.base + "heap", timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        for s in socks:
+            s.close()
+    code, out, _ = svc.finish()
+    h.check(reply.startswith(b"HTTP/1.1 400"), f"garbage request got {reply!r}")
+    h.check(st == 200 and body[:2] == b"\x1f\x8b", f"heap under load: {st}")
+    h.check(took < 5, f"the endpoint took {took:.1f} s to answer with bad clients open")
+    h.check(code == 0, f"service exit status {code}")
+
+
+def check_signal_snapshot():
+    tmp = h.tempdir()
+    exe = h.env_path("HEAPPROF_SERVICE")
+    plain = h.run([exe, "2", "100"], env=env_for({}))
+    profile = os.path.join(tmp, "svc.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile, "HEAPPROF_SIGNAL": "USR2"})
+    proc = subprocess.Popen([exe, "2", "100"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
+    time.sleep(0.7)
+    proc.send_signal(signal.SIGUSR2)
+    out, err = proc.communicate(timeout=30)
+    snap = os.path.join(tmp, "svc.0001.pb.gz")
+    h.check(os.path.exists(snap), f"no snapshot {snap}; files: {os.listdir(tmp)}\n{err}")
+    h.decode_ok(snap)
+    table = flat_names(h.functions(snap, "cum"))
+    h.check(table.get("early_setup", (0, 0, 0, 0))[3] > 0, f"snapshot lacks early_setup: {table}")
+    h.check(proc.returncode == plain.returncode == 0 and out == plain.stdout,
+            f"output or status changed: {proc.returncode} {out!r} vs {plain.stdout!r}")
+    h.check(os.path.exists(profile), "no exit profile")
+
+
+def check_interval_diff():
+    tmp = h.tempdir()
+    profile = os.path.join(tmp, "svc.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile, "HEAPPROF_INTERVAL": "1"})
+    proc = h.run([h.env_path("HEAPPROF_SERVICE"), "3", "100"], env=env)
+    h.check(proc.returncode == 0, h.describe(proc))
+    snaps = sorted(f for f in os.listdir(tmp) if re.match(r"svc\.\d{4}\.pb\.gz$", f))
+    h.check(len(snaps) >= 2, f"interval snapshots: {snaps}")
+    a, b = os.path.join(tmp, snaps[0]), os.path.join(tmp, snaps[-1])
+    for s in (a, b):
+        h.decode_ok(s)
+    diff = h.pprof(["-top", "-sample_index=inuse_space", "-diff_base=" + a, b], tmp)
+    h.check(diff.returncode == 0, f"-diff_base failed:\n{diff.stderr[-2000:]}")
+    grew = [ln for ln in diff.stdout.splitlines()
+            if ("late_growth" in ln or "cache_insert" in ln) and not ln.strip().startswith("-")]
+    h.check(grew, f"the diff does not show growth in late_growth/cache_insert:\n{diff.stdout}")
+
+
+def check_peak():
+    tmp = h.tempdir()
+    profile = os.path.join(tmp, "peak.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile, "HEAPPROF_PEAK": "1",
+                   "HEAPPROF_RATE": "1"})
+    proc = h.run([h.env_path("HEAPPROF_PEAK_EXE")], env=env)
+    h.check(proc.returncode == 0, h.describe(proc))
+    peak = os.path.join(tmp, "peak.peak.pb.gz")
+    h.check(os.path.exists(peak), f"no peak profile; files {os.listdir(tmp)}")
+    at_peak = flat_names(h.functions(peak, "cum"))
+    at_exit = flat_names(h.functions(profile, "cum"))
+    mib = 1 << 20
+    got = at_peak.get("build_peak", (0, 0, 0, 0))[3]
+    h.check(8 * mib * 16 / 17 <= got <= 8 * mib,
+            f"peak profile: build_peak in use {got}, want 8 MiB (>= 16/17 of it)")
+    h.check(at_exit.get("build_peak", (0, 0, 0, 0))[3] == 0, "build_peak still in use at exit")
+    h.check(at_exit.get("steady", (0, 0, 0, 0))[1] == mib, f"steady at exit: {at_exit}")
+
+
+def wrapper():
+    return h.env_path("HEAPPROF_WRAPPER")
+
+
+def check_wrapper():
+    tmp = h.tempdir()
+    leaky = h.env_path("HEAPPROF_LEAKY")
+    plain = h.run([leaky, "exit", "3"], env=env_for({}))
+    out = os.path.join(tmp, "w.pb.gz")
+    wrapped = h.run([wrapper(), "-o", out, "-r", "1", "--", leaky, "exit", "3"],
+                    env=env_for({}))
+    h.check(wrapped.returncode == plain.returncode == 3,
+            f"exit status {wrapped.returncode}, want {plain.returncode}")
+    h.check(wrapped.stdout == plain.stdout, "stdout changed under the wrapper")
+    h.decode_ok(out)
+    table = flat_names(h.functions(out, "cum"))
+    h.check(table.get("leak_buffers", (0, 0))[1] == 10000, f"profile names: {table}")
+    h.check(f"wrote {out}" in wrapped.stderr, "the wrapper run does not say where it wrote")
+    helpout = h.run([wrapper(), "--help"], env=env_for({}))
+    h.check(helpout.returncode == 0 and "usage: heapprof" in helpout.stdout, "--help")
+    bad = h.run([wrapper(), "--bogus", leaky], env=env_for({}))
+    h.check(bad.returncode == 2 and "unknown option" in bad.stderr, "unknown option")
+    # Default name: heapprof.PROGRAM.PID.pb.gz in the working directory.
+    h.run([wrapper(), leaky], env=env_for({}), cwd=tmp)
+    named = [f for f in os.listdir(tmp) if re.match(r"heapprof\.leaky\.\d+\.pb\.gz$", f)]
+    h.check(len(named) == 1, f"default profile name: {os.listdir(tmp)}")
+
+
+def check_leak_gate():
+    tmp = h.tempdir()
+    leaky = h.env_path("HEAPPROF_LEAKY")
+    out = os.path.join(tmp, "g.pb.gz")
+    gated = h.run([wrapper(), "-o", out, "-r", "1", "--leaks-exit-code", "23", leaky],
+                  env=env_for({}))
+    h.check(gated.returncode == 23, f"leaks found but exit status {gated.returncode}")
+    h.check("leak #1" in gated.stderr, "no leak summary")
+    supp = os.path.join(tmp, "supp.txt")
+    with open(supp, "w") as f:
+        f.write("# leaky's known leaks\nleak:leak_buffers\nleak:leak_names\n"
+                "leak:leak_table\nleak:grow_log\n")
+    clean = h.run([wrapper(), "-o", out, "-r", "1", "--leaks-exit-code", "23",
+                   "--suppressions", supp, leaky], env=env_for({}))
+    h.check(clean.returncode == 0, f"all leaks suppressed, yet exit status {clean.returncode}:"
+                                   f"\n{clean.stderr[-2000:]}")
+    h.check("no leaks" in clean.stderr, f"summary after suppressions:\n{clean.stderr[-2000:]}")
+    # A partial suppression leaves the others reported.
+    with open(supp, "w") as f:
+        f.write("leak:leak_buffers\n")
+    part = h.run([wrapper(), "-o", out, "-r", "1", "--suppressions", supp, leaky],
+                 env=env_for({}))
+    summary = "\n".join(ln for ln in part.stderr.splitlines()
+                        if not ln.startswith("heapprof: wrote "))
+    funcs = {fr["func"] for st in h.parse_leaks(summary)["stacks"] for fr in st["frames"]}
+    h.check("leak_buffers" not in funcs and "leak_table" in funcs,
+            f"partial suppression:\n{part.stderr[-2000:]}")
+
+
+def check_browser():
+    """`go tool pprof -http` shows a heapprof profile's flame graph, with the
+    example's function names, in headless Chromium."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        h.skip("chromium is not installed (Debian package chromium)")
+    h.go_or_skip()
+    tmp = h.tempdir()
+    profile = os.path.join(tmp, "leaky.pb.gz")
+    proc = h.run([h.env_path("HEAPPROF_LEAKY")],
+                 env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile,
+                              "HEAPPROF_RATE": "1"}))
+    h.check(proc.returncode == 0, h.describe(proc))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    go = shutil.which("go")
+    env = env_for({})
+    home = os.path.join(tmp, "gohome")
+    os.makedirs(home, exist_ok=True)
+    env.update({"HOME": home, "GOCACHE": os.path.join(home, "cache"), "PPROF_TMPDIR": home,
+                "PPROF_BINARY_PATH": home, "BROWSER": "true"})
+    server = subprocess.Popen([go, "tool", "pprof", "-no_browser",
+                               f"-http=127.0.0.1:{port}", profile], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/ui/flamegraph?si=inuse_space"
+        for _ in range(100):
+            try:
+                if get(url, timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        profile_dir = os.path.join(tmp, "chrome")
+        shot = os.path.join(tmp, "flame.png")
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000",
+                 "--window-size=1400,900"]
+        dom = h.run([chromium] + flags + ["--dump-dom", url], env=env, timeout=120)
+        h.run([chromium] + flags + [f"--screenshot={shot}", url], env=env, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    h.check(dom.returncode == 0, f"chromium failed: {dom.stderr[-1500:]}")
+    page = dom.stdout
+    # The flame graph draws one box per frame; d3-flame-graph gives each box
+    # a <title> (and a label when wide enough) with the function's name.
+    for name in ("leak_buffers", "grow_log", "main"):
+        h.check(re.search(r"<(title|text|div)[^>]*>[^<]*" + name, page) is not None,
+                f"the rendered flame graph does not show {name}")
+    h.check(os.path.exists(shot) and os.path.getsize(shot) > 1000, "no screenshot")
+    print(f"screenshot: {shot}")
+
+
+CHECKS = {
+    "heap-allocs": check_heap_and_allocs,
+    "delta": check_delta,
+    "text-index": check_text_index_cmdline,
+    "methods": check_methods,
+    "bad-clients": check_bad_clients,
+    "signal": check_signal_snapshot,
+    "interval-diff": check_interval_diff,
+    "peak": check_peak,
+    "wrapper": check_wrapper,
+    "leak-gate": check_leak_gate,
+    "browser": check_browser,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
+        print("usage: test_live.py " + "|".join(CHECKS))
+        sys.exit(2)
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal"):
+        h.go_or_skip()
+    h.main(CHECKS[sys.argv[1]])
