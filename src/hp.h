@@ -231,6 +231,9 @@ struct hp_snap_bucket {
     int64_t allocs; /* sampled objects allocated (in a delta: in the window) */
     int64_t live;   /* sampled objects in use (in a delta: the change) */
     const struct hp_bucket *bucket;
+    /* The unbiased estimates written to the profile: alloc_objects,
+     * alloc_space, inuse_objects, inuse_space (hp_snapshot_estimate). */
+    int64_t est[4];
 };
 struct hp_snapshot {
     struct hp_arena arena;
@@ -246,6 +249,9 @@ int hp_snapshot_peak(struct hp_snapshot *s);
 /* Turns s into s minus base (same process, base taken earlier). */
 int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base);
 void hp_snapshot_release(struct hp_snapshot *s);
+/* Orders the buckets by stack and size and fills in their estimates. The
+ * take/peak/delta functions call it; a hand-made snapshot must. */
+void hp_snapshot_estimate(struct hp_snapshot *s);
 
 /* Peak tracking (table.c): copies the live counts of every bucket. */
 void hp_peak_capture(void);

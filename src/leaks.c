@@ -3,7 +3,7 @@
  * Like heaptrack's and bytehound's "never freed", not LeakSanitizer's
  * reachability: memory still referenced at exit but never released counts.
  * Per stack the in-use estimate is the sum over its (stack, size) buckets of
- * the same unbiased, truncated values the profile holds, so the summary and
+ * the same unbiased values the profile holds, so the summary and
  * `go tool pprof -sample_index=inuse_space` agree to the byte.
  *
  * Suppressions use LeakSanitizer's file format: lines `leak:PATTERN`, where
@@ -230,15 +230,14 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     if (!by_id || !leaks)
         return 0;
     for (size_t i = 0; i < s->nbuckets; i++) {
+        /* Every bucket of the stack counts: their rounded values sum to
+         * the stack's estimate (hp_snapshot_estimate). */
         struct hp_snap_bucket *b = &s->buckets[i];
-        int64_t live = b->live;
-        if (live <= 0)
-            continue;
-        double scale = hp_unbias_scale(b->size, s->rate);
         struct leak *l = &by_id[b->stack->id];
-        l->stack = b->stack;
-        l->objects += (uint64_t)((double)live * scale);
-        l->bytes += (uint64_t)((double)live * (double)b->size * scale);
+        l->objects += (uint64_t)b->est[2];
+        l->bytes += (uint64_t)b->est[3];
+        if (b->live > 0)
+            l->stack = b->stack;
     }
     struct supp sp;
     load_suppressions(a, &sp);

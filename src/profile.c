@@ -323,13 +323,7 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
             ids[d] = location_id(&b, (uintptr_t)sb->stack->ips[d], sb->stack->epoch);
         sm->location_id = ids;
         sm->n_location_id = sb->stack->depth;
-        /* Go's unbiasing, exact per bucket since all its objects have one
-         * size; truncated to integers as Go does. */
-        double scale = hp_unbias_scale(sb->size, s->rate);
-        values[0] = (int64_t)((double)sb->allocs * scale);
-        values[1] = (int64_t)((double)sb->allocs * (double)sb->size * scale);
-        values[2] = (int64_t)((double)sb->live * scale);
-        values[3] = (int64_t)((double)sb->live * (double)sb->size * scale);
+        memcpy(values, sb->est, sizeof sb->est); /* unbiased: hp_snapshot_estimate */
         sm->value = values;
         sm->n_value = 4;
         perftools__profiles__label__init(label);
