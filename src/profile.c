@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <stdio.h>
 #include <string.h>
@@ -411,9 +412,49 @@ int hp_write_file_atomic(const char *path, const void *data, size_t len)
     return r;
 }
 
+static int write_all_fd(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A path naming a FIFO, a device (HEAPPROF_LEAKS=/dev/stderr,
+ * HEAPPROF=/dev/null) or a socket is written in place: renaming over it
+ * would replace the node itself with a regular file. */
+static int write_special(const char *path, const void *data, size_t len)
+{
+    /* O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
+     * hanging the program's exit. */
+    int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int err = write_all_fd(fd, data, len);
+    if (close(fd) != 0 && !err && errno != EINTR)
+        err = errno;
+    return -err;
+}
+
 static int write_file_atomic(const char *path, const void *data, size_t len)
 {
     static unsigned counter;
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return -EISDIR;
+        return write_special(path, data, len);
+    }
     char tmp[4200];
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
@@ -429,20 +470,7 @@ static int write_file_atomic(const char *path, const void *data, size_t len)
     }
     if (fd < 0)
         return -EEXIST;
-    const uint8_t *p = data;
-    size_t left = len;
-    int err = 0;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            err = w < 0 ? errno : EIO;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    int err = write_all_fd(fd, data, len);
     /* No fdatasync: it made a dump several times slower, and a full disk
      * already shows in write() (block reservation, on ext4 and tmpfs among
      * others) or in close() (network file systems). */
