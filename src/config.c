@@ -155,6 +155,11 @@ static bool dir_writable(const char *path)
         memcpy(dir, path, n);
         dir[n] = 0;
     }
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        hp_log("heapprof: cannot write the profile in %s (not a directory); profiling is off", dir);
+        return false;
+    }
     if (access(dir, W_OK | X_OK) != 0) {
         hp_log("heapprof: cannot write the profile in %s (%s); profiling is off", dir,
                strerror(errno));

@@ -79,24 +79,30 @@ static bool parent_is_profiled(const char *value)
 
 static void fork_prepare(void)
 {
+    hp_loader_fork_prepare();
     hp_table_lock();
     hp_live_lock_all();
+    hp_sym_lock();
     hp_mem_lock();
 }
 
 static void fork_parent(void)
 {
     hp_mem_unlock();
+    hp_sym_unlock();
     hp_live_unlock_all();
     hp_table_unlock();
+    hp_loader_fork_parent();
 }
 
 static void fork_child(void)
 {
     /* Only the forking thread exists here; it held every lock. */
     hp_mem_child();
+    hp_sym_child();
     hp_live_child();
     hp_table_child();
+    hp_loader_fork_child();
     pthread_mutex_init(&dump_lock, NULL);
     not_root = true;
     hp_sampler_child();

@@ -1,19 +1,79 @@
-/* dlclose: keeping the names of unloaded libraries.
+/* The dynamic loader: keeping the names of unloaded libraries, and never
+ * forking while the loader's lock is held.
  *
  * A stack recorded inside a library that the program unloads before exit
  * would otherwise come out as bare addresses, since the profile is
  * symbolized at dump time. Before the real dlclose runs, every recorded
  * address inside the library's code is symbolized from its file and the
  * answers are kept (symbols.c), together with the library's mapping.
+ *
+ * Unwinding takes glibc's loader write lock (libunwind calls
+ * dl_iterate_phdr), as dlopen and dlclose do. A fork while another thread
+ * holds it leaves the child with a lock no one will release, and the
+ * child's first sampled allocation would hang in the unwinder. So
+ * unwinding, dlopen and dlclose run inside a read hold of loader_guard,
+ * and fork takes it for writing: no thread is inside the loader through
+ * them at the moment of fork. (A program's own dl_iterate_phdr, or C++
+ * exception unwinding, at the moment of fork is not covered.)
  */
 #define _GNU_SOURCE
 #include "hp.h"
 
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <string.h>
 
 uint32_t hp_dl_epoch;
+
+/* Writer-preferring, so that a fork does not wait behind a stream of
+ * sampled allocations; statically initialised, as malloc runs before any
+ * constructor. */
+static pthread_rwlock_t loader_guard = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+static HP_TLS int guard_depth; /* reads held by this thread: they nest */
+static HP_TLS bool fork_skipped;
+
+void hp_loader_enter(void)
+{
+    /* Nested reads (a library constructor run by dlopen that allocates)
+     * must not queue behind a waiting fork: only the outermost one locks. */
+    if (guard_depth++ == 0)
+        pthread_rwlock_rdlock(&loader_guard);
+}
+
+void hp_loader_leave(void)
+{
+    if (--guard_depth == 0)
+        pthread_rwlock_unlock(&loader_guard);
+}
+
+void hp_loader_fork_prepare(void)
+{
+    /* A fork from inside dlopen (a constructor that forks) already holds a
+     * read: taking the write lock would wait for itself. */
+    fork_skipped = guard_depth > 0;
+    if (!fork_skipped)
+        pthread_rwlock_wrlock(&loader_guard);
+}
+
+void hp_loader_fork_parent(void)
+{
+    if (!fork_skipped)
+        pthread_rwlock_unlock(&loader_guard);
+}
+
+void hp_loader_fork_child(void)
+{
+    int depth = guard_depth;
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&loader_guard, &a);
+    pthread_rwlockattr_destroy(&a);
+    /* The forking thread's own reads, if any, carry on in the child. */
+    if (depth > 0)
+        pthread_rwlock_rdlock(&loader_guard);
+}
 
 struct find {
     uintptr_t bias;
@@ -55,11 +115,30 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
             struct find f = {.bias = lm->l_addr, .name = lm->l_name};
             dl_iterate_phdr(find_text, &f);
             if (f.hi > f.lo) {
+                bool was_busy = hp_thread.busy;
                 hp_thread.busy = true;
                 hp_sym_retain(lm->l_name, lm->l_addr, f.lo, f.hi, f.offset);
-                hp_thread.busy = false;
+                hp_thread.busy = was_busy;
             }
         }
     }
-    return real ? real(handle) : -1;
+    if (!real)
+        return -1;
+    hp_loader_enter();
+    int r = real(handle);
+    hp_loader_leave();
+    return r;
+}
+
+__attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
+{
+    static void *(*real)(const char *, int);
+    if (!real)
+        real = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    if (!real)
+        return NULL;
+    hp_loader_enter();
+    void *h = real(file, mode);
+    hp_loader_leave();
+    return h;
 }

@@ -4,7 +4,8 @@
  * files, everything else is static. Everything here has hidden visibility.
  *
  * Lock order (take left before right, never the reverse):
- *   hp_table_lock -> live shard locks -> hp_mem lock
+ *   loader guard -> hp_table_lock -> live shard locks -> retained symbols
+ *   lock -> hp_mem lock
  * No lock is held across stack unwinding or symbolization.
  */
 #ifndef HP_H
@@ -218,8 +219,19 @@ int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
 void hp_sym_close(struct hp_symbolizer *s);
 const char *hp_basename(const char *path);
 
-/* ---- unloaded libraries (dl.c) ---- */
+/* ---- the loader (dl.c) ---- */
 extern uint32_t hp_dl_epoch;
+/* Around anything that takes glibc's loader lock (unwinding, dlopen,
+ * dlclose): fork waits until no thread is inside. */
+void hp_loader_enter(void);
+void hp_loader_leave(void);
+void hp_loader_fork_prepare(void);
+void hp_loader_fork_parent(void);
+void hp_loader_fork_child(void);
+/* The symbols kept for unloaded libraries have a lock of their own. */
+void hp_sym_lock(void);
+void hp_sym_unlock(void);
+void hp_sym_child(void);
 /* Saves the symbols of every recorded address in [lo, hi) of the object at
  * path (load bias bias), before it is unloaded. */
 void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset);

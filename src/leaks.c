@@ -259,10 +259,9 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     struct text t = {.a = a};
     bool exact = s->rate <= 1;
     if (n == 0) {
-        put(&t, "heapprof: no leaks: every sampled allocation was freed");
+        put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
         if (nsupp)
-            put(&t, " (%zu runtime or suppressed stacks not shown)", nsupp);
-        put(&t, "\n");
+            put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
     } else {
         put(&t,
             "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate %ld)\n",

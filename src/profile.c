@@ -450,11 +450,19 @@ static int write_file_atomic(const char *path, const void *data, size_t len)
 {
     static unsigned counter;
     struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* A symlink is replaced like a file (never followed into a file
+         * someone else planted it to), unless it leads to a FIFO, device or
+         * socket: /dev/stderr is a symlink to /proc/self/fd/2. */
+        struct stat target;
+        if (S_ISLNK(st.st_mode) &&
+            (stat(path, &target) != 0 || S_ISREG(target.st_mode) || S_ISDIR(target.st_mode)))
+            goto replace;
         if (S_ISDIR(st.st_mode))
             return -EISDIR;
         return write_special(path, data, len);
     }
+replace:;
     char tmp[4200];
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {

@@ -71,7 +71,9 @@ static inline bool inside(const struct range *r, uintptr_t pc)
 int hp_stack_capture(void **ips, int max)
 {
     void *buf[HP_MAX_FRAMES + 16];
+    hp_loader_enter();
     int n = unw_backtrace(buf, (int)(sizeof buf / sizeof buf[0]));
+    hp_loader_leave();
     int skip = 0;
     while (skip < n &&
            (inside(&self_text, (uintptr_t)buf[skip]) || inside(&unwind_text, (uintptr_t)buf[skip])))

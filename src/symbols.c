@@ -549,6 +549,21 @@ void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, struct
     }
 }
 
+void hp_sym_lock(void)
+{
+    pthread_mutex_lock(&retain_lock);
+}
+
+void hp_sym_unlock(void)
+{
+    pthread_mutex_unlock(&retain_lock);
+}
+
+void hp_sym_child(void)
+{
+    pthread_mutex_init(&retain_lock, NULL);
+}
+
 static const Dwfl_Callbacks offline_callbacks = {
     .find_elf = dwfl_build_id_find_elf,
     .find_debuginfo = dwfl_standard_find_debuginfo,

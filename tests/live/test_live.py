@@ -41,8 +41,11 @@ class Service:
 
     def __init__(self, tmp, seconds=6, phase_ms=1500, extra=None):
         self.profile = os.path.join(tmp, "service.pb.gz")
+        # A rate of 64 KiB: enough samples for every site to show in a
+        # second even on a loaded machine.
         env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": self.profile,
-                       "HEAPPROF_HTTP": "127.0.0.1:0", **(extra or {})})
+                       "HEAPPROF_HTTP": "127.0.0.1:0", "HEAPPROF_RATE": "65536",
+                       **(extra or {})})
         self.proc = subprocess.Popen([h.env_path("HEAPPROF_SERVICE"), str(seconds),
                                       str(phase_ms)], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, universal_newlines=True)
@@ -78,8 +81,8 @@ def flat_names(table):
 
 def check_heap_and_allocs():
     tmp = h.tempdir()
-    svc = Service(tmp, seconds=4, phase_ms=200)
-    time.sleep(1.0)
+    svc = Service(tmp, seconds=5, phase_ms=200)
+    time.sleep(1.5)
     heap = h.pprof(["-top", "-nodefraction=0", svc.base + "heap"], tmp)
     allocs = h.pprof(["-top", "-nodefraction=0", svc.base + "allocs"], tmp)
     status, out, err = svc.finish()

@@ -1,0 +1,981 @@
+"""Robustness tests: heapprof under fork and exec, every way a process can
+end, many threads, dlopen/dlclose, bad configuration, failing writes,
+hostile output paths, setuid programs, and a stress run. Each check runs one
+of the C helpers in this directory (built by meson.build here; each file
+says what truth it produces) and holds heapprof to its contract.
+
+Usage: robust.py CHECK     (see CHECKS at the end; meson runs one test each)
+
+Environment (set by meson.build): HEAPPROF_LIB, HEAPPROF_DECODE, RB_BIN (the
+helpers' build directory), RB_PLUGIN and RB_PLUGIN2 (librb_plugin.so,
+librb_plugin2.so), RB_PIDLOG_LIB (librb_pidlog.so). HEAPPROF_KEEP_TEMP=1
+keeps the temporary directories. When a program hangs, the failure lists
+the processes left and, if gdb is installed, their threads' stacks.
+"""
+
+import os
+import re
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+
+import helpers
+from helpers import Failure, check
+
+DEFAULT_RATE = 524288
+NOBODY = 65534
+
+
+# ---- running programs -------------------------------------------------------
+
+def exe(name):
+    return os.path.join(helpers.env_path("RB_BIN"), name)
+
+
+def plugin():
+    return helpers.env_path("RB_PLUGIN")
+
+
+def pidlog_lib():
+    return helpers.env_path("RB_PIDLOG_LIB")
+
+
+def clean_env():
+    """The caller's environment without any variable heapprof reads."""
+    env = helpers.base_env()
+    for key in list(env):
+        if key.startswith("HEAPPROF") or key in ("LD_PRELOAD", "RB_PROFILE", "RB_PIDLOG"):
+            del env[key]
+    return env
+
+
+def hp_env(profile, rate=None, leaks="off", preload=True, pidlog=None, extra=None):
+    """An environment that runs a program under heapprof. rate None leaves
+    the library's default; leaks None sends the leak summary to stderr;
+    pidlog names a file in which rb_pidlog lists every process that exits."""
+    env = clean_env()
+    libs = []
+    if preload:
+        libs.append(helpers.lib_path())
+    if pidlog:
+        libs.append(pidlog_lib())
+        env["RB_PIDLOG"] = pidlog
+    if libs:
+        env["LD_PRELOAD"] = " ".join(libs)
+    if profile is not None:
+        env["HEAPPROF"] = profile
+    if rate is not None:
+        env["HEAPPROF_RATE"] = str(rate)
+    if leaks is not None:
+        env["HEAPPROF_LEAKS"] = leaks
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Result:
+    def __init__(self, argv, pid, returncode, stdout, stderr):
+        self.argv = argv
+        self.pid = pid
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def _group_members(pgid):
+    """`pid comm state` of the processes still in a process group."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        # comm may hold spaces: fields after the last ')' are fixed.
+        rest = text[text.rfind(")") + 2:].split()
+        if len(rest) > 2 and int(rest[2]) == pgid:
+            out.append(f"{entry} {text[text.find('(') + 1:text.rfind(')')]} {rest[0]}")
+    return sorted(out, key=lambda m: int(m.split()[0]))
+
+
+def _stacks(members):
+    """Where each hung process is stuck, from gdb when it is installed (it is
+    not a dependency: without it the failure still names the processes)."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        return ""
+    out = []
+    # The newest processes (a hung child, usually) first; at most two, so
+    # the report stays within the test's own time limit.
+    for member in members[::-1][:2]:
+        pid = member.split()[0]
+        try:
+            r = subprocess.run([gdb, "-p", pid, "-batch", "-nx", "-ex", "thread apply all bt"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=15, universal_newlines=True,
+                               errors="replace")
+        except subprocess.TimeoutExpired:
+            continue
+        frames = [line for line in r.stdout.splitlines() if line.startswith(("#", "Thread "))]
+        out.append(f"--- gdb: threads of {member} ---\n" + "\n".join(frames[:80]))
+    return "\n" + "\n".join(out) if out else ""
+
+
+def run(argv, env, timeout=60, cwd=None, fsize=None, stdin=subprocess.DEVNULL, binary=False):
+    """Runs argv in a process group of its own, with core dumps off (and a
+    file-size limit if fsize is given). On a timeout the whole group is
+    killed and the failure lists what was still running: a hang or a
+    deadlock, which is what several checks look for."""
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=preexec, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        alive = _group_members(proc.pid)
+        stacks = _stacks(alive)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise Failure(f"hung: still running after {timeout}s (deadlock?): {' '.join(argv)}\n"
+                      "processes left in its group (pid comm state):\n  " + "\n  ".join(alive) +
+                      stacks)
+    if not binary:
+        out = out.decode(errors="replace")
+    return Result(argv, proc.pid, proc.returncode, out, err.decode(errors="replace"))
+
+
+def describe(r):
+    out = r.stdout if isinstance(r.stdout, str) else f"<{len(r.stdout)} bytes>"
+    return (f"`{' '.join(r.argv)}`: exit status {r.returncode}\n--- stdout ---\n{out[-3000:]}"
+            f"\n--- stderr ---\n{r.stderr[-3000:]}")
+
+
+def hp_lines(text):
+    """The lines heapprof wrote (its diagnostics and the leak summary)."""
+    return [line for line in text.splitlines() if line.startswith("heapprof:")]
+
+
+def not_hp(text):
+    """stderr without heapprof's lines: what the program itself said."""
+    return "\n".join(line for line in text.splitlines() if not helpers.is_summary_line(line))
+
+
+def roles(stdout):
+    """`ROLE PID` lines printed by the helpers: {role: [pid, ...]}."""
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out.setdefault(parts[0], []).append(int(parts[1]))
+    return out
+
+
+def pid_name(path, pid):
+    """NAME.PID.pb.gz for NAME.pb.gz: the name a non-root process writes."""
+    d, base = os.path.split(path)
+    i = base.find(".pb")
+    i = len(base) if i < 0 else i
+    return os.path.join(d, f"{base[:i]}.{pid}{base[i:]}")
+
+
+def read_pidlog(path):
+    """{pid: exe} of the processes rb_pidlog saw exit normally."""
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                pid, _, exe_path = line.rstrip("\n").partition(" ")
+                out[int(pid)] = exe_path
+    return out
+
+
+def temp_files(d):
+    return sorted(f for f in os.listdir(d) if ".tmp." in f)
+
+
+def read_text(path, what):
+    check(os.path.exists(path), f"{what}: {path} was not written")
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def check_files(d, expected, why=""):
+    """The directory holds exactly the expected file names (besides the pid
+    log) and no temporary file."""
+    have = sorted(f for f in os.listdir(d) if f != "pids.log")
+    want = sorted(os.path.basename(p) for p in expected)
+    check(not temp_files(d), f"temporary files left: {temp_files(d)} {why}")
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    check(not missing and not extra,
+          f"profiles: missing {missing}, unexpected {extra} (have {have}) {why}")
+
+
+def cum(path):
+    """{short function name: [alloc_objects, alloc_space, inuse_objects,
+    inuse_space]}, cumulative over stacks."""
+    return helpers.by_short_name(helpers.functions(path, "cum"))
+
+
+def expect_values(path, want):
+    """want: {function: (alloc_objects, alloc_space, inuse_objects,
+    inuse_space)}, entries None meaning any value."""
+    table = cum(path)
+    wrong = []
+    for fn, values in want.items():
+        got = table.get(fn)
+        if got is None or any(w is not None and g != w for g, w in zip(got, values)):
+            wrong.append(f"  {fn}: got {got}, want {list(values)}")
+    check(not wrong, f"{os.path.basename(path)}: per-function values (alloc_objects alloc_space "
+          f"inuse_objects inuse_space, cumulative) differ from the truth:\n" + "\n".join(wrong))
+
+
+def baseline(argv, **kw):
+    return run(argv, clean_env(), **kw)
+
+
+def same_output(base, got, what):
+    check(got.returncode == base.returncode,
+          f"{what}: exit status {got.returncode} under heapprof, {base.returncode} without\n" +
+          describe(got))
+    check(got.stdout == base.stdout,
+          f"{what}: stdout differs under heapprof\n--- without ---\n{base.stdout}"
+          f"\n--- with ---\n{got.stdout}")
+
+
+def require_sane_machine():
+    """Stops at once when /dev/null is not the null device: a root process
+    that renamed a file over it (an old heapprof writing
+    HEAPPROF_LEAKS=/dev/null did) breaks programs in ways that would
+    otherwise look like heapprof's doing (git gc, for one, reads it)."""
+    st = os.stat(os.devnull)
+    check(stat.S_ISCHR(st.st_mode),
+          f"{os.devnull} is not a character device on this machine (mode {oct(st.st_mode)}, "
+          f"{st.st_size} bytes): something replaced it; as root: rm {os.devnull} && "
+          f"mknod -m 666 {os.devnull} c 1 3")
+
+
+# ---- 1. fork and exec -------------------------------------------------------
+
+def check_fork():
+    """Forks from a multi-threaded parent while its threads allocate; each
+    child and grandchild writes NAME.PID.pb.gz, the parent NAME.pb.gz."""
+    for i, rate in enumerate([1, 1, None, 1, None]):
+        d = os.path.join(helpers.tempdir(), f"run{i}")
+        os.makedirs(d)
+        profile = os.path.join(d, "fork.pb.gz")
+        log = os.path.join(d, "pids.log")
+        r = run([exe("rb_fork"), "fork", "6"], hp_env(profile, rate, pidlog=log), timeout=40)
+        what = f"run {i} (rate {rate or 'default'})"
+        check(r.returncode == 0 and "FAIL" not in r.stdout, f"{what}: " + describe(r))
+        who = roles(r.stdout)
+        parent = who["parent"][0]
+        kids = who.get("child", []) + who.get("grandchild", [])
+        check(len(who.get("child", [])) == 6 and len(who.get("grandchild", [])) == 1,
+              f"{what}: expected 6 children and a grandchild: " + describe(r))
+        exited = read_pidlog(log)
+        check(set(exited) == {parent, *kids},
+              f"{what}: processes that exited normally {sorted(exited)}, expected the parent "
+              f"{parent} and {sorted(kids)}")
+        check_files(d, [profile] + [pid_name(profile, p) for p in kids], what)
+        helpers.decode_ok(profile)
+        for p in kids:
+            helpers.decode_ok(pid_name(profile, p))
+        if rate == 1:
+            expect_values(profile, {"parent_leak": (4, 384, 4, 384)})
+            check("child_leak" not in cum(profile), "the parent's profile has child_leak")
+            for p in who["child"]:
+                expect_values(pid_name(profile, p), {"child_leak": (5, 240, 5, 240)})
+            # The grandchild's heap also holds the first child's blocks.
+            expect_values(pid_name(profile, who["grandchild"][0]),
+                          {"child_leak": (10, 480, 10, 480)})
+
+
+def check_fork_dlopen():
+    """Forks while other threads dlopen and dlclose: a child that allocates
+    at once must not hang on a loader lock inherited from the parent (taken
+    there by dlopen, dlclose, or heapprof's own unwinding)."""
+    forks = 120
+    for i, rate in enumerate([1, None, 1]):
+        d = os.path.join(helpers.tempdir(), f"run{i}")
+        os.makedirs(d)
+        profile = os.path.join(d, "f.pb.gz")
+        r = run([exe("rb_fork"), "dlfork", str(forks), plugin()], hp_env(profile, rate),
+                timeout=40)
+        what = f"run {i} (rate {rate or 'default'})"
+        check(r.returncode == 0 and "FAIL" not in r.stdout, f"{what}: " + describe(r))
+        kids = re.findall(r"^child (\d+) (exit|_exit)$", r.stdout, re.M)
+        check(len(kids) == forks, f"{what}: {len(kids)} children, want {forks}")
+        dumped = [int(p) for p, how in kids if how == "exit"]
+        check_files(d, [profile] + [pid_name(profile, p) for p in dumped], what)
+        for p in dumped[:5]:
+            helpers.decode_ok(pid_name(profile, p))
+
+
+def check_fork_exec():
+    """Programs exec'd by a profiled process, directly and through a shell,
+    write NAME.PID.pb.gz."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "exec.pb.gz")
+    log = os.path.join(d, "pids.log")
+    r = run([exe("rb_fork"), "exec"], hp_env(profile, 1, pidlog=log))
+    check(r.returncode == 0 and "FAIL" not in r.stdout, describe(r))
+    who = roles(r.stdout)
+    parent, child, shell = who["parent"][0], who["child"][0], who["shell"][0]
+    leaves = who.get("leaf", [])
+    check(len(leaves) == 2 and child in leaves, "expected two leaves, one the child: " +
+          describe(r))
+    exited = read_pidlog(log)
+    # The shell may end with _exit (dash does): then it has no profile.
+    check(set(exited) - {shell} == {parent, *leaves},
+          f"processes that exited normally {exited}, expected {parent} and {leaves}")
+    expected = [profile] + [pid_name(profile, p) for p in exited if p != parent]
+    check_files(d, expected)
+    expect_values(profile, {"parent_leak": (4, 384, 4, 384)})
+    for p in leaves:
+        path = pid_name(profile, p)
+        expect_values(path, {"leaf_leak": (6, 144, 6, 144)})
+        check("parent_leak" not in cum(path), f"leaf {p}'s profile has its parent's parent_leak")
+    if shell in exited:
+        helpers.decode_ok(pid_name(profile, shell))
+
+
+def check_fork_pct():
+    """%p expands to the pid in every process (no second pid added), and %%
+    to %."""
+    d = helpers.tempdir()
+    r = run([exe("rb_fork"), "fork", "2"], hp_env(os.path.join(d, "p-%p.pb.gz"), 1))
+    check(r.returncode == 0, describe(r))
+    who = roles(r.stdout)
+    pids = who["parent"] + who["child"] + who["grandchild"]
+    expected = [os.path.join(d, f"p-{p}.pb.gz") for p in pids]
+    check_files(d, expected, "(HEAPPROF=p-%p.pb.gz)")
+    for path in expected:
+        helpers.decode_ok(path)
+
+    d = helpers.tempdir()
+    r = run([exe("rb_fork"), "fork", "1"], hp_env(os.path.join(d, "a%%b.pb.gz"), 1))
+    check(r.returncode == 0, describe(r))
+    who = roles(r.stdout)
+    base = os.path.join(d, "a%b.pb.gz")
+    check_files(d, [base] + [pid_name(base, p) for p in who["child"] + who["grandchild"]],
+                "(HEAPPROF=a%%b.pb.gz)")
+
+
+# ---- 2. ways to exit ----------------------------------------------------------
+
+_SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks)")
+
+
+def one_dump(r, d, what):
+    """Exactly one profile and one leak summary (its first line is either
+    `N bytes in M objects never freed...` or `no leaks...`)."""
+    files = sorted(os.listdir(d))
+    check(files == ["e.pb.gz"], f"{what}: files {files}, want one profile e.pb.gz")
+    helpers.decode_ok(os.path.join(d, "e.pb.gz"))
+    starts = [line for line in r.stderr.splitlines() if _SUMMARY_START.match(line)]
+    check(len(starts) == 1, f"{what}: {len(starts)} leak summaries on stderr, want one (one "
+          f"dump):\n{r.stderr[-2000:]}")
+
+
+def check_exit_late():
+    """main returns while threads allocate; a library destructor that runs
+    after the dump allocates, reallocs and frees sampled blocks."""
+    base = baseline([exe("rb_exit"), "normal"])
+    for rate in (1, None):
+        d = helpers.tempdir()
+        profile = os.path.join(d, "e.pb.gz")
+        r = run([exe("rb_exit"), "normal"],
+                hp_env(profile, rate, leaks=None, extra={"RB_PROFILE": profile}))
+        same_output(base, r, f"rate {rate}")
+        check("rb_late: destructor ran after the dump" in r.stderr,
+              "the test's premise failed: rb_late's destructor did not run after heapprof's "
+              "dump:\n" + r.stderr[-2000:])
+        one_dump(r, d, f"rate {rate}")
+
+
+def check_exit_thread():
+    """exit() from a non-main thread while three others allocate."""
+    base = baseline([exe("rb_exit"), "thread-exit", "7"])
+    check(base.returncode == 7, "without heapprof: " + describe(base))
+    for i, rate in enumerate([1, 1, 1, None, None]):
+        d = helpers.tempdir()
+        profile = os.path.join(d, "e.pb.gz")
+        r = run([exe("rb_exit"), "thread-exit", "7"],
+                hp_env(profile, rate, leaks=None, extra={"RB_PROFILE": profile}))
+        same_output(base, r, f"run {i}")
+        one_dump(r, d, f"run {i}")
+
+
+def check_exit_atexit():
+    """The dump comes after atexit handlers: what they free is not in use."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "e.pb.gz")
+    base = baseline([exe("rb_exit"), "atexit"])
+    r = run([exe("rb_exit"), "atexit"], hp_env(profile, 1, leaks=None,
+                                              extra={"RB_PROFILE": profile}))
+    same_output(base, r, "atexit")
+    one_dump(r, d, "atexit")
+    expect_values(profile, {"atexit_site": (3, 3000, 0, 0)})
+    check("atexit_site" not in r.stderr, "atexit_site reported as leaked:\n" + r.stderr)
+
+
+def check_exit_statics():
+    """The dump comes after C++ static destructors, which allocate and free
+    while they run."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "e.pb.gz")
+    base = baseline([exe("rb_statics")])
+    r = run([exe("rb_statics")], hp_env(profile, 1, leaks=None))
+    same_output(base, r, "rb_statics")
+    one_dump(r, d, "rb_statics")
+    got = cum(profile).get("statics_fill")
+    check(got is not None and got[0] > 0 and got[2:] == [0, 0],
+          f"statics_fill: {got}; want blocks allocated and none in use (the static "
+          "destructors freed them before the dump)")
+
+
+def check_exit_nodump(mode):
+    """_exit, quick_exit, abort, SIGSEGV, SIGKILL: no hang, no profile, no
+    temporary file, the same exit status."""
+    args = {"_exit": ["_exit", "4"], "quick_exit": ["quick_exit", "6"]}.get(mode, [mode])
+    argv = [exe("rb_exit")] + args
+    base = baseline(argv)
+    for rate in (1, None):
+        d = helpers.tempdir()
+        profile = os.path.join(d, "e.pb.gz")
+        r = run(argv, hp_env(profile, rate, leaks=None, extra={"RB_PROFILE": profile}),
+                timeout=30)
+        same_output(base, r, f"{mode}, rate {rate}")
+        check(os.listdir(d) == [], f"{mode}: files written: {os.listdir(d)}")
+        check(not hp_lines(r.stderr), f"{mode}: heapprof spoke:\n{r.stderr[-2000:]}")
+
+
+# ---- 3. threads ----------------------------------------------------------------
+
+def check_threads():
+    rounds, nthreads = 60, 8
+    n = rounds * nthreads
+    argv = [exe("rb_threads"), str(rounds), str(nthreads)]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    profile = os.path.join(d, "t.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    r = run(argv, hp_env(profile, 1, leaks=leaks))
+    same_output(base, r, "exact mode")
+    expect_values(profile, {
+        "thread_churn": (50 * n, 3200 * n, 0, 0),
+        "thread_handoff": (8 * n, 2048 * n, 0, 0),
+        "thread_grow": (9 * n, 8176 * n, 0, 0),
+        "thread_leak": (n, 40 * n, n, 40 * n),
+    })
+    text = read_text(leaks, "HEAPPROF_LEAKS")
+    summary = helpers.parse_leaks(text)
+    objs = sum(s["objects"] for s in summary["stacks"]
+               if any(fr["func"] == "thread_leak" for fr in s["frames"]))
+    nbytes = sum(s["bytes"] for s in summary["stacks"]
+                 if any(fr["func"] == "thread_leak" for fr in s["frames"]))
+    check((objs, nbytes) == (n, 40 * n),
+          f"leak summary: thread_leak {objs} objects / {nbytes} bytes, want {n} / {40 * n}:\n" +
+          text)
+    r = run(argv, hp_env(os.path.join(d, "t2.pb.gz")))
+    same_output(base, r, "default rate")
+    helpers.decode_ok(os.path.join(d, "t2.pb.gz"))
+
+
+# ---- 4. dlopen / dlclose -----------------------------------------------------------
+
+def check_dlopen(mode):
+    """A dlopen'ed library's leaking function keeps its name in the profile
+    and the leak summary after the library is dlclosed; with `reuse`, a
+    second library loaded at the same place afterwards keeps its own."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "d.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    argv = [exe("rb_dlopen"), plugin(), "close" if mode == "reuse" else mode]
+    want = {"plugin_leak": (5, 2832)}
+    if mode == "reuse":
+        argv.append(helpers.env_path("RB_PLUGIN2"))
+        want["other_leak"] = (4, 2724)
+    base = baseline(argv)
+    r = run(argv, hp_env(profile, 1, leaks=leaks))
+    same_output(base, r, mode)
+    if mode != "keep":
+        check("unloaded yes" in r.stdout,
+              "the test's premise failed: the loader kept the library after dlclose")
+    if mode == "reuse" and "same base yes" not in r.stdout:
+        print("note: the second library was not loaded where the first had been")
+    text = read_text(leaks, "HEAPPROF_LEAKS")
+    summary = helpers.parse_leaks(text)
+    # The leaks made through rb_dlopen's call(), by their leaf frame.
+    got_summary = {}
+    for s in summary["stacks"]:
+        if any(fr["func"] == "call" for fr in s["frames"]):
+            leaf = s["frames"][0]["func"] or s["frames"][0]["module"]
+            objs, nbytes = got_summary.get(leaf, (0, 0))
+            got_summary[leaf] = (objs + s["objects"], nbytes + s["bytes"])
+    table = cum(profile)
+    problems = []
+    for fn, (objs, nbytes) in want.items():
+        got = table.get(fn)
+        if got != [objs, nbytes, objs, nbytes]:
+            problems.append(f"profile: {fn} {got}, want {[objs, nbytes, objs, nbytes]}")
+    if problems:
+        # Name the frames that stand where the plugins' functions should.
+        doc = helpers.decode_json(profile)
+        where = sorted({loc["lines"][0]["function"] if loc["lines"] else hex(loc["address"])
+                        for s in doc["samples"] if s["values"][2]
+                        for loc, caller in zip(s["stack"], s["stack"][1:])
+                        if any(ln["function"] == "call" for ln in caller["lines"])})
+        problems.append(f"profile: the in-use frames called from call(): {where}")
+    if got_summary != want:
+        problems.append(f"leak summary: leaks through call() by leaf frame {got_summary}, "
+                        f"want {want}")
+    check(not problems, f"rb_dlopen {mode}:\n" + "\n".join(problems) +
+          "\n--- leak summary ---\n" + text)
+
+
+# ---- 5. bad input -----------------------------------------------------------------
+
+def hello_baseline():
+    base = baseline([exe("rb_alloc"), "hello", "3"])
+    check(base.returncode == 3, "without heapprof: " + describe(base))
+    return base
+
+
+def bad_values(var, values, default_text, good, period=None):
+    """Each bad value: exactly one heapprof: line naming the variable and
+    the default used; the program's output and exit status unchanged; the
+    profile still written. A good value: silence. HEAPPROF unset: silence."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    problems = []
+    for i, value in enumerate(values):
+        profile = os.path.join(d, f"bad{i}.pb.gz")
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, extra={var: value}))
+        same_output(base, r, f"{var}={value!r}")
+        lines = hp_lines(r.stderr)
+        if len(lines) != 1:
+            problems.append(f"{var}={value!r}: {len(lines)} heapprof lines, want 1: {lines}")
+        elif var not in lines[0] or default_text not in lines[0]:
+            problems.append(f"{var}={value!r}: the line does not name {var} and the default "
+                            f"({default_text!r}): {lines[0]}")
+        check(not_hp(r.stderr) == not_hp(base.stderr), f"{var}={value!r}: other stderr:\n" +
+              r.stderr)
+        if not os.path.exists(profile):
+            problems.append(f"{var}={value!r}: no profile written")
+            continue
+        if period is not None:
+            got = helpers.decode_json(profile)["period"]
+            if got != period:
+                problems.append(f"{var}={value!r}: period {got}, want the default {period}")
+    check(not problems, "\n".join(problems))
+
+    profile = os.path.join(d, "good.pb.gz")
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, extra={var: good}))
+    same_output(base, r, f"{var}={good!r}")
+    check(not hp_lines(r.stderr), f"{var}={good!r} (valid) drew: {hp_lines(r.stderr)}")
+    helpers.decode_ok(profile)
+
+    env = hp_env(None, extra={var: values[0]})
+    cwd = os.path.join(d, "unset")
+    os.makedirs(cwd)
+    r = run([exe("rb_alloc"), "hello", "3"], env, cwd=cwd)
+    same_output(base, r, f"HEAPPROF unset, {var}={values[0]!r}")
+    check(r.stderr == base.stderr and not os.listdir(cwd),
+          f"HEAPPROF unset: heapprof spoke or wrote: {r.stderr!r} {os.listdir(cwd)}")
+
+
+def check_bad_rate():
+    bad_values("HEAPPROF_RATE", ["abc", "-5", "0", "99999999999999999999", "",
+                                 str((1 << 40) + 1), "0x10", "12abc", "1.5"],
+               str(DEFAULT_RATE), "4096", period=DEFAULT_RATE)
+
+
+def check_bad_seed():
+    bad_values("HEAPPROF_SEED", ["abc", "-1", "", "99999999999999999999999", "1.5"],
+               "random seed", "12345")
+
+
+def check_bad_leak_stacks():
+    bad_values("HEAPPROF_LEAK_STACKS", ["abc", "-1", "", "100001", "99999999999999999999"],
+               "using 10", "3")
+
+
+def check_bad_other():
+    bad_values("HEAPPROF_LEAK_FRAMES", ["0", "abc", "65", ""], "using 8", "4")
+    bad_values("HEAPPROF_LEAKS_EXIT_CODE", ["256", "-1", "x"], "using 0", "0")
+
+
+def expect_one_line(r, base, what, mention):
+    same_output(base, r, what)
+    lines = hp_lines(r.stderr)
+    check(len(lines) == 1 and mention in lines[0],
+          f"{what}: want one heapprof line naming {mention}, got {lines}")
+
+
+def check_unwritable():
+    base = hello_baseline()
+    # A path under a non-directory, and one in /proc (root may pass access()
+    # there; the failure then comes at exit).
+    for path, mention in (("/dev/null/x.pb.gz", "/dev/null"),
+                          ("/proc/heapprof-robust.pb.gz", "/proc"),
+                          ("/proc/self/heapprof.pb.gz", "/proc")):
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(path))
+        expect_one_line(r, base, f"HEAPPROF={path}", mention)
+    d = helpers.tempdir()
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(d + "/"))
+    expect_one_line(r, base, "HEAPPROF names a directory", "HEAPPROF")
+    check(os.listdir(d) == [], f"files written in {d}: {os.listdir(d)}")
+
+    # A read-only directory: root writes anywhere, so drop to nobody.
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or not setpriv:
+        print("note: not root or no setpriv: the read-only directory case is not run")
+        return
+    os.chmod(d, 0o755)
+    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    probe = run(drop + [exe("rb_alloc"), "hello", "3"], clean_env())
+    if probe.returncode != 3:
+        print("note: nobody cannot run the helpers here (build directory not readable?): "
+              "the read-only directory case is not run")
+        return
+    lib_copy = os.path.join(d, "lib")
+    os.makedirs(lib_copy)
+    shutil.copy(helpers.lib_path(), lib_copy)
+    os.chmod(lib_copy, 0o755)
+    env = hp_env(os.path.join(d, "x.pb.gz"))
+    env["LD_PRELOAD"] = os.path.join(lib_copy, os.path.basename(helpers.lib_path()))
+    r = run(drop + [exe("rb_alloc"), "hello", "3"], env)
+    expect_one_line(r, probe, "read-only directory (as nobody)", d)
+    check(os.listdir(d) == ["lib"], f"files written in the read-only {d}: {os.listdir(d)}")
+
+
+def check_missing_dir():
+    base = hello_baseline()
+    d = helpers.tempdir()
+    missing = os.path.join(d, "nope")
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(os.path.join(missing, "x.pb.gz")))
+    expect_one_line(r, base, "missing directory", missing)
+    check(os.listdir(d) == [], f"files written: {os.listdir(d)}")
+
+
+def check_full_disk_tmpfs():
+    """A full file system at exit: one line, no partial or temporary file,
+    the exit status unchanged. Needs a private mount namespace."""
+    base = hello_baseline()
+    unshare = shutil.which("unshare")
+    if not unshare:
+        helpers.skip("unshare (util-linux) is not installed")
+    d = helpers.tempdir()
+    disk = os.path.join(d, "disk")
+    os.makedirs(disk)
+    probe = run([unshare, "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{disk}'"],
+                clean_env())
+    if probe.returncode != 0:
+        helpers.skip("cannot mount a tmpfs in a private mount namespace: " +
+                     (probe.stderr.strip().splitlines() or ["?"])[0])
+    listing = os.path.join(d, "listing")
+    profile = os.path.join(disk, "x.pb.gz")
+    # Fill the tmpfs, run the program, list what is left, keep its status.
+    for rate in (1, None):
+        # Only the program runs under heapprof, and its parent (the shell)
+        # does not have HEAPPROF, so it writes the name given, not NAME.PID.
+        env = hp_env(profile, rate)
+        assign = " ".join(f"{k}='{env[k]}'" for k in sorted(env)
+                          if k.startswith("HEAPPROF") or k == "LD_PRELOAD")
+        script = (f"mount -t tmpfs -o size=64k tmpfs '{disk}' || exit 90; "
+                  f"cat /dev/zero > '{disk}/fill' 2>/dev/null; "
+                  f"env {assign} '{exe('rb_alloc')}' hello 3; rc=$?; "
+                  f"ls -A '{disk}' > '{listing}'; exit $rc")
+        r = run([unshare, "-m", "sh", "-c", script], clean_env())
+        expect_one_line(r, base, f"full disk, rate {rate}", profile)
+        with open(listing) as f:
+            left = f.read().split()
+        check(left == ["fill"], f"full disk: files left {left}, want only the filler")
+
+
+def check_full_disk_fsize():
+    """A file-size limit at exit: writing the profile must fail with EFBIG,
+    not kill the program with SIGXFSZ; one line, no file left."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    profile = os.path.join(d, "x.pb.gz")
+    for rate in (1, None):
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, rate), fsize=256)
+        if r.returncode == -signal.SIGXFSZ:
+            raise Failure(f"rate {rate}: killed by SIGXFSZ while writing the profile under "
+                          f"RLIMIT_FSIZE=256; files left: {os.listdir(d)}")
+        expect_one_line(r, base, f"RLIMIT_FSIZE, rate {rate}", profile)
+        check(os.listdir(d) == [], f"files left: {os.listdir(d)}")
+
+
+def check_alloc_failures():
+    """Failing calls fail as they do without heapprof: same results, same
+    errno, blocks intact."""
+    argv = [exe("rb_alloc"), "failures"]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    runs = [("preload, exact", argv, hp_env(os.path.join(d, "a.pb.gz"), 1)),
+            ("preload, default rate", argv, hp_env(os.path.join(d, "b.pb.gz"))),
+            ("linked, exact", [exe("rb_alloc_linked"), "failures"],
+             hp_env(os.path.join(d, "c.pb.gz"), 1, preload=False))]
+    for what, args, env in runs:
+        r = run(args, env)
+        if r.stdout != base.stdout:
+            diff = [f"  without: {a}\n  with:    {b}"
+                    for a, b in zip(base.stdout.splitlines(), r.stdout.splitlines()) if a != b]
+            raise Failure(f"{what}: results differ from glibc's alone:\n" + "\n".join(diff) +
+                          "\n" + describe(r))
+        same_output(base, r, what)
+    for name in ("a.pb.gz", "b.pb.gz", "c.pb.gz"):
+        helpers.decode_ok(os.path.join(d, name))
+
+
+# ---- 6. security -----------------------------------------------------------------
+
+def check_symlink():
+    """A symlink planted at the output path is replaced, never followed."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    target = os.path.join(d, "target.txt")
+    with open(target, "w") as f:
+        f.write("precious\n")
+    os.makedirs(os.path.join(d, "sub"))
+    dangling_target = os.path.join(d, "sub", "created.pb.gz")
+    cases = [("prof.pb.gz", target), ("dang.pb.gz", dangling_target)]
+    for name, to in cases:
+        path = os.path.join(d, name)
+        os.symlink(to, path)
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(path, 1))
+        same_output(base, r, f"symlink {name}")
+        check(not os.path.islink(path) and os.path.isfile(path),
+              f"{name}: still a symlink after the run (the profile went through it)")
+        helpers.decode_ok(path)
+    with open(target) as f:
+        check(f.read() == "precious\n", "the symlink's target was overwritten")
+    check(not os.path.exists(dangling_target), "the dangling symlink's target was created")
+    check(not temp_files(d), f"temporary files left: {temp_files(d)}")
+
+
+def check_special_files():
+    """Output paths that are not regular files (HEAPPROF_LEAKS=/dev/null, a
+    FIFO a reader waits on, a device given as HEAPPROF) are written in place
+    or refused, never replaced by a regular file: as root, replacing
+    /dev/null breaks the whole machine. Uses nodes made in a temporary
+    directory, never the real /dev."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    problems = []
+
+    def node_ok(path, kind, what):
+        st = os.lstat(path) if os.path.lexists(path) else None
+        if st is None or not kind(st.st_mode):
+            problems.append(f"{what}: {os.path.basename(path)} is no longer a "
+                            f"{'FIFO' if kind is stat.S_ISFIFO else 'device'}; now "
+                            f"{'gone' if st is None else oct(st.st_mode)}")
+
+    # A FIFO as HEAPPROF_LEAKS: the reader must get the summary.
+    fifo = os.path.join(d, "leaks.fifo")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    # Our own writer keeps the reader from seeing end-of-file before the
+    # program opens the FIFO; the pipe buffer holds the whole summary.
+    keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(os.path.join(d, "a.pb.gz"), 1,
+                                                        leaks=fifo), timeout=30)
+        os.close(keep)
+        keep = None
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(reader, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if keep is not None:
+            os.close(keep)
+        os.close(reader)
+    same_output(base, r, "HEAPPROF_LEAKS=FIFO")
+    node_ok(fifo, stat.S_ISFIFO, "HEAPPROF_LEAKS=FIFO")
+    if b"heapprof: " not in b"".join(chunks):
+        problems.append("HEAPPROF_LEAKS=FIFO: the reader got no leak summary")
+
+    # Character devices (1, 3 is what /dev/null is), if this machine lets us
+    # make one.
+    try:
+        for name in ("null-leaks", "null-profile"):
+            os.mknod(os.path.join(d, name), stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError as e:
+        print(f"note: cannot make a device node here ({e}); only the FIFO case ran")
+    else:
+        dev = os.path.join(d, "null-leaks")
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(os.path.join(d, "b.pb.gz"), 1,
+                                                        leaks=dev))
+        same_output(base, r, "HEAPPROF_LEAKS=device")
+        node_ok(dev, stat.S_ISCHR, "HEAPPROF_LEAKS=<a node like /dev/null>")
+        dev = os.path.join(d, "null-profile")
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(dev, 1))
+        same_output(base, r, "HEAPPROF=device")
+        node_ok(dev, stat.S_ISCHR, "HEAPPROF=<a node like /dev/null>")
+        if len(hp_lines(r.stderr)) > 1:
+            problems.append(f"HEAPPROF=device: more than one line: {hp_lines(r.stderr)}")
+    if temp_files(d):
+        problems.append(f"temporary files left: {temp_files(d)}")
+    check(not problems, "\n".join(problems))
+
+
+def check_setuid():
+    """secure_getenv: a setuid-root program run by nobody ignores HEAPPROF."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0:
+        helpers.skip("needs root to make a setuid-root copy")
+    if not setpriv:
+        helpers.skip("setpriv (util-linux) is not installed")
+    d = helpers.tempdir()
+    os.chmod(d, 0o755)
+    out = os.path.join(d, "out")
+    os.makedirs(out)
+    os.chmod(out, 0o777)
+    # nobody may not read the build directory: give the control run a copy of
+    # the library. The setuid run loads it as root through the absolute rpath.
+    lib_dir = os.path.join(d, "lib")
+    os.makedirs(lib_dir)
+    src_dir = os.path.dirname(helpers.lib_path())
+    for name in os.listdir(src_dir):
+        if name.startswith("libheapprof.so") and os.path.isfile(os.path.join(src_dir, name)):
+            shutil.copy(os.path.join(src_dir, name), os.path.join(lib_dir, name))
+    os.chmod(lib_dir, 0o755)
+    plain = os.path.join(d, "plain")
+    suid = os.path.join(d, "suid")
+    for path, mode in ((plain, 0o755), (suid, 0o4755)):
+        shutil.copy(exe("rb_alloc_linked"), path)
+        os.chown(path, 0, 0)
+        os.chmod(path, mode)
+    drop = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+    env = hp_env(os.path.join(out, "plain.pb.gz"), preload=False,
+                 extra={"LD_LIBRARY_PATH": lib_dir})
+    control = run(drop + [plain, "hello", "3"], env)
+    if control.returncode != 3 or "heapprof on" not in control.stdout or \
+            not os.path.exists(os.path.join(out, "plain.pb.gz")):
+        helpers.skip("the control run as nobody (not setuid) did not profile, so the setuid "
+                     "run would prove nothing: " + describe(control).replace("\n", " | "))
+
+    env = hp_env(os.path.join(out, "suid.pb.gz"), preload=False,
+                 leaks=os.path.join(out, "leaks.txt"), extra={"LD_LIBRARY_PATH": lib_dir})
+    r = run(drop + [suid, "hello", "3"], env)
+    if r.returncode == 3 and "euid 0" not in r.stdout:
+        helpers.skip(f"the setuid bit had no effect ({d} is on a nosuid mount?)")
+    check(r.returncode == 3 and "heapprof" in r.stdout, "setuid run: " + describe(r))
+    check("heapprof off" in r.stdout,
+          "heapprof is enabled in a setuid program: HEAPPROF was read with getenv, not "
+          "secure_getenv")
+    check(sorted(os.listdir(out)) == ["plain.pb.gz"],
+          f"the setuid program wrote {sorted(os.listdir(out))}")
+    check(not hp_lines(r.stderr), f"heapprof spoke in the setuid program: {r.stderr}")
+
+
+# ---- 8. stress --------------------------------------------------------------------
+
+def check_stress(exact):
+    seconds = 5
+    d = helpers.tempdir()
+    profile = os.path.join(d, "s.pb.gz")
+    log = os.path.join(d, "pids.log")
+    r = run([exe("rb_stress"), str(seconds), plugin()],
+            hp_env(profile, 1 if exact else None, pidlog=log), timeout=60)
+    check(r.returncode == 0, describe(r))
+    kids = [(int(m.group(1)), m.group(2))
+            for m in re.finditer(r"^child (\d+) (exit|_exit)$", r.stdout, re.M)]
+    check(kids, "no child was forked: " + describe(r))
+    normal = [p for p, how in kids if how == "exit"]
+    exited = read_pidlog(log)
+    check(set(exited) == {r.pid, *normal},
+          f"processes that exited normally {sorted(exited)}, want {r.pid} and {sorted(normal)}")
+    check_files(d, [profile] + [pid_name(profile, p) for p in normal])
+    helpers.decode_ok(profile)
+    for p in normal:
+        path = pid_name(profile, p)
+        helpers.decode_ok(path)
+        if exact:
+            expect_values(path, {"stress_child": (32, 3696, 16, 1856)})
+    truth = {}
+    for m in re.finditer(r"^site (\S+) (\d+) (\d+)$", r.stdout, re.M):
+        truth[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    check(len(truth) == 4, "the program did not print its site totals: " + describe(r))
+    if exact:
+        want = {fn: (n, b, 0, 0) for fn, (n, b) in truth.items()}
+        want["stress_leak"] = (7, 2331, 7, 2331)
+        expect_values(profile, want)
+    else:
+        # Unbiased estimates of a few hundred thousand samples: within 10%.
+        table = cum(profile)
+        wrong = []
+        for fn, (n, b) in truth.items():
+            got = table.get(fn)
+            if got is None or abs(got[1] - b) > 0.1 * b or got[2:] != [0, 0]:
+                wrong.append(f"  {fn}: estimated {got}, true alloc_space {b}, in use 0")
+        check(not wrong, "default rate: estimates far from the truth:\n" + "\n".join(wrong))
+
+
+CHECKS = {
+    "fork": check_fork,
+    "fork-dlopen": check_fork_dlopen,
+    "fork-exec": check_fork_exec,
+    "fork-pct": check_fork_pct,
+    "exit-late": check_exit_late,
+    "exit-thread": check_exit_thread,
+    "exit-atexit": check_exit_atexit,
+    "exit-statics": check_exit_statics,
+    "threads": check_threads,
+    "dlopen-keep": lambda: check_dlopen("keep"),
+    "dlopen-close": lambda: check_dlopen("close"),
+    "dlopen-reuse": lambda: check_dlopen("reuse"),
+    "bad-rate": check_bad_rate,
+    "bad-seed": check_bad_seed,
+    "bad-leak-stacks": check_bad_leak_stacks,
+    "bad-other": check_bad_other,
+    "unwritable": check_unwritable,
+    "missing-dir": check_missing_dir,
+    "full-disk-tmpfs": check_full_disk_tmpfs,
+    "full-disk-fsize": check_full_disk_fsize,
+    "alloc-failures": check_alloc_failures,
+    "symlink": check_symlink,
+    "special-files": check_special_files,
+    "setuid": check_setuid,
+    "stress-default": lambda: check_stress(False),
+    "stress-exact": lambda: check_stress(True),
+}
+for _mode in ("_exit", "quick_exit", "abort", "segv", "kill"):
+    CHECKS["exit-nodump-" + _mode] = (lambda m: lambda: check_exit_nodump(m))(_mode)
+
+def run_check(name):
+    require_sane_machine()
+    CHECKS[name]()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
+        print(__doc__)
+        print("checks: " + " ".join(sorted(CHECKS)))
+        sys.exit(2)
+    helpers.main(run_check, sys.argv[1])
