@@ -246,6 +246,7 @@ void hp_config_load(void)
     hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
     hp_cfg.peak = env_long("HEAPPROF_PEAK", 0, 1, 0) == 1;
     hp_cfg.announce = env_long("HEAPPROF_ANNOUNCE", 0, 1, 0) == 1;
+    hp_cfg.debuginfo = env_long("HEAPPROF_DEBUGINFO", 0, 1, 0) == 1;
     hp_cfg.enabled = true;
 }
 

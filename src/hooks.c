@@ -121,31 +121,34 @@ static inline bool ready(void)
 }
 
 /* The slow path of every allocation: out of line so the fast path stays a
- * decrement and a branch. */
+ * decrement, a branch and a tail call to the real allocator. */
 __attribute__((noinline)) static void alloc_slow(void *p, size_t size)
 {
     if (hp_sampler_take(size) && p)
         hp_on_alloc(p, size);
 }
 
-static inline void account(void *p, size_t size)
+/* Takes size bytes off the thread's countdown, before the allocation is
+ * made; true when the countdown crossed zero and the slow path must look. */
+static inline bool countdown_hit(size_t size)
 {
-    if (HP_UNLIKELY((hp_thread.countdown -= (int64_t)size) < 0))
-        alloc_slow(p, size);
+    return HP_UNLIKELY((hp_thread.countdown -= (int64_t)size) < 0);
 }
 
-static inline void release(void *p)
+static inline void account(void *p, size_t size)
 {
-    if (HP_UNLIKELY(hp_live_maybe(p)))
-        hp_on_free(p);
+    if (countdown_hit(size))
+        alloc_slow(p, size);
 }
 
 HP_EXPORT void *malloc(size_t size)
 {
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, 16);
+    if (!countdown_hit(size))
+        return hp_real.malloc(size);
     void *p = hp_real.malloc(size);
-    account(p, size);
+    alloc_slow(p, size);
     return p;
 }
 
@@ -153,21 +156,22 @@ HP_EXPORT void free(void *p)
 {
     if (HP_UNLIKELY(!p || in_boot(p)))
         return;
-    release(p);
+    if (HP_UNLIKELY(hp_live_maybe(p)))
+        hp_on_free(p);
     hp_real.free(p);
 }
 
 HP_EXPORT void *calloc(size_t n, size_t size)
 {
     size_t total;
-    if (HP_UNLIKELY(!ready())) {
-        if (__builtin_mul_overflow(n, size, &total))
-            return NULL;
-        return boot_alloc(total, 16);
-    }
+    bool overflow = __builtin_mul_overflow(n, size, &total);
+    if (HP_UNLIKELY(!ready()))
+        return overflow ? NULL : boot_alloc(total, 16);
+    /* On overflow the real calloc fails (ENOMEM) and nothing is counted. */
+    if (overflow || !countdown_hit(total))
+        return hp_real.calloc(n, size);
     void *p = hp_real.calloc(n, size);
-    if (p && !__builtin_mul_overflow(n, size, &total))
-        account(p, total);
+    alloc_slow(p, total);
     return p;
 }
 
@@ -242,8 +246,10 @@ HP_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
+    if (!countdown_hit(size))
+        return hp_real.aligned_alloc(align, size);
     void *p = hp_real.aligned_alloc(align, size);
-    account(p, size);
+    alloc_slow(p, size);
     return p;
 }
 
@@ -251,8 +257,10 @@ HP_EXPORT void *memalign(size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
+    if (!countdown_hit(size))
+        return hp_real.memalign(align, size);
     void *p = hp_real.memalign(align, size);
-    account(p, size);
+    alloc_slow(p, size);
     return p;
 }
 

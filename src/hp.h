@@ -23,6 +23,30 @@
 #define HASH_NONFATAL_OOM 1
 void *hp_alloc(size_t size);
 void hp_free(void *p, size_t size);
+
+/* Keys here are mostly arrays of return addresses: hash them a word at a
+ * time (multiply-xorshift), several times faster than uthash's default
+ * byte-wise Jenkins hash on a 64-frame stack. */
+static inline unsigned hp_hash_bytes(const void *key, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    uint64_t h = 0x243f6a8885a308d3ull ^ ((uint64_t)len * 0x9e3779b97f4a7c15ull);
+    while (len >= 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t t = 0;
+    for (size_t i = 0; i < len; i++)
+        t |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ t) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    return (unsigned)(h ^ (h >> 32));
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = hp_hash_bytes((keyptr), (keylen)))
 #include <uthash.h>
 
 #define HP_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -49,6 +73,7 @@ struct hp_config {
     long interval;       /* HEAPPROF_INTERVAL: seconds between snapshots, 0: none */
     bool peak;           /* HEAPPROF_PEAK: write the peak profile at exit */
     bool announce;       /* HEAPPROF_ANNOUNCE: say where the profile went */
+    bool debuginfo;      /* HEAPPROF_DEBUGINFO: read separate debug info files */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);
@@ -159,8 +184,25 @@ void hp_live_insert(void *p, struct hp_bucket *b);
 struct hp_bucket *hp_live_remove(void *p);
 /* Undoes hp_live_remove after a failed realloc. */
 void hp_live_restore(void *p, struct hp_bucket *b);
-/* Fast test: false means p was certainly not sampled. */
-bool hp_live_maybe(const void *p);
+/* The free path's test (see live.c): false means p was certainly not
+ * sampled. Inline, since every free runs it. The counter for p sits in a
+ * 64-byte line chosen by p's page, so frees of nearby objects touch the same
+ * few lines; before that, one read of the count of live samples skips the
+ * filter altogether while there are none (profiling off, or early on). */
+enum { HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+extern uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
+extern uint64_t hp_live_count;
+static inline uint16_t *hp_filter_slot(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint64_t line = ((uint64_t)(a >> 12) * 0x9e3779b97f4a7c15ull) >> (64 - HP_FILTER_LINE_BITS);
+    return &hp_filter[line * HP_FILTER_PER_LINE + ((a >> 4) & (HP_FILTER_PER_LINE - 1))];
+}
+static inline bool hp_live_maybe(const void *p)
+{
+    return __atomic_load_n(&hp_live_count, __ATOMIC_RELAXED) != 0 &&
+           __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
+}
 void hp_live_lock_all(void);
 void hp_live_unlock_all(void);
 void hp_live_child(void);

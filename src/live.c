@@ -4,8 +4,12 @@
  * and without writing shared memory in the common case, and without ever
  * missing one. Two layers do it:
  *
- * 1. A counting filter: 2^18 16-bit counters indexed by a hash of the
- *    address. Inserting a sampled pointer increments its counter before
+ * 1. A counting filter: 2^18 16-bit counters, in 64-byte lines of 32: the
+ *    line is chosen by a hash of the address's page, the counter in it by
+ *    the address's low bits, so that frees of objects near one another touch
+ *    the same few cache lines (hp_filter_slot in hp.h). Before the filter,
+ *    free reads the number of live samples, which is zero while nothing is
+ *    sampled. Inserting a sampled pointer increments its counter before
  *    malloc returns the pointer; removing it decrements the counter. free()
  *    reads one counter: zero means "certainly not sampled" and the free goes
  *    straight to the real allocator. No false negatives: the increment is
@@ -34,13 +38,13 @@
 #include <string.h>
 
 enum {
-    FILTER_BITS = 18,
     SHARD_BITS = 6,
     NSHARDS = 1 << SHARD_BITS,
     MIN_SLOTS = 64,
 };
 
-static uint16_t filter[1u << FILTER_BITS];
+uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
+uint64_t hp_live_count;
 
 struct slot {
     uintptr_t key; /* 0: empty */
@@ -63,14 +67,9 @@ static inline uint64_t mix(const void *p)
     return (uint64_t)((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull;
 }
 
-static inline uint16_t *filter_slot(uint64_t h)
-{
-    return &filter[h >> (64 - FILTER_BITS)];
-}
-
 static inline struct shard *shard_of(uint64_t h)
 {
-    return &shards[(h >> (64 - FILTER_BITS - SHARD_BITS)) & (NSHARDS - 1)];
+    return &shards[h >> (64 - SHARD_BITS)];
 }
 
 static inline size_t home(const struct shard *s, uintptr_t key)
@@ -78,11 +77,6 @@ static inline size_t home(const struct shard *s, uintptr_t key)
     /* A second multiplier: the bits already used for filter and shard would
      * make the probe positions within a shard collide. */
     return (size_t)(((uint64_t)key * 0xbf58476d1ce4e5b9ull) >> 17) & (s->cap - 1);
-}
-
-bool hp_live_maybe(const void *p)
-{
-    return __atomic_load_n(filter_slot(mix(p)), __ATOMIC_RELAXED) != 0;
 }
 
 static bool grow(struct shard *s)
@@ -125,7 +119,8 @@ static void insert(void *p, struct hp_bucket *b)
         i = (i + 1) & (s->cap - 1);
     if (!s->slots[i].key) {
         s->count++;
-        __atomic_fetch_add(filter_slot(h), 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&hp_live_count, 1, __ATOMIC_RELAXED);
     } else {
         /* The address is already live: its free was never seen (a block
          * released behind the hooks' back, e.g. by a foreign free). Count the
@@ -173,7 +168,8 @@ struct hp_bucket *hp_live_remove(void *p)
             s->slots[i].key = 0;
             s->slots[i].bucket = NULL;
             s->count--;
-            __atomic_fetch_sub(filter_slot(h), 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&hp_live_count, 1, __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&s->lock);

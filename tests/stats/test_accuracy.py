@@ -467,10 +467,11 @@ _RAW_INLINE = re.compile(r"^\s+(\S.*)$")
 
 def _raw_function(text):
     """The function of one `go tool pprof -raw` location line part:
-    `NAME FILE:LINE s=N` (or `NAME s=N`)."""
+    `NAME FILE:LINE s=N` (or `NAME s=N`); "" for a location without a name
+    (a C library's static function when its separate debug info is not
+    read: not one of the sites)."""
     parts = text.split()
-    check(parts, f"empty location in pprof -raw: {text!r}")
-    return parts[0]
+    return parts[0] if parts else ""
 
 
 def parse_raw(text):
