@@ -157,8 +157,10 @@ bool hp_peak_on;
 
 static void track(int64_t delta)
 {
+    if (!hp_peak_on)
+        return; /* no shared write per sample unless the peak is wanted */
     int64_t now = __atomic_add_fetch(&inuse_est, delta, __ATOMIC_RELAXED);
-    if (!hp_peak_on || delta <= 0)
+    if (delta <= 0)
         return;
     int64_t seen = __atomic_load_n(&peak_seen, __ATOMIC_RELAXED);
     while (now > seen && !__atomic_compare_exchange_n(&peak_seen, &seen, now, true,

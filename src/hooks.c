@@ -3,8 +3,9 @@
  * Each entry point forwards to the next allocator in the lookup order (glibc,
  * or jemalloc/mimalloc when those are preloaded after heapprof), then does
  * the least it can: an allocation subtracts its size from the thread's
- * countdown and only goes further when that crosses zero; a free tests the
- * live set's filter, which is a read of one shared counter (see live.c).
+ * countdown and only goes further when that crosses zero; a free reads the
+ * count of live samples and, when there are any, one counter of the live
+ * set's filter (see live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
  * reach these through libstdc++'s calls to malloc, free and aligned_alloc.
