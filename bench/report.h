@@ -57,8 +57,8 @@ static inline long bench_hwm_kib(void)
 static inline void bench_report(double wall, double cpu, long ops, unsigned long long bytes)
 {
     long hwm = bench_hwm_kib();
-    printf("seconds=%.6f cpu_seconds=%.6f ops=%ld bytes=%llu hwm_kib=%ld\n", wall, cpu, ops,
-           bytes, hwm);
+    printf("seconds=%.6f cpu_seconds=%.6f ops=%ld bytes=%llu hwm_kib=%ld\n", wall, cpu, ops, bytes,
+           hwm);
 }
 
 #endif

@@ -32,24 +32,25 @@ static fn fns[10];
 
 /* The work after the call keeps it a call (not a jump), so each level keeps
  * its frame. */
-#define F(n)                                                                   \
-    __attribute__((noinline)) static void *f##n(unsigned path, int level)     \
-    {                                                                          \
-        void *r;                                                               \
-        if (level == LEVELS) {                                                 \
-            r = malloc(64);                                                    \
-        } else {                                                               \
-            unsigned d = path;                                                 \
-            for (int i = 0; i < level; i++)                                    \
-                d /= 10;                                                       \
-            r = fns[d % 10](path, level + 1);                                  \
-        }                                                                      \
-        __asm__ volatile("" : "+r"(r));                                        \
-        return r;                                                              \
+#define F(n)                                                                                       \
+    __attribute__((noinline)) static void *f##n(unsigned path, int level)                          \
+    {                                                                                              \
+        void *r;                                                                                   \
+        if (level == LEVELS) {                                                                     \
+            r = malloc(64);                                                                        \
+        } else {                                                                                   \
+            unsigned d = path;                                                                     \
+            for (int i = 0; i < level; i++)                                                        \
+                d /= 10;                                                                           \
+            r = fns[d % 10](path, level + 1);                                                      \
+        }                                                                                          \
+        __asm__ volatile("" : "+r"(r));                                                            \
+        return r;                                                                                  \
     }
-F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9)
+F(0)
+F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9)
 
-static fn fns[10] = {f0, f1, f2, f3, f4, f5, f6, f7, f8, f9};
+    static fn fns[10] = {f0, f1, f2, f3, f4, f5, f6, f7, f8, f9};
 
 static void say(const char *s)
 {

@@ -291,32 +291,15 @@ HP_EXPORT long heapprof_rate(void)
     return heapprof_enabled() ? hp_cfg.rate : 0;
 }
 
-HP_EXPORT int heapprof_dump(const char *path)
+/* The public dumps: a relative path is taken from the current directory,
+ * as the program's own file calls would take it. */
+static int public_dump(const char *path, enum hp_dump_kind kind)
 {
     if (!path || !*path)
         return -EINVAL;
     if (!heapprof_enabled())
         return -ENOTSUP;
-    char abs[4096];
-    if (path[0] != '/') {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof cwd))
-            return -errno;
-        int n = snprintf(abs, sizeof abs, "%s/%s", cwd, path);
-        if (n < 0 || (size_t)n >= sizeof abs)
-            return -ENAMETOOLONG;
-        path = abs;
-    }
-    return hp_dump_to(path, HP_DUMP_NOW, NULL);
-}
-
-HP_EXPORT int heapprof_dump_peak(const char *path)
-{
-    if (!path || !*path)
-        return -EINVAL;
-    if (!heapprof_enabled())
-        return -ENOTSUP;
-    if (!hp_peak_on)
+    if (kind == HP_DUMP_PEAK && !hp_peak_on)
         return -ENOENT;
     char abs[4096];
     if (path[0] != '/') {
@@ -328,5 +311,15 @@ HP_EXPORT int heapprof_dump_peak(const char *path)
             return -ENAMETOOLONG;
         path = abs;
     }
-    return hp_dump_to(path, HP_DUMP_PEAK, NULL);
+    return hp_dump_to(path, kind, NULL);
+}
+
+HP_EXPORT int heapprof_dump(const char *path)
+{
+    return public_dump(path, HP_DUMP_NOW);
+}
+
+HP_EXPORT int heapprof_dump_peak(const char *path)
+{
+    return public_dump(path, HP_DUMP_PEAK);
 }

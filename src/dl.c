@@ -104,6 +104,9 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *data)
 
 __attribute__((visibility("default"))) int dlclose(void *handle)
 {
+    /* All of it inside the guard: dlinfo and dl_iterate_phdr below take the
+     * loader's lock as much as the real dlclose does. */
+    hp_loader_enter();
     static int (*real)(void *);
     if (!real)
         real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
@@ -122,23 +125,18 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
             }
         }
     }
-    if (!real)
-        return -1;
-    hp_loader_enter();
-    int r = real(handle);
+    int r = real ? real(handle) : -1;
     hp_loader_leave();
     return r;
 }
 
 __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
 {
+    hp_loader_enter();
     static void *(*real)(const char *, int);
     if (!real)
         real = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
-    if (!real)
-        return NULL;
-    hp_loader_enter();
-    void *h = real(file, mode);
+    void *h = real ? real(file, mode) : NULL;
     hp_loader_leave();
     return h;
 }

@@ -372,6 +372,41 @@ def check_browser():
     print(f"screenshot: {shot}")
 
 
+def check_api():
+    """The public API, linked, with profiling on (and the peak tracked) and
+    off."""
+    tmp = h.tempdir()
+    exe = h.env_path("HEAPPROF_API_EXE")
+    on = h.run([exe], env=env_for({"HEAPPROF": "api.pb.gz", "HEAPPROF_RATE": "1",
+                                   "HEAPPROF_PEAK": "1", "HEAPPROF_LEAKS": "off"}), cwd=tmp)
+    h.check(on.returncode == 0, h.describe(on))
+    lines = on.stdout.splitlines()
+    codes = dict(ln.split(" ", 1) for ln in lines if not ln.startswith("ENOTSUP"))
+    errs = dict(zip(*[iter(lines[-1].split())] * 2))
+    h.check(codes["enabled"] == "1" and codes["rate"] == "1", f"enabled/rate: {lines}")
+    h.check(codes["dump"] == "0", f"heapprof_dump: {codes['dump']}")
+    h.check(codes["dump-empty"] == errs["EINVAL"], f"heapprof_dump(\"\"): {codes['dump-empty']}")
+    snaps = [ln.split()[1] for ln in lines if ln.startswith("snapshot ")]
+    h.check(snaps == ["1", "2"], f"heapprof_snapshot returned {snaps}")
+    h.check(codes["peak"] == "0", f"heapprof_dump_peak: {codes['peak']}")
+    for name in ("api-dump.pb.gz", "api.0001.pb.gz", "api.0002.pb.gz", "api-peak.pb.gz",
+                 "api.pb.gz"):
+        path = os.path.join(tmp, name)
+        h.check(os.path.exists(path), f"{name} missing: {os.listdir(tmp)}")
+        h.decode_ok(path)
+    table = flat_names(h.functions(os.path.join(tmp, "api-dump.pb.gz"), "cum"))
+    h.check(table.get("api_site", [0, 0, 0, 0])[3] == 16 * 4096, f"api_site in the dump: {table}")
+    off = h.run([exe], env=env_for({}), cwd=tmp)
+    lines = off.stdout.splitlines()
+    codes = dict(ln.split(" ", 1) for ln in lines if not ln.startswith("ENOTSUP"))
+    h.check(off.returncode == 0 and codes["enabled"] == "0" and codes["rate"] == "0",
+            f"profiling off: {lines}")
+    for key in ("dump", "peak"):
+        h.check(codes[key] == errs["ENOTSUP"], f"{key} with profiling off: {codes[key]}")
+    h.check(all(ln.split()[1] == errs["ENOTSUP"] for ln in lines if ln.startswith("snapshot")),
+            f"snapshot with profiling off: {lines}")
+
+
 CHECKS = {
     "heap-allocs": check_heap_and_allocs,
     "delta": check_delta,
@@ -384,12 +419,13 @@ CHECKS = {
     "wrapper": check_wrapper,
     "leak-gate": check_leak_gate,
     "browser": check_browser,
+    "api": check_api,
 }
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal"):
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])

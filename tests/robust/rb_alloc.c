@@ -59,7 +59,8 @@ static const char *err_name(int e)
 /* errno is set to a marker first, so "unchanged" shows as such. */
 static void report_ptr(const char *what, void *p, int e)
 {
-    printf("%-36s %s errno=%s\n", what, p ? "ptr" : "NULL", e == EILSEQ ? "unchanged" : err_name(e));
+    printf("%-36s %s errno=%s\n", what, p ? "ptr" : "NULL",
+           e == EILSEQ ? "unchanged" : err_name(e));
 }
 
 #define CALL_PTR(what, expr)                                                                       \
@@ -129,7 +130,9 @@ static int failures(void)
         int r = posix_memalign(&out, pm[i].align, pm[i].size == SIZE_MAX ? huge : pm[i].size);
         e = errno;
         printf("%-36s return=%s out=%s errno=%s\n", pm[i].what, err_name(r),
-               out == &leaked ? "unchanged" : out ? "ptr" : "NULL",
+               out == &leaked ? "unchanged"
+               : out          ? "ptr"
+                              : "NULL",
                e == EILSEQ ? "unchanged" : err_name(e));
         if (r == 0)
             free(out);

@@ -39,7 +39,7 @@ static void *call(const char *path, const char *func, void ***out, uintptr_t ran
     Dl_info info;
     if (range && dladdr(*(void **)&fn, &info)) {
         range[0] = (uintptr_t)info.dli_fbase;
-        range[1] = (uintptr_t)*(void **)&fn;
+        range[1] = (uintptr_t) * (void **)&fn;
     }
     *out = fn();
     return h;

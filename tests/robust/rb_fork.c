@@ -169,7 +169,7 @@ static int do_fork(int n)
     if (n > 64)
         n = 64;
     for (int i = 0; i < n; i++) {
-        sleep_ms(3); /* let the allocators get going between forks */
+        sleep_ms(3);    /* let the allocators get going between forks */
         fflush(stdout); /* the child must not print the parent's buffer again */
         pid_t pid = fork();
         if (pid < 0) {
