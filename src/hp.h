@@ -176,8 +176,6 @@ void hp_table_unlock(void);
 void hp_table_child(void);
 /* Finds or adds the bucket for (stack, size) and counts one allocation. */
 struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size);
-struct hp_bucket *hp_table_buckets(void); /* caller holds the table lock */
-uint32_t hp_table_nstacks(void);
 
 void hp_live_insert(void *p, struct hp_bucket *b);
 /* Removes p if it was sampled and counts the free; returns its bucket. */

@@ -25,13 +25,41 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Matched against every frame; the C library's internal functions have no
+ * names without its separate debug info, so its caches are recognised by the
+ * public function that fills them. */
 static const char *const builtin_suppressions[] = {
     "_IO_file_doallocate",               /* stdio buffers */
     "(anonymous namespace)::pool::pool", /* libstdc++'s exception emergency pool */
-    "^ld-linux",                         /* the loader: TLS blocks, dlopen's link maps */
-    "^_dl_",
-    "__new_exitfn", /* atexit records */
-    "^_nl_",        /* locale data loaded by setlocale */
+    "^ld-linux",                         /* the loader: TLS blocks, dlopen's link maps, */
+    "^_dl_",                             /* and what libraries' constructors allocate */
+    "__new_exitfn",                      /* atexit records */
+    "^_nl_",                             /* locale data */
+    "^setlocale$",
+    "^newlocale$",
+    "^tzset$", /* the time zone, read once */
+    "^tzset_internal$",
+    "^__tzfile_",
+    "^__tzstring",
+    "^__tz_convert$",
+    "^localtime$",
+    "^localtime_r$",
+    "^mktime$",
+    "^ctime$",
+    "^ctime_r$",
+    "^strftime$",
+    "^__nss_", /* name service modules and their caches */
+    "^nss_",
+    "^__gconv", /* character set converters loaded once */
+    "^getpwnam$",
+    "^getpwuid$",
+    "^getgrnam$",
+    "^getgrgid$",
+    "^gethostbyname$",
+    "^gethostbyname2$",
+    "^gethostbyaddr$",
+    "^getservbyname$",
+    "^getprotobyname$",
     NULL,
 };
 

@@ -101,7 +101,7 @@ static bool grow(struct shard *s)
     return true;
 }
 
-static void insert(void *p, struct hp_bucket *b)
+void hp_live_insert(void *p, struct hp_bucket *b)
 {
     uint64_t h = mix(p);
     struct shard *s = shard_of(h);
@@ -130,11 +130,6 @@ static void insert(void *p, struct hp_bucket *b)
     s->slots[i].key = key;
     s->slots[i].bucket = b;
     pthread_mutex_unlock(&s->lock);
-}
-
-void hp_live_insert(void *p, struct hp_bucket *b)
-{
-    insert(p, b);
 }
 
 struct hp_bucket *hp_live_remove(void *p)
@@ -181,7 +176,7 @@ struct hp_bucket *hp_live_remove(void *p)
 void hp_live_restore(void *p, struct hp_bucket *b)
 {
     __atomic_fetch_sub(&b->frees, 1, __ATOMIC_RELAXED);
-    insert(p, b);
+    hp_live_insert(p, b);
 }
 
 void hp_live_lock_all(void)

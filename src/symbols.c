@@ -18,6 +18,8 @@
 #include <dlfcn.h>
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
@@ -50,6 +52,11 @@ struct hp_symbolizer {
     demangle_fn demangle;
     struct map_index *retained; /* where each unloaded library's mapping is */
     int nretained;
+    struct {
+        Dwfl_Module *mod;
+        bool own;
+    } dwarf_seen[256];
+    int ndwarf_seen;
 };
 
 /* Symbols of unloaded libraries, saved by hp_sym_retain when the program
@@ -76,26 +83,42 @@ static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct retained *retained_by_pc;
 static struct retained_map *retained_maps;
 
-/* Separate debug info (/usr/lib/debug, .gnu_debuglink) is read only with
- * HEAPPROF_DEBUGINFO=1: for a C library's -dbg package it means
- * decompressing megabytes at every dump (measured: the 10,000-stack dump went
- * from 16 to 52 ms of CPU, and an exit dump added MiBs of RSS). Names come
- * from the symbol tables either way, and files and lines from debug info
- * kept in the binaries themselves. */
-static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
-                          const char *file_name, const char *debuglink_file,
-                          GElf_Word debuglink_crc, char **debuginfo_file_name)
-{
-    if (!hp_cfg.debuginfo)
-        return -1;
-    return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
-                                        debuglink_crc, debuginfo_file_name);
-}
-
+/* Separate debug files (/usr/lib/debug, .gnu_debuglink) are found as usual,
+ * for their symbol tables: a stripped C library names its internal
+ * functions only there. Their DWARF (files, lines, inlined frames) is read
+ * only with HEAPPROF_DEBUGINFO=1, because for a C library's -dbg package it
+ * means decompressing megabytes at every dump (measured: the 10,000-stack
+ * dump went from 16 to 52 ms of CPU, and an exit dump added MiBs of RSS).
+ * DWARF kept in the binaries themselves is always read. */
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = find_debuginfo,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
 };
+
+/* Whether the module's own file has DWARF (cached per module). */
+static bool own_dwarf(struct hp_symbolizer *s, Dwfl_Module *mod)
+{
+    for (int i = 0; i < s->ndwarf_seen; i++)
+        if (s->dwarf_seen[i].mod == mod)
+            return s->dwarf_seen[i].own;
+    bool own = false;
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t shstrndx;
+    if (elf && elf_getshdrstrndx(elf, &shstrndx) == 0) {
+        for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn && !own; scn = elf_nextscn(elf, scn)) {
+            GElf_Shdr sh;
+            const char *name =
+                gelf_getshdr(scn, &sh) ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+            own = name && (!strcmp(name, ".debug_info") || !strcmp(name, ".zdebug_info"));
+        }
+    }
+    if (s->ndwarf_seen < (int)(sizeof s->dwarf_seen / sizeof s->dwarf_seen[0])) {
+        s->dwarf_seen[s->ndwarf_seen].mod = mod;
+        s->dwarf_seen[s->ndwarf_seen++].own = own;
+    }
+    return own;
+}
 
 const char *hp_basename(const char *path)
 {
@@ -447,14 +470,15 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
 
     const char *file = NULL;
     int line = 0;
-    Dwfl_Line *dl = dwfl_module_getsrc(mod, addr);
+    bool dwarf = hp_cfg.debuginfo || own_dwarf(s, mod);
+    Dwfl_Line *dl = dwarf ? dwfl_module_getsrc(mod, addr) : NULL;
     if (dl) {
         file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
         file = absolute(s, dwfl_line_comp_dir(dl), file);
     }
 
     Dwarf_Addr bias;
-    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
+    Dwarf_Die *cu = dwarf ? dwfl_module_addrdie(mod, addr, &bias) : NULL;
     if (cu) {
         /* dwarf_getscopes follows an inlined body to its abstract origin's
          * parents; dwarf_getscopes_die on the innermost scope walks the
@@ -582,7 +606,7 @@ void hp_sym_child(void)
 
 static const Dwfl_Callbacks offline_callbacks = {
     .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = find_debuginfo,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
     .section_address = dwfl_offline_section_address,
 };
 

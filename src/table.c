@@ -93,16 +93,6 @@ struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
     return b;
 }
 
-struct hp_bucket *hp_table_buckets(void)
-{
-    return all_buckets;
-}
-
-uint32_t hp_table_nstacks(void)
-{
-    return nstacks;
-}
-
 /* The copy of the tables at the last peak: bucket and its counts then.
  * Guarded by table_lock. */
 struct peak_entry {
