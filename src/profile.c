@@ -251,8 +251,10 @@ static int gzip_buffer(struct hp_arena *a, const uint8_t *in, size_t inlen, uint
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    /* windowBits 15 + 16: a gzip wrapper, as pprof expects. */
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    /* windowBits 15 + 16: a gzip wrapper, as pprof expects. Fastest level,
+     * as Go's runtime/pprof writes profiles: the dump runs inside the
+     * program. */
+    if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -ENOMEM;
     size_t cap = deflateBound(&z, (uLong)inlen) + 32;
     uint8_t *buf = hp_arena_alloc(a, cap);
