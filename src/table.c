@@ -64,9 +64,30 @@ static struct hp_stack *find_stack(void **ips, int depth)
     return s;
 }
 
+/* A small per-thread cache of the buckets this thread sampled last: a loop
+ * that keeps allocating from one place finds its bucket without the table
+ * lock or a walk of the hash chains. Buckets are never freed and their
+ * counters are atomic, so a cached pointer stays good. */
+enum { TCACHE = 8 };
+struct tcache_entry {
+    unsigned hash;
+    uint64_t size;
+    struct hp_bucket *bucket;
+};
+static HP_TLS struct tcache_entry tcache[TCACHE];
+
 struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
 {
-    struct hp_bucket *b = NULL;
+    size_t keylen = (size_t)depth * sizeof(void *);
+    unsigned hash = hp_hash_bytes(ips, keylen) ^ (unsigned)(size * 0x9e3779b9u);
+    struct tcache_entry *te = &tcache[hash % TCACHE];
+    struct hp_bucket *b = te->bucket;
+    if (b && te->hash == hash && te->size == size && b->key.stack->depth == (uint32_t)depth &&
+        !memcmp(b->key.stack->ips, ips, keylen)) {
+        __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
+        return b;
+    }
+    b = NULL;
     pthread_mutex_lock(&table_lock);
     struct hp_stack *s = find_stack(ips, depth);
     if (s) {
@@ -90,6 +111,11 @@ struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
             __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&table_lock);
+    if (b) {
+        te->hash = hash;
+        te->size = size;
+        te->bucket = b;
+    }
     return b;
 }
 
