@@ -183,22 +183,29 @@ struct hp_bucket *hp_live_remove(void *p);
 /* Undoes hp_live_remove after a failed realloc. */
 void hp_live_restore(void *p, struct hp_bucket *b);
 /* The free path's test (see live.c): false means p was certainly not
- * sampled. Inline, since every free runs it. The counter for p sits in a
- * 64-byte line chosen by p's page, so frees of nearby objects touch the same
- * few lines; before that, one read of the count of live samples skips the
- * filter altogether while there are none (profiling off, or early on). */
-enum { HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+ * sampled. Inline, since every free runs it. First a small table of counts
+ * of live samples per page (hashed to 2048 slots, 8 KiB, so it stays in the
+ * first-level cache); only where that is nonzero, the finer filter: a
+ * counter in a 64-byte line chosen by p's page, picked by p's low bits. */
+enum { HP_PAGE_SLOTS_BITS = 11, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+extern uint32_t hp_page_live[1u << HP_PAGE_SLOTS_BITS];
 extern uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
-extern uint64_t hp_live_count;
+static inline uint64_t hp_page_hash(const void *p)
+{
+    return (uint64_t)((uintptr_t)p >> 12) * 0x9e3779b97f4a7c15ull;
+}
+static inline uint32_t *hp_page_slot(const void *p)
+{
+    return &hp_page_live[hp_page_hash(p) >> (64 - HP_PAGE_SLOTS_BITS)];
+}
 static inline uint16_t *hp_filter_slot(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    uint64_t line = ((uint64_t)(a >> 12) * 0x9e3779b97f4a7c15ull) >> (64 - HP_FILTER_LINE_BITS);
-    return &hp_filter[line * HP_FILTER_PER_LINE + ((a >> 4) & (HP_FILTER_PER_LINE - 1))];
+    uint64_t line = hp_page_hash(p) >> (64 - HP_FILTER_LINE_BITS);
+    return &hp_filter[line * HP_FILTER_PER_LINE + (((uintptr_t)p >> 4) & (HP_FILTER_PER_LINE - 1))];
 }
 static inline bool hp_live_maybe(const void *p)
 {
-    return __atomic_load_n(&hp_live_count, __ATOMIC_RELAXED) != 0 &&
+    return __atomic_load_n(hp_page_slot(p), __ATOMIC_RELAXED) != 0 &&
            __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
 }
 void hp_live_lock_all(void);

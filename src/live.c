@@ -4,22 +4,23 @@
  * and without writing shared memory in the common case, and without ever
  * missing one. Two layers do it:
  *
- * 1. A counting filter: 2^18 16-bit counters, in 64-byte lines of 32: the
- *    line is chosen by a hash of the address's page, the counter in it by
- *    the address's low bits, so that frees of objects near one another touch
- *    the same few cache lines (hp_filter_slot in hp.h). Before the filter,
- *    free reads the number of live samples, which is zero while nothing is
- *    sampled. Inserting a sampled pointer increments its counter before
- *    malloc returns the pointer; removing it decrements the counter. free()
- *    reads one counter: zero means "certainly not sampled" and the free goes
- *    straight to the real allocator. No false negatives: the increment is
- *    sequenced before the pointer is returned, and any thread that frees the
- *    pointer got it through some synchronisation that also carries the
- *    increment. A nonzero counter can be another pointer's (a false positive,
- *    with probability about live samples / 2^18); it costs a locked lookup.
- *    Unlike a Bloom filter of bits, counters can be decremented, so the
- *    filter does not fill up over a long run. 16-bit counters cannot
- *    overflow in practice: that would need 65536 live samples in one slot.
+ * 1. Counting filters, in two levels (hp.h). The first counts live samples
+ *    per page, hashed to 2048 32-bit slots: 8 KiB that stay in the first-level
+ *    cache, and zero for nearly every page of a program whose samples are a
+ *    few per megabyte. Where it is not zero, the second: 2^18 16-bit
+ *    counters in 64-byte lines of 32, the line chosen by the page, the
+ *    counter by the address's low bits, so that frees of nearby objects
+ *    touch the same few lines. Inserting a sampled pointer increments both
+ *    counters before malloc returns the pointer; removing it decrements
+ *    them. free() reads them: a zero means "certainly not sampled" and the
+ *    free goes straight to the real allocator. No false negatives: the
+ *    increments are sequenced before the pointer is returned, and any thread
+ *    that frees the pointer got it through some synchronisation that also
+ *    carries them. Nonzero counters can be other pointers' (a false
+ *    positive); that costs a locked lookup. Unlike a Bloom filter of bits,
+ *    counters can be decremented, so the filters do not fill up over a long
+ *    run. The 16-bit counters cannot overflow in practice: that would take
+ *    65536 live samples in one slot of 32 bytes' span per page.
  * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
  *    probing with backward-shift deletion) map a sampled pointer to its
  *    bucket. Sharding keeps threads that free sampled objects from
@@ -43,8 +44,8 @@ enum {
     MIN_SLOTS = 64,
 };
 
+uint32_t hp_page_live[1u << HP_PAGE_SLOTS_BITS];
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
-uint64_t hp_live_count;
 
 struct slot {
     uintptr_t key; /* 0: empty */
@@ -120,7 +121,7 @@ void hp_live_insert(void *p, struct hp_bucket *b)
     if (!s->slots[i].key) {
         s->count++;
         __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&hp_live_count, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(hp_page_slot(p), 1, __ATOMIC_RELAXED);
     } else {
         /* The address is already live: its free was never seen (a block
          * released behind the hooks' back, e.g. by a foreign free). Count the
@@ -164,7 +165,7 @@ struct hp_bucket *hp_live_remove(void *p)
             s->slots[i].bucket = NULL;
             s->count--;
             __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-            __atomic_fetch_sub(&hp_live_count, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(hp_page_slot(p), 1, __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&s->lock);
