@@ -1,14 +1,25 @@
 #!/bin/sh
-# Installs the Debian 12 packages heapprof needs to build, test and
-# benchmark. Runs apt-get update once and apt-get install once, and only when
-# something is missing. Needs root (or sudo).
+# Installs Debian 12 packages heapprof needs: with no argument, those to
+# build and test it (the list below and scripts/extra-packages.txt); with
+# arguments, those listed in the given files instead (bench/deps.sh passes
+# bench/packages.txt). Runs apt-get update once and apt-get install once,
+# and only when something is missing. Needs root (or sudo).
 set -eu
 
-# Build: compiler, meson, protobuf-c, libunwind, uthash, libdw, zlib.
-# Tests: python3, Go's pprof; the real programs the robustness tests run.
-PACKAGES="gcc g++ meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
-libunwind-dev uthash-dev libdw-dev zlib1g-dev python3 golang-go ca-certificates
-$(cat "$(dirname "$0")/extra-packages.txt" 2>/dev/null | grep -v '^#' || true)"
+lists() {
+    # One or more package names per line; # starts a comment.
+    cat "$@" 2>/dev/null | sed 's/#.*//'
+}
+
+if [ $# -gt 0 ]; then
+    PACKAGES=$(lists "$@")
+else
+    # Build: compiler, meson, protobuf-c, libunwind, uthash, libdw, zlib.
+    # Tests: python3, Go's pprof; the rest is in extra-packages.txt.
+    PACKAGES="gcc g++ meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
+libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev python3 golang-go ca-certificates
+$(lists "$(dirname "$0")/extra-packages.txt")"
+fi
 
 missing=""
 for p in $PACKAGES; do

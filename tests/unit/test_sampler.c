@@ -15,16 +15,7 @@ struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
 void hp_init(void) {}
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Go's published values (runtime/pprof's TestHeapProfile scaling). */
 static void test_go_values(void)
