@@ -459,6 +459,25 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     GElf_Off symoff;
     GElf_Sym sym;
     const char *symname = dwfl_module_addrinfo(mod, addr, &symoff, &sym, NULL, NULL, NULL);
+    /* glibc's functions are defined under internal names with the public
+     * one as an alias (__strdup and strdup): show the name the program
+     * called. */
+    if (symname && symname[0] == '_' && symname[1] == '_' &&
+        GELF_ST_TYPE(sym.st_info) == STT_FUNC) {
+        GElf_Addr start = addr - symoff;
+        int nsyms = dwfl_module_getsymtab(mod);
+        for (int i = 1; i < nsyms; i++) {
+            GElf_Sym other;
+            GElf_Addr oaddr;
+            const char *oname = dwfl_module_getsym_info(mod, i, &other, &oaddr, NULL, NULL, NULL);
+            if (oname && oname[0] != '_' && oaddr == start &&
+                GELF_ST_TYPE(other.st_info) == STT_FUNC &&
+                GELF_ST_BIND(other.st_info) != STB_LOCAL) {
+                symname = oname;
+                break;
+            }
+        }
+    }
     char unversioned[512];
     const char *at = symname ? strchr(symname, '@') : NULL;
     if (at && (size_t)(at - symname) < sizeof unversioned) {
