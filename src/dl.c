@@ -130,8 +130,25 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
     return r;
 }
 
+/* True for elfutils' debuginfod client. libdw dlopens it (and with it
+ * libcurl, GnuTLS, Kerberos and LDAP, some thirty libraries) the first time
+ * a module's debug file is not found locally, whether or not any server is
+ * configured. */
+static bool is_debuginfod(const char *file)
+{
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    return strncmp(base, "libdebuginfod", 13) == 0;
+}
+
 __attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
 {
+    /* heapprof symbolizes inside the profiled program, often at its exit:
+     * it must not load a network client there, let alone wait on one. So
+     * libdw, called by heapprof, is told there is no debuginfod; libdw
+     * then looks for debug files only on this machine. */
+    if (hp_thread.busy && file && is_debuginfod(file))
+        return NULL;
     hp_loader_enter();
     static void *(*real)(const char *, int);
     if (!real)

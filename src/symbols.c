@@ -442,6 +442,133 @@ static void add_line(struct hp_symbolizer *s, struct hp_frame_line *lines, int *
 
 enum { MAX_INLINE = 16 };
 
+/* A module's symbol table sorted by address, built the first time an
+ * address in the module is looked up. libdwfl's own dwfl_module_addrinfo
+ * reads the whole table at every call: with a C library's full symbol table
+ * (libc6-dbg) that made an exit dump of a short Python run cost milliseconds.
+ * The choice is libdwfl's: the symbol that contains the address and starts
+ * closest to it, a global before a weak before a local one; a symbol without
+ * a size only when no sized one contains the address. */
+struct sym_entry {
+    uint64_t lo, hi; /* hi == lo: no size */
+    const char *name;
+    unsigned char bind, type;
+};
+struct sym_index {
+    int n;
+    struct sym_entry *e;
+    uint64_t *max_hi; /* max_hi[i]: the highest end among e[0..i] */
+};
+static struct sym_index no_index; /* building failed: ask libdwfl */
+
+static int bind_rank(unsigned char bind)
+{
+    return bind == STB_GLOBAL || bind == STB_GNU_UNIQUE ? 3 : bind == STB_WEAK ? 2 : 1;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct sym_entry *x = a, *y = b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    /* At one address the stronger binding first. */
+    return bind_rank(y->bind) - bind_rank(x->bind);
+}
+
+static struct sym_index *sym_index_of(struct hp_symbolizer *s, Dwfl_Module *mod)
+{
+    void **slot = NULL;
+    dwfl_module_info(mod, &slot, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (!slot)
+        return &no_index;
+    if (*slot)
+        return *slot;
+    *slot = &no_index;
+    int nsyms = dwfl_module_getsymtab(mod);
+    struct sym_index *x = hp_arena_alloc(s->arena, sizeof *x);
+    if (nsyms <= 1 || !x)
+        return &no_index;
+    x->e = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->e);
+    x->max_hi = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->max_hi);
+    if (!x->e || !x->max_hi)
+        return &no_index;
+    x->n = 0;
+    for (int i = 1; i < nsyms; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        GElf_Word shndx;
+        const char *name = dwfl_module_getsym_info(mod, i, &sym, &addr, &shndx, NULL, NULL);
+        int type = GELF_ST_TYPE(sym.st_info);
+        if (!name || !name[0] || shndx == SHN_UNDEF || shndx == (GElf_Word)-1 ||
+            type == STT_SECTION || type == STT_FILE || type == STT_TLS)
+            continue;
+        struct sym_entry *e = &x->e[x->n++];
+        e->lo = addr;
+        e->hi = addr + sym.st_size;
+        e->name = name;
+        e->bind = (unsigned char)GELF_ST_BIND(sym.st_info);
+        e->type = (unsigned char)type;
+    }
+    qsort(x->e, (size_t)x->n, sizeof *x->e, entry_cmp);
+    uint64_t m = 0;
+    for (int i = 0; i < x->n; i++)
+        x->max_hi[i] = m = x->e[i].hi > m ? x->e[i].hi : m;
+    *slot = x;
+    return x;
+}
+
+/* The index of the symbol naming addr, or -1. */
+static int sym_find(const struct sym_index *x, uint64_t addr)
+{
+    int lo = 0, hi = x->n; /* first entry starting above addr */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (x->e[mid].lo <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int last = lo - 1;
+    for (int i = last; i >= 0 && x->max_hi[i] > addr; i--) {
+        if (x->e[i].hi <= addr)
+            continue;
+        /* The closest start; at one address, the strongest binding that
+         * also contains addr (they are sorted strongest first). */
+        for (int j = i - 1; j >= 0 && x->e[j].lo == x->e[i].lo; j--)
+            if (x->e[j].hi > addr)
+                i = j;
+        return i;
+    }
+    /* No sized symbol contains addr. A sizeless one names it if it is the
+     * closest below and no sized symbol ends between them. */
+    if (last < 0 || x->e[last].hi != x->e[last].lo || x->max_hi[last] > x->e[last].lo)
+        return -1;
+    while (last > 0 && x->e[last - 1].lo == x->e[last].lo)
+        last--;
+    return last;
+}
+
+/* The name for addr from the index, with glibc's public alias preferred
+ * (see lookup). NULL when no symbol names it. */
+static const char *sym_name(const struct sym_index *x, uint64_t addr)
+{
+    int i = sym_find(x, addr);
+    if (i < 0)
+        return NULL;
+    const struct sym_entry *e = &x->e[i];
+    if (e->name[0] == '_' && e->name[1] == '_' && e->type == STT_FUNC) {
+        int first = i;
+        while (first > 0 && x->e[first - 1].lo == e->lo)
+            first--;
+        for (int j = first; j < x->n && x->e[j].lo == e->lo; j++) {
+            const struct sym_entry *o = &x->e[j];
+            if (o->name[0] != '_' && o->type == STT_FUNC && o->bind != STB_LOCAL)
+                return o->name;
+        }
+    }
+    return e->name;
+}
+
 static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out)
 {
     memset(out, 0, sizeof *out);
@@ -456,14 +583,17 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     struct hp_frame_line lines[MAX_INLINE];
     int n = 0;
 
-    GElf_Off symoff;
-    GElf_Sym sym;
-    const char *symname = dwfl_module_addrinfo(mod, addr, &symoff, &sym, NULL, NULL, NULL);
     /* glibc's functions are defined under internal names with the public
      * one as an alias (__strdup and strdup): show the name the program
      * called. */
-    if (symname && symname[0] == '_' && symname[1] == '_' &&
-        GELF_ST_TYPE(sym.st_info) == STT_FUNC) {
+    const char *symname;
+    struct sym_index *x = sym_index_of(s, mod);
+    GElf_Off symoff;
+    GElf_Sym sym;
+    if (x != &no_index)
+        symname = sym_name(x, addr);
+    else if ((symname = dwfl_module_addrinfo(mod, addr, &symoff, &sym, NULL, NULL, NULL)) &&
+             symname[0] == '_' && symname[1] == '_' && GELF_ST_TYPE(sym.st_info) == STT_FUNC) {
         GElf_Addr start = addr - symoff;
         int nsyms = dwfl_module_getsymtab(mod);
         for (int i = 1; i < nsyms; i++) {

@@ -894,6 +894,28 @@ def check_setuid():
     check(not hp_lines(r.stderr), f"heapprof spoke in the setuid program: {r.stderr}")
 
 
+def check_no_debuginfod():
+    """The dump never loads elfutils' debuginfod client (and with it libcurl,
+    GnuTLS, Kerberos...) into the profiled program: /usr/bin/python3 has no
+    local debug file, which is when libdw would dlopen it."""
+    if not os.path.exists("/usr/bin/python3"):
+        helpers.skip("/usr/bin/python3 (package python3) is not installed")
+    installed = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    if "libdebuginfod.so" not in installed:
+        helpers.skip("libdebuginfod1 is not installed, so libdw could not load it anyway")
+    d = helpers.tempdir()
+    profile = os.path.join(d, "py.pb.gz")
+    argv = ["/usr/bin/python3", "-c", "x = [bytearray(1000) for _ in range(1000)]; print('ok')"]
+    r = run(argv, hp_env(profile, 1, extra={"LD_DEBUG": "files"}))
+    check(r.returncode == 0 and "ok" in r.stdout, "python3 under heapprof: " + describe(r))
+    check(os.path.exists(profile), "no profile was written")
+    loaded = [ln for ln in r.stderr.splitlines() if "file=" in ln and "debuginfod" in ln]
+    check(not loaded, "the dump loaded the debuginfod client:\n" + "\n".join(loaded[:3]))
+    # The profile still names python3's exported functions.
+    check(any(f.startswith("Py") for f in cum(profile)),
+          "python3's functions are not named in the profile")
+
+
 # ---- 8. stress --------------------------------------------------------------------
 
 def check_stress(exact):
@@ -962,6 +984,7 @@ CHECKS = {
     "symlink": check_symlink,
     "special-files": check_special_files,
     "setuid": check_setuid,
+    "no-debuginfod": check_no_debuginfod,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
 }
