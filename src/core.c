@@ -155,10 +155,18 @@ __attribute__((constructor)) static void hp_constructor(void)
 static int64_t inuse_est, peak_copied, peak_seen;
 bool hp_peak_on;
 
-static void track(int64_t delta)
+static int64_t weight(uint64_t size)
+{
+    return (int64_t)((double)size * hp_unbias_scale(size, hp_cfg.rate));
+}
+
+/* Adds (or with sign -1 takes away) one sampled object of size bytes to the
+ * in-use estimate, and copies the tables when that sets a new peak. */
+static void track(uint64_t size, int sign)
 {
     if (!hp_peak_on)
-        return; /* no shared write per sample unless the peak is wanted */
+        return; /* no shared write, nor the unbiasing's expm1, unless asked */
+    int64_t delta = sign * weight(size);
     int64_t now = __atomic_add_fetch(&inuse_est, delta, __ATOMIC_RELAXED);
     if (delta <= 0)
         return;
@@ -173,11 +181,6 @@ static void track(int64_t delta)
         hp_peak_capture();
 }
 
-static int64_t weight(uint64_t size)
-{
-    return (int64_t)((double)size * hp_unbias_scale(size, hp_cfg.rate));
-}
-
 void hp_on_alloc(void *p, size_t size)
 {
     struct hp_thread *t = &hp_thread;
@@ -188,7 +191,7 @@ void hp_on_alloc(void *p, size_t size)
     struct hp_bucket *b = hp_table_record(ips, depth, size);
     if (b) {
         hp_live_insert(p, b);
-        track(weight(size));
+        track(size, 1);
     }
     t->busy = false;
     errno = saved;
@@ -198,14 +201,14 @@ struct hp_bucket *hp_on_free(void *p)
 {
     struct hp_bucket *b = hp_live_remove(p);
     if (b)
-        track(-weight(b->key.size));
+        track(b->key.size, -1);
     return b;
 }
 
 void hp_on_unfree(void *p, struct hp_bucket *b)
 {
     hp_live_restore(p, b);
-    track(weight(b->key.size));
+    track(b->key.size, 1);
 }
 
 int hp_process_path(char *out, size_t len)

@@ -64,17 +64,30 @@ static struct hp_stack *find_stack(void **ips, int depth)
     return s;
 }
 
-/* A small per-thread cache of the buckets this thread sampled last: a loop
- * that keeps allocating from one place finds its bucket without the table
- * lock or a walk of the hash chains. Buckets are never freed and their
- * counters are atomic, so a cached pointer stays good. */
-enum { TCACHE = 8 };
+/* Two caches in front of the tables, both looked up without the table
+ * lock. Buckets are never freed and their counters are atomic, so a cached
+ * pointer always stays good; a hit is checked against the bucket's own stack
+ * and size, so a stale or overwritten entry only costs a miss.
+ * - per thread, the 8 buckets this thread sampled last: a loop that keeps
+ *   allocating from one place finds its bucket in the first-level cache;
+ * - for the process, 4096 slots picked by the same hash, each holding the
+ *   last bucket seen there: the many (stack, size) pairs of a program that
+ *   allocates every size from a few places mostly skip the lock and the
+ *   walks along the hash chains, which each miss the cache. */
+enum { TCACHE = 8, GCACHE_BITS = 12 };
 struct tcache_entry {
     unsigned hash;
     uint64_t size;
     struct hp_bucket *bucket;
 };
 static HP_TLS struct tcache_entry tcache[TCACHE];
+static struct hp_bucket *gcache[1u << GCACHE_BITS];
+
+static bool is_bucket_of(const struct hp_bucket *b, void **ips, int depth, uint64_t size)
+{
+    return b->key.size == size && b->key.stack->depth == (uint32_t)depth &&
+           !memcmp(b->key.stack->ips, ips, (size_t)depth * sizeof(void *));
+}
 
 struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
 {
@@ -82,40 +95,44 @@ struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
     unsigned hash = hp_hash_bytes(ips, keylen) ^ (unsigned)(size * 0x9e3779b9u);
     struct tcache_entry *te = &tcache[hash % TCACHE];
     struct hp_bucket *b = te->bucket;
-    if (b && te->hash == hash && te->size == size && b->key.stack->depth == (uint32_t)depth &&
-        !memcmp(b->key.stack->ips, ips, keylen)) {
+    if (b && te->hash == hash && is_bucket_of(b, ips, depth, size)) {
         __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
         return b;
     }
-    b = NULL;
-    pthread_mutex_lock(&table_lock);
-    struct hp_stack *s = find_stack(ips, depth);
-    if (s) {
-        struct hp_bucket_key key;
-        memset(&key, 0, sizeof key);
-        key.stack = s;
-        key.size = size;
-        HASH_FIND(hh, buckets, &key, sizeof key, b);
-        if (!b && (b = hp_alloc(sizeof *b)) != NULL) {
-            b->key = key;
-            HASH_ADD(hh, buckets, key, sizeof key, b);
-            if (!b->hh.tbl) {
-                hp_free(b, sizeof *b);
-                b = NULL;
-            } else {
-                b->next_all = all_buckets;
-                all_buckets = b;
+    struct hp_bucket **gslot = &gcache[(hash * 0x9e3779b1u) >> (32 - GCACHE_BITS)];
+    b = __atomic_load_n(gslot, __ATOMIC_ACQUIRE);
+    if (!b || !is_bucket_of(b, ips, depth, size)) {
+        b = NULL;
+        pthread_mutex_lock(&table_lock);
+        struct hp_stack *s = find_stack(ips, depth);
+        if (s) {
+            struct hp_bucket_key key;
+            memset(&key, 0, sizeof key);
+            key.stack = s;
+            key.size = size;
+            HASH_FIND(hh, buckets, &key, sizeof key, b);
+            if (!b && (b = hp_alloc(sizeof *b)) != NULL) {
+                b->key = key;
+                HASH_ADD(hh, buckets, key, sizeof key, b);
+                if (!b->hh.tbl) {
+                    hp_free(b, sizeof *b);
+                    b = NULL;
+                } else {
+                    b->next_all = all_buckets;
+                    all_buckets = b;
+                }
             }
         }
-        if (b)
-            __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&table_lock);
+        if (!b)
+            return NULL;
+        /* Release: a thread that loads the pointer sees the bucket whole. */
+        __atomic_store_n(gslot, b, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&table_lock);
-    if (b) {
-        te->hash = hash;
-        te->size = size;
-        te->bucket = b;
-    }
+    __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
+    te->hash = hash;
+    te->size = size;
+    te->bucket = b;
     return b;
 }
 
