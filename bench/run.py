@@ -78,6 +78,8 @@ class Tools:
         # first on PATH: the real program should be the distribution's.
         self.python3 = ("/usr/bin/python3" if os.path.exists("/usr/bin/python3")
                         else shutil.which("python3"))
+        self.gcc = shutil.which("gcc")
+        self.perl = shutil.which("perl")
         self.jemalloc_prof = False
         self.jemalloc_prof_note = ""
         self.missing = []  # (what, Debian package)
@@ -97,7 +99,9 @@ class Tools:
                 ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
                 ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
                 ("sqlite3", "sqlite3", "sqlite3"),
-                ("python3", "python3", "python3")]:
+                ("python3", "python3", "python3"),
+                ("gcc", "gcc", "gcc"),
+                ("perl", "perl", "perl")]:
             if not getattr(self, attr):
                 self.missing.append((what, pkg))
         if self.jemalloc:
@@ -242,6 +246,31 @@ SELECT count(*), sum(length(note)) FROM t;
 """ % rows)
 
 
+def c_source(path, nfuncs):
+    """A C file for gcc -O2 to compile: nfuncs functions, each with its own
+    struct, loop and switch, called through a table from main. cc1 takes its
+    trees, RTL and bitmaps from malloc and obstacks: a malloc-heavy program
+    no one here wrote."""
+    with open(path, "w") as f:
+        f.write("#include <stdio.h>\n#include <string.h>\n")
+        for i in range(nfuncs):
+            f.write("""struct s%d { int a; double b; char name[%d]; struct s%d *next; };
+static int f%d(int n) {
+  struct s%d x; memset(&x, 0, sizeof x); x.a = n; x.b = n * 0.5; x.next = &x;
+  struct s%d *p = &x; int acc = 0;
+  for (int k = 0; k < n; k++) { acc += p->a * k + (int)p->b; if (acc %% %d == 1) acc ^= %d; p = p->next; }
+  switch (n & 7) { case 0: acc += %d; break; case 1: acc -= (int)strlen(p->name); break;
+    case 2: acc *= 3; break; default: acc++; }
+  return acc;
+}
+""" % (i, i % 50 + 1, i, i, i, i, i + 3, i, i))
+        f.write("static int (*const table[])(int) = {%s};\n"
+                % ", ".join("f%d" % i for i in range(nfuncs)))
+        f.write("int main(void) {\n  int t = 0;\n"
+                "  for (unsigned i = 0; i < sizeof table / sizeof *table; i++) t += table[i]((int)i);\n"
+                "  printf(\"%d\\n\", t);\n  return 0;\n}\n")
+
+
 def workloads(t, tmp, quick):
     q = 0.3 if quick else 1.0
 
@@ -276,6 +305,20 @@ def workloads(t, tmp, quick):
     ws.append(Workload("python-malloc", "python3 as above, PYTHONMALLOC=malloc",
                        lambda s: [t.python3, py, n(60000 * s)], "wall",
                        env={"PYTHONMALLOC": "malloc"}, target=0.02, exact_scale=0.15))
+    if t.gcc:
+        def cc(s):
+            nfuncs = int(max(150 * q * s, 10))
+            src = os.path.join(tmp, "gen-%d.c" % nfuncs)
+            if not os.path.exists(src):
+                c_source(src, nfuncs)
+            return [t.gcc, "-O2", "-c", src, "-o", os.path.join(tmp, "gen-%d.o" % nfuncs)]
+        ws.append(Workload("gcc", "gcc -O2 compiling generated C (gcc, cc1, as)", cc, "wall",
+                           target=0.02, exact_scale=0.2))
+    if t.perl:
+        pl = os.path.join(HERE, "pl_workload.pl")
+        ws.append(Workload("perl", "perl hashes/arrays of strings",
+                           lambda s: [t.perl, pl, n(30000 * s)], "wall", target=0.02,
+                           exact_scale=0.15))
     return ws
 
 
