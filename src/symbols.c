@@ -451,8 +451,9 @@ enum { MAX_INLINE = 16 };
  * global before a weak before a local one; a symbol without a size only when
  * no sized one contains the address. */
 struct sym_entry {
-    uint64_t lo, hi; /* hi == lo: no size */
+    uint64_t lo;
     const char *name;
+    uint32_t size; /* 0: no size */
     unsigned char bind, type;
 };
 struct sym_index {
@@ -467,38 +468,39 @@ static int bind_rank(unsigned char bind)
     return bind == STB_GLOBAL || bind == STB_GNU_UNIQUE ? 3 : bind == STB_WEAK ? 2 : 1;
 }
 
-/* Sort keys: the address, then the stronger binding first. */
-struct sort_key {
-    uint64_t key;
-    uint32_t i;
-};
+static uint64_t entry_hi(const struct sym_entry *e)
+{
+    return e->lo + e->size;
+}
 
+/* The sort key: the address, then the stronger binding first. */
 static uint64_t sort_key_of(const struct sym_entry *e)
 {
     return (e->lo << 2) | (uint64_t)(3 - bind_rank(e->bind));
 }
 
-/* Least-significant-digit radix sort of the keys, less their minimum: as
+/* Least-significant-digit radix sort by sort_key_of, less its minimum: as
  * many byte-wide passes as the module's span needs (three or four for a C
  * library), linear in n, where qsort took about a millisecond per module. */
-static void sort_keys(struct sort_key *k, struct sort_key *tmp, size_t n)
+static void sort_entries(struct sym_entry *e, struct sym_entry *tmp, size_t n)
 {
     if (n < 2)
         return;
-    uint64_t lo = k[0].key, hi = k[0].key;
+    uint64_t lo = sort_key_of(&e[0]), hi = lo;
     for (size_t i = 1; i < n; i++) {
-        lo = k[i].key < lo ? k[i].key : lo;
-        hi = k[i].key > hi ? k[i].key : hi;
+        uint64_t k = sort_key_of(&e[i]);
+        lo = k < lo ? k : lo;
+        hi = k > hi ? k : hi;
     }
     for (unsigned shift = 0; shift < 64 && ((hi - lo) >> shift) != 0; shift += 8) {
         size_t count[257] = {0};
         for (size_t i = 0; i < n; i++)
-            count[(((k[i].key - lo) >> shift) & 0xff) + 1]++;
+            count[(((sort_key_of(&e[i]) - lo) >> shift) & 0xff) + 1]++;
         for (int d = 0; d < 256; d++)
             count[d + 1] += count[d];
         for (size_t i = 0; i < n; i++)
-            tmp[count[((k[i].key - lo) >> shift) & 0xff]++] = k[i];
-        memcpy(k, tmp, n * sizeof *k);
+            tmp[count[((sort_key_of(&e[i]) - lo) >> shift) & 0xff]++] = e[i];
+        memcpy(e, tmp, n * sizeof *e);
     }
 }
 
@@ -515,12 +517,10 @@ static struct sym_index *sym_index_of(struct hp_symbolizer *s, Dwfl_Module *mod)
     struct sym_index *x = hp_arena_alloc(s->arena, sizeof *x);
     if (nsyms <= 1 || !x)
         return &no_index;
-    struct sym_entry *raw = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *raw);
-    struct sort_key *keys = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *keys);
-    struct sort_key *tmp = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *tmp);
+    struct sym_entry *tmp = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *tmp);
     x->e = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->e);
     x->max_hi = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->max_hi);
-    if (!raw || !keys || !tmp || !x->e || !x->max_hi)
+    if (!tmp || !x->e || !x->max_hi)
         return &no_index;
     int n = 0;
     for (int i = 1; i < nsyms; i++) {
@@ -532,24 +532,20 @@ static struct sym_index *sym_index_of(struct hp_symbolizer *s, Dwfl_Module *mod)
         /* Code only. The name is not read here: touching every string
          * would fault in the whole string table. */
         if (!name || sym.st_name == 0 || shndx == SHN_UNDEF || shndx == (GElf_Word)-1 ||
-            (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+            (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE) ||
+            sym.st_size > UINT32_MAX)
             continue;
-        struct sym_entry *e = &raw[n];
+        struct sym_entry *e = &x->e[n++];
         e->lo = addr;
-        e->hi = addr + sym.st_size;
         e->name = name;
+        e->size = (uint32_t)sym.st_size;
         e->bind = (unsigned char)GELF_ST_BIND(sym.st_info);
         e->type = (unsigned char)type;
-        keys[n].key = sort_key_of(e);
-        keys[n].i = (uint32_t)n;
-        n++;
     }
-    sort_keys(keys, tmp, (size_t)n);
+    sort_entries(x->e, tmp, (size_t)n);
     uint64_t m = 0;
-    for (int i = 0; i < n; i++) {
-        x->e[i] = raw[keys[i].i];
-        x->max_hi[i] = m = x->e[i].hi > m ? x->e[i].hi : m;
-    }
+    for (int i = 0; i < n; i++)
+        x->max_hi[i] = m = entry_hi(&x->e[i]) > m ? entry_hi(&x->e[i]) : m;
     x->n = n;
     *slot = x;
     return x;
@@ -568,18 +564,18 @@ static int sym_find(const struct sym_index *x, uint64_t addr)
     }
     int last = lo - 1;
     for (int i = last; i >= 0 && x->max_hi[i] > addr; i--) {
-        if (x->e[i].hi <= addr)
+        if (entry_hi(&x->e[i]) <= addr)
             continue;
         /* The closest start; at one address, the strongest binding that
          * also contains addr (they are sorted strongest first). */
         for (int j = i - 1; j >= 0 && x->e[j].lo == x->e[i].lo; j--)
-            if (x->e[j].hi > addr)
+            if (entry_hi(&x->e[j]) > addr)
                 i = j;
         return i;
     }
     /* No sized symbol contains addr. A sizeless one names it if it is the
      * closest below and no sized symbol ends between them. */
-    if (last < 0 || x->e[last].hi != x->e[last].lo || x->max_hi[last] > x->e[last].lo)
+    if (last < 0 || x->e[last].size != 0 || x->max_hi[last] > x->e[last].lo)
         return -1;
     while (last > 0 && x->e[last - 1].lo == x->e[last].lo)
         last--;
