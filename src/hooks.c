@@ -8,7 +8,8 @@
  * set's filter (see live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
- * reach these through libstdc++'s calls to malloc, free and aligned_alloc.
+ * reach these through heapprof's own operators (cxx.c), which call malloc,
+ * posix_memalign and free.
  */
 #define _GNU_SOURCE
 #include "hp.h"

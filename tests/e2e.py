@@ -6,6 +6,8 @@ Usage: e2e.py CHECK EXAMPLE MODE PLAIN_EXE LINKED_EXE
   CHECK    output | valid | pprof | truth | leaks   (per example and mode)
            unset | relative-path | sampled | seed    (MODE both)
   MODE     linked (run LINKED_EXE) | preload (LD_PRELOAD on PLAIN_EXE) | both
+           | over-jemalloc | over-mimalloc (PLAIN_EXE with LD_PRELOAD="libheapprof.so
+           ALLOCATOR": heapprof over another allocator, C++ new/delete included)
 """
 
 import os
@@ -59,6 +61,22 @@ TRUTH = {
     },
 }
 
+# The allocators heapprof is run over: (Debian package, library names).
+ALLOCATORS = {
+    "over-jemalloc": ("libjemalloc2", ["libjemalloc.so.2"]),
+    "over-mimalloc": ("libmimalloc2.0", ["libmimalloc.so.2", "libmimalloc.so.2.0"]),
+}
+
+
+def allocator_lib(mode):
+    package, names = ALLOCATORS[mode]
+    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"):
+        for n in names:
+            if os.path.exists(os.path.join(d, n)):
+                return os.path.join(d, n)
+    helpers.skip(f"{names[0]} is not installed (Debian package {package})")
+
+
 SAMPLE_TYPES = [["alloc_objects", "count"], ["alloc_space", "bytes"],
                 ["inuse_objects", "count"], ["inuse_space", "bytes"]]
 DEFAULT_RATE = 524288
@@ -85,7 +103,11 @@ class Example:
         if profile == "default":
             profile = os.path.join(self.tmp, f"{self.name}-{mode}.pb.gz")
         exe = self.linked if mode == "linked" else self.plain
-        return helpers.run_program(exe, args, preload=(mode == "preload"), profile=profile, **kw)
+        if mode in ALLOCATORS:
+            env = dict(kw.pop("extra_env", None) or {})
+            env["LD_PRELOAD"] = helpers.lib_path() + " " + allocator_lib(mode)
+            kw["extra_env"] = env
+        return helpers.run_program(exe, args, preload=(mode != "linked"), profile=profile, **kw)
 
     def baseline(self, args=()):
         return helpers.run_program(self.plain, args, rate=None)
@@ -360,7 +382,7 @@ CHECKS = {"output": check_output, "valid": check_valid, "pprof": check_pprof,
 
 if __name__ == "__main__":
     if len(sys.argv) != 6 or sys.argv[1] not in CHECKS or sys.argv[2] not in TRUTH or \
-            sys.argv[3] not in ("linked", "preload", "both"):
+            sys.argv[3] not in ("linked", "preload", "both", *ALLOCATORS):
         print(__doc__)
         sys.exit(2)
     check_name, name, mode, plain, linked = sys.argv[1:]

@@ -746,6 +746,55 @@ def check_alloc_failures():
         helpers.decode_ok(os.path.join(d, name))
 
 
+def allocator_libs():
+    """The other allocators installed here, by name."""
+    found = {}
+    for name, files in (("jemalloc", ["libjemalloc.so.2"]),
+                        ("mimalloc", ["libmimalloc.so.2", "libmimalloc.so.2.0"])):
+        for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"):
+            hit = [os.path.join(d, f) for f in files if os.path.exists(os.path.join(d, f))]
+            if hit:
+                found[name] = hit[0]
+                break
+    return found
+
+
+def check_cxx_new():
+    """C++ new and delete in every form, failures included (bad_alloc, nothrow
+    null, the new_handler), behave as without heapprof, over glibc and over
+    jemalloc and mimalloc (which define operators of their own); the exact
+    profile counts the aligned and nothrow forms at their site."""
+    argv = [exe("rb_newfail")]
+    base = baseline(argv)
+    check(base.returncode == 0 and "done" in base.stdout, "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    runs = [("glibc", None)] + sorted(allocator_libs().items())
+    for name, lib in runs:
+        profile = os.path.join(d, name + ".pb.gz")
+        env = hp_env(profile, 1)
+        if lib:
+            # The allocator's own operators decide what a failure does
+            # (mimalloc's abort when no new_handler is set, as it cannot
+            # throw from C): heapprof over it must do the same.
+            base = run(argv, dict(clean_env(), LD_PRELOAD=lib))
+            env["LD_PRELOAD"] = env["LD_PRELOAD"] + " " + lib
+        r = run(argv, env)
+        check(r.returncode == base.returncode and r.stdout == base.stdout,
+              f"over {name}: the program behaves differently with heapprof\n--- without:\n"
+              + describe(base) + "\n--- with:\n" + describe(r))
+        if base.returncode != 0:
+            print(f"note: rb_newfail ends with status {base.returncode} over {name} alone, and "
+                  "the same with heapprof; no profile to check")
+            continue
+        got = cum(profile).get("new_sites")
+        # 1000 + 640 + 200 + 4096 + 100 + 192 bytes in 6 objects, all live.
+        want = [6, 6228, 6, 6228]
+        check(got == want, f"over {name}: new_sites {got} in the profile, want {want}")
+    missing = {"jemalloc", "mimalloc"} - set(allocator_libs())
+    if missing:
+        print("note: not run over " + ", ".join(sorted(missing)) + " (not installed)")
+
+
 # ---- 6. security -----------------------------------------------------------------
 
 def check_symlink():
@@ -985,6 +1034,7 @@ CHECKS = {
     "special-files": check_special_files,
     "setuid": check_setuid,
     "no-debuginfod": check_no_debuginfod,
+    "cxx-new": check_cxx_new,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
 }
