@@ -59,6 +59,7 @@ static void text_of(const void *addr, struct range *out)
 void hp_stack_init(void)
 {
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    unw_set_cache_size(unw_local_addr_space, 4096, 0);
     text_of((const void *)hp_stack_init, &self_text);
     text_of((const void *)unw_backtrace, &unwind_text);
 }

@@ -40,11 +40,12 @@ void hp_table_child(void)
     pthread_mutex_init(&table_lock, NULL);
 }
 
-static struct hp_stack *find_stack(void **ips, int depth)
+/* hash: hp_hash_bytes of the addresses, computed once by the caller. */
+static struct hp_stack *find_stack(void **ips, int depth, unsigned hash)
 {
     struct hp_stack *s;
     size_t keylen = (size_t)depth * sizeof(void *);
-    HASH_FIND(hh, stacks, ips, keylen, s);
+    HASH_FIND_BYHASHVALUE(hh, stacks, ips, keylen, hash, s);
     if (s)
         return s;
     s = hp_alloc(sizeof *s + keylen);
@@ -52,7 +53,7 @@ static struct hp_stack *find_stack(void **ips, int depth)
         return NULL;
     s->depth = (uint32_t)depth;
     memcpy(s->ips, ips, keylen);
-    HASH_ADD_KEYPTR(hh, stacks, s->ips, keylen, s);
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, stacks, s->ips, keylen, hash, s);
     if (!s->hh.tbl) { /* uthash ran out of memory: it did not add s */
         hp_free(s, sizeof *s + keylen);
         return NULL;
@@ -92,7 +93,8 @@ static bool is_bucket_of(const struct hp_bucket *b, void **ips, int depth, uint6
 struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
 {
     size_t keylen = (size_t)depth * sizeof(void *);
-    unsigned hash = hp_hash_bytes(ips, keylen) ^ (unsigned)(size * 0x9e3779b9u);
+    unsigned stack_hash = hp_hash_bytes(ips, keylen);
+    unsigned hash = stack_hash ^ (unsigned)(size * 0x9e3779b9u);
     struct tcache_entry *te = &tcache[hash % TCACHE];
     struct hp_bucket *b = te->bucket;
     if (b && te->hash == hash && is_bucket_of(b, ips, depth, size)) {
@@ -104,7 +106,7 @@ struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
     if (!b || !is_bucket_of(b, ips, depth, size)) {
         b = NULL;
         pthread_mutex_lock(&table_lock);
-        struct hp_stack *s = find_stack(ips, depth);
+        struct hp_stack *s = find_stack(ips, depth, stack_hash);
         if (s) {
             struct hp_bucket_key key;
             memset(&key, 0, sizeof key);
