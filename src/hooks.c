@@ -143,15 +143,32 @@ static inline void account(void *p, size_t size)
         alloc_slow(p, size);
 }
 
-HP_EXPORT void *malloc(size_t size)
+/* Everything malloc does beyond its fast path; counted: the countdown has
+ * already been charged (and crossed zero). */
+__attribute__((noinline)) static void *malloc_slow(size_t size, bool counted)
 {
-    if (HP_UNLIKELY(!ready()))
-        return boot_alloc(size, 16);
-    if (!countdown_hit(size))
-        return hp_real.malloc(size);
+    if (!counted) {
+        if (!ready())
+            return boot_alloc(size, 16);
+        if (!countdown_hit(size))
+            return hp_real.malloc(size);
+    }
     void *p = hp_real.malloc(size);
     alloc_slow(p, size);
     return p;
+}
+
+/* Written so that the fast path needs no stack frame: a load, a decrement
+ * of the thread's countdown, a branch and a tail jump to the real malloc. */
+HP_EXPORT void *malloc(size_t size)
+{
+    void *(*real)(size_t) = __atomic_load_n(&hp_real.malloc, __ATOMIC_ACQUIRE);
+    if (HP_LIKELY(real != NULL)) {
+        if (HP_LIKELY(!countdown_hit(size)))
+            return real(size);
+        return malloc_slow(size, true);
+    }
+    return malloc_slow(size, false);
 }
 
 HP_EXPORT void free(void *p)

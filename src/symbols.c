@@ -45,7 +45,8 @@ struct map_index {
 
 struct hp_symbolizer {
     struct hp_arena *arena;
-    Dwfl *dwfl;
+    Dwfl *dwfl; /* opened at the first lookup (sym_dwfl) */
+    bool dwfl_tried;
     struct hp_mapping *maps;
     int nmaps;
     struct cache_entry *cache;
@@ -180,6 +181,75 @@ static void build_id_hex(Dwfl_Module *mod, struct hp_arena *a, const char **out)
     *out = hex;
 }
 
+/* The build ids of the loaded objects, read from their PT_NOTE segments in
+ * memory: no file is opened, so a profile with few samples does not make
+ * libdwfl open every library of the process for its build id. */
+struct loaded_id {
+    uintptr_t lo, hi; /* the object's PT_LOAD span */
+    const char *hex;
+};
+struct loaded_ids {
+    struct hp_arena *arena;
+    struct loaded_id *ids;
+    int n, cap;
+};
+
+static const char *note_build_id(struct hp_arena *a, const char *notes, size_t len)
+{
+    size_t off = 0;
+    while (off + sizeof(ElfW(Nhdr)) <= len) {
+        ElfW(Nhdr) nh;
+        memcpy(&nh, notes + off, sizeof nh);
+        size_t name = off + sizeof nh;
+        size_t desc = name + ((nh.n_namesz + 3) & ~3u);
+        size_t next = desc + ((nh.n_descsz + 3) & ~3u);
+        if (next > len || next <= off)
+            return NULL;
+        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && !memcmp(notes + name, "GNU", 4) &&
+            nh.n_descsz > 0 && nh.n_descsz <= 64) {
+            char *hex = hp_arena_alloc(a, (size_t)nh.n_descsz * 2 + 1);
+            if (!hex)
+                return NULL;
+            const unsigned char *bits = (const unsigned char *)notes + desc;
+            for (size_t i = 0; i < nh.n_descsz; i++)
+                snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+            return hex;
+        }
+        off = next;
+    }
+    return NULL;
+}
+
+static int collect_id(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct loaded_ids *l = data;
+    if (l->n == l->cap)
+        return 1; /* the array was sized from a first count */
+    struct loaded_id id = {UINTPTR_MAX, 0, NULL};
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t at = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD) {
+            id.lo = at < id.lo ? at : id.lo;
+            id.hi = at + ph->p_memsz > id.hi ? at + ph->p_memsz : id.hi;
+        } else if (ph->p_type == PT_NOTE && !id.hex) {
+            id.hex = note_build_id(l->arena, (const char *)at, ph->p_memsz);
+        }
+    }
+    if (id.hex && id.lo < id.hi)
+        l->ids[l->n++] = id;
+    return 0;
+}
+
+static int count_objects(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    (*(int *)data)++;
+    return 0;
+}
+
 /* The executable mappings of /proc/self/maps, the main executable first, as
  * Go's runtime lists them. */
 static void load_mappings(struct hp_symbolizer *s)
@@ -196,6 +266,11 @@ static void load_mappings(struct hp_symbolizer *s)
     s->maps = hp_arena_alloc(s->arena, (size_t)(cap + 1) * sizeof *s->maps);
     if (!s->maps)
         return;
+    struct loaded_ids ids = {.arena = s->arena};
+    dl_iterate_phdr(count_objects, &ids.cap);
+    ids.ids = ids.cap ? hp_arena_alloc(s->arena, (size_t)ids.cap * sizeof *ids.ids) : NULL;
+    if (ids.ids)
+        dl_iterate_phdr(collect_id, &ids);
     for (char *line = text; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl)
@@ -212,7 +287,10 @@ static void load_mappings(struct hp_symbolizer *s)
             m->file = hp_arena_strdup(s->arena, line + pathpos);
             if (!m->file)
                 m->file = "";
-            build_id_hex(s->dwfl ? dwfl_addrmodule(s->dwfl, lo) : NULL, s->arena, &m->build_id);
+            m->build_id = "";
+            for (int i = 0; i < ids.n; i++)
+                if (lo >= ids.ids[i].lo && lo < ids.ids[i].hi)
+                    m->build_id = ids.ids[i].hex;
             if (exe[0] && !strcmp(m->file, exe) && s->nmaps > 1) {
                 /* Move the main executable's mapping before the others,
                  * keeping its own order among several. */
@@ -271,12 +349,13 @@ static void add_retained_mappings(struct hp_symbolizer *s)
     pthread_mutex_unlock(&retain_lock);
 }
 
-struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
+/* libdwfl's view of this process, made at the first lookup: a profile
+ * without samples needs none. */
+static Dwfl *sym_dwfl(struct hp_symbolizer *s)
 {
-    struct hp_symbolizer *s = hp_arena_alloc(a, sizeof *s);
-    if (!s)
-        return NULL;
-    s->arena = a;
+    if (s->dwfl_tried)
+        return s->dwfl;
+    s->dwfl_tried = true;
     s->dwfl = dwfl_begin(&callbacks);
     if (s->dwfl) {
         dwfl_report_begin(s->dwfl);
@@ -286,6 +365,15 @@ struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
             s->dwfl = NULL;
         }
     }
+    return s->dwfl;
+}
+
+struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
+{
+    struct hp_symbolizer *s = hp_arena_alloc(a, sizeof *s);
+    if (!s)
+        return NULL;
+    s->arena = a;
     s->demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
     load_mappings(s);
     add_retained_mappings(s);
@@ -607,11 +695,12 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
 {
     memset(out, 0, sizeof *out);
     out->mapping = mapping_of(s, pc);
-    if (!s->dwfl)
+    Dwfl *dwfl = sym_dwfl(s);
+    if (!dwfl)
         return;
     /* pc is a return address; pc - 1 lies in the call instruction. */
     Dwarf_Addr addr = pc - 1;
-    Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
+    Dwfl_Module *mod = dwfl_addrmodule(dwfl, addr);
     if (!mod)
         return;
     struct hp_frame_line lines[MAX_INLINE];
@@ -828,6 +917,7 @@ void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi,
     tmp.maps = &m;
     tmp.nmaps = 1;
     tmp.dwfl = dwfl_begin(&offline_callbacks);
+    tmp.dwfl_tried = true;
     if (tmp.dwfl) {
         dwfl_report_begin(tmp.dwfl);
         Dwfl_Module *mod = dwfl_report_elf(tmp.dwfl, hp_basename(path), path, -1, bias, false);
