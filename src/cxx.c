@@ -33,7 +33,7 @@ typedef void *(*new_nothrow_fn)(size_t, const void *);
 typedef void *(*new_aligned_fn)(size_t, size_t);
 typedef void *(*new_aligned_nothrow_fn)(size_t, size_t, const void *);
 
-/* The next definition of an operator, looked up on first failure only. */
+/* The next definition of an operator, looked up when an allocation fails. */
 static void *next_operator(const char *sym)
 {
     void *f = dlsym(RTLD_NEXT, sym);
