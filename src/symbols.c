@@ -194,15 +194,16 @@ struct loaded_ids {
     int n, cap;
 };
 
-static const char *note_build_id(struct hp_arena *a, const char *notes, size_t len)
+/* align: the segment's, 4 or 8 (name and descriptor are padded to it). */
+static const char *note_build_id(struct hp_arena *a, const char *notes, size_t len, size_t align)
 {
-    size_t off = 0;
+    size_t off = 0, pad = align == 8 ? 7 : 3;
     while (off + sizeof(ElfW(Nhdr)) <= len) {
         ElfW(Nhdr) nh;
         memcpy(&nh, notes + off, sizeof nh);
         size_t name = off + sizeof nh;
-        size_t desc = name + ((nh.n_namesz + 3) & ~3u);
-        size_t next = desc + ((nh.n_descsz + 3) & ~3u);
+        size_t desc = (name + nh.n_namesz + pad) & ~pad;
+        size_t next = (desc + nh.n_descsz + pad) & ~pad;
         if (next > len || next <= off)
             return NULL;
         if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && !memcmp(notes + name, "GNU", 4) &&
@@ -234,7 +235,7 @@ static int collect_id(struct dl_phdr_info *info, size_t size, void *data)
             id.lo = at < id.lo ? at : id.lo;
             id.hi = at + ph->p_memsz > id.hi ? at + ph->p_memsz : id.hi;
         } else if (ph->p_type == PT_NOTE && !id.hex) {
-            id.hex = note_build_id(l->arena, (const char *)at, ph->p_memsz);
+            id.hex = note_build_id(l->arena, (const char *)at, ph->p_memsz, ph->p_align);
         }
     }
     if (id.hex && id.lo < id.hi)
