@@ -11,6 +11,8 @@ Usage: e2e.py CHECK EXAMPLE MODE PLAIN_EXE LINKED_EXE
 """
 
 import os
+import re
+import shutil
 import sys
 
 import helpers
@@ -172,6 +174,20 @@ def check_valid(ex):
     check(doc["mappings"], "no mappings")
     for m in doc["mappings"]:
         check(m["file"] != "" or m["limit"] == 0, f"mapping without a file name: {m}")
+    # Build ids, which heapprof reads from the loaded objects' notes in
+    # memory, are the ones in the files (as readelf reads them).
+    readelf = shutil.which("readelf")
+    if readelf:
+        for m in doc["mappings"]:
+            if not m["file"].startswith("/") or not os.path.exists(m["file"]):
+                continue
+            out = helpers.run([readelf, "-n", m["file"]]).stdout
+            want = re.search(r"Build ID: ([0-9a-f]+)", out)
+            check(m["build_id"] == (want.group(1) if want else ""),
+                  f"{m['file']}: build id {m['build_id']!r} in the profile, "
+                  f"{want.group(1) if want else 'none'} in the file")
+    else:
+        print("note: readelf (binutils) not installed: build ids not compared")
     for i, s in enumerate(doc["samples"]):
         check(s["stack"], f"sample {i} has an empty stack")
         size = s["labels"].get("bytes")
