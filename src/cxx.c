@@ -54,67 +54,44 @@ static void *aligned(size_t align, size_t size)
     return posix_memalign(&p, align, size ? size : 1) == 0 ? p : NULL;
 }
 
-void *hp_new(size_t size) CXX_SYMBOL("_Znwm");
-void *hp_new(size_t size)
-{
-    void *p = malloc(size ? size : 1);
-    return p ? p : ((new_fn)next_operator("_Znwm"))(size);
-}
-
-void *hp_new_array(size_t size) CXX_SYMBOL("_Znam");
-void *hp_new_array(size_t size)
-{
-    void *p = malloc(size ? size : 1);
-    return p ? p : ((new_fn)next_operator("_Znam"))(size);
-}
-
-void *hp_new_nothrow(size_t size, const void *nt) CXX_SYMBOL("_ZnwmRKSt9nothrow_t");
-void *hp_new_nothrow(size_t size, const void *nt)
-{
-    void *p = malloc(size ? size : 1);
-    return p ? p : ((new_nothrow_fn)next_operator("_ZnwmRKSt9nothrow_t"))(size, nt);
-}
-
-void *hp_new_array_nothrow(size_t size, const void *nt) CXX_SYMBOL("_ZnamRKSt9nothrow_t");
-void *hp_new_array_nothrow(size_t size, const void *nt)
-{
-    void *p = malloc(size ? size : 1);
-    return p ? p : ((new_nothrow_fn)next_operator("_ZnamRKSt9nothrow_t"))(size, nt);
-}
-
-void *hp_new_aligned(size_t size, size_t align) CXX_SYMBOL("_ZnwmSt11align_val_t");
-void *hp_new_aligned(size_t size, size_t align)
-{
-    void *p = aligned(align, size);
-    return p ? p : ((new_aligned_fn)next_operator("_ZnwmSt11align_val_t"))(size, align);
-}
-
-void *hp_new_array_aligned(size_t size, size_t align) CXX_SYMBOL("_ZnamSt11align_val_t");
-void *hp_new_array_aligned(size_t size, size_t align)
-{
-    void *p = aligned(align, size);
-    return p ? p : ((new_aligned_fn)next_operator("_ZnamSt11align_val_t"))(size, align);
-}
-
-void *hp_new_aligned_nothrow(size_t size, size_t align, const void *nt)
-    CXX_SYMBOL("_ZnwmSt11align_val_tRKSt9nothrow_t");
-void *hp_new_aligned_nothrow(size_t size, size_t align, const void *nt)
-{
-    void *p = aligned(align, size);
-    return p ? p
-             : ((new_aligned_nothrow_fn)next_operator("_ZnwmSt11align_val_tRKSt9nothrow_t"))(
-                   size, align, nt);
-}
-
-void *hp_new_array_aligned_nothrow(size_t size, size_t align, const void *nt)
-    CXX_SYMBOL("_ZnamSt11align_val_tRKSt9nothrow_t");
-void *hp_new_array_aligned_nothrow(size_t size, size_t align, const void *nt)
-{
-    void *p = aligned(align, size);
-    return p ? p
-             : ((new_aligned_nothrow_fn)next_operator("_ZnamSt11align_val_tRKSt9nothrow_t"))(
-                   size, align, nt);
-}
+/* Each form of new, for new and new[]: allocate through the hooks, and on
+ * failure hand the same arguments to the next definition of the same form. */
+#define NEW(name, sym)                                                                             \
+    void *name(size_t size) CXX_SYMBOL(sym);                                                       \
+    void *name(size_t size)                                                                        \
+    {                                                                                              \
+        void *p = malloc(size ? size : 1);                                                         \
+        return p ? p : ((new_fn)next_operator(sym))(size);                                         \
+    }
+#define NEW_NOTHROW(name, sym)                                                                     \
+    void *name(size_t size, const void *nt) CXX_SYMBOL(sym);                                       \
+    void *name(size_t size, const void *nt)                                                        \
+    {                                                                                              \
+        void *p = malloc(size ? size : 1);                                                         \
+        return p ? p : ((new_nothrow_fn)next_operator(sym))(size, nt);                             \
+    }
+#define NEW_ALIGNED(name, sym)                                                                     \
+    void *name(size_t size, size_t align) CXX_SYMBOL(sym);                                         \
+    void *name(size_t size, size_t align)                                                          \
+    {                                                                                              \
+        void *p = aligned(align, size);                                                            \
+        return p ? p : ((new_aligned_fn)next_operator(sym))(size, align);                          \
+    }
+#define NEW_ALIGNED_NOTHROW(name, sym)                                                             \
+    void *name(size_t size, size_t align, const void *nt) CXX_SYMBOL(sym);                         \
+    void *name(size_t size, size_t align, const void *nt)                                          \
+    {                                                                                              \
+        void *p = aligned(align, size);                                                            \
+        return p ? p : ((new_aligned_nothrow_fn)next_operator(sym))(size, align, nt);              \
+    }
+NEW(hp_new, "_Znwm")
+NEW(hp_new_array, "_Znam")
+NEW_NOTHROW(hp_new_nothrow, "_ZnwmRKSt9nothrow_t")
+NEW_NOTHROW(hp_new_array_nothrow, "_ZnamRKSt9nothrow_t")
+NEW_ALIGNED(hp_new_aligned, "_ZnwmSt11align_val_t")
+NEW_ALIGNED(hp_new_array_aligned, "_ZnamSt11align_val_t")
+NEW_ALIGNED_NOTHROW(hp_new_aligned_nothrow, "_ZnwmSt11align_val_tRKSt9nothrow_t")
+NEW_ALIGNED_NOTHROW(hp_new_array_aligned_nothrow, "_ZnamSt11align_val_tRKSt9nothrow_t")
 
 /* Every delete: plain, array; sized; nothrow; aligned, and their mixes. */
 #define DELETE(name, sym, ...)                                                                     \

@@ -159,28 +159,6 @@ static char *read_proc(struct hp_arena *a, const char *path)
     return out;
 }
 
-static void build_id_hex(Dwfl_Module *mod, struct hp_arena *a, const char **out)
-{
-    const unsigned char *bits;
-    GElf_Addr vaddr, bias;
-    /* The build id is read from the ELF file, which must be opened first. */
-    if (mod)
-        dwfl_module_getelf(mod, &bias);
-    int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : -1;
-    if (n <= 0) {
-        *out = "";
-        return;
-    }
-    char *hex = hp_arena_alloc(a, (size_t)n * 2 + 1);
-    if (!hex) {
-        *out = "";
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        snprintf(hex + 2 * i, 3, "%02x", bits[i]);
-    *out = hex;
-}
-
 /* The build ids of the loaded objects, read from their PT_NOTE segments in
  * memory: no file is opened, so a profile with few samples does not make
  * libdwfl open every library of the process for its build id. */
@@ -251,6 +229,26 @@ static int count_objects(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
+/* The build ids of every object loaded now, in the arena. */
+static void loaded_ids_read(struct loaded_ids *ids, struct hp_arena *a)
+{
+    memset(ids, 0, sizeof *ids);
+    ids->arena = a;
+    dl_iterate_phdr(count_objects, &ids->cap);
+    ids->ids = ids->cap ? hp_arena_alloc(a, (size_t)ids->cap * sizeof *ids->ids) : NULL;
+    if (ids->ids)
+        dl_iterate_phdr(collect_id, ids);
+}
+
+/* The build id of the object loaded at addr, or "". */
+static const char *loaded_ids_find(const struct loaded_ids *ids, uintptr_t addr)
+{
+    for (int i = 0; i < ids->n; i++)
+        if (addr >= ids->ids[i].lo && addr < ids->ids[i].hi)
+            return ids->ids[i].hex;
+    return "";
+}
+
 /* The executable mappings of /proc/self/maps, the main executable first, as
  * Go's runtime lists them. */
 static void load_mappings(struct hp_symbolizer *s)
@@ -267,11 +265,8 @@ static void load_mappings(struct hp_symbolizer *s)
     s->maps = hp_arena_alloc(s->arena, (size_t)(cap + 1) * sizeof *s->maps);
     if (!s->maps)
         return;
-    struct loaded_ids ids = {.arena = s->arena};
-    dl_iterate_phdr(count_objects, &ids.cap);
-    ids.ids = ids.cap ? hp_arena_alloc(s->arena, (size_t)ids.cap * sizeof *ids.ids) : NULL;
-    if (ids.ids)
-        dl_iterate_phdr(collect_id, &ids);
+    struct loaded_ids ids;
+    loaded_ids_read(&ids, s->arena);
     for (char *line = text; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl)
@@ -288,10 +283,7 @@ static void load_mappings(struct hp_symbolizer *s)
             m->file = hp_arena_strdup(s->arena, line + pathpos);
             if (!m->file)
                 m->file = "";
-            m->build_id = "";
-            for (int i = 0; i < ids.n; i++)
-                if (lo >= ids.ids[i].lo && lo < ids.ids[i].hi)
-                    m->build_id = ids.ids[i].hex;
+            m->build_id = loaded_ids_find(&ids, lo);
             if (exe[0] && !strcmp(m->file, exe) && s->nmaps > 1) {
                 /* Move the main executable's mapping before the others,
                  * keeping its own order among several. */
@@ -914,16 +906,18 @@ void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi,
     m.limit = hi;
     m.offset = offset;
     m.file = path;
-    m.build_id = "";
+    /* The library is still loaded: its build id is in memory. */
+    struct loaded_ids ids;
+    loaded_ids_read(&ids, &arena);
+    m.build_id = loaded_ids_find(&ids, lo);
     tmp.maps = &m;
     tmp.nmaps = 1;
     tmp.dwfl = dwfl_begin(&offline_callbacks);
     tmp.dwfl_tried = true;
     if (tmp.dwfl) {
         dwfl_report_begin(tmp.dwfl);
-        Dwfl_Module *mod = dwfl_report_elf(tmp.dwfl, hp_basename(path), path, -1, bias, false);
+        dwfl_report_elf(tmp.dwfl, hp_basename(path), path, -1, bias, false);
         dwfl_report_end(tmp.dwfl, NULL, NULL);
-        build_id_hex(mod, &arena, &m.build_id);
     }
     struct retained_map *rm = hp_alloc(sizeof *rm);
     if (rm) {

@@ -94,6 +94,16 @@ def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL):
         raise Failure(f"timed out after {timeout}s: {' '.join(argv)}")
 
 
+def set_heapprof(env, profile=None, rate=None, seed=None, leaks=None):
+    """Sets HEAPPROF, HEAPPROF_RATE, HEAPPROF_SEED and HEAPPROF_LEAKS in env
+    for each argument that is not None; returns env."""
+    for key, value in (("HEAPPROF", profile), ("HEAPPROF_RATE", rate),
+                       ("HEAPPROF_SEED", seed), ("HEAPPROF_LEAKS", leaks)):
+        if value is not None:
+            env[key] = str(value)
+    return env
+
+
 def run_program(exe, args=(), preload=False, profile=None, rate=1, seed=None, leaks=None,
                 cwd=None, extra_env=None):
     """Runs an example. preload puts libheapprof.so in LD_PRELOAD (for the
@@ -102,14 +112,7 @@ def run_program(exe, args=(), preload=False, profile=None, rate=1, seed=None, le
     env = base_env()
     if preload:
         env["LD_PRELOAD"] = lib_path()
-    if profile is not None:
-        env["HEAPPROF"] = profile
-    if rate is not None:
-        env["HEAPPROF_RATE"] = str(rate)
-    if seed is not None:
-        env["HEAPPROF_SEED"] = str(seed)
-    if leaks is not None:
-        env["HEAPPROF_LEAKS"] = leaks
+    set_heapprof(env, profile=profile, rate=rate, seed=seed, leaks=leaks)
     if extra_env:
         env.update(extra_env)
     return run([exe] + list(args), env=env, cwd=cwd)

@@ -65,12 +65,7 @@ def hp_env(profile, rate=None, leaks="off", preload=True, pidlog=None, extra=Non
         env["RB_PIDLOG"] = pidlog
     if libs:
         env["LD_PRELOAD"] = " ".join(libs)
-    if profile is not None:
-        env["HEAPPROF"] = profile
-    if rate is not None:
-        env["HEAPPROF_RATE"] = str(rate)
-    if leaks is not None:
-        env["HEAPPROF_LEAKS"] = leaks
+    helpers.set_heapprof(env, profile=profile, rate=rate, leaks=leaks)
     if extra:
         env.update(extra)
     return env
