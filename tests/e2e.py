@@ -63,20 +63,16 @@ TRUTH = {
     },
 }
 
-# The allocators heapprof is run over: (Debian package, library names).
-ALLOCATORS = {
-    "over-jemalloc": ("libjemalloc2", ["libjemalloc.so.2"]),
-    "over-mimalloc": ("libmimalloc2.0", ["libmimalloc.so.2", "libmimalloc.so.2.0"]),
-}
+# heapprof over another allocator: the MODE names it (helpers.ALLOCATORS).
+OVER = {"over-" + name: name for name in helpers.ALLOCATORS}
 
 
 def allocator_lib(mode):
-    package, names = ALLOCATORS[mode]
-    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"):
-        for n in names:
-            if os.path.exists(os.path.join(d, n)):
-                return os.path.join(d, n)
-    helpers.skip(f"{names[0]} is not installed (Debian package {package})")
+    name = OVER[mode]
+    path = helpers.allocator_lib(name)
+    if not path:
+        helpers.skip(f"{name} is not installed (Debian package {helpers.ALLOCATORS[name][0]})")
+    return path
 
 
 SAMPLE_TYPES = [["alloc_objects", "count"], ["alloc_space", "bytes"],
@@ -105,7 +101,7 @@ class Example:
         if profile == "default":
             profile = os.path.join(self.tmp, f"{self.name}-{mode}.pb.gz")
         exe = self.linked if mode == "linked" else self.plain
-        if mode in ALLOCATORS:
+        if mode in OVER:
             env = dict(kw.pop("extra_env", None) or {})
             env["LD_PRELOAD"] = helpers.lib_path() + " " + allocator_lib(mode)
             kw["extra_env"] = env
@@ -398,7 +394,7 @@ CHECKS = {"output": check_output, "valid": check_valid, "pprof": check_pprof,
 
 if __name__ == "__main__":
     if len(sys.argv) != 6 or sys.argv[1] not in CHECKS or sys.argv[2] not in TRUTH or \
-            sys.argv[3] not in ("linked", "preload", "both", *ALLOCATORS):
+            sys.argv[3] not in ("linked", "preload", "both", *OVER):
         print(__doc__)
         sys.exit(2)
     check_name, name, mode, plain, linked = sys.argv[1:]

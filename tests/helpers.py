@@ -94,6 +94,24 @@ def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL):
         raise Failure(f"timed out after {timeout}s: {' '.join(argv)}")
 
 
+# The other allocators heapprof is run over: name -> (Debian package, the
+# library's possible file names).
+ALLOCATORS = {
+    "jemalloc": ("libjemalloc2", ["libjemalloc.so.2"]),
+    "mimalloc": ("libmimalloc2.0", ["libmimalloc.so.2", "libmimalloc.so.2.0"]),
+}
+
+
+def allocator_lib(name):
+    """The path of allocator `name` (a key of ALLOCATORS), or None when it
+    is not installed."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"):
+        for f in ALLOCATORS[name][1]:
+            if os.path.exists(os.path.join(d, f)):
+                return os.path.join(d, f)
+    return None
+
+
 def set_heapprof(env, profile=None, rate=None, seed=None, leaks=None):
     """Sets HEAPPROF, HEAPPROF_RATE, HEAPPROF_SEED and HEAPPROF_LEAKS in env
     for each argument that is not None; returns env."""

@@ -743,15 +743,8 @@ def check_alloc_failures():
 
 def allocator_libs():
     """The other allocators installed here, by name."""
-    found = {}
-    for name, files in (("jemalloc", ["libjemalloc.so.2"]),
-                        ("mimalloc", ["libmimalloc.so.2", "libmimalloc.so.2.0"])):
-        for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"):
-            hit = [os.path.join(d, f) for f in files if os.path.exists(os.path.join(d, f))]
-            if hit:
-                found[name] = hit[0]
-                break
-    return found
+    return {name: path for name in helpers.ALLOCATORS
+            if (path := helpers.allocator_lib(name))}
 
 
 def check_cxx_new():
@@ -785,7 +778,7 @@ def check_cxx_new():
         # 1000 + 640 + 200 + 4096 + 100 + 192 bytes in 6 objects, all live.
         want = [6, 6228, 6, 6228]
         check(got == want, f"over {name}: new_sites {got} in the profile, want {want}")
-    missing = {"jemalloc", "mimalloc"} - set(allocator_libs())
+    missing = set(helpers.ALLOCATORS) - set(allocator_libs())
     if missing:
         print("note: not run over " + ", ".join(sorted(missing)) + " (not installed)")
 
