@@ -24,12 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-struct hp_http;
-struct hp_http *hp_http_open(const char *spec);
-int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
-void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
-void hp_http_child(struct hp_http *h);
-
 static int pipe_r = -1, pipe_w = -1;
 static struct hp_http *http;
 static bool running;
@@ -47,13 +41,6 @@ int hp_fd_high(int fd)
     }
     close(fd);
     return hi;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void on_signal(int sig)
@@ -82,7 +69,7 @@ __attribute__((visibility("default"))) int heapprof_snapshot(void)
 static void *agent_main(void *arg)
 {
     hp_thread.busy = true; /* for good: nothing this thread does is recorded */
-    int64_t next_snap = hp_cfg.interval ? mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
+    int64_t next_snap = hp_cfg.interval ? hp_mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
     struct pollfd fds[256];
     for (;;) {
         int n = 0;
@@ -95,14 +82,14 @@ static void *agent_main(void *arg)
         }
         if (http)
             n += hp_http_pollfds(http, fds + n, (int)(sizeof fds / sizeof fds[0]) - n, &deadline);
-        int64_t now = mono_ms();
+        int64_t now = hp_mono_ms();
         int timeout = deadline == INT64_MAX ? -1
                       : deadline <= now     ? 0
                                         : (int)(deadline - now < 60000 ? deadline - now : 60000);
         int r = poll(fds, (nfds_t)n, timeout);
         if (r < 0 && errno != EINTR)
             break;
-        if (pipe_r >= 0 && n > 0 && fds[0].fd == pipe_r && (fds[0].revents & POLLIN)) {
+        if (pipe_r >= 0 && n > 0 && (fds[0].revents & POLLIN)) {
             char drain[64];
             /* Several signals before we got here make one snapshot. */
             while (read(pipe_r, drain, sizeof drain) > 0)
@@ -111,9 +98,9 @@ static void *agent_main(void *arg)
         }
         if (http)
             hp_http_service(http, fds, n);
-        if (mono_ms() >= next_snap) {
+        if (hp_mono_ms() >= next_snap) {
             heapprof_snapshot();
-            next_snap = mono_ms() + hp_cfg.interval * 1000;
+            next_snap = hp_mono_ms() + hp_cfg.interval * 1000;
         }
     }
     return arg;

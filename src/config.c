@@ -254,9 +254,7 @@ void hp_config_load(void)
  * out.TAG.pb.gz and still reads as a gzipped profile. */
 int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *ext = strstr(base, ".pb");
+    const char *ext = strstr(hp_basename(path), ".pb");
     if (!ext)
         ext = path + strlen(path);
     int n = snprintf(out, len, "%.*s.%s%s", (int)(ext - path), path, tag, ext);

@@ -20,9 +20,7 @@
  * instead of exiting the program. */
 #define uthash_malloc(sz) hp_alloc(sz)
 #define uthash_free(ptr, sz) hp_free(ptr, sz)
-#define HASH_NONFATAL_OOM 1
-void *hp_alloc(size_t size);
-void hp_free(void *p, size_t size);
+#define HASH_NONFATAL_OOM 1 /* hp_alloc and hp_free are declared below */
 
 /* Keys here are mostly arrays of return addresses: hash them a word at a
  * time (multiply-xorshift), several times faster than uthash's default
@@ -64,11 +62,11 @@ enum { HP_MAX_FRAMES = 64 };
 
 /* ---- configuration (config.c) ---- */
 struct hp_config {
-    bool enabled;    /* HEAPPROF named a usable path */
-    char path[4096]; /* absolute output path, %p not yet expanded */
-    long rate;       /* mean bytes between samples; 1 = every allocation */
-    uint64_t seed;   /* 0: seed from the clock and the thread */
-    bool seed_set;
+    bool enabled;          /* HEAPPROF named a usable path */
+    char path[4096];       /* absolute output path, %p not yet expanded */
+    long rate;             /* mean bytes between samples; 1 = every allocation */
+    uint64_t seed;         /* HEAPPROF_SEED, when seed_set */
+    bool seed_set;         /* false: seed from the clock and the thread */
     char leaks_path[4096]; /* empty: stderr */
     bool leaks_off;
     int leak_stacks; /* stacks shown in the leak summary */
@@ -181,6 +179,10 @@ struct hp_bucket {
 void hp_table_lock(void);
 void hp_table_unlock(void);
 void hp_table_child(void);
+/* Every distinct address in [lo, hi) of the stacks recorded so far, for
+ * hp_sym_retain. Returns the count; *out is in the profiler's own memory
+ * (free with hp_free(*out, count * sizeof(uintptr_t))). */
+size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
 /* Finds or adds the bucket for (stack, size) and counts one allocation. */
 struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size);
 
@@ -237,6 +239,14 @@ int64_t hp_start_ns(void);
 /* ---- the background thread (agent.c) and the HTTP endpoint (http.c) ---- */
 void hp_agent_start(void);
 void hp_agent_child(void);
+struct hp_http;
+struct pollfd;
+struct hp_http *hp_http_open(const char *spec);
+int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
+void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
+void hp_http_child(struct hp_http *h);
+/* Milliseconds on the monotonic clock. */
+int64_t hp_mono_ms(void);
 /* Keeps one of heapprof's own descriptors out of the program's way: moved to
  * a high number, close-on-exec. Returns the new descriptor or -1. */
 int hp_fd_high(int fd);

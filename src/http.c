@@ -63,7 +63,7 @@ struct hp_http {
     struct conn conns[MAX_CONNS];
 };
 
-static int64_t now_ms(void)
+int64_t hp_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -83,7 +83,6 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-struct hp_http *hp_http_open(const char *spec);
 struct hp_http *hp_http_open(const char *spec)
 {
     char host[256], port[32];
@@ -225,7 +224,7 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
     c->outlen = total;
     c->outoff = 0;
     c->state = WRITING;
-    c->deadline = now_ms() + WRITE_MS;
+    c->deadline = hp_mono_ms() + WRITE_MS;
 }
 
 static void respond_text(struct conn *c, int status, const char *fmt, ...)
@@ -241,8 +240,7 @@ static void respond_text(struct conn *c, int status, const char *fmt, ...)
         n = 0;
     if ((size_t)n >= sizeof body)
         n = sizeof body - 1;
-    respond(c, status, "text/plain; charset=utf-8", status == 405 ? "Allow: GET, HEAD\r\n" : NULL,
-            body, (size_t)n);
+    respond(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
 }
 
 /* A growable text buffer on the real heap (this thread is busy). */
@@ -424,8 +422,9 @@ static void serve_text(struct conn *c, struct hp_snapshot *s)
     free(b.p);
 }
 
-static void serve_profile(struct conn *c, struct hp_snapshot *s, enum profile_kind kind)
+static void serve_profile(struct conn *c, struct hp_snapshot *s)
 {
+    enum profile_kind kind = c->kind;
     struct hp_symbolizer *sym = hp_sym_open(&s->arena);
     uint8_t *gz;
     size_t len;
@@ -510,7 +509,8 @@ static void handle_request(struct conn *c)
         return;
     }
     if (strcmp(method, "GET") != 0 && !c->head) {
-        respond_text(c, 405, "method not allowed: use GET or HEAD\n");
+        static const char msg[] = "method not allowed: use GET or HEAD\n";
+        respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", msg, sizeof msg - 1);
         return;
     }
     if (route == R_INDEX) {
@@ -562,13 +562,13 @@ static void handle_request(struct conn *c)
         c->base = s;
         c->seconds = seconds;
         c->state = WAITING;
-        c->deadline = now_ms() + seconds * 1000;
+        c->deadline = hp_mono_ms() + seconds * 1000;
         return;
     }
     if (debug)
         serve_text(c, s);
     else
-        serve_profile(c, s, c->kind);
+        serve_profile(c, s);
     hp_snapshot_release(s);
     free(s);
 }
@@ -585,7 +585,7 @@ static void finish_delta(struct conn *c)
                  "heapprof delta over %ld s: alloc values in the window, inuse values the change",
                  c->seconds);
         s.comment = comment;
-        serve_profile(c, &s, c->kind);
+        serve_profile(c, &s);
     } else {
         respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
     }
@@ -677,13 +677,12 @@ static void accept_all(struct hp_http *h)
         memset(c, 0, sizeof *c);
         c->fd = fd;
         c->state = READING;
-        c->deadline = now_ms() + REQUEST_MS;
+        c->deadline = hp_mono_ms() + REQUEST_MS;
     }
 }
 
 /* ---- the loop's interface (agent.c) ---- */
 
-int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
 int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline)
 {
     int n = 0;
@@ -709,7 +708,6 @@ int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *dea
     return n;
 }
 
-void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
 void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -730,7 +728,7 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
             break;
         }
     }
-    int64_t now = now_ms();
+    int64_t now = hp_mono_ms();
     for (int i = 0; i < MAX_CONNS; i++) {
         struct conn *c = &h->conns[i];
         if (c->state == FREE || c->deadline > now)
@@ -750,7 +748,6 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
 
 /* After fork, in the child: the listening socket and the connections are
  * the parent's; the child closes its copies and does not serve. */
-void hp_http_child(struct hp_http *h);
 void hp_http_child(struct hp_http *h)
 {
     close(h->lfd);

@@ -886,8 +886,6 @@ static char *keep_string(const char *str)
     return d;
 }
 
-size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
-
 void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset)
 {
     uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);

@@ -147,10 +147,6 @@ struct peak_entry {
 static struct peak_entry *peak;
 static size_t npeak, peak_cap;
 
-/* Every distinct address in [lo, hi) of the stacks recorded so far, for
- * hp_sym_retain. Returns the count; *out is in the profiler's own memory
- * (free with hp_free(*out, count * sizeof(uintptr_t)) ). */
-size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
 size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out)
 {
     pthread_mutex_lock(&table_lock);
