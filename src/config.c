@@ -61,17 +61,19 @@ int hp_stderr_fd(void)
     return chosen_fd >= 0 ? chosen_fd : STDERR_FILENO;
 }
 
-void hp_write_all(int fd, const char *buf, size_t len)
+int hp_write_all(int fd, const void *buf, size_t len)
 {
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, buf + off, len - off);
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            break;
-        off += (size_t)w;
+            return w < 0 ? errno : EIO;
+        p += w;
+        len -= (size_t)w;
     }
+    return 0;
 }
 
 void hp_log(const char *fmt, ...)

@@ -93,7 +93,9 @@ void hp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hp_stderr_keep(void);
 void hp_stderr_choose(void);
 int hp_stderr_fd(void); /* stderr, or the copy kept if the program closed it */
-void hp_write_all(int fd, const char *buf, size_t len);
+/* Writes all of buf, retrying after EINTR: 0, or the errno (EIO for a
+ * write of 0 bytes). */
+int hp_write_all(int fd, const void *buf, size_t len);
 
 /* ---- the profiler's own memory (mem.c): never goes through the hooks ---- */
 void *hp_alloc(size_t size);        /* zeroed; NULL on failure */

@@ -247,40 +247,36 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, struct hp_stac
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
 {
     struct hp_arena *a = &s->arena;
-    /* Aggregate the buckets of each stack. Buckets of one stack are not
-     * adjacent, so index stacks by id (ids are dense from 1). */
-    uint32_t maxid = 0;
-    for (size_t i = 0; i < s->nbuckets; i++)
-        if (s->buckets[i].stack->id > maxid)
-            maxid = s->buckets[i].stack->id;
-    struct leak *by_id = hp_arena_alloc(a, ((size_t)maxid + 1) * sizeof *by_id);
-    struct leak *leaks = hp_arena_alloc(a, ((size_t)maxid + 1) * sizeof *leaks);
-    if (!by_id || !leaks)
+    /* Aggregate the buckets of each stack: hp_snapshot_estimate left them
+     * sorted by (stack, size), so each stack's buckets are one run. */
+    struct leak *leaks = hp_arena_alloc(a, (s->nbuckets + 1) * sizeof *leaks);
+    if (!leaks)
         return 0;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        /* Every bucket of the stack counts: their rounded values sum to
-         * the stack's estimate (hp_snapshot_estimate). */
-        struct hp_snap_bucket *b = &s->buckets[i];
-        struct leak *l = &by_id[b->stack->id];
-        l->objects += (uint64_t)b->est[2];
-        l->bytes += (uint64_t)b->est[3];
-        if (b->live > 0)
-            l->stack = b->stack;
-    }
     struct supp sp;
     load_suppressions(a, &sp);
     size_t n = 0, nsupp = 0;
     uint64_t total_bytes = 0, total_objects = 0;
-    for (uint32_t id = 1; id <= maxid; id++) {
-        if (!by_id[id].stack)
+    for (size_t i = 0; i < s->nbuckets;) {
+        struct leak l = {0};
+        const struct hp_stack *stack = s->buckets[i].stack;
+        for (; i < s->nbuckets && s->buckets[i].stack == stack; i++) {
+            /* Every bucket of the stack counts: their rounded values sum to
+             * the stack's estimate. */
+            const struct hp_snap_bucket *b = &s->buckets[i];
+            l.objects += (uint64_t)b->est[2];
+            l.bytes += (uint64_t)b->est[3];
+            if (b->live > 0)
+                l.stack = b->stack;
+        }
+        if (!l.stack)
             continue;
-        if (suppressed(&sp, sym, by_id[id].stack)) {
+        if (suppressed(&sp, sym, l.stack)) {
             nsupp++;
             continue;
         }
-        leaks[n++] = by_id[id];
-        total_bytes += by_id[id].bytes;
-        total_objects += by_id[id].objects;
+        leaks[n++] = l;
+        total_bytes += l.bytes;
+        total_objects += l.objects;
     }
     qsort(leaks, n, sizeof *leaks, by_bytes_desc);
 

@@ -414,21 +414,6 @@ int hp_write_file_atomic(const char *path, const void *data, size_t len)
     return r;
 }
 
-static int write_all_fd(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? errno : EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* A path naming a FIFO, a device (HEAPPROF_LEAKS=/dev/stderr,
  * HEAPPROF=/dev/null) or a socket is written in place: renaming over it
  * would replace the node itself with a regular file. */
@@ -442,7 +427,7 @@ static int write_special(const char *path, const void *data, size_t len)
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    int err = write_all_fd(fd, data, len);
+    int err = hp_write_all(fd, data, len);
     if (close(fd) != 0 && !err && errno != EINTR)
         err = errno;
     return -err;
@@ -480,7 +465,7 @@ replace:;
     }
     if (fd < 0)
         return -EEXIST;
-    int err = write_all_fd(fd, data, len);
+    int err = hp_write_all(fd, data, len);
     /* No fdatasync: it made a dump several times slower, and a full disk
      * already shows in write() (block reservation, on ext4 and tmpfs among
      * others) or in close() (network file systems). */
