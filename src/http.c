@@ -196,6 +196,20 @@ static const char *reason(int status)
     }
 }
 
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->out);
+    if (c->base) {
+        hp_snapshot_release(c->base);
+        free(c->base);
+    }
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->state = FREE;
+}
+
 static void respond(struct conn *c, int status, const char *ctype, const char *extra,
                     const void *body, size_t len)
 {
@@ -215,7 +229,7 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
     free(c->out);
     c->out = malloc(total ? total : 1);
     if (!c->out) {
-        c->state = FREE; /* closed by the caller */
+        conn_close(c); /* no memory for an answer: drop the connection */
         return;
     }
     memcpy(c->out, head, (size_t)hl);
@@ -590,23 +604,11 @@ static void finish_delta(struct conn *c)
         respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
     }
     hp_snapshot_release(&s);
-    hp_snapshot_release(c->base);
-    free(c->base);
-    c->base = NULL;
-}
-
-static void conn_close(struct conn *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    free(c->out);
-    if (c->base) {
+    if (c->base) { /* NULL if the answer could not be made (conn_close) */
         hp_snapshot_release(c->base);
         free(c->base);
+        c->base = NULL;
     }
-    memset(c, 0, sizeof *c);
-    c->fd = -1;
-    c->state = FREE;
 }
 
 static void on_readable(struct conn *c)
@@ -630,8 +632,6 @@ static void on_readable(struct conn *c)
         }
         if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
             handle_request(c);
-            if (c->state == FREE)
-                conn_close(c);
             return;
         }
         if (c->reqlen >= MAX_REQUEST) {
