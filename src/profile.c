@@ -414,6 +414,18 @@ int hp_write_file_atomic(const char *path, const void *data, size_t len)
     return r;
 }
 
+/* Writes everything and closes fd: 0 or the first errno. No fdatasync: it
+ * made a dump several times slower, and a full disk already shows in write()
+ * (block reservation, on ext4 and tmpfs among others) or in close() (network
+ * file systems). */
+static int write_and_close(int fd, const void *data, size_t len)
+{
+    int err = hp_write_all(fd, data, len);
+    if (close(fd) != 0 && !err && errno != EINTR)
+        err = errno;
+    return err;
+}
+
 /* A path naming a FIFO, a device (HEAPPROF_LEAKS=/dev/stderr,
  * HEAPPROF=/dev/null) or a socket is written in place: renaming over it
  * would replace the node itself with a regular file. */
@@ -427,10 +439,7 @@ static int write_special(const char *path, const void *data, size_t len)
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    int err = hp_write_all(fd, data, len);
-    if (close(fd) != 0 && !err && errno != EINTR)
-        err = errno;
-    return -err;
+    return -write_and_close(fd, data, len);
 }
 
 static int write_file_atomic(const char *path, const void *data, size_t len)
@@ -465,12 +474,7 @@ replace:;
     }
     if (fd < 0)
         return -EEXIST;
-    int err = hp_write_all(fd, data, len);
-    /* No fdatasync: it made a dump several times slower, and a full disk
-     * already shows in write() (block reservation, on ext4 and tmpfs among
-     * others) or in close() (network file systems). */
-    if (close(fd) != 0 && !err && errno != EINTR)
-        err = errno;
+    int err = write_and_close(fd, data, len);
     if (!err && rename(tmp, path) != 0)
         err = errno;
     if (err) {
