@@ -48,7 +48,6 @@ def table(runs, value):
     n = len(runs)
     objects = not statslib.IS_BYTES[k]
     head = (f"{'site':21}{'true':>12}{'mean est':>14}{'err %':>9}"
-            + (f"{'unrnd %':>9}" if objects else "")
             + f"{'exp sd':>12}{'exp sd %':>10}{'obs sd':>12}{'obs/exp':>9}{'bias z':>8}")
     lines = [head]
     for site, st in runs[0].truth.items():
@@ -56,15 +55,12 @@ def table(runs, value):
         if t == 0:
             continue
         est = [r.reported[site][k] for r in runs]
-        unr = [r.unrounded[site][k] for r in runs]
         mean = statistics.fmean(est)
         sd = st.sd(k)
         obs = statistics.stdev(est) if n > 1 else 0.0
         err = 100 * (mean - t) / t
         exact = sd * 10 < 1e-9 * t + 1e-6
         line = f"{site:21}{t:>12}{num(mean):>14}{err:>+9.3f}"
-        if objects:
-            line += f"{100 * (statistics.fmean(unr) - t) / t:>+9.3f}"
         line += f"{num(sd):>12}{100 * sd / t:>10.3f}{num(obs):>12}"
         if exact:
             line += f"{'-':>9}{'-':>8}"

@@ -20,6 +20,7 @@
 
 struct hp_config hp_cfg;
 
+enum { DEFAULT_MAX_MEMORY_MIB = 64 };
 enum { DEFAULT_RATE = 524288, DEFAULT_LEAK_STACKS = 10, DEFAULT_LEAK_FRAMES = 8 };
 
 /* Some programs close stderr at exit (coreutils' close_stdout does), after
@@ -103,6 +104,32 @@ static bool parse_long(const char *s, long min, long max, long *out)
         return false;
     *out = v;
     return true;
+}
+
+/* A size in bytes, with an optional K, M or G suffix (KiB, MiB, GiB), in
+ * [min, max]; the default, and one line on stderr, for anything else. */
+static size_t env_size(const char *name, size_t min, size_t max, size_t def)
+{
+    const char *s = getenv(name);
+    if (!s)
+        return def;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = 0;
+    if (end != s && (*end == 'K' || *end == 'k'))
+        shift = 10, end++;
+    else if (end != s && (*end == 'M' || *end == 'm'))
+        shift = 20, end++;
+    else if (end != s && (*end == 'G' || *end == 'g'))
+        shift = 30, end++;
+    if (!errno && end != s && *end == 0 && s[0] != '-' && v <= (max >> shift) &&
+        (v << shift) >= min)
+        return (size_t)(v << shift);
+    hp_log("heapprof: %s=\"%.64s\" is not a size from %zuM to %zuG (bytes, or with K, M or G); "
+           "using %zuM",
+           name, s, min >> 20, max >> 30, def >> 20);
+    return def;
 }
 
 static long env_long(const char *name, long min, long max, long def)
@@ -206,6 +233,8 @@ void hp_config_load(void)
         return;
 
     hp_cfg.rate = env_long("HEAPPROF_RATE", 1, 1L << 40, DEFAULT_RATE);
+    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY", (size_t)4 << 20, (size_t)1 << 40,
+                                 (size_t)DEFAULT_MAX_MEMORY_MIB << 20);
     const char *seed = getenv("HEAPPROF_SEED");
     if (seed) {
         char *end;

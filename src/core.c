@@ -129,6 +129,7 @@ void hp_init(void)
     const char *raw = secure_getenv("HEAPPROF");
     not_root = raw && parent_is_profiled(raw);
     hp_stack_init();
+    hp_table_init();
     hp_peak_on = hp_cfg.peak || hp_cfg.http[0];
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);
@@ -188,27 +189,25 @@ void hp_on_alloc(void *p, size_t size)
     t->busy = true;
     void *ips[HP_MAX_FRAMES];
     int depth = hp_stack_capture(ips, HP_MAX_FRAMES);
-    struct hp_bucket *b = hp_table_record(ips, depth, size);
-    if (b) {
-        hp_live_insert(p, b);
+    struct hp_live_rec rec = {hp_table_record(ips, depth, size), size};
+    if (rec.bucket && hp_live_insert(p, rec))
         track(size, 1);
-    }
     t->busy = false;
     errno = saved;
 }
 
-struct hp_bucket *hp_on_free(void *p)
+struct hp_live_rec hp_on_free(void *p)
 {
-    struct hp_bucket *b = hp_live_remove(p);
-    if (b)
-        track(b->key.size, -1);
-    return b;
+    struct hp_live_rec rec = hp_live_remove(p);
+    if (rec.bucket)
+        track(rec.size, -1);
+    return rec;
 }
 
-void hp_on_unfree(void *p, struct hp_bucket *b)
+void hp_on_unfree(void *p, struct hp_live_rec rec)
 {
-    hp_live_restore(p, b);
-    track(b->key.size, 1);
+    if (hp_live_insert(p, rec))
+        track(rec.size, 1);
 }
 
 int hp_process_path(char *out, size_t len)
@@ -229,16 +228,23 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
     hp_stderr_choose();
     int r;
     struct hp_snapshot snap;
-    char comment[128];
+    char comment[256];
     r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap) : hp_snapshot_take(&snap);
     if (r == 0) {
-        if (kind == HP_DUMP_PEAK) {
-            snprintf(comment, sizeof comment,
-                     "heapprof peak: in-use estimate %lld bytes at its highest, %lld when copied",
-                     (long long)__atomic_load_n(&peak_seen, __ATOMIC_RELAXED),
-                     (long long)__atomic_load_n(&peak_copied, __ATOMIC_RELAXED));
+        int n = 0;
+        if (kind == HP_DUMP_PEAK)
+            n = snprintf(comment, sizeof comment,
+                         "heapprof peak: in-use estimate %lld bytes at its highest, %lld when "
+                         "copied. ",
+                         (long long)__atomic_load_n(&peak_seen, __ATOMIC_RELAXED),
+                         (long long)__atomic_load_n(&peak_copied, __ATOMIC_RELAXED));
+        if (hp_table_folded() && n >= 0 && (size_t)n < sizeof comment)
+            snprintf(comment + n, sizeof comment - (size_t)n,
+                     "heapprof: the stack table reached HEAPPROF_MAX_MEMORY (%zu bytes); stacks "
+                     "first seen after that are counted under [other].",
+                     hp_cfg.max_memory);
+        if (kind == HP_DUMP_PEAK || hp_table_folded())
             snap.comment = comment;
-        }
         struct hp_symbolizer *sym = hp_sym_open(&snap.arena);
         r = hp_profile_write(&snap, sym, path, start_ns);
         if (r)

@@ -208,13 +208,13 @@ static void *do_realloc(void *p, size_t size)
         }
         return q;
     }
-    struct hp_bucket *old = NULL;
+    struct hp_live_rec old = {0, 0};
     if (p && HP_UNLIKELY(hp_live_maybe(p)))
         old = hp_on_free(p);
     void *q = hp_real.realloc(p, size);
     if (HP_UNLIKELY(!q)) {
         /* Failed (the old block is intact), or freed by realloc(p, 0). */
-        if (old && size != 0) {
+        if (old.bucket && size != 0) {
             int e = errno;
             hp_on_unfree(p, old);
             errno = e;

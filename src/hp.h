@@ -65,6 +65,7 @@ struct hp_config {
     bool enabled;          /* HEAPPROF named a usable path */
     char path[4096];       /* absolute output path, %p not yet expanded */
     long rate;             /* mean bytes between samples; 1 = every allocation */
+    size_t max_memory;     /* HEAPPROF_MAX_MEMORY: ceiling of the stack table */
     uint64_t seed;         /* HEAPPROF_SEED, when seed_set */
     bool seed_set;         /* false: seed from the clock and the thread */
     char leaks_path[4096]; /* empty: stderr */
@@ -157,27 +158,21 @@ double hp_unbias_scale(uint64_t size, long rate);
 void hp_stack_init(void);
 int hp_stack_capture(void **ips, int max);
 
-/* ---- tables (table.c, live.c) ---- */
-struct hp_stack {
-    UT_hash_handle hh;
-    struct hp_stack *next_all; /* every stack, newest first */
-    uint32_t id;
-    uint32_t depth;
-    uint32_t epoch; /* dlclose calls seen when the stack was first recorded */
-    void *ips[];    /* return addresses, leaf first */
-};
-struct hp_bucket_key {
-    struct hp_stack *stack;
-    uint64_t size; /* requested size of each object in this bucket */
-};
+/* ---- the stack table (table.c) ---- */
+/* A bucket: the sampled allocations of one stack in one size class, and
+ * their unbiased weights (each sample of s bytes adds 1/p(s) and s/p(s)).
+ * Never freed; counters updated with relaxed atomics. */
 struct hp_bucket {
-    UT_hash_handle hh;
-    struct hp_bucket *next_all;
-    struct hp_bucket_key key;
-    /* Sampled objects allocated and freed; updated with relaxed atomics. */
+    uint32_t stack; /* the stack's leaf node (hp_stack_frames) */
+    uint8_t cls;    /* size class: bit length of the size */
     uint64_t allocs;
-    uint64_t frees;
+    double w_objects, w_bytes;
 };
+enum { HP_MAX_BUCKETS = 1 << 24 };
+/* The single frame of the stack that new stacks fold into once the table
+ * reaches HEAPPROF_MAX_MEMORY; printed as "[other]". */
+#define HP_OTHER_IP ((uintptr_t)1)
+void hp_table_init(void);
 void hp_table_lock(void);
 void hp_table_unlock(void);
 void hp_table_child(void);
@@ -185,14 +180,33 @@ void hp_table_child(void);
  * hp_sym_retain. Returns the count; *out is in the profiler's own memory
  * (free with hp_free(*out, count * sizeof(uintptr_t))). */
 size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
-/* Finds or adds the bucket for (stack, size) and counts one allocation. */
-struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size);
+/* Finds or adds the bucket for (stack, size class), counts one sampled
+ * allocation of size bytes; its number, or 0 when out of memory. */
+uint32_t hp_table_record(void **ips, int depth, uint64_t size);
+struct hp_bucket *hp_bucket_at(uint32_t bucket);
+/* The return addresses of a stack, leaf first; returns the depth. */
+int hp_stack_frames(uint32_t stack, void **ips, int max);
+/* dlclose calls seen when the stack was first recorded: addresses in
+ * libraries unloaded since then get the names they had. */
+uint32_t hp_stack_epoch(uint32_t stack);
+bool hp_table_folded(void);  /* some stack went to [other] */
+size_t hp_table_bytes(void); /* memory held by the table */
 
-void hp_live_insert(void *p, struct hp_bucket *b);
-/* Removes p if it was sampled and counts the free; returns its bucket. */
-struct hp_bucket *hp_live_remove(void *p);
-/* Undoes hp_live_remove after a failed realloc. */
-void hp_live_restore(void *p, struct hp_bucket *b);
+/* ---- the live set (live.c) ---- */
+/* A sampled object: its bucket (0: none) and requested size. */
+struct hp_live_rec {
+    uint32_t bucket;
+    uint64_t size;
+};
+/* false if p could not be tracked (out of memory). */
+bool hp_live_insert(void *p, struct hp_live_rec rec);
+/* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
+struct hp_live_rec hp_live_remove(void *p);
+struct hp_snap_bucket;
+/* Adds every live sampled object of buckets below n to sb[bucket]: .live
+ * and the in-use weights w[2], w[3]. */
+void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate);
+size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a small table of counts
  * of live samples per page (hashed to 2048 slots, 8 KiB, so it stays in the
@@ -225,10 +239,10 @@ void hp_live_child(void);
 
 /* The whole sampled-allocation path and the free path (core.c). */
 void hp_on_alloc(void *p, size_t size);
-/* Takes p off the live set if it was sampled; returns its bucket or NULL. */
-struct hp_bucket *hp_on_free(void *p);
+/* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
+struct hp_live_rec hp_on_free(void *p);
 /* Undoes hp_on_free after a failed realloc. */
-void hp_on_unfree(void *p, struct hp_bucket *b);
+void hp_on_unfree(void *p, struct hp_live_rec rec);
 
 enum hp_dump_kind { HP_DUMP_NOW, HP_DUMP_PEAK };
 /* Writes a profile; with nleaks, also the leak summary. 0 or -errno. */
@@ -302,15 +316,17 @@ void hp_sym_child(void);
  * path (load bias bias), before it is unloaded. */
 void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset);
 
-/* ---- a snapshot of the tables, symbolized (profile.c) ---- */
+/* ---- a snapshot of the tables (table.c), written by profile.c ---- */
 struct hp_snap_bucket {
-    struct hp_stack *stack;
-    uint64_t size;
+    uint32_t bucket; /* its number */
+    uint32_t stack;  /* leaf node */
+    uint8_t cls;
     int64_t allocs; /* sampled objects allocated (in a delta: in the window) */
     int64_t live;   /* sampled objects in use (in a delta: the change) */
-    const struct hp_bucket *bucket;
-    /* The unbiased estimates written to the profile: alloc_objects,
-     * alloc_space, inuse_objects, inuse_space (hp_snapshot_estimate). */
+    /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
+     * inuse_objects, inuse_space; est[] the same as written to the profile
+     * (hp_snapshot_estimate). */
+    double w[4];
     int64_t est[4];
 };
 struct hp_snapshot {
@@ -320,6 +336,8 @@ struct hp_snapshot {
     struct hp_snap_bucket *buckets;
     const char *comment; /* NULL, or a line for the profile's comments */
 };
+/* The bucket's average object size (estimated), for the "bytes" label. */
+uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b);
 int hp_snapshot_take(struct hp_snapshot *s);
 /* The tables as they were when the estimated in-use bytes last set a peak
  * (see core.c); -ENOENT when peak tracking is off or nothing was captured. */
@@ -327,11 +345,11 @@ int hp_snapshot_peak(struct hp_snapshot *s);
 /* Turns s into s minus base (same process, base taken earlier). */
 int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base);
 void hp_snapshot_release(struct hp_snapshot *s);
-/* Orders the buckets by stack and size and fills in their estimates. The
+/* Orders the buckets by stack and class and fills in their estimates. The
  * take/peak/delta functions call it; a hand-made snapshot must. */
 void hp_snapshot_estimate(struct hp_snapshot *s);
 
-/* Peak tracking (table.c): copies the live counts of every bucket. */
+/* Peak tracking (table.c): copies the counts of every bucket. */
 void hp_peak_capture(void);
 extern bool hp_peak_on;
 /* Writes a gzipped pprof profile of the snapshot to path atomically.

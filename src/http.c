@@ -375,42 +375,41 @@ static void serve_index(struct conn *c)
 static int by_inuse_desc(const void *x, const void *y)
 {
     const struct hp_snap_bucket *a = x, *b = y;
-    int64_t ia = a->live * (int64_t)a->size, ib = b->live * (int64_t)b->size;
-    if (ia != ib)
-        return ia < ib ? 1 : -1;
-    int64_t aa = a->allocs * (int64_t)a->size, ab = b->allocs * (int64_t)b->size;
-    return aa < ab ? 1 : aa > ab ? -1 : 0;
+    if (a->est[3] != b->est[3])
+        return a->est[3] < b->est[3] ? 1 : -1;
+    return a->est[1] < b->est[1] ? 1 : a->est[1] > b->est[1] ? -1 : 0;
 }
 
-/* The legacy text form Go writes for ?debug=1: raw sampled counts, which
- * readers scale by the rate in the header line, then each bucket's stack
- * with function names and lines. */
+/* The legacy text form Go writes for ?debug=1, each bucket's stack with
+ * function names and lines. Go writes raw sampled counts and the rate
+ * (2R, "heap/2R"), and readers unbias each line by its average size; a
+ * bucket here mixes sizes, so the values written are the unbiased
+ * estimates, and the header says "heap/2": rate 1, nothing to scale. */
 static void serve_text(struct conn *c, struct hp_snapshot *s)
 {
     qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_inuse_desc);
     int64_t t[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        t[0] += s->buckets[i].live;
-        t[1] += s->buckets[i].live * (int64_t)s->buckets[i].size;
-        t[2] += s->buckets[i].allocs;
-        t[3] += s->buckets[i].allocs * (int64_t)s->buckets[i].size;
-    }
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (int k = 0; k < 4; k++)
+            t[k] += s->buckets[i].est[k];
     struct buf b = {0};
-    bprintf(&b, "heap profile: %lld: %lld [%lld: %lld] @ heap/%ld\n", (long long)t[0],
-            (long long)t[1], (long long)t[2], (long long)t[3], s->rate);
+    bprintf(&b, "heap profile: %lld: %lld [%lld: %lld] @ heap/2\n", (long long)t[2],
+            (long long)t[3], (long long)t[0], (long long)t[1]);
     struct hp_symbolizer *sym = hp_sym_open(&s->arena);
     for (size_t i = 0; i < s->nbuckets && !b.oom; i++) {
         struct hp_snap_bucket *sb = &s->buckets[i];
-        bprintf(&b, "%lld: %lld [%lld: %lld] @", (long long)sb->live,
-                (long long)(sb->live * (int64_t)sb->size), (long long)sb->allocs,
-                (long long)(sb->allocs * (int64_t)sb->size));
-        for (uint32_t d = 0; d < sb->stack->depth; d++)
-            bprintf(&b, " %#lx", (unsigned long)((uintptr_t)sb->stack->ips[d] - 1));
+        void *ips[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, ips, HP_MAX_FRAMES);
+        uint32_t epoch = hp_stack_epoch(sb->stack);
+        bprintf(&b, "%lld: %lld [%lld: %lld] @", (long long)sb->est[2], (long long)sb->est[3],
+                (long long)sb->est[0], (long long)sb->est[1]);
+        for (int d = 0; d < depth; d++)
+            bprintf(&b, " %#lx", (unsigned long)((uintptr_t)ips[d] - 1));
         bprintf(&b, "\n");
-        for (uint32_t d = 0; d < sb->stack->depth; d++) {
+        for (int d = 0; d < depth; d++) {
             struct hp_symbolized fr;
-            uintptr_t pc = (uintptr_t)sb->stack->ips[d];
-            hp_sym_lookup(sym, pc, sb->stack->epoch, &fr);
+            uintptr_t pc = (uintptr_t)ips[d];
+            hp_sym_lookup(sym, pc, epoch, &fr);
             if (fr.nlines == 0)
                 bprintf(&b, "#\t%#lx\n", (unsigned long)(pc - 1));
             for (int l = 0; l < fr.nlines; l++) {
@@ -426,8 +425,8 @@ static void serve_text(struct conn *c, struct hp_snapshot *s)
     }
     hp_sym_close(sym);
     bprintf(&b,
-            "# heapprof %s: counts above are sampled objects; multiply by "
-            "1/(1-exp(-size/%ld)) for estimates, as go tool pprof does\n",
+            "# heapprof %s: the values above are unbiased estimates (sampling rate %ld bytes), "
+            "one line per stack and size class\n",
             HEAPPROF_VERSION, s->rate);
     if (b.oom)
         respond_text(c, 500, "out of memory\n");

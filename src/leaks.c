@@ -64,7 +64,8 @@ static const char *const builtin_suppressions[] = {
 };
 
 struct leak {
-    struct hp_stack *stack;
+    uint32_t stack; /* leaf node */
+    bool live;      /* some sampled object of the stack is in use */
     uint64_t bytes, objects;
 };
 
@@ -185,13 +186,16 @@ static void load_suppressions(struct hp_arena *a, struct supp *sp)
     }
 }
 
-static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, struct hp_stack *st)
+static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, uint32_t st)
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
-    for (uint32_t d = 0; d < st->depth; d++) {
+    void *ips[HP_MAX_FRAMES];
+    int depth = hp_stack_frames(st, ips, HP_MAX_FRAMES);
+    uint32_t epoch = hp_stack_epoch(st);
+    for (int d = 0; d < depth; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)st->ips[d], st->epoch, &fr);
+        hp_sym_lookup(sym, (uintptr_t)ips[d], epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
         for (int i = 0; i < sp->n; i++) {
@@ -216,21 +220,24 @@ static int by_bytes_desc(const void *x, const void *y)
         return a->bytes < b->bytes ? 1 : -1;
     if (a->objects != b->objects)
         return a->objects < b->objects ? 1 : -1;
-    return a->stack->id < b->stack->id ? -1 : 1;
+    return a->stack < b->stack ? -1 : a->stack > b->stack;
 }
 
-static void put_frames(struct text *t, struct hp_symbolizer *sym, struct hp_stack *st)
+static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
     int shown = 0;
-    for (uint32_t d = 0; d < st->depth && shown < hp_cfg.leak_frames; d++) {
+    void *ips[HP_MAX_FRAMES];
+    int depth = hp_stack_frames(st, ips, HP_MAX_FRAMES);
+    uint32_t epoch = hp_stack_epoch(st);
+    for (int d = 0; d < depth && shown < hp_cfg.leak_frames; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)st->ips[d], st->epoch, &fr);
+        hp_sym_lookup(sym, (uintptr_t)ips[d], epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
         if (fr.nlines == 0) {
-            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)((uintptr_t)st->ips[d] - 1),
+            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)((uintptr_t)ips[d] - 1),
                 module);
             continue;
         }
@@ -248,7 +255,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
 {
     struct hp_arena *a = &s->arena;
     /* Aggregate the buckets of each stack: hp_snapshot_estimate left them
-     * sorted by (stack, size), so each stack's buckets are one run. */
+     * sorted by (stack, class), so each stack's buckets are one run. */
     struct leak *leaks = hp_arena_alloc(a, (s->nbuckets + 1) * sizeof *leaks);
     if (!leaks)
         return 0;
@@ -258,7 +265,8 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     uint64_t total_bytes = 0, total_objects = 0;
     for (size_t i = 0; i < s->nbuckets;) {
         struct leak l = {0};
-        const struct hp_stack *stack = s->buckets[i].stack;
+        uint32_t stack = s->buckets[i].stack;
+        l.stack = stack;
         for (; i < s->nbuckets && s->buckets[i].stack == stack; i++) {
             /* Every bucket of the stack counts: their rounded values sum to
              * the stack's estimate. */
@@ -266,9 +274,9 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             l.objects += (uint64_t)b->est[2];
             l.bytes += (uint64_t)b->est[3];
             if (b->live > 0)
-                l.stack = b->stack;
+                l.live = true;
         }
-        if (!l.stack)
+        if (!l.live)
             continue;
         if (suppressed(&sp, sym, l.stack)) {
             nsupp++;

@@ -23,11 +23,18 @@
  *    65536 live samples in one slot of 32 bytes' span per page.
  * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
  *    probing with backward-shift deletion) map a sampled pointer to its
- *    bucket. Sharding keeps threads that free sampled objects from
- *    contending on one lock; exact mode (every allocation sampled) lives
- *    here too.
+ *    bucket and its requested size. Sharding keeps threads that free sampled
+ *    objects from contending on one lock; exact mode (every allocation
+ *    sampled) lives here too. A slot is 16 bytes (pointer, bucket number,
+ *    size) and a shard is kept between 3/8 and 3/4 full, so a live sampled
+ *    object costs 21 to 43 bytes. Sizes of 4 GiB and more, which a slot
+ *    cannot hold, go to a short list beside the shard.
  *
- * The alternatives in NOTES §3 were weighed: a header on every allocation
+ * The in-use values of a profile are summed from here (hp_live_sum), each
+ * object weighted by 1/p(size) as when it was allocated, so a free only
+ * touches its shard and the filters, never the bucket.
+ *
+ * The alternatives were weighed: a header on every allocation
  * breaks with aligned allocations and foreign frees; serving sampled objects
  * from a dedicated range would make heapprof an allocator of its own and
  * change the heap it profiles (it is meant to sit over any allocator); a plain
@@ -49,7 +56,15 @@ uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
 struct slot {
     uintptr_t key; /* 0: empty */
-    struct hp_bucket *bucket;
+    uint32_t bucket;
+    uint32_t size; /* HUGE: the size is in the shard's huge list */
+};
+#define HUGE UINT32_MAX
+
+struct huge {
+    struct huge *next;
+    uintptr_t key;
+    uint64_t size;
 };
 
 struct shard {
@@ -57,6 +72,7 @@ struct shard {
     struct slot *slots;
     size_t cap; /* a power of two, or 0 */
     size_t count;
+    struct huge *huge;
 } __attribute__((aligned(64)));
 
 /* Statically initialised: malloc runs before any constructor does. */
@@ -102,43 +118,88 @@ static bool grow(struct shard *s)
     return true;
 }
 
-void hp_live_insert(void *p, struct hp_bucket *b)
+/* Under the shard's lock: the size of the object in slot i. */
+static uint64_t slot_size(const struct shard *s, const struct slot *sl)
+{
+    if (sl->size != HUGE)
+        return sl->size;
+    for (const struct huge *h = s->huge; h; h = h->next)
+        if (h->key == sl->key)
+            return h->size;
+    return 0;
+}
+
+/* Under the shard's lock: stores size for slot sl; false if it cannot. */
+static bool set_size(struct shard *s, struct slot *sl, uint64_t size)
+{
+    if (size < HUGE) {
+        sl->size = (uint32_t)size;
+        return true;
+    }
+    struct huge *h = hp_alloc(sizeof *h);
+    if (!h)
+        return false;
+    h->key = sl->key;
+    h->size = size;
+    h->next = s->huge;
+    s->huge = h;
+    sl->size = HUGE;
+    return true;
+}
+
+static void drop_huge(struct shard *s, uintptr_t key)
+{
+    for (struct huge **hp = &s->huge; *hp; hp = &(*hp)->next)
+        if ((*hp)->key == key) {
+            struct huge *h = *hp;
+            *hp = h->next;
+            hp_free(h, sizeof *h);
+            return;
+        }
+}
+
+bool hp_live_insert(void *p, struct hp_live_rec rec)
 {
     uint64_t h = mix(p);
     struct shard *s = shard_of(h);
     uintptr_t key = (uintptr_t)p;
     pthread_mutex_lock(&s->lock);
-    if ((s->count + 1) * 2 > s->cap && !grow(s)) {
-        /* Out of memory for the profiler's own tables: this sample is lost
-         * (its free will not be found, which is consistent). */
+    if ((s->count + 1) * 4 > s->cap * 3 && !grow(s)) {
+        /* Out of memory for the profiler's own tables: the object is not
+         * tracked, so it never counts as in use (its free will not be
+         * found, which is consistent). */
         pthread_mutex_unlock(&s->lock);
-        __atomic_fetch_add(&b->frees, 1, __ATOMIC_RELAXED);
-        return;
+        return false;
     }
     size_t i = home(s, key);
     while (s->slots[i].key && s->slots[i].key != key)
         i = (i + 1) & (s->cap - 1);
-    if (!s->slots[i].key) {
+    struct slot *sl = &s->slots[i];
+    if (!sl->key) {
         s->count++;
         __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(hp_page_slot(p), 1, __ATOMIC_RELAXED);
-    } else {
+    } else if (sl->size == HUGE) {
         /* The address is already live: its free was never seen (a block
-         * released behind the hooks' back, e.g. by a foreign free). Count the
-         * old one as freed rather than leak it forever. */
-        __atomic_fetch_add(&s->slots[i].bucket->frees, 1, __ATOMIC_RELAXED);
+         * released behind the hooks' back, e.g. by a foreign free). The old
+         * object is forgotten, as if freed. */
+        drop_huge(s, key);
     }
-    s->slots[i].key = key;
-    s->slots[i].bucket = b;
+    sl->key = key;
+    sl->bucket = rec.bucket;
+    bool ok = set_size(s, sl, rec.size);
+    if (!ok)
+        sl->size = 0;
     pthread_mutex_unlock(&s->lock);
+    return ok;
 }
 
-struct hp_bucket *hp_live_remove(void *p)
+struct hp_live_rec hp_live_remove(void *p)
 {
     uint64_t h = mix(p);
     struct shard *s = shard_of(h);
     uintptr_t key = (uintptr_t)p;
-    struct hp_bucket *b = NULL;
+    struct hp_live_rec rec = {0, 0};
     pthread_mutex_lock(&s->lock);
     if (s->cap) {
         size_t mask = s->cap - 1;
@@ -146,7 +207,10 @@ struct hp_bucket *hp_live_remove(void *p)
         while (s->slots[i].key && s->slots[i].key != key)
             i = (i + 1) & mask;
         if (s->slots[i].key == key) {
-            b = s->slots[i].bucket;
+            rec.bucket = s->slots[i].bucket;
+            rec.size = slot_size(s, &s->slots[i]);
+            if (s->slots[i].size == HUGE)
+                drop_huge(s, key);
             /* Backward-shift deletion keeps probe chains unbroken without
              * tombstones. */
             size_t j = i;
@@ -162,22 +226,43 @@ struct hp_bucket *hp_live_remove(void *p)
                 }
             }
             s->slots[i].key = 0;
-            s->slots[i].bucket = NULL;
+            s->slots[i].bucket = 0;
+            s->slots[i].size = 0;
             s->count--;
             __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
             __atomic_fetch_sub(hp_page_slot(p), 1, __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (b)
-        __atomic_fetch_add(&b->frees, 1, __ATOMIC_RELAXED);
-    return b;
+    return rec;
 }
 
-void hp_live_restore(void *p, struct hp_bucket *b)
+void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate)
 {
-    __atomic_fetch_sub(&b->frees, 1, __ATOMIC_RELAXED);
-    hp_live_insert(p, b);
+    for (int k = 0; k < NSHARDS; k++) {
+        struct shard *s = &shards[k];
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < s->cap; i++) {
+            const struct slot *sl = &s->slots[i];
+            if (!sl->key || sl->bucket >= n)
+                continue; /* empty, or a bucket newer than the snapshot */
+            uint64_t size = slot_size(s, sl);
+            double w = hp_unbias_scale(size, rate);
+            struct hp_snap_bucket *b = &sb[sl->bucket];
+            b->live++;
+            b->w[2] += w;
+            b->w[3] += w * (double)size;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+size_t hp_live_bytes(void)
+{
+    size_t total = 0;
+    for (int k = 0; k < NSHARDS; k++)
+        total += __atomic_load_n(&shards[k].cap, __ATOMIC_RELAXED) * sizeof(struct slot);
+    return total;
 }
 
 void hp_live_lock_all(void)

@@ -316,22 +316,28 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         int64_t *values = hp_arena_alloc(b.a, 4 * sizeof *values);
         Label *label = hp_arena_alloc(b.a, sizeof *label);
         Label **labels = hp_arena_alloc(b.a, sizeof *labels);
-        uint64_t *ids = hp_arena_alloc(b.a, (sb->stack->depth + 1) * sizeof *ids);
+        void *ips[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, ips, HP_MAX_FRAMES);
+        uint32_t epoch = hp_stack_epoch(sb->stack);
+        uint64_t *ids = hp_arena_alloc(b.a, ((size_t)depth + 1) * sizeof *ids);
         if (!samples || !sm || !values || !label || !labels || !ids) {
             b.oom = true;
             break;
         }
         perftools__profiles__sample__init(sm);
-        for (uint32_t d = 0; d < sb->stack->depth; d++)
-            ids[d] = location_id(&b, (uintptr_t)sb->stack->ips[d], sb->stack->epoch);
+        for (int d = 0; d < depth; d++)
+            ids[d] = location_id(&b, (uintptr_t)ips[d], epoch);
         sm->location_id = ids;
-        sm->n_location_id = sb->stack->depth;
+        sm->n_location_id = (size_t)depth;
         memcpy(values, sb->est, sizeof sb->est); /* unbiased: hp_snapshot_estimate */
         sm->value = values;
         sm->n_value = 4;
         perftools__profiles__label__init(label);
         label->key = bytes_key;
-        label->num = (int64_t)sb->size;
+        /* Go's label is the size of every object in the bucket; a bucket here
+         * holds one size class, and the label is the average size of the
+         * objects it stands for. */
+        label->num = (int64_t)hp_snap_avg_size(sb);
         labels[0] = label;
         sm->label = labels;
         sm->n_label = 1;

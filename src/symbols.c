@@ -830,6 +830,16 @@ static bool lookup_retained(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoc
 
 void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, struct hp_symbolized *out)
 {
+    if (pc == HP_OTHER_IP) {
+        /* The one frame of the stack that stacks fold into past the memory
+         * limit (table.c). */
+        static struct hp_frame_line other = {"[other]", "[other]", NULL, 0};
+        memset(out, 0, sizeof *out);
+        out->nlines = 1;
+        out->lines = &other;
+        out->mapping = -1;
+        return;
+    }
     if (!s) {
         memset(out, 0, sizeof *out);
         out->mapping = -1;

@@ -1,16 +1,42 @@
-/* The stack table: one entry per distinct call stack, and per (stack, object
- * size) a bucket counting sampled allocations and frees.
+/* The stack table: every call stack heapprof has sampled, stored as a tree
+ * of frames, and per (stack, size class) a bucket of cumulative counts.
  *
- * Buckets are keyed by size as well as stack, as Go's runtime keys them, so
- * every object in a bucket has the same size and Go's per-bucket unbiasing
- * (which divides by the sampling probability of the bucket's average size)
- * is exact for it: for mixed sizes under one stack, averaging first would
- * bias the estimate, since 1/p(s) is not linear in s.
+ * Memory is bounded by the program's code, not by its run time:
  *
- * Entries are never removed: a stack's counts are cumulative, and the
- * profile needs every stack that ever allocated. Both tables sit behind one
- * mutex, taken only on the sampled path (after unwinding) and by a dump.
+ * - Stacks are paths in a tree of frames (a trie from the outermost frame
+ *   inwards, as heaptrack keeps its traces): a node is one return address
+ *   under its caller's node, 16 bytes. Stacks that share their outer frames
+ *   (recursion, deep call paths) share those nodes, so a new stack that
+ *   differs from a known one in its last frame costs one node. A stack is
+ *   named by its innermost node (its leaf).
+ * - Buckets are keyed by (stack, size class), the class being the size's
+ *   binary order of magnitude ([2^(k-1), 2^k) for class k), not by the exact
+ *   size: a stack has at most 65 buckets, and in practice a handful, however
+ *   many distinct sizes it allocates. Since one bucket now holds objects of
+ *   different sizes, unbiasing is done per sample, not per bucket: a
+ *   sampled object of s bytes adds 1/p(s) to the bucket's object estimate
+ *   and s/p(s) to its byte estimate (Horvitz-Thompson; jemalloc unbiases
+ *   the same way), which is unbiased for any mix of sizes. In-use values are
+ *   not kept here: a snapshot sums the same weights over the live set, which
+ *   holds each sampled object's size (live.c), so a free never writes a
+ *   bucket.
+ * - Everything here counts against HEAPPROF_MAX_MEMORY. When a new frame or
+ *   bucket would pass it, the stack is folded into one stack, "[other]",
+ *   made at start-up; heapprof says so once on stderr and in the profile's
+ *   comment, and the estimates stay whole.
+ *
+ * Concurrency. Nodes and buckets live in chunked arrays that never move and
+ * are never freed, and are published in insert-only open-addressing indexes
+ * whose slots are written once: lookups need no lock. Inserts take the table
+ * lock. An index that grows is copied; the old copy stays mapped (a reader
+ * may still be probing it; it then misses and retries under the lock), which
+ * at most doubles the index's memory and is counted. Each thread also keeps
+ * the stack it recorded last, with its nodes: a new stack is matched from
+ * its outermost frame against it, and only the frames that differ are looked
+ * up, which in exact mode (every allocation recorded) is most of the work
+ * saved.
  */
+#define _GNU_SOURCE
 #include "hp.h"
 
 #include <errno.h>
@@ -18,12 +44,392 @@
 #include <pthread.h>
 #include <string.h>
 
+enum {
+    NODE_CHUNK_BITS = 14, /* 16384 nodes of 16 bytes: 256 KiB a chunk */
+    NODE_CHUNK = 1 << NODE_CHUNK_BITS,
+    NODE_DIR = 1024, /* at most 16M nodes */
+    BUCKET_CHUNK_BITS = 13,
+    BUCKET_CHUNK = 1 << BUCKET_CHUNK_BITS,
+    BUCKET_DIR = 2048, /* at most 16M buckets: live.c keeps 24-bit indexes */
+    MIN_INDEX = 1024,
+};
+
+struct node {
+    uintptr_t ip;    /* return address; HP_OTHER_IP for the [other] stack */
+    uint32_t parent; /* caller's node; 0 (the root) for the outermost frame */
+    uint32_t epoch;  /* dlclose calls seen when the node was made */
+};
+
+/* An insert-only index of node or bucket numbers (0: empty slot). */
+struct index {
+    uint32_t mask;
+    uint32_t count;
+    struct index *retired; /* the smaller copies it replaced */
+    uint32_t slots[];
+};
+
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct hp_stack *stacks; /* uthash head, keyed by the addresses */
-static struct hp_stack *all_stacks;
-static struct hp_bucket *buckets; /* uthash head, keyed by (stack, size) */
-static struct hp_bucket *all_buckets;
-static uint32_t nstacks;
+static struct node *node_dir[NODE_DIR];
+static struct hp_bucket *bucket_dir[BUCKET_DIR];
+static uint32_t nnodes = 1;   /* node 0 is the root: the empty stack */
+static uint32_t nbuckets = 1; /* bucket 0 means none */
+static struct index *child_index, *bucket_index;
+static size_t table_bytes;
+static uint32_t other_node;
+static bool folded; /* a stack was folded into [other] */
+
+static void *table_alloc(size_t size)
+{
+    void *p = hp_alloc(size);
+    if (p)
+        table_bytes += size;
+    return p;
+}
+
+static bool over_limit(size_t more)
+{
+    return table_bytes + more > hp_cfg.max_memory;
+}
+
+static inline struct node *node_at(uint32_t i)
+{
+    return &__atomic_load_n(&node_dir[i >> NODE_CHUNK_BITS],
+                            __ATOMIC_ACQUIRE)[i & (NODE_CHUNK - 1)];
+}
+
+struct hp_bucket *hp_bucket_at(uint32_t i)
+{
+    return &__atomic_load_n(&bucket_dir[i >> BUCKET_CHUNK_BITS],
+                            __ATOMIC_ACQUIRE)[i & (BUCKET_CHUNK - 1)];
+}
+
+static inline unsigned mix2(uint64_t a, uint64_t b)
+{
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebull;
+    return (unsigned)(h ^ (h >> 29));
+}
+
+static inline unsigned child_hash(uint32_t parent, uintptr_t ip)
+{
+    return mix2(ip, parent);
+}
+
+static inline unsigned bucket_hash(uint32_t stack, unsigned cls)
+{
+    return mix2(((uint64_t)stack << 8) | cls, 0x5bd1e995);
+}
+
+static uint32_t find_child(uint32_t parent, uintptr_t ip)
+{
+    struct index *t = __atomic_load_n(&child_index, __ATOMIC_ACQUIRE);
+    if (!t)
+        return 0;
+    for (uint32_t i = child_hash(parent, ip) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t n = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
+        if (!n)
+            return 0;
+        const struct node *nd = node_at(n);
+        if (nd->ip == ip && nd->parent == parent)
+            return n;
+    }
+}
+
+static uint32_t find_bucket(uint32_t stack, unsigned cls)
+{
+    struct index *t = __atomic_load_n(&bucket_index, __ATOMIC_ACQUIRE);
+    if (!t)
+        return 0;
+    for (uint32_t i = bucket_hash(stack, cls) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t n = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
+        if (!n)
+            return 0;
+        const struct hp_bucket *b = hp_bucket_at(n);
+        if (b->stack == stack && b->cls == cls)
+            return n;
+    }
+}
+
+static size_t index_size(uint32_t cap)
+{
+    return sizeof(struct index) + (size_t)cap * sizeof(uint32_t);
+}
+
+/* Makes room for one more entry (under the lock): at most 3/4 full.
+ * rehash gives an entry's hash. false: no memory (or over the limit). */
+static bool index_reserve(struct index **tp, unsigned (*rehash)(uint32_t), bool limited)
+{
+    struct index *t = *tp;
+    if (t && (t->count + 1) * 4 <= (t->mask + 1) * 3)
+        return true;
+    uint32_t cap = t ? (t->mask + 1) * 2 : MIN_INDEX;
+    if (limited && over_limit(index_size(cap)))
+        return false;
+    struct index *nt = table_alloc(index_size(cap));
+    if (!nt)
+        return false;
+    nt->mask = cap - 1;
+    if (t) {
+        for (uint32_t i = 0; i <= t->mask; i++) {
+            uint32_t n = t->slots[i];
+            if (!n)
+                continue;
+            uint32_t j = rehash(n) & nt->mask;
+            while (nt->slots[j])
+                j = (j + 1) & nt->mask;
+            nt->slots[j] = n;
+        }
+        nt->count = t->count;
+        nt->retired = t;
+    }
+    /* Release: a reader that loads the new index sees its slots. */
+    __atomic_store_n(tp, nt, __ATOMIC_RELEASE);
+    return true;
+}
+
+static void index_put(struct index *t, unsigned hash, uint32_t n)
+{
+    uint32_t i = hash & t->mask;
+    while (t->slots[i])
+        i = (i + 1) & t->mask;
+    __atomic_store_n(&t->slots[i], n, __ATOMIC_RELEASE);
+    t->count++;
+}
+
+static unsigned node_rehash(uint32_t n)
+{
+    const struct node *nd = node_at(n);
+    return child_hash(nd->parent, nd->ip);
+}
+
+static unsigned bucket_rehash(uint32_t n)
+{
+    const struct hp_bucket *b = hp_bucket_at(n);
+    return bucket_hash(b->stack, b->cls);
+}
+
+/* Under the lock: a new node (ip under parent), or 0. */
+static uint32_t add_node(uint32_t parent, uintptr_t ip, bool limited)
+{
+    uint32_t n = nnodes;
+    if (n >= (uint32_t)NODE_DIR * NODE_CHUNK)
+        return 0;
+    if (!node_dir[n >> NODE_CHUNK_BITS]) {
+        size_t size = NODE_CHUNK * sizeof(struct node);
+        if (limited && over_limit(size))
+            return 0;
+        struct node *c = table_alloc(size);
+        if (!c)
+            return 0;
+        __atomic_store_n(&node_dir[n >> NODE_CHUNK_BITS], c, __ATOMIC_RELEASE);
+    }
+    if (!index_reserve(&child_index, node_rehash, limited))
+        return 0;
+    struct node *nd = node_at(n);
+    nd->ip = ip;
+    nd->parent = parent;
+    nd->epoch = __atomic_load_n(&hp_dl_epoch, __ATOMIC_ACQUIRE);
+    nnodes = n + 1;
+    index_put(child_index, child_hash(parent, ip), n);
+    return n;
+}
+
+/* Under the lock: a new bucket for (stack, cls), or 0. */
+static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
+{
+    uint32_t n = nbuckets;
+    if (n >= HP_MAX_BUCKETS)
+        return 0;
+    if (!bucket_dir[n >> BUCKET_CHUNK_BITS]) {
+        size_t size = BUCKET_CHUNK * sizeof(struct hp_bucket);
+        if (limited && over_limit(size))
+            return 0;
+        struct hp_bucket *c = table_alloc(size);
+        if (!c)
+            return 0;
+        __atomic_store_n(&bucket_dir[n >> BUCKET_CHUNK_BITS], c, __ATOMIC_RELEASE);
+    }
+    if (!index_reserve(&bucket_index, bucket_rehash, limited))
+        return 0;
+    struct hp_bucket *b = hp_bucket_at(n);
+    b->stack = stack;
+    b->cls = (uint8_t)cls;
+    /* Release: a thread that reads the count sees the bucket whole. */
+    __atomic_store_n(&nbuckets, n + 1, __ATOMIC_RELEASE);
+    index_put(bucket_index, bucket_hash(stack, cls), n);
+    return n;
+}
+
+static void note_folded(void)
+{
+    if (folded)
+        return;
+    folded = true;
+    hp_log("heapprof: the stack table reached HEAPPROF_MAX_MEMORY (%zu bytes); new stacks are "
+           "counted under [other] from now on",
+           hp_cfg.max_memory);
+}
+
+void hp_table_init(void)
+{
+    pthread_mutex_lock(&table_lock);
+    if (!other_node)
+        other_node = add_node(0, HP_OTHER_IP, false);
+    pthread_mutex_unlock(&table_lock);
+}
+
+/* The size class: 0 for 0 bytes, else the bit length of the size. */
+static inline unsigned size_class(uint64_t size)
+{
+    return size ? 64u - (unsigned)__builtin_clzll(size) : 0u;
+}
+
+/* Each thread's last recorded stack and its nodes, outermost frame last. */
+static HP_TLS struct {
+    int depth;
+    void *ips[HP_MAX_FRAMES];
+    uint32_t nodes[HP_MAX_FRAMES];
+} last;
+
+enum { TCACHE = 16 };
+static HP_TLS struct {
+    uint32_t stack, bucket;
+    unsigned cls;
+} tcache[TCACHE];
+
+/* The leaf node of the stack ips[0..depth) (leaf first), adding the frames
+ * that are new; the [other] node when the limit stops that. */
+static uint32_t stack_node(void **ips, int depth)
+{
+    /* Frames shared with this thread's last stack, from the outermost. */
+    int same = 0;
+    while (same < depth && same < last.depth &&
+           ips[depth - 1 - same] == last.ips[last.depth - 1 - same])
+        same++;
+    uint32_t node = same ? last.nodes[last.depth - same] : 0;
+    /* The thread's cache now describes ips, filled in as nodes are found. */
+    uint32_t nodes[HP_MAX_FRAMES];
+    memcpy(nodes + depth - same, last.nodes + last.depth - same, (size_t)same * sizeof *nodes);
+    bool locked = false;
+    int d;
+    for (d = depth - 1 - same; d >= 0; d--) {
+        uintptr_t ip = (uintptr_t)ips[d];
+        uint32_t child = find_child(node, ip);
+        if (!child) {
+            if (!locked) {
+                pthread_mutex_lock(&table_lock);
+                locked = true;
+                child = find_child(node, ip); /* another thread may have added it */
+            }
+            if (!child)
+                child = add_node(node, ip, true);
+            if (!child)
+                break;
+        }
+        nodes[d] = node = child;
+    }
+    if (locked)
+        pthread_mutex_unlock(&table_lock);
+    if (d >= 0) {
+        /* Out of room: the stack folds into [other]; the cache keeps only
+         * the outer frames that have nodes. */
+        int have = depth - 1 - d;
+        memmove(last.ips, ips + d + 1, (size_t)have * sizeof *ips);
+        memmove(last.nodes, nodes + d + 1, (size_t)have * sizeof *nodes);
+        last.depth = have;
+        pthread_mutex_lock(&table_lock);
+        note_folded();
+        pthread_mutex_unlock(&table_lock);
+        return other_node;
+    }
+    memcpy(last.ips, ips, (size_t)depth * sizeof *ips);
+    memcpy(last.nodes, nodes, (size_t)depth * sizeof *nodes);
+    last.depth = depth;
+    return node;
+}
+
+static void add_double(double *x, double v)
+{
+    uint64_t *bits = (uint64_t *)x, old = __atomic_load_n(bits, __ATOMIC_RELAXED), nw;
+    do {
+        double d;
+        memcpy(&d, &old, sizeof d);
+        d += v;
+        memcpy(&nw, &d, sizeof nw);
+    } while (
+        !__atomic_compare_exchange_n(bits, &old, nw, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
+
+static double load_double(const double *x)
+{
+    uint64_t bits = __atomic_load_n((const uint64_t *)x, __ATOMIC_RELAXED);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+uint32_t hp_table_record(void **ips, int depth, uint64_t size)
+{
+    uint32_t stack = stack_node(ips, depth);
+    unsigned cls = size_class(size);
+    unsigned slot = (stack * 0x9e3779b1u + cls) >> 28;
+    uint32_t b = 0;
+    if (tcache[slot].stack == stack && tcache[slot].cls == cls && tcache[slot].bucket)
+        b = tcache[slot].bucket;
+    if (!b)
+        b = find_bucket(stack, cls);
+    if (!b) {
+        pthread_mutex_lock(&table_lock);
+        b = find_bucket(stack, cls);
+        if (!b)
+            b = add_bucket(stack, cls, stack != other_node);
+        if (!b) {
+            note_folded();
+            stack = other_node;
+            if (!(b = find_bucket(stack, cls)))
+                b = add_bucket(stack, cls, false);
+        }
+        pthread_mutex_unlock(&table_lock);
+        if (!b)
+            return 0;
+    }
+    tcache[slot].stack = stack;
+    tcache[slot].cls = cls;
+    tcache[slot].bucket = b;
+    struct hp_bucket *bk = hp_bucket_at(b);
+    double w = hp_unbias_scale(size, hp_cfg.rate);
+    __atomic_fetch_add(&bk->allocs, 1, __ATOMIC_RELAXED);
+    add_double(&bk->w_objects, w);
+    add_double(&bk->w_bytes, w * (double)size);
+    return b;
+}
+
+int hp_stack_frames(uint32_t stack, void **ips, int max)
+{
+    int d = 0;
+    while (stack && d < max) {
+        const struct node *nd = node_at(stack);
+        ips[d++] = (void *)nd->ip;
+        stack = nd->parent;
+    }
+    return d;
+}
+
+uint32_t hp_stack_epoch(uint32_t stack)
+{
+    return stack ? node_at(stack)->epoch : 0;
+}
+
+bool hp_table_folded(void)
+{
+    return __atomic_load_n(&folded, __ATOMIC_RELAXED);
+}
+
+size_t hp_table_bytes(void)
+{
+    return __atomic_load_n(&table_bytes, __ATOMIC_RELAXED);
+}
 
 void hp_table_lock(void)
 {
@@ -40,192 +446,116 @@ void hp_table_child(void)
     pthread_mutex_init(&table_lock, NULL);
 }
 
-/* hash: hp_hash_bytes of the addresses, computed once by the caller. */
-static struct hp_stack *find_stack(void **ips, int depth, unsigned hash)
-{
-    struct hp_stack *s;
-    size_t keylen = (size_t)depth * sizeof(void *);
-    HASH_FIND_BYHASHVALUE(hh, stacks, ips, keylen, hash, s);
-    if (s)
-        return s;
-    s = hp_alloc(sizeof *s + keylen);
-    if (!s)
-        return NULL;
-    s->depth = (uint32_t)depth;
-    memcpy(s->ips, ips, keylen);
-    HASH_ADD_KEYPTR_BYHASHVALUE(hh, stacks, s->ips, keylen, hash, s);
-    if (!s->hh.tbl) { /* uthash ran out of memory: it did not add s */
-        hp_free(s, sizeof *s + keylen);
-        return NULL;
-    }
-    s->id = ++nstacks;
-    s->epoch = __atomic_load_n(&hp_dl_epoch, __ATOMIC_ACQUIRE);
-    s->next_all = all_stacks;
-    all_stacks = s;
-    return s;
-}
-
-/* Two caches in front of the tables, both looked up without the table
- * lock. Buckets are never freed and their counters are atomic, so a cached
- * pointer always stays good; a hit is checked against the bucket's own stack
- * and size, so a stale or overwritten entry only costs a miss.
- * - per thread, the 8 buckets this thread sampled last: a loop that keeps
- *   allocating from one place finds its bucket in the first-level cache;
- * - for the process, 4096 slots picked by the same hash, each holding the
- *   last bucket seen there: the many (stack, size) pairs of a program that
- *   allocates every size from a few places mostly skip the lock and the
- *   walks along the hash chains, which each miss the cache. */
-enum { TCACHE = 8, GCACHE_BITS = 12 };
-struct tcache_entry {
-    unsigned hash;
-    uint64_t size;
-    struct hp_bucket *bucket;
-};
-static HP_TLS struct tcache_entry tcache[TCACHE];
-static struct hp_bucket *gcache[1u << GCACHE_BITS];
-
-static bool is_bucket_of(const struct hp_bucket *b, void **ips, int depth, uint64_t size)
-{
-    return b->key.size == size && b->key.stack->depth == (uint32_t)depth &&
-           !memcmp(b->key.stack->ips, ips, (size_t)depth * sizeof(void *));
-}
-
-struct hp_bucket *hp_table_record(void **ips, int depth, uint64_t size)
-{
-    size_t keylen = (size_t)depth * sizeof(void *);
-    unsigned stack_hash = hp_hash_bytes(ips, keylen);
-    unsigned hash = stack_hash ^ (unsigned)(size * 0x9e3779b9u);
-    struct tcache_entry *te = &tcache[hash % TCACHE];
-    struct hp_bucket *b = te->bucket;
-    if (b && te->hash == hash && is_bucket_of(b, ips, depth, size)) {
-        __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
-        return b;
-    }
-    struct hp_bucket **gslot = &gcache[(hash * 0x9e3779b1u) >> (32 - GCACHE_BITS)];
-    b = __atomic_load_n(gslot, __ATOMIC_ACQUIRE);
-    if (!b || !is_bucket_of(b, ips, depth, size)) {
-        b = NULL;
-        pthread_mutex_lock(&table_lock);
-        struct hp_stack *s = find_stack(ips, depth, stack_hash);
-        if (s) {
-            struct hp_bucket_key key;
-            memset(&key, 0, sizeof key);
-            key.stack = s;
-            key.size = size;
-            HASH_FIND(hh, buckets, &key, sizeof key, b);
-            if (!b && (b = hp_alloc(sizeof *b)) != NULL) {
-                b->key = key;
-                HASH_ADD(hh, buckets, key, sizeof key, b);
-                if (!b->hh.tbl) {
-                    hp_free(b, sizeof *b);
-                    b = NULL;
-                } else {
-                    b->next_all = all_buckets;
-                    all_buckets = b;
-                }
-            }
-        }
-        pthread_mutex_unlock(&table_lock);
-        if (!b)
-            return NULL;
-        /* Release: a thread that loads the pointer sees the bucket whole. */
-        __atomic_store_n(gslot, b, __ATOMIC_RELEASE);
-    }
-    __atomic_fetch_add(&b->allocs, 1, __ATOMIC_RELAXED);
-    te->hash = hash;
-    te->size = size;
-    te->bucket = b;
-    return b;
-}
-
-/* The copy of the tables at the last peak: bucket and its counts then.
- * Guarded by table_lock. */
-struct peak_entry {
-    const struct hp_bucket *bucket;
-    uint64_t allocs, frees;
-};
-static struct peak_entry *peak;
-static size_t npeak, peak_cap;
-
 size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out)
 {
     pthread_mutex_lock(&table_lock);
     size_t n = 0;
-    for (struct hp_stack *s = all_stacks; s; s = s->next_all)
-        for (uint32_t d = 0; d < s->depth; d++)
-            n += (uintptr_t)s->ips[d] >= lo && (uintptr_t)s->ips[d] < hi;
+    for (uint32_t i = 1; i < nnodes; i++)
+        n += node_at(i)->ip >= lo && node_at(i)->ip < hi;
     *out = n ? hp_alloc(n * sizeof **out) : NULL;
-    size_t i = 0;
+    size_t k = 0;
     if (*out)
-        for (struct hp_stack *s = all_stacks; s; s = s->next_all)
-            for (uint32_t d = 0; d < s->depth; d++)
-                if ((uintptr_t)s->ips[d] >= lo && (uintptr_t)s->ips[d] < hi)
-                    (*out)[i++] = (uintptr_t)s->ips[d];
+        for (uint32_t i = 1; i < nnodes; i++)
+            if (node_at(i)->ip >= lo && node_at(i)->ip < hi)
+                (*out)[k++] = node_at(i)->ip;
     pthread_mutex_unlock(&table_lock);
-    return i;
+    return k;
+}
+
+/* ---- snapshots ---- */
+
+/* The copy of the tables at the last peak: per bucket, the samples and
+ * their weights then. Guarded by table_lock; counted against the limit. */
+struct peak_entry {
+    uint32_t bucket;
+    int64_t allocs, live;
+    double w[4];
+};
+static struct peak_entry *peak;
+static size_t npeak, peak_cap;
+
+/* Fills s->buckets with every bucket's cumulative counts, and the in-use
+ * ones summed from the live set. The live set is read first: an object
+ * found there has had its allocation counted, so in-use never exceeds
+ * allocated. */
+static int take(struct hp_snapshot *s, struct hp_arena *a)
+{
+    uint32_t n = __atomic_load_n(&nbuckets, __ATOMIC_ACQUIRE);
+    struct hp_snap_bucket *sb = hp_arena_alloc(a, (size_t)n * sizeof *sb);
+    if (!sb)
+        return -ENOMEM;
+    hp_live_sum(sb, n, hp_cfg.rate);
+    for (uint32_t i = 1; i < n; i++) {
+        const struct hp_bucket *b = hp_bucket_at(i);
+        sb[i].bucket = i;
+        sb[i].stack = b->stack;
+        sb[i].cls = b->cls;
+        sb[i].allocs = (int64_t)__atomic_load_n(&b->allocs, __ATOMIC_RELAXED);
+        sb[i].w[0] = load_double(&b->w_objects);
+        sb[i].w[1] = load_double(&b->w_bytes);
+        if (sb[i].live > sb[i].allocs) /* not possible, but never report it */
+            sb[i].live = sb[i].allocs;
+    }
+    s->buckets = sb + 1;
+    s->nbuckets = n - 1;
+    return 0;
 }
 
 void hp_peak_capture(void)
 {
-    pthread_mutex_lock(&table_lock);
-    size_t n = 0;
-    for (struct hp_bucket *b = all_buckets; b; b = b->next_all)
-        n++;
-    if (n > peak_cap) {
-        /* Grow geometrically so that repeated captures rarely reallocate. */
-        size_t cap = n * 2;
-        struct peak_entry *np = hp_alloc(cap * sizeof *np);
-        if (!np) {
-            pthread_mutex_unlock(&table_lock);
-            return;
+    struct hp_arena a = {0};
+    struct hp_snapshot s;
+    memset(&s, 0, sizeof s);
+    if (take(&s, &a) == 0) {
+        pthread_mutex_lock(&table_lock);
+        if (s.nbuckets > peak_cap) {
+            /* Grow geometrically so that repeated captures rarely reallocate. */
+            size_t cap = s.nbuckets * 2;
+            struct peak_entry *np = table_alloc(cap * sizeof *np);
+            if (np) {
+                hp_free(peak, peak_cap * sizeof *peak);
+                table_bytes -= peak_cap * sizeof *peak;
+                peak = np;
+                peak_cap = cap;
+            }
         }
-        hp_free(peak, peak_cap * sizeof *peak);
-        peak = np;
-        peak_cap = cap;
+        if (s.nbuckets <= peak_cap) {
+            size_t k = 0;
+            for (size_t i = 0; i < s.nbuckets; i++) {
+                const struct hp_snap_bucket *b = &s.buckets[i];
+                if (!b->allocs)
+                    continue;
+                peak[k].bucket = b->bucket;
+                peak[k].allocs = b->allocs;
+                peak[k].live = b->live;
+                memcpy(peak[k].w, b->w, sizeof b->w);
+                k++;
+            }
+            npeak = k;
+        }
+        pthread_mutex_unlock(&table_lock);
     }
-    size_t i = 0;
-    for (struct hp_bucket *b = all_buckets; b; b = b->next_all, i++) {
-        peak[i].bucket = b;
-        peak[i].allocs = __atomic_load_n(&b->allocs, __ATOMIC_RELAXED);
-        peak[i].frees = __atomic_load_n(&b->frees, __ATOMIC_RELAXED);
-    }
-    npeak = n;
-    pthread_mutex_unlock(&table_lock);
+    hp_arena_release(&a);
 }
 
-static void fill(struct hp_snap_bucket *sb, const struct hp_bucket *b, uint64_t allocs,
-                 uint64_t frees)
+/* Drops buckets with nothing to show. */
+static void compact(struct hp_snapshot *s)
 {
-    sb->stack = b->key.stack;
-    sb->size = b->key.size;
-    sb->bucket = b;
-    /* A free racing with the copy may be counted before its allocation is
-     * visible; never report more frees than allocations. */
-    if (frees > allocs)
-        frees = allocs;
-    sb->allocs = (int64_t)allocs;
-    sb->live = (int64_t)(allocs - frees);
+    size_t out = 0;
+    for (size_t i = 0; i < s->nbuckets; i++)
+        if (s->buckets[i].allocs || s->buckets[i].live)
+            s->buckets[out++] = s->buckets[i];
+    s->nbuckets = out;
 }
 
 int hp_snapshot_take(struct hp_snapshot *s)
 {
     memset(s, 0, sizeof *s);
     s->rate = hp_cfg.rate;
-    pthread_mutex_lock(&table_lock);
-    size_t n = 0;
-    for (struct hp_bucket *b = all_buckets; b; b = b->next_all)
-        n++;
-    s->buckets = n ? hp_arena_alloc(&s->arena, n * sizeof *s->buckets) : NULL;
-    if (n && !s->buckets) {
-        pthread_mutex_unlock(&table_lock);
-        return -ENOMEM;
-    }
-    size_t i = 0;
-    for (struct hp_bucket *b = all_buckets; b; b = b->next_all, i++)
-        fill(&s->buckets[i], b, __atomic_load_n(&b->allocs, __ATOMIC_RELAXED),
-             __atomic_load_n(&b->frees, __ATOMIC_RELAXED));
-    s->nbuckets = n;
-    pthread_mutex_unlock(&table_lock);
+    int r = take(s, &s->arena);
+    if (r)
+        return r;
+    compact(s);
     hp_snapshot_estimate(s);
     return 0;
 }
@@ -244,8 +574,16 @@ int hp_snapshot_peak(struct hp_snapshot *s)
         pthread_mutex_unlock(&table_lock);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < npeak; i++)
-        fill(&s->buckets[i], peak[i].bucket, peak[i].allocs, peak[i].frees);
+    for (size_t i = 0; i < npeak; i++) {
+        struct hp_snap_bucket *sb = &s->buckets[i];
+        const struct hp_bucket *b = hp_bucket_at(peak[i].bucket);
+        sb->bucket = peak[i].bucket;
+        sb->stack = b->stack;
+        sb->cls = b->cls;
+        sb->allocs = peak[i].allocs;
+        sb->live = peak[i].live;
+        memcpy(sb->w, peak[i].w, sizeof sb->w);
+    }
     s->nbuckets = npeak;
     pthread_mutex_unlock(&table_lock);
     hp_snapshot_estimate(s);
@@ -261,7 +599,7 @@ static int by_bucket(const void *x, const void *y)
 int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
 {
     /* Buckets are never removed, so every bucket of base is in s. Sort both
-     * by bucket address and walk them together. */
+     * by bucket number and walk them together. */
     struct hp_snap_bucket *old = NULL;
     if (base->nbuckets) {
         old = hp_arena_alloc(&s->arena, base->nbuckets * sizeof *old);
@@ -279,6 +617,8 @@ int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
         if (j < base->nbuckets && old[j].bucket == b.bucket) {
             b.allocs -= old[j].allocs;
             b.live -= old[j].live;
+            for (int k = 0; k < 4; k++)
+                b.w[k] -= old[j].w[k];
         }
         if (b.allocs || b.live)
             s->buckets[out++] = b;
@@ -288,27 +628,25 @@ int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
     return 0;
 }
 
-static int by_stack_size(const void *x, const void *y)
+static int by_stack_class(const void *x, const void *y)
 {
     const struct hp_snap_bucket *a = x, *b = y;
-    if (a->stack->id != b->stack->id)
-        return a->stack->id < b->stack->id ? -1 : 1;
-    return a->size < b->size ? -1 : a->size > b->size;
+    if (a->stack != b->stack)
+        return a->stack < b->stack ? -1 : 1;
+    return a->cls < b->cls ? -1 : a->cls > b->cls;
 }
 
-/* Each bucket stands for count / p(size) objects, p(s) = 1 - exp(-s/R)
- * (Go's unbiasing; exact per bucket since its objects share one size). The
- * profile needs integers. Go truncates every bucket, which loses up to one
- * object per bucket: when a stack's objects have many sizes near or above
- * the rate, nearly every bucket holds one sample of weight 1.0-1.6 and the
- * object estimate comes out some 14% low (measured by tests/stats). Here
- * the buckets of one stack share their rounding: each gets the rounded
- * running total minus what the buckets before it got, so every stack's
- * total is its exact estimate rounded to the nearest integer, and the
- * per-bucket values still sum to it. */
+/* The profile needs integers. Go truncates every bucket, which loses up to
+ * one object per bucket: when a stack's objects have many sizes near or
+ * above the rate, the object estimate comes out low (some 14% measured by
+ * tests/stats with Go's per-size buckets). Here the buckets of one stack
+ * share their rounding: each gets the rounded running total minus what the
+ * buckets before it got, so every stack's total is its exact estimate
+ * rounded to the nearest integer, and the per-bucket values still sum to
+ * it. */
 void hp_snapshot_estimate(struct hp_snapshot *s)
 {
-    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_stack_size);
+    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_stack_class);
     double exact[4] = {0, 0, 0, 0};
     int64_t given[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < s->nbuckets; i++) {
@@ -317,17 +655,24 @@ void hp_snapshot_estimate(struct hp_snapshot *s)
             memset(exact, 0, sizeof exact);
             memset(given, 0, sizeof given);
         }
-        double scale = hp_unbias_scale(b->size, s->rate);
-        exact[0] += (double)b->allocs * scale;
-        exact[1] += (double)b->allocs * (double)b->size * scale;
-        exact[2] += (double)b->live * scale;
-        exact[3] += (double)b->live * (double)b->size * scale;
         for (int k = 0; k < 4; k++) {
+            exact[k] += b->w[k];
             int64_t total = llround(exact[k]);
             b->est[k] = total - given[k];
             given[k] = total;
         }
     }
+}
+
+uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b)
+{
+    /* The bucket's objects' average size, estimated: allocated bytes over
+     * allocated objects (in-use ones for a delta with no allocations). */
+    if (b->w[0] > 0)
+        return (uint64_t)llround(b->w[1] / b->w[0]);
+    if (b->w[2] > 0)
+        return (uint64_t)llround(b->w[3] / b->w[2]);
+    return b->cls ? (uint64_t)1 << (b->cls - 1) : 0;
 }
 
 void hp_snapshot_release(struct hp_snapshot *s)

@@ -58,13 +58,15 @@ The checks, each a meson test in suite 'stats':
                      allowance for rounding; exits 99 on anything but that
                      check failing.
 
-Every check runs twice per (site, value): on the reported values (what
-`heapprof-decode --functions=cum` prints) and on the unrounded estimates
-re-derived from the buckets (see statslib.py). The reported values are each
-stack's estimate rounded to the nearest integer, so their bounds allow one
-unit either way, nothing more (objects-strict allows none). Go's rule,
-truncating every (stack, size) bucket, made object counts up to 14% low
-here; that is why heapprof rounds per stack.
+Every check runs on the reported values (what `heapprof-decode
+--functions=cum` prints). They are each stack's estimate rounded to the
+nearest integer, so their bounds allow one unit either way, nothing more
+(objects-strict allows none). Go's rule, truncating every (stack, size)
+bucket, made object counts up to 14% low here; that is why heapprof rounds
+per stack. A bucket holds one size class of a stack, its objects of
+different sizes each unbiased by their own size (src/table.c): site_mixed,
+site_near_rate and site_realloc allocate many sizes under one stack, so the
+checks hold the per-sample unbiasing to the truth.
 
 Seeds are fixed, so the outcome is deterministic (site_threads' four threads
 do identical work, so the race for per-thread seeds does not change sums).
@@ -101,19 +103,19 @@ REQUIRED_ONE_PERCENT = {
                                     "site_all_freed", "site_partly_kept")],
 }
 
-ESTIMATORS = ("reported", "unrounded")
+ESTIMATORS = ("reported",)
 
 
 def estimates(run, which):
-    return run.reported if which == "reported" else run.unrounded
+    return run.reported
 
 
 def allowance(run, site, which, strict_objects=False, k=0):
     """Units the estimate may be off by through rounding: heapprof rounds each
     stack's total to the nearest integer and shares it among the stack's
     buckets, so a site's reported value is within half a unit per stack of
-    the unrounded one (a site is one or two stacks: 1 unit); none for the
-    unrounded values and for reported objects in the strict check."""
+    the unrounded one (a site is one or two stacks: 1 unit); none for
+    reported objects in the strict check."""
     if which != "reported" or (strict_objects and not statslib.IS_BYTES[k]):
         return 0
     return 1
@@ -158,9 +160,9 @@ def check_per_run(runs, strict_objects=False):
 
 
 def z_table(runs):
-    """Per site and value, the largest |z| over the runs (unrounded)."""
+    """Per site and value, the largest |z| over the runs ."""
     lines = [f"{'site':22}" + "".join(f"{v:>15}" for v in VALUES) + "   (max |z| over "
-             f"{len(runs)} runs, unrounded)"]
+             f"{len(runs)} runs)"]
     for site, st in runs[0].truth.items():
         cells = []
         for k in range(4):
@@ -168,7 +170,7 @@ def z_table(runs):
             if exact_value(st, k):
                 cells.append("exact")
                 continue
-            cells.append(f"{max(abs(r.unrounded[site][k] - st.truth[k]) / sd for r in runs):.2f}")
+            cells.append(f"{max(abs(r.reported[site][k] - st.truth[k]) / sd for r in runs):.2f}")
         lines.append(f"{site:22}" + "".join(f"{c:>15}" for c in cells))
     return "\n".join(lines)
 
@@ -306,7 +308,7 @@ def dispersion_violations(runs):
             if exact_value(st, k) or max(st.jump_up[k], st.jump_down[k]) > sd / 10:
                 continue
             checked += 1
-            s = seed_stats(runs, site, k, "unrounded")
+            s = seed_stats(runs, site, k, "reported")
             ratio = s["obs_sd"] / sd
             if not lo <= ratio <= hi:
                 bad.append(f"  {site} {value}: observed sd {fmt(s['obs_sd'])} over {n} seeds is "
@@ -323,7 +325,7 @@ def seeds_table(runs):
         for k, value in enumerate(VALUES):
             if st.truth[k] == 0:
                 continue
-            u = seed_stats(runs, site, k, "unrounded")
+            u = seed_stats(runs, site, k, "reported")
             r = seed_stats(runs, site, k, "reported")
             if exact_value(st, k):
                 lines.append(f"{site:22}{value:15}{st.truth[k]:>12}{100 * u['rel']:>+11.4f}"
@@ -340,7 +342,7 @@ def check_seeds(exe, rate, nseeds):
     tmp = helpers.tempdir()
     runs = statslib.run_many(exe, tmp, rate, list(range(1, nseeds + 1)))
     same_truth(runs)
-    print(f"rate {rate}, {nseeds} seeds; mean err% and mean z of the unrounded estimates, "
+    print(f"rate {rate}, {nseeds} seeds; mean err% and mean z of the estimates, "
           "rep. z of the reported ones; sd% = sd/truth per run; obs/sd = observed sd over "
           "the formula's; 1%? = the 1% check applies")
     print(seeds_table(runs))
@@ -392,7 +394,6 @@ def _restrict(runs, site):
         v = statslib.Run(r.rate, r.seed)
         v.truth = {site: r.truth[site]}
         v.reported = {site: r.reported[site]}
-        v.unrounded = {site: r.unrounded[site]}
         v.buckets = {site: r.buckets[site]}
         out.append(v)
     return out
@@ -448,8 +449,6 @@ def check_exact(exe):
         check(st.var == [0.0] * 4, f"{site}: nonzero variance {st.var} in exact mode")
         if run.reported[site] != st.truth:
             bad.append(f"  {site}: reported {run.reported[site]}, truth {st.truth}")
-        if run.unrounded[site] != st.truth:
-            bad.append(f"  {site}: unrounded {run.unrounded[site]}, truth {st.truth}")
         if run.leaks[site] != st.truth[2:4]:
             bad.append(f"  {site}: leak summary {run.leaks[site][1]} bytes in "
                        f"{run.leaks[site][0]} objects, truth {st.truth[3]} in {st.truth[2]}")
@@ -564,8 +563,7 @@ def check_objects_strict(exe, rate):
             low, high = mean_z_bounds(st, k, n)
             if not low <= s["zbar"] <= high:
                 bad.append(f"  {site} {VALUES[k]}: mean z {s['zbar']:+.3f} over {n} seeds "
-                           f"(mean relative error {100 * s['rel']:+.3f}%; unrounded "
-                           f"{100 * seed_stats(runs, site, k, 'unrounded')['rel']:+.3f}%)")
+                           f"(mean relative error {100 * s['rel']:+.3f}%)")
     if bad:
         print("FAIL: reported object counts are biased:\n" + listing(bad))
         sys.exit(1)

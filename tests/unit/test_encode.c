@@ -64,23 +64,33 @@ int main(int argc, char **argv)
     struct hp_snapshot snap;
     memset(&snap, 0, sizeof snap);
     snap.rate = 524288;
-    struct hp_stack *s1 = hp_arena_alloc(&snap.arena, sizeof *s1 + 2 * sizeof(void *));
-    struct hp_stack *s2 = hp_arena_alloc(&snap.arena, sizeof *s2 + 2 * sizeof(void *));
-    s1->id = 1;
-    s1->depth = 2;
-    s1->ips[0] = a;
-    s1->ips[1] = main_ret;
-    s2->id = 2;
-    s2->depth = 2;
-    s2->ips[0] = b;
-    s2->ips[1] = main_ret;
+    /* Two stacks recorded in the stack table, as the sampled path records
+     * them; the snapshot's counts are made by hand. */
+    hp_cfg.rate = 524288;
+    hp_cfg.max_memory = 64 << 20;
+    void *ips1[2] = {a, main_ret}, *ips2[2] = {b, main_ret};
+    uint32_t s1 = hp_bucket_at(hp_table_record(ips1, 2, 1024))->stack;
+    uint32_t s2 = hp_bucket_at(hp_table_record(ips2, 2, 524288))->stack;
+    CHECK(s1 && s2 && s1 != s2, "stacks %u %u", s1, s2);
+    /* Each bucket's weights as the sampled path adds them: 1/p(s) objects
+     * and s/p(s) bytes per sample. */
+#define BUCKET(st, size, nalloc, nlive)                                                            \
+    {                                                                                              \
+        .stack = (st), .cls = (uint8_t)(64 - __builtin_clzll(size)), .allocs = (nalloc),           \
+        .live = (nlive), .w = {                                                                    \
+            go_exact(nalloc, size, 524288, false),                                                 \
+            go_exact(nalloc, size, 524288, true),                                                  \
+            go_exact(nlive, size, 524288, false),                                                  \
+            go_exact(nlive, size, 524288, true)                                                    \
+        }                                                                                          \
+    }
     struct hp_snap_bucket buckets[] = {
         /* Go's example: 2050 objects, 2099200.67 bytes. */
-        {.stack = s1, .size = 1024, .allocs = 4, .live = 4},
+        BUCKET(s1, 1024, 4, 4),
         /* Go's example: 1.58 objects, 829411 bytes. */
-        {.stack = s2, .size = 524288, .allocs = 1, .live = 1},
-        /* Mixed sizes under one stack, one still live. */
-        {.stack = s1, .size = 100, .allocs = 3, .live = 1},
+        BUCKET(s2, 524288, 1, 1),
+        /* Another size class under one stack, one still live. */
+        BUCKET(s1, 100, 3, 1),
     };
     snap.buckets = buckets;
     snap.nbuckets = 3;
@@ -129,11 +139,13 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < p->n_sample && i < 3; i++) {
         Perftools__Profiles__Sample *sm = p->sample[i];
-        /* Find the bucket this sample came from by its size label. */
+        /* Find the bucket this sample came from by its size label (the
+         * average size: here each bucket holds one size). The estimate
+         * sorted the buckets. */
         CHECK(sm->n_label == 1 && !strcmp(st[sm->label[0]->key], "bytes"), "bytes label");
         struct hp_snap_bucket *bk = NULL;
         for (int k = 0; k < 3; k++)
-            if (sm->n_label && buckets[k].size == (uint64_t)sm->label[0]->num)
+            if (sm->n_label && hp_snap_avg_size(&buckets[k]) == (uint64_t)sm->label[0]->num)
                 bk = &buckets[k];
         CHECK(bk != NULL, "sample %zu has no matching bucket", i);
         if (!bk)
@@ -150,13 +162,15 @@ int main(int argc, char **argv)
                 s1_seen[v] += sm->value[v];
         }
         CHECK(sm->n_location_id == 2, "stack depth");
+        void *ips[HP_MAX_FRAMES];
+        CHECK(hp_stack_frames(bk->stack, ips, HP_MAX_FRAMES) == 2, "stack depth in the table");
         for (size_t l = 0; l < sm->n_location_id; l++) {
             uint64_t id = sm->location_id[l];
             CHECK(id >= 1 && id <= p->n_location, "location id %llu", (unsigned long long)id);
             if (id < 1 || id > p->n_location)
                 continue;
             Perftools__Profiles__Location *loc = p->location[id - 1];
-            CHECK(loc->address == (uint64_t)(uintptr_t)bk->stack->ips[l] - 1,
+            CHECK(loc->address == (uint64_t)(uintptr_t)ips[l] - 1,
                   "address is not return address - 1");
             CHECK(loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping, "mapping id");
             if (loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping) {
