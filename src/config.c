@@ -292,6 +292,52 @@ int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag)
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* A name for one of the process's descriptors: /dev/stdin, /dev/stdout,
+ * /dev/stderr, /dev/fd/N, /proc/self/fd/N, /proc/thread-self/fd/N or
+ * /proc/PID/fd/N. */
+static bool names_descriptor(const char *path)
+{
+    static const char *const prefixes[] = {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"};
+    if (!strcmp(path, "/dev/stdin") || !strcmp(path, "/dev/stdout") || !strcmp(path, "/dev/stderr"))
+        return true;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(path, prefixes[i], strlen(prefixes[i])))
+            return all_digits(path + strlen(prefixes[i]));
+    if (strncmp(path, "/proc/", 6) != 0)
+        return false;
+    const char *p = path + 6, *slash = strchr(p, '/');
+    if (!slash || slash == p || strncmp(slash, "/fd/", 4) != 0)
+        return false;
+    for (const char *q = p; q < slash; q++)
+        if (*q < '0' || *q > '9')
+            return false;
+    return all_digits(slash + 4);
+}
+
+bool hp_path_in_place(const char *path)
+{
+    if (names_descriptor(path))
+        return true;
+    struct stat st, target;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return false;
+    /* A symlink is replaced like a file (never followed into a file someone
+     * else planted it to), unless it leads to a FIFO, device or socket. */
+    if (S_ISLNK(st.st_mode))
+        return stat(path, &target) == 0 && !S_ISREG(target.st_mode) && !S_ISDIR(target.st_mode);
+    return true;
+}
+
 int hp_output_path(char *out, size_t len, const char *pattern, bool child)
 {
     long pid = (long)getpid();

@@ -215,6 +215,14 @@ int hp_process_path(char *out, size_t len)
     return hp_output_path(out, len, hp_cfg.path, not_root);
 }
 
+int hp_process_leaks_path(char *out, size_t len)
+{
+    int r = hp_output_path(out, len, hp_cfg.leaks_path, false);
+    if (r == 0 && not_root && !hp_path_in_place(out))
+        r = hp_output_path(out, len, hp_cfg.leaks_path, true);
+    return r;
+}
+
 int64_t hp_start_ns(void)
 {
     return start_ns;

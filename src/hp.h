@@ -88,6 +88,11 @@ void hp_config_load(void);
 int hp_output_path(char *out, size_t len, const char *pattern, bool child);
 /* path with ".TAG" inserted before its ".pb" extension (or appended). */
 int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag);
+/* True when path is written in place, not replaced by a renamed temporary
+ * file: a name for a descriptor (/dev/stderr, /dev/fd/N, /proc/self/fd/N),
+ * whatever it refers to, or an existing FIFO, device, socket or directory,
+ * or a symlink to a FIFO, device or socket. */
+bool hp_path_in_place(const char *path);
 
 /* ---- diagnostics: write(2) only, never stdio ---- */
 void hp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -250,6 +255,9 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks);
 /* This process's profile path (HEAPPROF with %p expanded and, in a child,
  * the pid added). */
 int hp_process_path(char *out, size_t len);
+/* This process's leak summary path: HEAPPROF_LEAKS named by the same rule,
+ * except that a path written in place (hp_path_in_place) gets no pid. */
+int hp_process_leaks_path(char *out, size_t len);
 int64_t hp_start_ns(void);
 
 /* ---- the background thread (agent.c) and the HTTP endpoint (http.c) ---- */

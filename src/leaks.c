@@ -317,10 +317,13 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
     }
     if (hp_cfg.leaks_path[0]) {
-        int r = hp_write_file_atomic(hp_cfg.leaks_path, t.buf ? t.buf : "", t.len);
+        char path[4096];
+        int r = hp_process_leaks_path(path, sizeof path);
+        if (r == 0)
+            r = hp_write_file_atomic(path, t.buf ? t.buf : "", t.len);
         if (r)
-            hp_log("heapprof: cannot write the leak summary %s: %s", hp_cfg.leaks_path,
-                   strerror(-r));
+            hp_log("heapprof: cannot write the leak summary %s: %s",
+                   r == -ENAMETOOLONG ? hp_cfg.leaks_path : path, strerror(-r));
     } else if (t.len) {
         hp_write_all(hp_stderr_fd(), t.buf, t.len);
     }

@@ -432,14 +432,15 @@ static int write_and_close(int fd, const void *data, size_t len)
     return err;
 }
 
-/* A path naming a FIFO, a device (HEAPPROF_LEAKS=/dev/stderr,
- * HEAPPROF=/dev/null) or a socket is written in place: renaming over it
- * would replace the node itself with a regular file. */
+/* A path naming a FIFO, a device (HEAPPROF=/dev/null), a socket or a
+ * descriptor (HEAPPROF_LEAKS=/dev/stderr) is written in place: renaming over
+ * it would replace the node itself with a regular file. */
 static int write_special(const char *path, const void *data, size_t len)
 {
     /* O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
-     * hanging the program's exit. */
-    int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+     * hanging the program's exit. O_APPEND: a descriptor that is a regular
+     * file (2>log) gets the text after what is already there. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return -errno;
     int fl = fcntl(fd, F_GETFL);
@@ -451,20 +452,8 @@ static int write_special(const char *path, const void *data, size_t len)
 static int write_file_atomic(const char *path, const void *data, size_t len)
 {
     static unsigned counter;
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        /* A symlink is replaced like a file (never followed into a file
-         * someone else planted it to), unless it leads to a FIFO, device or
-         * socket: /dev/stderr is a symlink to /proc/self/fd/2. */
-        struct stat target;
-        if (S_ISLNK(st.st_mode) &&
-            (stat(path, &target) != 0 || S_ISREG(target.st_mode) || S_ISDIR(target.st_mode)))
-            goto replace;
-        if (S_ISDIR(st.st_mode))
-            return -EISDIR;
-        return write_special(path, data, len);
-    }
-replace:;
+    if (hp_path_in_place(path))
+        return write_special(path, data, len); /* a directory fails with EISDIR */
     char tmp[4200];
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {

@@ -1,5 +1,5 @@
 /* rb_fork: fork and exec under heapprof, for the robustness tests
- * (tests/robust/robust.py, checks fork, fork-exec and fork-pct).
+ * (tests/robust/robust.py, checks fork, fork-exec, fork-pct and leaks-*).
  *
  * Usage:
  *   rb_fork fork N   three threads allocate, free and realloc without pause

@@ -369,6 +369,217 @@ def check_fork_pct():
                 "(HEAPPROF=a%%b.pb.gz)")
 
 
+# ---- 1b. leak summaries per process -------------------------------------------
+
+# Every leaking stack in full, so each function's leaks can be added up.
+ALL_LEAKS = {"HEAPPROF_LEAK_STACKS": "100000", "HEAPPROF_LEAK_FRAMES": "64"}
+
+
+def leak_file(path, what):
+    """The leak summary in the file at path, parsed: it must be one, from an
+    exact-mode run."""
+    text = read_text(path, what)
+    s = helpers.parse_leaks(text)
+    check(s["header"] is not None or s["no_leaks"],
+          f"{what}: {os.path.basename(path)} holds no leak summary:\n{text[:2000]}")
+    check(s["header"] is None or (s["header"]["kind"], s["header"]["rate"]) == ("exact", 1),
+          f"{what}: {os.path.basename(path)} is not an exact-mode summary:\n{text[:500]}")
+    return s
+
+
+def leaked_by(summary, fn):
+    """(bytes, objects) of the summary's stacks that pass through fn."""
+    total = [0, 0]
+    for st in summary["stacks"]:
+        if any(f["func"] and helpers.short_name(f["func"]) == fn for f in st["frames"]):
+            total[0] += st["bytes"]
+            total[1] += st["objects"]
+    return tuple(total)
+
+
+def summary_count(text):
+    return sum(1 for line in text.splitlines() if _SUMMARY_START.match(line))
+
+
+def check_leaks_tree():
+    """HEAPPROF_LEAKS=FILE in a process tree: the root writes FILE, every
+    other process FILE with its pid added by the rule its profile is named by
+    (leaks.txt.PID), each holding its own process's summary."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "exec.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    log = os.path.join(d, "pids.log")
+    r = run([exe("rb_fork"), "exec"], hp_env(profile, 1, leaks=leaks, pidlog=log, extra=ALL_LEAKS))
+    check(r.returncode == 0 and "FAIL" not in r.stdout, describe(r))
+    check(not hp_lines(r.stderr), "heapprof wrote on stderr although HEAPPROF_LEAKS names a "
+          "file:\n" + "\n".join(hp_lines(r.stderr)[:10]))
+    who = roles(r.stdout)
+    parent, shell, leaves = who["parent"][0], who["shell"][0], who.get("leaf", [])
+    check(len(leaves) == 2, "expected two leaves: " + describe(r))
+    exited = read_pidlog(log)
+    # The shell may end with _exit (dash does): then it writes nothing.
+    check(set(exited) - {shell} == {parent, *leaves},
+          f"processes that exited normally {sorted(exited)}, expected {parent} and {leaves}")
+    others = [p for p in exited if p != parent]
+    check_files(d, [profile, leaks] + [pid_name(profile, p) for p in others] +
+                [pid_name(leaks, p) for p in others], "(HEAPPROF_LEAKS=leaks.txt, rb_fork exec)")
+    s = leak_file(leaks, f"the root {parent}")
+    check(leaked_by(s, "parent_leak") == (384, 4) and leaked_by(s, "leaf_leak") == (0, 0),
+          f"leaks.txt is not the root's summary: parent_leak {leaked_by(s, 'parent_leak')} "
+          f"(want 384 bytes in 4 objects), leaf_leak {leaked_by(s, 'leaf_leak')} (want none)")
+    for p in leaves:
+        s = leak_file(pid_name(leaks, p), f"leaf {p}")
+        check(leaked_by(s, "leaf_leak") == (144, 6) and leaked_by(s, "parent_leak") == (0, 0),
+              f"leaks.txt.{p} is not leaf {p}'s summary: leaf_leak {leaked_by(s, 'leaf_leak')} "
+              f"(want 144 bytes in 6 objects), parent_leak {leaked_by(s, 'parent_leak')} "
+              f"(want none)")
+    if shell in exited:
+        leak_file(pid_name(leaks, shell), f"the shell {shell}")
+
+    # A pipeline of programs whose pids are known only from rb_pidlog's list.
+    bash, xz = shutil.which("bash"), shutil.which("xz")
+    if not bash or not xz:
+        print("note: bash or xz is not installed; skipping the pipeline part")
+        return
+    d = helpers.tempdir()
+    profile = os.path.join(d, "out.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    log = os.path.join(d, "pids.log")
+    r = run([bash, "-c", "seq 20000 | xz | xz -d | tail -1"],
+            hp_env(profile, 1, leaks=leaks, pidlog=log, extra=ALL_LEAKS))
+    check(r.returncode == 0 and r.stdout == "20000\n", describe(r))
+    exited = read_pidlog(log)
+    check(r.pid in exited and len(exited) >= 5,
+          f"expected bash ({r.pid}), seq, xz, xz and tail to exit normally: {exited}")
+    others = [p for p in exited if p != r.pid]
+    check_files(d, [profile, leaks] + [pid_name(profile, p) for p in others] +
+                [pid_name(leaks, p) for p in others],
+                f"(HEAPPROF_LEAKS=leaks.txt, a pipeline; processes {exited})")
+    for pid, exe_path in exited.items():
+        path = leaks if pid == r.pid else pid_name(leaks, pid)
+        s = leak_file(path, f"{os.path.basename(exe_path)} {pid}")
+        # Stripped programs' frames read `F in MODULE`: some stack of each
+        # process passes through its own executable (main, _start).
+        modules = {f["module"] for st in s["stacks"] for f in st["frames"]}
+        check(not s["stacks"] or os.path.basename(exe_path) in modules,
+              f"{os.path.basename(path)} is not {exe_path}'s summary (pid {pid}): its frames "
+              f"are in {sorted(m for m in modules if m)}")
+
+
+def check_leaks_pct():
+    """%p in HEAPPROF_LEAKS expands to each process's pid (no second pid is
+    added), %% to %."""
+    d = helpers.tempdir()
+    profile = os.path.join(helpers.tempdir(), "f.pb.gz")
+    r = run([exe("rb_fork"), "fork", "2"],
+            hp_env(profile, 1, leaks=os.path.join(d, "leaks-%p-100%%.txt"), extra=ALL_LEAKS))
+    check(r.returncode == 0 and "FAIL" not in r.stdout, describe(r))
+    who = roles(r.stdout)
+    parent, children, grandchildren = who["parent"][0], who["child"], who["grandchild"]
+    path = {p: os.path.join(d, f"leaks-{p}-100%.txt")
+            for p in [parent] + children + grandchildren}
+    check_files(d, path.values(), "(HEAPPROF_LEAKS=leaks-%p-100%%.txt)")
+    s = leak_file(path[parent], f"the parent {parent}")
+    check(leaked_by(s, "parent_leak") == (384, 4) and leaked_by(s, "child_leak") == (0, 0),
+          f"the parent's summary: parent_leak {leaked_by(s, 'parent_leak')} (want 384 bytes "
+          f"in 4 objects), child_leak {leaked_by(s, 'child_leak')} (want none)")
+    for p in children + grandchildren:
+        # The grandchild's heap also holds the first child's blocks.
+        want = (480, 10) if p in grandchildren else (240, 5)
+        s = leak_file(path[p], f"process {p}")
+        check(leaked_by(s, "child_leak") == want,
+              f"process {p}'s summary: child_leak {leaked_by(s, 'child_leak')}, want {want}")
+
+
+def check_leaks_in_place():
+    """A leak path naming a descriptor (/dev/stderr, /proc/self/fd/2,
+    /dev/fd/2), whatever it is open on, or a node that is not a regular file
+    (a FIFO), is written in place by every process of the tree, without a pid
+    added and without being replaced: one summary per process."""
+    argv = [exe("rb_fork"), "exec"]
+
+    def tree(leaks, d, stdout, text):
+        """Checks a run of rb_fork exec whose profiles went to d and whose
+        leak summaries should all be in text."""
+        exited = read_pidlog(os.path.join(d, "pids.log"))
+        check(len(exited) >= 3, f"HEAPPROF_LEAKS={leaks}: too few processes exited normally: "
+              f"{exited}")
+        n = summary_count(text)
+        check(n == len(exited) and "cannot write" not in text,
+              f"HEAPPROF_LEAKS={leaks}: {n} leak summaries there, want one from each of the "
+              f"{len(exited)} processes that exited:\n{text[-3000:]}")
+        root = roles(stdout)["parent"][0]
+        profile = os.path.join(d, "e.pb.gz")
+        check_files(d, [profile] + [pid_name(profile, p) for p in exited if p != root],
+                    f"(HEAPPROF_LEAKS={leaks}: profiles only)")
+
+    # /dev/stderr on a pipe. The real /dev is looked at: a build that added
+    # a pid would leave /dev/stderr.PID files there (as root), removed here.
+    before = set(os.listdir("/dev"))
+    d = helpers.tempdir()
+    r = run(argv, hp_env(os.path.join(d, "e.pb.gz"), 1, leaks="/dev/stderr",
+                         pidlog=os.path.join(d, "pids.log")))
+    junk = sorted(f for f in set(os.listdir("/dev")) - before if f.startswith("stderr"))
+    for f in junk:
+        os.unlink(os.path.join("/dev", f))
+    check(not junk, f"HEAPPROF_LEAKS=/dev/stderr: files made in /dev (removed): {junk}")
+    check(os.path.islink("/dev/stderr"), "/dev/stderr is no longer a symlink")
+    check(r.returncode == 0, describe(r))
+    tree("/dev/stderr", d, r.stdout, r.stderr)
+
+    # Descriptor names on a regular file (2>file): appended to, never renamed
+    # over; what the file held stays.
+    for leaks in ("/proc/self/fd/2", "/dev/fd/2"):
+        d = helpers.tempdir()
+        err_path = os.path.join(helpers.tempdir(), "stderr.txt")
+        with open(err_path, "w") as err:
+            err.write("before\n")
+            err.flush()
+            try:
+                p = subprocess.run(argv, env=hp_env(os.path.join(d, "e.pb.gz"), 1, leaks=leaks,
+                                                    pidlog=os.path.join(d, "pids.log")),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                   timeout=60)
+            except subprocess.TimeoutExpired:
+                raise Failure(f"HEAPPROF_LEAKS={leaks}: hung")
+        text = read_text(err_path, f"HEAPPROF_LEAKS={leaks}")
+        check(p.returncode == 0, f"HEAPPROF_LEAKS={leaks}: exit status {p.returncode}:\n" + text)
+        check(text.startswith("before\n"),
+              f"HEAPPROF_LEAKS={leaks}: what stderr's file held was overwritten:\n{text[:1000]}")
+        tree(leaks, d, p.stdout.decode(errors="replace"), text)
+
+    # A FIFO: the reader gets every process's summary; it stays a FIFO.
+    d = helpers.tempdir()
+    fifo_dir = helpers.tempdir()
+    fifo = os.path.join(fifo_dir, "leaks.fifo")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        r = run(argv, hp_env(os.path.join(d, "e.pb.gz"), 1, leaks=fifo,
+                             pidlog=os.path.join(d, "pids.log")), timeout=30)
+        os.close(keep)
+        keep = None
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(reader, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if keep is not None:
+            os.close(keep)
+        os.close(reader)
+    check(r.returncode == 0, describe(r))
+    check(stat.S_ISFIFO(os.lstat(fifo).st_mode), "HEAPPROF_LEAKS=FIFO: no longer a FIFO")
+    check(os.listdir(fifo_dir) == ["leaks.fifo"],
+          f"HEAPPROF_LEAKS=FIFO: files made beside it: {sorted(os.listdir(fifo_dir))}")
+    tree("FIFO", d, r.stdout, b"".join(chunks).decode(errors="replace") + r.stderr)
+
+
 # ---- 2. ways to exit ----------------------------------------------------------
 
 _SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks)")
@@ -1001,6 +1212,9 @@ CHECKS = {
     "fork-dlopen": check_fork_dlopen,
     "fork-exec": check_fork_exec,
     "fork-pct": check_fork_pct,
+    "leaks-tree": check_leaks_tree,
+    "leaks-pct": check_leaks_pct,
+    "leaks-in-place": check_leaks_in_place,
     "exit-late": check_exit_late,
     "exit-thread": check_exit_thread,
     "exit-atexit": check_exit_atexit,
