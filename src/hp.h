@@ -189,13 +189,19 @@ size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out);
  * allocation of size bytes; its number, or 0 when out of memory. */
 uint32_t hp_table_record(void **ips, int depth, uint64_t size);
 struct hp_bucket *hp_bucket_at(uint32_t bucket);
-/* The return addresses of a stack, leaf first; returns the depth. */
-int hp_stack_frames(uint32_t stack, void **ips, int max);
-/* dlclose calls seen when the stack was first recorded: addresses in
- * libraries unloaded since then get the names they had. */
-uint32_t hp_stack_epoch(uint32_t stack);
-bool hp_table_folded(void);  /* some stack went to [other] */
-size_t hp_table_bytes(void); /* memory held by the table */
+/* One frame of a recorded stack: the return address, its node in the tree
+ * of frames, and the dlclose calls seen when that node was made (addresses
+ * in libraries unloaded since then get the names they had then). */
+struct hp_frame {
+    uintptr_t ip;
+    uint32_t node;
+    uint32_t epoch;
+};
+/* The frames of a stack, leaf first; returns the depth. */
+int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max);
+uint32_t hp_table_nodes(void); /* nodes so far: node numbers are below */
+bool hp_table_folded(void);    /* some stack went to [other] */
+size_t hp_table_bytes(void);   /* memory held by the table */
 
 /* ---- the live set (live.c) ---- */
 /* A sampled object: its bucket (0: none) and requested size. */

@@ -398,18 +398,17 @@ static void serve_text(struct conn *c, struct hp_snapshot *s)
     struct hp_symbolizer *sym = hp_sym_open(&s->arena);
     for (size_t i = 0; i < s->nbuckets && !b.oom; i++) {
         struct hp_snap_bucket *sb = &s->buckets[i];
-        void *ips[HP_MAX_FRAMES];
-        int depth = hp_stack_frames(sb->stack, ips, HP_MAX_FRAMES);
-        uint32_t epoch = hp_stack_epoch(sb->stack);
+        struct hp_frame fs[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
         bprintf(&b, "%lld: %lld [%lld: %lld] @", (long long)sb->est[2], (long long)sb->est[3],
                 (long long)sb->est[0], (long long)sb->est[1]);
         for (int d = 0; d < depth; d++)
-            bprintf(&b, " %#lx", (unsigned long)((uintptr_t)ips[d] - 1));
+            bprintf(&b, " %#lx", (unsigned long)(fs[d].ip - 1));
         bprintf(&b, "\n");
         for (int d = 0; d < depth; d++) {
             struct hp_symbolized fr;
-            uintptr_t pc = (uintptr_t)ips[d];
-            hp_sym_lookup(sym, pc, epoch, &fr);
+            uintptr_t pc = fs[d].ip;
+            hp_sym_lookup(sym, pc, fs[d].epoch, &fr);
             if (fr.nlines == 0)
                 bprintf(&b, "#\t%#lx\n", (unsigned long)(pc - 1));
             for (int l = 0; l < fr.nlines; l++) {

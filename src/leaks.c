@@ -190,12 +190,11 @@ static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, uint32_
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
-    void *ips[HP_MAX_FRAMES];
-    int depth = hp_stack_frames(st, ips, HP_MAX_FRAMES);
-    uint32_t epoch = hp_stack_epoch(st);
+    struct hp_frame fs[HP_MAX_FRAMES];
+    int depth = hp_stack_frames(st, fs, HP_MAX_FRAMES);
     for (int d = 0; d < depth; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)ips[d], epoch, &fr);
+        hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
         for (int i = 0; i < sp->n; i++) {
@@ -228,17 +227,15 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
     int shown = 0;
-    void *ips[HP_MAX_FRAMES];
-    int depth = hp_stack_frames(st, ips, HP_MAX_FRAMES);
-    uint32_t epoch = hp_stack_epoch(st);
+    struct hp_frame fs[HP_MAX_FRAMES];
+    int depth = hp_stack_frames(st, fs, HP_MAX_FRAMES);
     for (int d = 0; d < depth && shown < hp_cfg.leak_frames; d++) {
         struct hp_symbolized fr;
-        hp_sym_lookup(sym, (uintptr_t)ips[d], epoch, &fr);
+        hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
         if (fr.nlines == 0) {
-            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)((uintptr_t)ips[d] - 1),
-                module);
+            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)(fs[d].ip - 1), module);
             continue;
         }
         for (int l = 0; l < fr.nlines && shown < hp_cfg.leak_frames; l++) {

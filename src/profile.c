@@ -3,7 +3,8 @@
  *
  * Sample types alloc_objects/count, alloc_space/bytes, inuse_objects/count,
  * inuse_space/bytes; period_type space/bytes; period = the sampling rate;
- * one sample per (stack, object size) bucket with a numeric label "bytes";
+ * one sample per (stack, size class) bucket with a numeric label "bytes"
+ * (the average size of the bucket's objects);
  * values already unbiased; Location addresses are return address - 1 (the
  * call instruction), each inside its mapping; Functions carry names, files
  * and lines, so pprof needs no binary to read it.
@@ -65,6 +66,10 @@ struct builder {
     struct fn_entry *fns;
     Function **functions;
     size_t nfns, capfns;
+    /* The location id of each node of the tree of frames, once known:
+     * samples share their outer frames, so most frames are found here. */
+    uint32_t *node_loc;
+    uint32_t nnodes;
     bool oom;
 };
 
@@ -246,33 +251,129 @@ static void free_indexes(struct builder *b)
     }
 }
 
-static int gzip_buffer(struct hp_arena *a, const uint8_t *in, size_t inlen, uint8_t **out,
-                       size_t *outlen)
+static uint64_t frame_location(struct builder *b, const struct hp_frame *f)
 {
+    if (f->node < b->nnodes && b->node_loc[f->node])
+        return b->node_loc[f->node];
+    uint64_t id = location_id(b, f->ip, f->epoch);
+    if (f->node < b->nnodes && id <= UINT32_MAX)
+        b->node_loc[f->node] = (uint32_t)id;
+    return id;
+}
+
+/* The profile is written as a stream: samples are packed one at a time and
+ * compressed as they go, so a dump needs memory for the distinct frames,
+ * functions and strings and for the compressed output, never for all the
+ * samples at once. A protobuf message may hold its fields in any order, and
+ * a repeated field's elements need not be adjacent, so the samples (field 2)
+ * come first and the rest of the Profile message after them. */
+struct gz_out {
     z_stream z;
-    memset(&z, 0, sizeof z);
+    struct hp_arena *a;
+    uint8_t *buf;
+    size_t cap;
+    size_t staged;
+    int err;
+    uint8_t stage[64 << 10]; /* bytes not yet deflated */
+};
+
+static int gz_begin(struct gz_out *g, struct hp_arena *a)
+{
+    memset(&g->z, 0, sizeof g->z);
+    g->a = a;
+    g->staged = 0;
+    g->err = 0;
     /* windowBits 15 + 16: a gzip wrapper, as pprof expects. Fastest level,
      * as Go's runtime/pprof writes profiles: the dump runs inside the
      * program. */
-    if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&g->z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -ENOMEM;
-    size_t cap = deflateBound(&z, (uLong)inlen) + 32;
-    uint8_t *buf = hp_arena_alloc(a, cap);
-    if (!buf) {
-        deflateEnd(&z);
+    g->cap = 256 << 10;
+    g->buf = hp_arena_alloc(a, g->cap);
+    if (!g->buf) {
+        deflateEnd(&g->z);
         return -ENOMEM;
     }
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)inlen;
-    z.next_out = buf;
-    z.avail_out = (uInt)cap;
-    int r = deflate(&z, Z_FINISH);
-    *outlen = cap - z.avail_out;
-    deflateEnd(&z);
-    if (r != Z_STREAM_END)
-        return -EIO;
-    *out = buf;
+    g->z.next_out = g->buf;
+    g->z.avail_out = (uInt)g->cap;
     return 0;
+}
+
+/* Deflates the staged bytes; with finish, ends the stream. */
+static void gz_drain(struct gz_out *g, bool finish)
+{
+    g->z.next_in = g->stage;
+    g->z.avail_in = (uInt)g->staged;
+    for (;;) {
+        if (g->z.avail_out == 0) {
+            /* Double the output buffer; the old one stays in the arena until
+             * the dump ends (at most as much again). */
+            size_t used = g->cap;
+            uint8_t *nb = hp_arena_alloc(g->a, g->cap * 2);
+            if (!nb) {
+                g->err = -ENOMEM;
+                return;
+            }
+            memcpy(nb, g->buf, used);
+            g->buf = nb;
+            g->cap *= 2;
+            g->z.next_out = nb + used;
+            g->z.avail_out = (uInt)(g->cap - used);
+        }
+        int r = deflate(&g->z, finish ? Z_FINISH : Z_NO_FLUSH);
+        if (r == Z_STREAM_END)
+            break;
+        if (r != Z_OK && r != Z_BUF_ERROR) {
+            g->err = -EIO;
+            return;
+        }
+        if (!finish && g->z.avail_in == 0 && g->z.avail_out != 0)
+            break;
+    }
+    g->staged = 0;
+}
+
+static void gz_put(struct gz_out *g, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len && !g->err) {
+        size_t n = sizeof g->stage - g->staged;
+        if (n > len)
+            n = len;
+        memcpy(g->stage + g->staged, p, n);
+        g->staged += n;
+        p += n;
+        len -= n;
+        if (g->staged == sizeof g->stage)
+            gz_drain(g, false);
+    }
+}
+
+static int gz_finish(struct gz_out *g, uint8_t **out, size_t *outlen)
+{
+    if (!g->err)
+        gz_drain(g, true);
+    *outlen = g->cap - g->z.avail_out;
+    *out = g->buf;
+    deflateEnd(&g->z);
+    return g->err;
+}
+
+/* A length-delimited field: its key (field number, wire type 2), its length
+ * as a varint, its bytes. */
+static void put_field(struct gz_out *g, unsigned field, const uint8_t *data, size_t len)
+{
+    uint8_t head[20];
+    size_t n = 0;
+    uint64_t v = ((uint64_t)field << 3) | 2;
+    for (int k = 0; k < 2; k++, v = len) {
+        do {
+            head[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v);
+    }
+    gz_put(g, head, n);
+    gz_put(g, data, len);
 }
 
 int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
@@ -282,8 +383,49 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     memset(&b, 0, sizeof b);
     b.a = &s->arena;
     b.sym = sym;
+    b.nnodes = hp_table_nodes();
+    b.node_loc = hp_arena_alloc(b.a, (size_t)b.nnodes * sizeof *b.node_loc);
+    if (!b.node_loc)
+        b.nnodes = 0;
     str_index(&b, ""); /* string_table[0] must be "" */
+    int64_t bytes_key = str_index(&b, "bytes");
 
+    struct gz_out *g = hp_arena_alloc(b.a, sizeof *g);
+    if (!g || gz_begin(g, b.a) != 0)
+        return -ENOMEM;
+
+    /* The samples, one per bucket, each packed on the stack. */
+    for (size_t i = 0; i < s->nbuckets && !b.oom && !g->err; i++) {
+        struct hp_snap_bucket *sb = &s->buckets[i];
+        struct hp_frame fs[HP_MAX_FRAMES];
+        uint64_t ids[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
+        for (int d = 0; d < depth; d++)
+            ids[d] = frame_location(&b, &fs[d]);
+        Sample sm;
+        perftools__profiles__sample__init(&sm);
+        sm.location_id = ids;
+        sm.n_location_id = (size_t)depth;
+        int64_t values[4];
+        memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
+        sm.value = values;
+        sm.n_value = 4;
+        Label label, *labels[1] = {&label};
+        perftools__profiles__label__init(&label);
+        label.key = bytes_key;
+        /* Go's label is the size of every object in the bucket; a bucket here
+         * holds one size class, and the label is the average size of the
+         * objects it stands for. */
+        label.num = (int64_t)hp_snap_avg_size(sb);
+        sm.label = labels;
+        sm.n_label = 1;
+        /* At most 10 bytes a varint: ids, values, the label and headers. */
+        uint8_t packed[HP_MAX_FRAMES * 10 + 256];
+        size_t len = perftools__profiles__sample__pack(&sm, packed);
+        put_field(g, 2, packed, len);
+    }
+
+    /* Everything else, as one more piece of the same message. */
     Profile p;
     perftools__profiles__profile__init(&p);
     ValueType *types[4] = {
@@ -306,45 +448,6 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         p.comment = &comment;
         p.n_comment = 1;
     }
-    int64_t bytes_key = str_index(&b, "bytes");
-
-    Sample **samples = s->nbuckets ? hp_arena_alloc(b.a, s->nbuckets * sizeof *samples) : NULL;
-    size_t nsamples = 0;
-    for (size_t i = 0; i < s->nbuckets && !b.oom; i++) {
-        struct hp_snap_bucket *sb = &s->buckets[i];
-        Sample *sm = hp_arena_alloc(b.a, sizeof *sm);
-        int64_t *values = hp_arena_alloc(b.a, 4 * sizeof *values);
-        Label *label = hp_arena_alloc(b.a, sizeof *label);
-        Label **labels = hp_arena_alloc(b.a, sizeof *labels);
-        void *ips[HP_MAX_FRAMES];
-        int depth = hp_stack_frames(sb->stack, ips, HP_MAX_FRAMES);
-        uint32_t epoch = hp_stack_epoch(sb->stack);
-        uint64_t *ids = hp_arena_alloc(b.a, ((size_t)depth + 1) * sizeof *ids);
-        if (!samples || !sm || !values || !label || !labels || !ids) {
-            b.oom = true;
-            break;
-        }
-        perftools__profiles__sample__init(sm);
-        for (int d = 0; d < depth; d++)
-            ids[d] = location_id(&b, (uintptr_t)ips[d], epoch);
-        sm->location_id = ids;
-        sm->n_location_id = (size_t)depth;
-        memcpy(values, sb->est, sizeof sb->est); /* unbiased: hp_snapshot_estimate */
-        sm->value = values;
-        sm->n_value = 4;
-        perftools__profiles__label__init(label);
-        label->key = bytes_key;
-        /* Go's label is the size of every object in the bucket; a bucket here
-         * holds one size class, and the label is the average size of the
-         * objects it stands for. */
-        label->num = (int64_t)hp_snap_avg_size(sb);
-        labels[0] = label;
-        sm->label = labels;
-        sm->n_label = 1;
-        samples[nsamples++] = sm;
-    }
-    p.sample = samples;
-    p.n_sample = nsamples;
 
     /* Mappings last: symbolizing the locations set their has_* flags. */
     struct hp_mapping *maps;
@@ -378,21 +481,19 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     p.string_table = b.string_table;
     p.n_string_table = b.nstrings;
 
-    int r = 0;
-    if (b.oom) {
-        r = -ENOMEM;
-    } else {
+    if (!b.oom) {
         size_t len = perftools__profiles__profile__get_packed_size(&p);
         uint8_t *raw = hp_arena_alloc(b.a, len + 1);
-        if (!raw)
-            r = -ENOMEM;
-        else {
+        if (raw) {
             perftools__profiles__profile__pack(&p, raw);
-            r = gzip_buffer(b.a, raw, len, out, outlen);
+            gz_put(g, raw, len);
+        } else {
+            b.oom = true;
         }
     }
+    int r = gz_finish(g, out, outlen);
     free_indexes(&b);
-    return r;
+    return b.oom ? -ENOMEM : r;
 }
 
 static int write_file_atomic(const char *path, const void *data, size_t len);

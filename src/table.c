@@ -405,20 +405,26 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size)
     return b;
 }
 
-int hp_stack_frames(uint32_t stack, void **ips, int max)
+int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max)
 {
     int d = 0;
     while (stack && d < max) {
         const struct node *nd = node_at(stack);
-        ips[d++] = (void *)nd->ip;
+        out[d].ip = nd->ip;
+        out[d].node = stack;
+        out[d].epoch = nd->epoch;
+        d++;
         stack = nd->parent;
     }
     return d;
 }
 
-uint32_t hp_stack_epoch(uint32_t stack)
+uint32_t hp_table_nodes(void)
 {
-    return stack ? node_at(stack)->epoch : 0;
+    pthread_mutex_lock(&table_lock);
+    uint32_t n = nnodes;
+    pthread_mutex_unlock(&table_lock);
+    return n;
 }
 
 bool hp_table_folded(void)

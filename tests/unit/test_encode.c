@@ -162,16 +162,15 @@ int main(int argc, char **argv)
                 s1_seen[v] += sm->value[v];
         }
         CHECK(sm->n_location_id == 2, "stack depth");
-        void *ips[HP_MAX_FRAMES];
-        CHECK(hp_stack_frames(bk->stack, ips, HP_MAX_FRAMES) == 2, "stack depth in the table");
+        struct hp_frame fs[HP_MAX_FRAMES];
+        CHECK(hp_stack_frames(bk->stack, fs, HP_MAX_FRAMES) == 2, "stack depth in the table");
         for (size_t l = 0; l < sm->n_location_id; l++) {
             uint64_t id = sm->location_id[l];
             CHECK(id >= 1 && id <= p->n_location, "location id %llu", (unsigned long long)id);
             if (id < 1 || id > p->n_location)
                 continue;
             Perftools__Profiles__Location *loc = p->location[id - 1];
-            CHECK(loc->address == (uint64_t)(uintptr_t)ips[l] - 1,
-                  "address is not return address - 1");
+            CHECK(loc->address == (uint64_t)fs[l].ip - 1, "address is not return address - 1");
             CHECK(loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping, "mapping id");
             if (loc->mapping_id >= 1 && loc->mapping_id <= p->n_mapping) {
                 Perftools__Profiles__Mapping *m = p->mapping[loc->mapping_id - 1];
