@@ -55,6 +55,9 @@ static void *boot_alloc(size_t n, size_t align)
             break;
     }
     memcpy(boot_pool + start - sizeof(size_t), &n, sizeof n);
+    static int pinned;
+    if (!__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
+        hp_live_pin(boot_pool, sizeof boot_pool); /* free() must look at these */
     return boot_pool + start; /* static storage: already zero */
 }
 
@@ -171,12 +174,24 @@ HP_EXPORT void *malloc(size_t size)
     return malloc_slow(size, false);
 }
 
+/* Where the page bitmap says p may be special: a sampled object, NULL
+ * (whose bit is always set) or a block of the boot pool (whose pages' bits
+ * are set when it first serves one). */
+__attribute__((noinline)) static void free_slow(void *p)
+{
+    if (!p || in_boot(p))
+        return;
+    if (hp_filter_maybe(p))
+        hp_on_free(p);
+    hp_real.free(p);
+}
+
+/* The fast path: one bit of the page bitmap, then a tail jump to the real
+ * free. */
 HP_EXPORT void free(void *p)
 {
-    if (HP_UNLIKELY(!p || in_boot(p)))
-        return;
-    if (HP_UNLIKELY(hp_live_maybe(p)))
-        hp_on_free(p);
+    if (HP_UNLIKELY(hp_page_maybe(p)))
+        return free_slow(p);
     hp_real.free(p);
 }
 

@@ -219,31 +219,52 @@ struct hp_snap_bucket;
 void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate);
 size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
- * sampled. Inline, since every free runs it. First a small table of counts
- * of live samples per page (hashed to 2048 slots, 8 KiB, so it stays in the
- * first-level cache); only where that is nonzero, the finer filter: a
- * counter in a 64-byte line chosen by p's page, picked by p's low bits. */
-enum { HP_PAGE_SLOTS_BITS = 11, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
-extern uint32_t hp_page_live[1u << HP_PAGE_SLOTS_BITS];
+ * sampled. Inline, since every free runs it. First a bitmap of the pages
+ * that hold a live sample (64K bits, 8 KiB): pages map to bits in address
+ * order within each 64 MiB region, so the frees of a working set read one
+ * or two of its lines, which stay in the first-level cache. Only where a
+ * bit is set, the finer filter: a counter in a 64-byte line chosen by p's
+ * page, picked by p's offset in it. */
+enum { HP_PAGE_BITS = 16, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+extern uint64_t hp_page_bits[(1u << HP_PAGE_BITS) / 64];
 extern uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 static inline uint64_t hp_page_hash(const void *p)
 {
     return (uint64_t)((uintptr_t)p >> 12) * 0x9e3779b97f4a7c15ull;
 }
-static inline uint32_t *hp_page_slot(const void *p)
+static inline uint32_t hp_page_index(const void *p)
 {
-    return &hp_page_live[hp_page_hash(p) >> (64 - HP_PAGE_SLOTS_BITS)];
+    /* Regions of 64 MiB start at scattered bits: glibc's per-thread heaps
+     * are aligned to 64 MiB and would otherwise share theirs. An xor keeps
+     * the pages of each aligned run of 64 on one word. */
+    uintptr_t page = (uintptr_t)p >> 12;
+    return (uint32_t)(page ^ (page >> 14)) & ((1u << HP_PAGE_BITS) - 1);
 }
 static inline uint16_t *hp_filter_slot(const void *p)
 {
     uint64_t line = hp_page_hash(p) >> (64 - HP_FILTER_LINE_BITS);
-    return &hp_filter[line * HP_FILTER_PER_LINE + (((uintptr_t)p >> 4) & (HP_FILTER_PER_LINE - 1))];
+    /* The counter from all the address's bits within its page: objects of
+     * one size class are spaced evenly (every 512 bytes, say), so a few low
+     * bits alone would put all of a page's objects on one counter. */
+    uint32_t in_page = (uint32_t)(((uintptr_t)p >> 4) & 0xff) * 0x9e3779b1u;
+    return &hp_filter[line * HP_FILTER_PER_LINE + (in_page >> 27)];
+}
+static inline bool hp_page_maybe(const void *p)
+{
+    uint32_t i = hp_page_index(p);
+    return __atomic_load_n(&hp_page_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
+}
+static inline bool hp_filter_maybe(const void *p)
+{
+    return __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
 }
 static inline bool hp_live_maybe(const void *p)
 {
-    return __atomic_load_n(hp_page_slot(p), __ATOMIC_RELAXED) != 0 &&
-           __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
+    return hp_page_maybe(p) && hp_filter_maybe(p);
 }
+/* Sets the page bits of [p, p + len) for good: free() then looks closer at
+ * every block there. */
+void hp_live_pin(const void *p, size_t len);
 void hp_live_lock_all(void);
 void hp_live_unlock_all(void);
 void hp_live_child(void);

@@ -4,23 +4,26 @@
  * and without writing shared memory in the common case, and without ever
  * missing one. Two layers do it:
  *
- * 1. Counting filters, in two levels (hp.h). The first counts live samples
- *    per page, hashed to 2048 32-bit slots: 8 KiB that stay in the first-level
- *    cache, and zero for nearly every page of a program whose samples are a
- *    few per megabyte. Where it is not zero, the second: 2^18 16-bit
- *    counters in 64-byte lines of 32, the line chosen by the page, the
- *    counter by the address's low bits, so that frees of nearby objects
- *    touch the same few lines. Inserting a sampled pointer increments both
- *    counters before malloc returns the pointer; removing it decrements
- *    them. free() reads them: a zero means "certainly not sampled" and the
- *    free goes straight to the real allocator. No false negatives: the
- *    increments are sequenced before the pointer is returned, and any thread
+ * 1. Filters, in two levels (hp.h). The first is a bitmap of pages that
+ *    hold a live sample: 64K bits, 8 KiB, pages mapped to bits in address
+ *    order within each 64 MiB region, so that the frees of a working set
+ *    read one or two cache lines of it, and a bit that is zero for nearly
+ *    every page of a program whose samples are a few per megabyte. Each bit
+ *    has a count of live samples beside it, kept under a spin lock that only
+ *    adding and removing a sample take. Where the bit is set, the second
+ *    level: 2^18 16-bit counters in 64-byte lines of 32, the line chosen by
+ *    the page, the counter by the address's offset in the page, so that
+ *    frees of nearby objects touch the same few lines. Inserting a sampled
+ *    pointer sets both before malloc returns the pointer; removing it
+ *    undoes them. free() reads them: a zero means "certainly not sampled"
+ *    and the free goes straight to the real allocator. No false negatives:
+ *    the writes are sequenced before the pointer is returned, and any thread
  *    that frees the pointer got it through some synchronisation that also
- *    carries them. Nonzero counters can be other pointers' (a false
- *    positive); that costs a locked lookup. Unlike a Bloom filter of bits,
- *    counters can be decremented, so the filters do not fill up over a long
- *    run. The 16-bit counters cannot overflow in practice: that would take
- *    65536 live samples in one slot of 32 bytes' span per page.
+ *    carries them. A set bit or nonzero counter can be another pointer's
+ *    (a false positive); that costs a locked lookup. Unlike a Bloom filter of
+ *    bits, counts can be decremented, so the filters do not fill up over a
+ *    long run. The 16-bit counters cannot overflow in practice: that would
+ *    take 65536 live samples on one counter.
  * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
  *    probing with backward-shift deletion) map a sampled pointer to its
  *    bucket and its requested size. Sharding keeps threads that free sampled
@@ -51,7 +54,38 @@ enum {
     MIN_SLOTS = 64,
 };
 
-uint32_t hp_page_live[1u << HP_PAGE_SLOTS_BITS];
+/* Bit 0 stands for page 0, so that free(NULL) takes the slow path, which
+ * knows it; it is never cleared (its count starts at 1). */
+uint64_t hp_page_bits[(1u << HP_PAGE_BITS) / 64] = {1};
+/* Live samples per bit of hp_page_bits, behind a spin lock of their own
+ * (taken inside a shard's lock, only when a sample is added or removed):
+ * a bit is set when its count leaves zero and cleared when it returns to
+ * it, and the lock keeps an add and a remove on one bit from crossing. */
+static uint32_t page_count[1u << HP_PAGE_BITS] = {1};
+static int page_lock __attribute__((aligned(64)));
+
+static void page_lock_take(void)
+{
+    while (__atomic_exchange_n(&page_lock, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&page_lock, __ATOMIC_RELAXED))
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#else
+            ;
+#endif
+}
+
+static void page_add(const void *p, int delta)
+{
+    uint32_t i = hp_page_index(p);
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    page_lock_take();
+    if (delta > 0 && page_count[i]++ == 0)
+        __atomic_fetch_or(&hp_page_bits[i / 64], bit, __ATOMIC_RELEASE);
+    else if (delta < 0 && --page_count[i] == 0)
+        __atomic_fetch_and(&hp_page_bits[i / 64], ~bit, __ATOMIC_RELEASE);
+    __atomic_store_n(&page_lock, 0, __ATOMIC_RELEASE);
+}
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
 struct slot {
@@ -158,6 +192,12 @@ static void drop_huge(struct shard *s, uintptr_t key)
         }
 }
 
+void hp_live_pin(const void *p, size_t len)
+{
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095; a < (uintptr_t)p + len; a += 4096)
+        page_add((const void *)a, 1);
+}
+
 bool hp_live_insert(void *p, struct hp_live_rec rec)
 {
     uint64_t h = mix(p);
@@ -178,7 +218,7 @@ bool hp_live_insert(void *p, struct hp_live_rec rec)
     if (!sl->key) {
         s->count++;
         __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(hp_page_slot(p), 1, __ATOMIC_RELAXED);
+        page_add(p, 1);
     } else if (sl->size == HUGE) {
         /* The address is already live: its free was never seen (a block
          * released behind the hooks' back, e.g. by a foreign free). The old
@@ -230,7 +270,7 @@ struct hp_live_rec hp_live_remove(void *p)
             s->slots[i].size = 0;
             s->count--;
             __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-            __atomic_fetch_sub(hp_page_slot(p), 1, __ATOMIC_RELAXED);
+            page_add(p, -1);
         }
     }
     pthread_mutex_unlock(&s->lock);

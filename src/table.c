@@ -373,7 +373,7 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size)
 {
     uint32_t stack = stack_node(ips, depth);
     unsigned cls = size_class(size);
-    unsigned slot = (stack * 0x9e3779b1u + cls) >> 28;
+    unsigned slot = (stack * 0x9e3779b1u + cls * 0x85ebca6bu) >> 28;
     uint32_t b = 0;
     if (tcache[slot].stack == stack && tcache[slot].cls == cls && tcache[slot].bucket)
         b = tcache[slot].bucket;
