@@ -147,11 +147,11 @@ def esc(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def svg_plot(series, title, subtitle, xlabel, ylabel):
+def svg_plot(series, title, subtitle, note, xlabel, ylabel):
     """series: [(label, [(x, y), ...])]. A self-contained SVG: axes, ticks,
     grid, labels, one polyline (with markers) per series, a legend."""
     W, H = 760, 470
-    L, R, T, B = 78, 24, 64, 58
+    L, R, T, B = 78, 24, 72, 58
     xs = [x for _, pts in series for x, _ in pts] or [0, 1]
     ys = [y for _, pts in series for _, y in pts] or [0, 1]
     xmax = max(xs) or 1
@@ -177,7 +177,8 @@ def svg_plot(series, title, subtitle, xlabel, ylabel):
          'font-family="sans-serif" font-size="12">' % (W, H, W, H),
          '<rect width="100%" height="100%" fill="white"/>',
          '<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>' % (L, esc(title)),
-         '<text x="%d" y="42" fill="#555">%s</text>' % (L, esc(subtitle))]
+         '<text x="%d" y="40" fill="#555">%s</text>' % (L, esc(subtitle)),
+         '<text x="%d" y="57" fill="#777" font-size="11">%s</text>' % (L, esc(note))]
     v = 0.0
     while v <= xmax + 1e-9:
         x = px(v)
@@ -229,10 +230,16 @@ def commit_of(build):
                        stderr=subprocess.DEVNULL, text=True).stdout.strip()
     if not c:
         return "not a git checkout", src
+    # What is measured is the library: name the last commit that changed it.
+    lib = subprocess.run(git + ["log", "-1", "--format=%h", "--", "src", "include"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True).stdout.strip()
     dirty = subprocess.run(git + ["status", "--porcelain", "--", "src", "include"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            text=True).stdout.strip()
-    return c + (" (src/ or include/ modified)" if dirty else ""), src
+    if dirty:
+        return c + ", src/ or include/ modified", src
+    return "%s (src/ and include/ as of %s)" % (c, lib) if lib and lib != c else c, src
 
 
 def main():
@@ -287,7 +294,7 @@ def main():
         "Machine: %d CPUs, kernel %s, glibc %s; load average %.2f before, %.2f after." % (
             len(os.sched_getaffinity(0)), platform.release(),
             os.confstr("CS_GNU_LIBC_VERSION").split()[-1], load0[0], os.getloadavg()[0]),
-        "heapprof: commit %s (source tree %s), default rate, `LD_PRELOAD=%s HEAPPROF=...`." % (
+        "heapprof: commit %s; source tree %s; default rate, `LD_PRELOAD=%s HEAPPROF=...`." % (
             commit, src, os.path.relpath(lib)),
         "",
         "RSS at each mark: varied_sizes' own /proc/self/statm when it has allocated that many"
@@ -351,8 +358,10 @@ def main():
             f.write(report)
     svg = svg_plot(series,
                    "heapprof's own memory over a run: RSS with heapprof − RSS alone",
-                   "varied_sizes: one call site, 1..1 MiB buffers, 64 live; default rate;"
-                   " commit %s" % commit,
+                   "varied_sizes: one call site, buffers of 1..1 MiB, 64 live;"
+                   " heapprof at the default rate",
+                   "heapprof commit %s; median of %d run%s per point" % (
+                       commit, args.runs, "s" if args.runs > 1 else ""),
                    "GiB allocated", "MiB (RSS with heapprof − RSS alone)")
     with open(args.svg, "w") as f:
         f.write(svg)

@@ -11,10 +11,9 @@
  * stack is therefore its path from the root (each call site is its own
  * return address): every allocation of a round comes from a stack of its own
  * (an exact profile of one round at DEPTH 17: 393,213 allocations from
- * 393,213 distinct stacks),
- * and 99.6% of them are 20 to 30 frames deep: _start, __libc_start_main,
- * __libc_start_call_main, main, run_round, up to 17 builders and 5 relays,
- * make_node (and scratch) and the site.
+ * 393,213 distinct stacks), and 99.6% of them are 20 to 30 frames deep:
+ * _start, __libc_start_main, __libc_start_call_main, main, run_round, up to
+ * 17 builders and 5 relays, make_node (and scratch) and the site.
  *
  * Per node, three allocations from 50 sites in all (SITE() below; which site
  * depends on the node's level and builder):

@@ -301,9 +301,13 @@ def table(label, cfgs, res):
         if x.errors:
             rows.append("| %s: %d failed run(s) | %s | | | | | |" % (
                 name, len(x.errors), "; ".join(x.errors[:2])))
+    rows += ["", "Each run, wall s / tree peak MiB: " + "; ".join(
+        "%s %s" % (key, ", ".join("%.2f / %.0f" % (w, p / 1024)
+                                  for w, p in zip(res[key].wall, res[key].tree_peak)))
+        for key, _, _, _, _ in cfgs if res[key].wall) + "."]
     if "heaptrack" in res and res["heaptrack"].wall and res["exact"].wall:
         e, h = res["exact"], res["heaptrack"]
-        rows += ["", "heapprof exact / heaptrack: wall %s, CPU %s, peak RSS of the tree %s." % (
+        rows += ["heapprof exact / heaptrack: wall %s, CPU %s, peak RSS of the tree %s." % (
             ratio(med(e.wall), med(h.wall)), ratio(med(e.cpu), med(h.cpu)),
             ratio(med(e.tree_peak), med(h.tree_peak)))]
     return rows + [""]
@@ -320,10 +324,16 @@ def commit_of(build):
                        stderr=subprocess.DEVNULL, text=True).stdout.strip()
     if not c:
         return "not a git checkout", src
+    # What is measured is the library: name the last commit that changed it.
+    lib = subprocess.run(git + ["log", "-1", "--format=%h", "--", "src", "include"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True).stdout.strip()
     dirty = subprocess.run(git + ["status", "--porcelain", "--", "src", "include"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            text=True).stdout.strip()
-    return c + (" (src/ or include/ modified)" if dirty else ""), src
+    if dirty:
+        return c + ", src/ or include/ modified", src
+    return "%s (src/ and include/ as of %s)" % (c, lib) if lib and lib != c else c, src
 
 
 def main():
@@ -398,7 +408,7 @@ def main():
         "Machine: %d CPUs, kernel %s, glibc %s; load average %.2f before, %.2f after." % (
             len(os.sched_getaffinity(0)), platform.release(),
             os.confstr("CS_GNU_LIBC_VERSION").split()[-1], load0[0], os.getloadavg()[0]),
-        "heapprof: commit %s (source tree %s). %s." % (commit, src, ht_version or "no heaptrack"),
+        "heapprof: commit %s; source tree %s. %s." % (commit, src, ht_version or "no heaptrack"),
         "",
         "Medians of %d alternating runs. Wall: start to the exit of the last process of the"
         " tree. CPU: user + system of the whole tree. Peak RSS of the tree: the larger of the"
