@@ -58,7 +58,7 @@ static void *boot_alloc(size_t n, size_t align)
     static int pinned;
     if (!__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
         hp_live_pin(boot_pool, sizeof boot_pool); /* free() must look at these */
-    return boot_pool + start; /* static storage: already zero */
+    return boot_pool + start;                     /* static storage: already zero */
 }
 
 static size_t boot_size(const void *p)

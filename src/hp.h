@@ -168,8 +168,9 @@ int hp_stack_capture(void **ips, int max);
  * their unbiased weights (each sample of s bytes adds 1/p(s) and s/p(s)).
  * Never freed; counters updated with relaxed atomics. */
 struct hp_bucket {
-    uint32_t stack; /* the stack's leaf node (hp_stack_frames) */
-    uint8_t cls;    /* size class: bit length of the size */
+    uint32_t stack;     /* the stack's leaf node (hp_stack_frames) */
+    uint32_t next : 24; /* the stack's next older bucket, 0: none */
+    uint32_t cls : 8;   /* size class: bit length of the size */
     uint64_t allocs;
     double w_objects, w_bytes;
 };

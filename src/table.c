@@ -45,35 +45,53 @@
 #include <string.h>
 
 enum {
-    NODE_CHUNK_BITS = 14, /* 16384 nodes of 16 bytes: 256 KiB a chunk */
+    NODE_CHUNK_BITS = 13, /* 8192 nodes of 32 bytes: 256 KiB a chunk */
     NODE_CHUNK = 1 << NODE_CHUNK_BITS,
-    NODE_DIR = 1024, /* at most 16M nodes */
+    NODE_DIR = 2048, /* 16M nodes, what the index can number */
     BUCKET_CHUNK_BITS = 13,
     BUCKET_CHUNK = 1 << BUCKET_CHUNK_BITS,
-    BUCKET_DIR = 2048, /* at most 16M buckets: live.c keeps 24-bit indexes */
+    BUCKET_DIR = 2048, /* at most 16M buckets: live.c keeps 24-bit numbers */
     MIN_INDEX = 1024,
+    /* A node with more children than this has them in the index too. */
+    WIDE = 8,
 };
 
+/* A frame. Its children are a list from the newest, linked through
+ * next_sibling: a node has few callees, and in a program that walks the same
+ * paths again, nodes made one after another are read one after another. A
+ * node with more than WIDE children is looked up in the index instead. Its
+ * buckets (one per size class seen with this node as the leaf) are a list
+ * too. Lists grow at their head: a reader without the lock sees a whole
+ * list, perhaps without its newest entry. */
 struct node {
-    uintptr_t ip;    /* return address; HP_OTHER_IP for the [other] stack */
-    uint32_t parent; /* caller's node; 0 (the root) for the outermost frame */
-    uint32_t epoch;  /* dlclose calls seen when the node was made */
+    uintptr_t ip;          /* return address; HP_OTHER_IP for the [other] stack */
+    uint32_t parent;       /* caller's node; 0 (the root) for the outermost frame */
+    uint32_t epoch;        /* dlclose calls seen when the node was made */
+    uint32_t first_child;  /* newest child, 0: none */
+    uint32_t next_sibling; /* next older child of the parent */
+    uint32_t first_bucket; /* newest bucket of the stack that ends here */
+    uint32_t kids;         /* number of children */
 };
 
-/* An insert-only index of node or bucket numbers (0: empty slot). */
+/* An insert-only index of the children of wide nodes. A slot holds the
+ * node's number (24 bits; nodes are numbered from 1, so 0 is an empty slot)
+ * and the top 8 bits of its hash, so that a probe reads the node (a cache
+ * miss) only once in 256 times when it is not the one. */
 struct index {
     uint32_t mask;
     uint32_t count;
     struct index *retired; /* the smaller copies it replaced */
     uint32_t slots[];
 };
+#define SLOT_ID(v) ((v)&0xffffffu)
+#define SLOT_TAG(h) ((uint32_t)(h)&0xff000000u)
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct node *node_dir[NODE_DIR];
 static struct hp_bucket *bucket_dir[BUCKET_DIR];
 static uint32_t nnodes = 1;   /* node 0 is the root: the empty stack */
 static uint32_t nbuckets = 1; /* bucket 0 means none */
-static struct index *child_index, *bucket_index;
+static struct index *child_index;
 static size_t table_bytes;
 static uint32_t other_node;
 static bool folded; /* a stack was folded into [other] */
@@ -103,52 +121,58 @@ struct hp_bucket *hp_bucket_at(uint32_t i)
                             __ATOMIC_ACQUIRE)[i & (BUCKET_CHUNK - 1)];
 }
 
-static inline unsigned mix2(uint64_t a, uint64_t b)
+static inline unsigned child_hash(uint32_t parent, uintptr_t ip)
 {
-    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
+    uint64_t h = (ip ^ (parent * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
     h ^= h >> 31;
     h *= 0x94d049bb133111ebull;
     return (unsigned)(h ^ (h >> 29));
 }
 
-static inline unsigned child_hash(uint32_t parent, uintptr_t ip)
-{
-    return mix2(ip, parent);
-}
-
-static inline unsigned bucket_hash(uint32_t stack, unsigned cls)
-{
-    return mix2(((uint64_t)stack << 8) | cls, 0x5bd1e995);
-}
-
-static uint32_t find_child(uint32_t parent, uintptr_t ip)
+static uint32_t index_find(uint32_t parent, uintptr_t ip)
 {
     struct index *t = __atomic_load_n(&child_index, __ATOMIC_ACQUIRE);
     if (!t)
         return 0;
-    for (uint32_t i = child_hash(parent, ip) & t->mask;; i = (i + 1) & t->mask) {
-        uint32_t n = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
-        if (!n)
+    unsigned h = child_hash(parent, ip);
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t v = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
+        if (!v)
             return 0;
-        const struct node *nd = node_at(n);
+        if (SLOT_TAG(v) != SLOT_TAG(h))
+            continue;
+        const struct node *nd = node_at(SLOT_ID(v));
         if (nd->ip == ip && nd->parent == parent)
-            return n;
+            return SLOT_ID(v);
     }
+}
+
+/* The child of parent for ip, or 0. Without the lock it may miss a child
+ * being added; under it, it is exact. */
+static uint32_t find_child(uint32_t parent, uintptr_t ip)
+{
+    const struct node *p = node_at(parent);
+    if (__atomic_load_n(&p->kids, __ATOMIC_ACQUIRE) > WIDE)
+        return index_find(parent, ip);
+    for (uint32_t c = __atomic_load_n(&p->first_child, __ATOMIC_ACQUIRE); c;) {
+        const struct node *nd = node_at(c);
+        if (nd->ip == ip)
+            return c;
+        c = nd->next_sibling;
+    }
+    return 0;
 }
 
 static uint32_t find_bucket(uint32_t stack, unsigned cls)
 {
-    struct index *t = __atomic_load_n(&bucket_index, __ATOMIC_ACQUIRE);
-    if (!t)
-        return 0;
-    for (uint32_t i = bucket_hash(stack, cls) & t->mask;; i = (i + 1) & t->mask) {
-        uint32_t n = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
-        if (!n)
-            return 0;
-        const struct hp_bucket *b = hp_bucket_at(n);
-        if (b->stack == stack && b->cls == cls)
-            return n;
+    uint32_t b = __atomic_load_n(&node_at(stack)->first_bucket, __ATOMIC_ACQUIRE);
+    while (b) {
+        const struct hp_bucket *bk = hp_bucket_at(b);
+        if (bk->cls == cls)
+            return b;
+        b = bk->next;
     }
+    return 0;
 }
 
 static size_t index_size(uint32_t cap)
@@ -156,14 +180,16 @@ static size_t index_size(uint32_t cap)
     return sizeof(struct index) + (size_t)cap * sizeof(uint32_t);
 }
 
-/* Makes room for one more entry (under the lock): at most 3/4 full.
- * rehash gives an entry's hash. false: no memory (or over the limit). */
-static bool index_reserve(struct index **tp, unsigned (*rehash)(uint32_t), bool limited)
+/* Under the lock: room for more entries, at most 3/4 full. */
+static bool index_reserve(uint32_t more, bool limited)
 {
-    struct index *t = *tp;
-    if (t && (t->count + 1) * 4 <= (t->mask + 1) * 3)
+    struct index *t = child_index;
+    uint32_t cap = t ? t->mask + 1 : MIN_INDEX / 2;
+    uint32_t count = t ? t->count : 0;
+    while ((count + more) * 4 > cap * 3)
+        cap *= 2;
+    if (t && cap == t->mask + 1)
         return true;
-    uint32_t cap = t ? (t->mask + 1) * 2 : MIN_INDEX;
     if (limited && over_limit(index_size(cap)))
         return false;
     struct index *nt = table_alloc(index_size(cap));
@@ -172,48 +198,40 @@ static bool index_reserve(struct index **tp, unsigned (*rehash)(uint32_t), bool 
     nt->mask = cap - 1;
     if (t) {
         for (uint32_t i = 0; i <= t->mask; i++) {
-            uint32_t n = t->slots[i];
-            if (!n)
+            uint32_t v = t->slots[i];
+            if (!v)
                 continue;
-            uint32_t j = rehash(n) & nt->mask;
+            const struct node *nd = node_at(SLOT_ID(v));
+            uint32_t j = child_hash(nd->parent, nd->ip) & nt->mask;
             while (nt->slots[j])
                 j = (j + 1) & nt->mask;
-            nt->slots[j] = n;
+            nt->slots[j] = v;
         }
         nt->count = t->count;
         nt->retired = t;
     }
     /* Release: a reader that loads the new index sees its slots. */
-    __atomic_store_n(tp, nt, __ATOMIC_RELEASE);
+    __atomic_store_n(&child_index, nt, __ATOMIC_RELEASE);
     return true;
 }
 
-static void index_put(struct index *t, unsigned hash, uint32_t n)
+static void index_put(uint32_t n)
 {
+    struct index *t = child_index;
+    const struct node *nd = node_at(n);
+    unsigned hash = child_hash(nd->parent, nd->ip);
     uint32_t i = hash & t->mask;
     while (t->slots[i])
         i = (i + 1) & t->mask;
-    __atomic_store_n(&t->slots[i], n, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->slots[i], SLOT_TAG(hash) | n, __ATOMIC_RELEASE);
     t->count++;
-}
-
-static unsigned node_rehash(uint32_t n)
-{
-    const struct node *nd = node_at(n);
-    return child_hash(nd->parent, nd->ip);
-}
-
-static unsigned bucket_rehash(uint32_t n)
-{
-    const struct hp_bucket *b = hp_bucket_at(n);
-    return bucket_hash(b->stack, b->cls);
 }
 
 /* Under the lock: a new node (ip under parent), or 0. */
 static uint32_t add_node(uint32_t parent, uintptr_t ip, bool limited)
 {
     uint32_t n = nnodes;
-    if (n >= (uint32_t)NODE_DIR * NODE_CHUNK)
+    if (n > 0xffffff) /* the index keeps 24 bits */
         return 0;
     if (!node_dir[n >> NODE_CHUNK_BITS]) {
         size_t size = NODE_CHUNK * sizeof(struct node);
@@ -224,14 +242,25 @@ static uint32_t add_node(uint32_t parent, uintptr_t ip, bool limited)
             return 0;
         __atomic_store_n(&node_dir[n >> NODE_CHUNK_BITS], c, __ATOMIC_RELEASE);
     }
-    if (!index_reserve(&child_index, node_rehash, limited))
+    struct node *p = node_at(parent);
+    uint32_t kids = p->kids + 1;
+    /* The parent becomes wide: its children go to the index, all of them. */
+    if (kids > WIDE && !index_reserve(kids == WIDE + 1 ? kids : 1, limited))
         return 0;
     struct node *nd = node_at(n);
     nd->ip = ip;
     nd->parent = parent;
     nd->epoch = __atomic_load_n(&hp_dl_epoch, __ATOMIC_ACQUIRE);
+    nd->next_sibling = p->first_child;
     nnodes = n + 1;
-    index_put(child_index, child_hash(parent, ip), n);
+    /* Release: a reader that finds the node sees it whole. */
+    __atomic_store_n(&p->first_child, n, __ATOMIC_RELEASE);
+    if (kids == WIDE + 1)
+        for (uint32_t c = n; c; c = node_at(c)->next_sibling)
+            index_put(c);
+    else if (kids > WIDE)
+        index_put(n);
+    __atomic_store_n(&p->kids, kids, __ATOMIC_RELEASE);
     return n;
 }
 
@@ -250,14 +279,15 @@ static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
             return 0;
         __atomic_store_n(&bucket_dir[n >> BUCKET_CHUNK_BITS], c, __ATOMIC_RELEASE);
     }
-    if (!index_reserve(&bucket_index, bucket_rehash, limited))
-        return 0;
+    struct node *nd = node_at(stack);
     struct hp_bucket *b = hp_bucket_at(n);
     b->stack = stack;
     b->cls = (uint8_t)cls;
-    /* Release: a thread that reads the count sees the bucket whole. */
+    b->next = nd->first_bucket;
+    /* Release: a thread that reads the count, or finds the bucket in its
+     * node's list, sees the bucket whole. */
     __atomic_store_n(&nbuckets, n + 1, __ATOMIC_RELEASE);
-    index_put(bucket_index, bucket_hash(stack, cls), n);
+    __atomic_store_n(&nd->first_bucket, n, __ATOMIC_RELEASE);
     return n;
 }
 
@@ -371,6 +401,8 @@ static double load_double(const double *x)
 
 uint32_t hp_table_record(void **ips, int depth, uint64_t size)
 {
+    if (HP_UNLIKELY(!__atomic_load_n(&node_dir[0], __ATOMIC_ACQUIRE)))
+        return 0; /* hp_table_init found no memory for the root */
     uint32_t stack = stack_node(ips, depth);
     unsigned cls = size_class(size);
     unsigned slot = (stack * 0x9e3779b1u + cls * 0x85ebca6bu) >> 28;

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
      * them; the snapshot's counts are made by hand. */
     hp_cfg.rate = 524288;
     hp_cfg.max_memory = 64 << 20;
+    hp_table_init();
     void *ips1[2] = {a, main_ret}, *ips2[2] = {b, main_ret};
     uint32_t s1 = hp_bucket_at(hp_table_record(ips1, 2, 1024))->stack;
     uint32_t s2 = hp_bucket_at(hp_table_record(ips2, 2, 524288))->stack;
