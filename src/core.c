@@ -130,6 +130,7 @@ void hp_init(void)
     not_root = raw && parent_is_profiled(raw);
     hp_stack_init();
     hp_table_init();
+    hp_live_init(hp_cfg.rate <= 1);
     hp_peak_on = hp_cfg.peak || hp_cfg.http[0];
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);

@@ -181,7 +181,7 @@ __attribute__((noinline)) static void free_slow(void *p)
 {
     if (!p || in_boot(p))
         return;
-    if (hp_filter_maybe(p))
+    if (hp_live_all || hp_filter_maybe(p))
         hp_on_free(p);
     hp_real.free(p);
 }

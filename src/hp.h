@@ -215,9 +215,9 @@ bool hp_live_insert(void *p, struct hp_live_rec rec);
 /* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
 struct hp_live_rec hp_live_remove(void *p);
 struct hp_snap_bucket;
-/* Adds every live sampled object of buckets below n to sb[bucket]: .live
- * and the in-use weights w[2], w[3]. */
-void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate);
+/* Adds every live sampled object of buckets below n to sb[pos[bucket]]:
+ * .live and the in-use weights w[2], w[3]. */
+void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate);
 size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a bitmap of the pages
@@ -259,9 +259,12 @@ static inline bool hp_filter_maybe(const void *p)
 {
     return __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
 }
+/* Exact mode: every page marked, the filters not kept (hp_live_init). */
+extern bool hp_live_all;
+void hp_live_init(bool all);
 static inline bool hp_live_maybe(const void *p)
 {
-    return hp_page_maybe(p) && hp_filter_maybe(p);
+    return hp_page_maybe(p) && (hp_live_all || hp_filter_maybe(p));
 }
 /* Sets the page bits of [p, p + len) for good: free() then looks closer at
  * every block there. */
@@ -356,7 +359,6 @@ void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi,
 struct hp_snap_bucket {
     uint32_t bucket; /* its number */
     uint32_t stack;  /* leaf node */
-    uint8_t cls;
     int64_t allocs; /* sampled objects allocated (in a delta: in the window) */
     int64_t live;   /* sampled objects in use (in a delta: the change) */
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
@@ -381,7 +383,7 @@ int hp_snapshot_peak(struct hp_snapshot *s);
 /* Turns s into s minus base (same process, base taken earlier). */
 int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base);
 void hp_snapshot_release(struct hp_snapshot *s);
-/* Orders the buckets by stack and class and fills in their estimates. The
+/* Groups the buckets by stack (unless they are) and fills in their estimates. The
  * take/peak/delta functions call it; a hand-made snapshot must. */
 void hp_snapshot_estimate(struct hp_snapshot *s);
 

@@ -192,6 +192,20 @@ static void drop_huge(struct shard *s, uintptr_t key)
         }
 }
 
+bool hp_live_all;
+
+void hp_live_init(bool all)
+{
+    if (!all)
+        return;
+    /* Exact mode: nearly every free is of a sampled object, and the filters
+     * would only cost a global lock per allocation. Every page is marked,
+     * for good, and the filters are neither kept nor read. */
+    hp_live_all = true;
+    for (size_t i = 0; i < sizeof hp_page_bits / sizeof hp_page_bits[0]; i++)
+        __atomic_store_n(&hp_page_bits[i], ~(uint64_t)0, __ATOMIC_RELEASE);
+}
+
 void hp_live_pin(const void *p, size_t len)
 {
     for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095; a < (uintptr_t)p + len; a += 4096)
@@ -217,8 +231,10 @@ bool hp_live_insert(void *p, struct hp_live_rec rec)
     struct slot *sl = &s->slots[i];
     if (!sl->key) {
         s->count++;
-        __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-        page_add(p, 1);
+        if (!hp_live_all) {
+            __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+            page_add(p, 1);
+        }
     } else if (sl->size == HUGE) {
         /* The address is already live: its free was never seen (a block
          * released behind the hooks' back, e.g. by a foreign free). The old
@@ -269,15 +285,17 @@ struct hp_live_rec hp_live_remove(void *p)
             s->slots[i].bucket = 0;
             s->slots[i].size = 0;
             s->count--;
-            __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-            page_add(p, -1);
+            if (!hp_live_all) {
+                __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+                page_add(p, -1);
+            }
         }
     }
     pthread_mutex_unlock(&s->lock);
     return rec;
 }
 
-void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate)
+void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate)
 {
     for (int k = 0; k < NSHARDS; k++) {
         struct shard *s = &shards[k];
@@ -288,7 +306,7 @@ void hp_live_sum(struct hp_snap_bucket *sb, uint32_t n, long rate)
                 continue; /* empty, or a bucket newer than the snapshot */
             uint64_t size = slot_size(s, sl);
             double w = hp_unbias_scale(size, rate);
-            struct hp_snap_bucket *b = &sb[sl->bucket];
+            struct hp_snap_bucket *b = &sb[pos[sl->bucket]];
             b->live++;
             b->w[2] += w;
             b->w[3] += w * (double)size;

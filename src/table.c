@@ -252,7 +252,7 @@ static uint32_t add_node(uint32_t parent, uintptr_t ip, bool limited)
     nd->parent = parent;
     nd->epoch = __atomic_load_n(&hp_dl_epoch, __ATOMIC_ACQUIRE);
     nd->next_sibling = p->first_child;
-    nnodes = n + 1;
+    __atomic_store_n(&nnodes, n + 1, __ATOMIC_RELEASE);
     /* Release: a reader that finds the node sees it whole. */
     __atomic_store_n(&p->first_child, n, __ATOMIC_RELEASE);
     if (kids == WIDE + 1)
@@ -284,10 +284,11 @@ static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
     b->stack = stack;
     b->cls = (uint8_t)cls;
     b->next = nd->first_bucket;
-    /* Release: a thread that reads the count, or finds the bucket in its
-     * node's list, sees the bucket whole. */
-    __atomic_store_n(&nbuckets, n + 1, __ATOMIC_RELEASE);
+    /* Release: a thread that finds the bucket in its node's list, or reads
+     * the count, sees the bucket whole; every bucket below the count is in
+     * its node's list. */
     __atomic_store_n(&nd->first_bucket, n, __ATOMIC_RELEASE);
+    __atomic_store_n(&nbuckets, n + 1, __ATOMIC_RELEASE);
     return n;
 }
 
@@ -512,30 +513,40 @@ struct peak_entry {
 static struct peak_entry *peak;
 static size_t npeak, peak_cap;
 
-/* Fills s->buckets with every bucket's cumulative counts, and the in-use
- * ones summed from the live set. The live set is read first: an object
- * found there has had its allocation counted, so in-use never exceeds
- * allocated. */
+/* Fills s->buckets with every bucket that has something to show, grouped
+ * by stack (the order of the stacks' nodes; the profile and the leak
+ * summary want each stack's buckets together), with their cumulative
+ * counts and the in-use ones summed from the live set. The live set is read
+ * first: an object found there has had its allocation counted, so in-use
+ * never exceeds allocated. */
 static int take(struct hp_snapshot *s, struct hp_arena *a)
 {
     uint32_t n = __atomic_load_n(&nbuckets, __ATOMIC_ACQUIRE);
+    uint32_t nn = __atomic_load_n(&nnodes, __ATOMIC_ACQUIRE);
     struct hp_snap_bucket *sb = hp_arena_alloc(a, (size_t)n * sizeof *sb);
-    if (!sb)
+    uint32_t *pos = hp_arena_alloc(a, (size_t)n * sizeof *pos);
+    if (!sb || !pos)
         return -ENOMEM;
-    hp_live_sum(sb, n, hp_cfg.rate);
-    for (uint32_t i = 1; i < n; i++) {
-        const struct hp_bucket *b = hp_bucket_at(i);
-        sb[i].bucket = i;
-        sb[i].stack = b->stack;
-        sb[i].cls = b->cls;
-        sb[i].allocs = (int64_t)__atomic_load_n(&b->allocs, __ATOMIC_RELAXED);
-        sb[i].w[0] = load_double(&b->w_objects);
-        sb[i].w[1] = load_double(&b->w_bytes);
-        if (sb[i].live > sb[i].allocs) /* not possible, but never report it */
-            sb[i].live = sb[i].allocs;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < nn; i++)
+        for (uint32_t b = __atomic_load_n(&node_at(i)->first_bucket, __ATOMIC_ACQUIRE); b;
+             b = hp_bucket_at(b)->next)
+            if (b < n) /* not newer than the snapshot */
+                pos[b] = k++;
+    hp_live_sum(sb, pos, n, hp_cfg.rate);
+    for (uint32_t b = 1; b < n; b++) {
+        const struct hp_bucket *bk = hp_bucket_at(b);
+        struct hp_snap_bucket *e = &sb[pos[b]];
+        e->bucket = b;
+        e->stack = bk->stack;
+        e->allocs = (int64_t)__atomic_load_n(&bk->allocs, __ATOMIC_RELAXED);
+        e->w[0] = load_double(&bk->w_objects);
+        e->w[1] = load_double(&bk->w_bytes);
+        if (e->live > e->allocs) /* not possible, but never report it */
+            e->live = e->allocs;
     }
-    s->buckets = sb + 1;
-    s->nbuckets = n - 1;
+    s->buckets = sb;
+    s->nbuckets = k;
     return 0;
 }
 
@@ -614,10 +625,8 @@ int hp_snapshot_peak(struct hp_snapshot *s)
     }
     for (size_t i = 0; i < npeak; i++) {
         struct hp_snap_bucket *sb = &s->buckets[i];
-        const struct hp_bucket *b = hp_bucket_at(peak[i].bucket);
         sb->bucket = peak[i].bucket;
-        sb->stack = b->stack;
-        sb->cls = b->cls;
+        sb->stack = hp_bucket_at(peak[i].bucket)->stack;
         sb->allocs = peak[i].allocs;
         sb->live = peak[i].live;
         memcpy(sb->w, peak[i].w, sizeof sb->w);
@@ -666,12 +675,12 @@ int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
     return 0;
 }
 
-static int by_stack_class(const void *x, const void *y)
+static int by_stack(const void *x, const void *y)
 {
     const struct hp_snap_bucket *a = x, *b = y;
     if (a->stack != b->stack)
         return a->stack < b->stack ? -1 : 1;
-    return a->cls < b->cls ? -1 : a->cls > b->cls;
+    return a->bucket < b->bucket ? -1 : a->bucket > b->bucket;
 }
 
 /* The profile needs integers. Go truncates every bucket, which loses up to
@@ -684,7 +693,11 @@ static int by_stack_class(const void *x, const void *y)
  * it. */
 void hp_snapshot_estimate(struct hp_snapshot *s)
 {
-    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_stack_class);
+    size_t sorted = 1;
+    while (sorted < s->nbuckets && s->buckets[sorted - 1].stack <= s->buckets[sorted].stack)
+        sorted++;
+    if (sorted < s->nbuckets) /* not grouped by stack yet (a delta) */
+        qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_stack);
     double exact[4] = {0, 0, 0, 0};
     int64_t given[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < s->nbuckets; i++) {
@@ -710,7 +723,8 @@ uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b)
         return (uint64_t)llround(b->w[1] / b->w[0]);
     if (b->w[2] > 0)
         return (uint64_t)llround(b->w[3] / b->w[2]);
-    return b->cls ? (uint64_t)1 << (b->cls - 1) : 0;
+    unsigned cls = hp_bucket_at(b->bucket)->cls;
+    return cls ? (uint64_t)1 << (cls - 1) : 0;
 }
 
 void hp_snapshot_release(struct hp_snapshot *s)

@@ -77,7 +77,7 @@ int main(int argc, char **argv)
      * and s/p(s) bytes per sample. */
 #define BUCKET(st, size, nalloc, nlive)                                                            \
     {                                                                                              \
-        .stack = (st), .cls = (uint8_t)(64 - __builtin_clzll(size)), .allocs = (nalloc),           \
+        .stack = (st), .allocs = (nalloc),                                                         \
         .live = (nlive), .w = {                                                                    \
             go_exact(nalloc, size, 524288, false),                                                 \
             go_exact(nalloc, size, 524288, true),                                                  \
