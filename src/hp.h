@@ -359,8 +359,8 @@ void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi,
 struct hp_snap_bucket {
     uint32_t bucket; /* its number */
     uint32_t stack;  /* leaf node */
-    int64_t allocs; /* sampled objects allocated (in a delta: in the window) */
-    int64_t live;   /* sampled objects in use (in a delta: the change) */
+    int64_t allocs;  /* sampled objects allocated (in a delta: in the window) */
+    int64_t live;    /* sampled objects in use (in a delta: the change) */
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
      * inuse_objects, inuse_space; est[] the same as written to the profile
      * (hp_snapshot_estimate). */

@@ -9,8 +9,8 @@
  *    order within each 64 MiB region, so that the frees of a working set
  *    read one or two cache lines of it, and a bit that is zero for nearly
  *    every page of a program whose samples are a few per megabyte. Each bit
- *    has a count of live samples beside it, kept under a spin lock that only
- *    adding and removing a sample take. Where the bit is set, the second
+ *    has a count of live samples beside it, kept under the lock of the
+ *    shard (below) that the bit's pages belong to. Where the bit is set, the second
  *    level: 2^18 16-bit counters in 64-byte lines of 32, the line chosen by
  *    the page, the counter by the address's offset in the page, so that
  *    frees of nearby objects touch the same few lines. Inserting a sampled
@@ -26,8 +26,10 @@
  *    take 65536 live samples on one counter.
  * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
  *    probing with backward-shift deletion) map a sampled pointer to its
- *    bucket and its requested size. Sharding keeps threads that free sampled
- *    objects from contending on one lock; exact mode (every allocation
+ *    bucket and its requested size. A shard holds the pointers of the pages
+ *    of some words of the bitmap; threads that allocate from different
+ *    regions, as allocators' per-thread heaps and caches make them, use
+ *    different shards and never contend on one lock; exact mode (every allocation
  *    sampled) lives here too. A slot is 16 bytes (pointer, bucket number,
  *    size) and a shard is kept between 3/8 and 3/4 full, so a live sampled
  *    object costs 21 to 43 bytes. Sizes of 4 GiB and more, which a slot
@@ -57,34 +59,21 @@ enum {
 /* Bit 0 stands for page 0, so that free(NULL) takes the slow path, which
  * knows it; it is never cleared (its count starts at 1). */
 uint64_t hp_page_bits[(1u << HP_PAGE_BITS) / 64] = {1};
-/* Live samples per bit of hp_page_bits, behind a spin lock of their own
- * (taken inside a shard's lock, only when a sample is added or removed):
- * a bit is set when its count leaves zero and cleared when it returns to
- * it, and the lock keeps an add and a remove on one bit from crossing. */
+/* Live samples per bit of hp_page_bits: a bit is set when its count leaves
+ * zero and cleared when it returns to it. The pages of one word of the
+ * bitmap belong to one shard of the live set (shard_of), whose lock guards
+ * their counts, so no lock is shared by all threads. */
 static uint32_t page_count[1u << HP_PAGE_BITS] = {1};
-static int page_lock __attribute__((aligned(64)));
 
-static void page_lock_take(void)
-{
-    while (__atomic_exchange_n(&page_lock, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(&page_lock, __ATOMIC_RELAXED))
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#else
-            ;
-#endif
-}
-
+/* Under the lock of p's shard. */
 static void page_add(const void *p, int delta)
 {
     uint32_t i = hp_page_index(p);
     uint64_t bit = (uint64_t)1 << (i % 64);
-    page_lock_take();
     if (delta > 0 && page_count[i]++ == 0)
         __atomic_fetch_or(&hp_page_bits[i / 64], bit, __ATOMIC_RELEASE);
     else if (delta < 0 && --page_count[i] == 0)
         __atomic_fetch_and(&hp_page_bits[i / 64], ~bit, __ATOMIC_RELEASE);
-    __atomic_store_n(&page_lock, 0, __ATOMIC_RELEASE);
 }
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
@@ -112,15 +101,13 @@ struct shard {
 /* Statically initialised: malloc runs before any constructor does. */
 static struct shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 
-static inline uint64_t mix(const void *p)
+/* By the word of the page bitmap that p's page is on: 64 pages in a row
+ * (in the bitmap's order) share a shard. Threads that allocate from
+ * different regions (glibc's per-thread heaps, other allocators' per-thread
+ * caches) mostly use different shards. */
+static inline struct shard *shard_of(const void *p)
 {
-    /* Allocations are at least 16-byte aligned: drop the zero bits. */
-    return (uint64_t)((uintptr_t)p >> 4) * 0x9e3779b97f4a7c15ull;
-}
-
-static inline struct shard *shard_of(uint64_t h)
-{
-    return &shards[h >> (64 - SHARD_BITS)];
+    return &shards[(hp_page_index(p) / 64) & (NSHARDS - 1)];
 }
 
 static inline size_t home(const struct shard *s, uintptr_t key)
@@ -208,14 +195,17 @@ void hp_live_init(bool all)
 
 void hp_live_pin(const void *p, size_t len)
 {
-    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095; a < (uintptr_t)p + len; a += 4096)
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095; a < (uintptr_t)p + len; a += 4096) {
+        struct shard *s = shard_of((const void *)a);
+        pthread_mutex_lock(&s->lock);
         page_add((const void *)a, 1);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 bool hp_live_insert(void *p, struct hp_live_rec rec)
 {
-    uint64_t h = mix(p);
-    struct shard *s = shard_of(h);
+    struct shard *s = shard_of(p);
     uintptr_t key = (uintptr_t)p;
     pthread_mutex_lock(&s->lock);
     if ((s->count + 1) * 4 > s->cap * 3 && !grow(s)) {
@@ -252,8 +242,7 @@ bool hp_live_insert(void *p, struct hp_live_rec rec)
 
 struct hp_live_rec hp_live_remove(void *p)
 {
-    uint64_t h = mix(p);
-    struct shard *s = shard_of(h);
+    struct shard *s = shard_of(p);
     uintptr_t key = (uintptr_t)p;
     struct hp_live_rec rec = {0, 0};
     pthread_mutex_lock(&s->lock);
