@@ -24,7 +24,11 @@
 
 #define HP_EXPORT __attribute__((visibility("default")))
 
-struct hp_real hp_real;
+static void *first_malloc(size_t size);
+/* Until the real functions are known, malloc's fast path calls
+ * first_malloc, which finds them. */
+struct hp_real hp_real = {.malloc = first_malloc};
+static int resolved;
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
  * few early blocks come from this pool, carry their size in a header, and
@@ -100,7 +104,7 @@ static void resolve(void)
     r.aligned_alloc = must("aligned_alloc");
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
-    /* malloc last: hooks test it to know the others are set. */
+    /* malloc last, then the flag ready() tests. */
     hp_real.free = r.free;
     hp_real.calloc = r.calloc;
     hp_real.realloc = r.realloc;
@@ -109,6 +113,7 @@ static void resolve(void)
     hp_real.memalign = r.memalign;
     hp_real.malloc_usable_size = r.malloc_usable_size;
     __atomic_store_n(&hp_real.malloc, r.malloc, __ATOMIC_RELEASE);
+    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
     resolving = false;
     __atomic_store_n(&once, 2, __ATOMIC_RELEASE);
 }
@@ -117,7 +122,7 @@ static void resolve(void)
  * thread, when the caller must serve from the boot pool. */
 static inline bool ready(void)
 {
-    if (HP_LIKELY(__atomic_load_n(&hp_real.malloc, __ATOMIC_ACQUIRE) != NULL))
+    if (HP_LIKELY(__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)))
         return true;
     if (resolving)
         return false;
@@ -146,32 +151,32 @@ static inline void account(void *p, size_t size)
         alloc_slow(p, size);
 }
 
-/* Everything malloc does beyond its fast path; counted: the countdown has
- * already been charged (and crossed zero). */
-__attribute__((noinline)) static void *malloc_slow(size_t size, bool counted)
+/* Everything malloc does beyond its fast path, once the countdown has been
+ * charged and crossed zero. */
+__attribute__((noinline)) static void *malloc_slow(size_t size)
 {
-    if (!counted) {
-        if (!ready())
-            return boot_alloc(size, 16);
-        if (!countdown_hit(size))
-            return hp_real.malloc(size);
-    }
+    if (!ready())
+        return boot_alloc(size, 16);
     void *p = hp_real.malloc(size);
     alloc_slow(p, size);
     return p;
 }
 
-/* Written so that the fast path needs no stack frame: a load, a decrement
- * of the thread's countdown, a branch and a tail jump to the real malloc. */
+static void *first_malloc(size_t size)
+{
+    if (!ready())
+        return boot_alloc(size, 16);
+    return hp_real.malloc(size);
+}
+
+/* Written so that the fast path needs no stack frame: a decrement of the
+ * thread's countdown, a branch and a tail jump to the real malloc (or, the
+ * first time, to first_malloc). */
 HP_EXPORT void *malloc(size_t size)
 {
-    void *(*real)(size_t) = __atomic_load_n(&hp_real.malloc, __ATOMIC_ACQUIRE);
-    if (HP_LIKELY(real != NULL)) {
-        if (HP_LIKELY(!countdown_hit(size)))
-            return real(size);
-        return malloc_slow(size, true);
-    }
-    return malloc_slow(size, false);
+    if (HP_LIKELY(!countdown_hit(size)))
+        return hp_real.malloc(size);
+    return malloc_slow(size);
 }
 
 /* Where the page bitmap says p may be special: a sampled object, NULL

@@ -222,8 +222,8 @@ size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a bitmap of the pages
  * that hold a live sample (64K bits, 8 KiB): pages map to bits in address
- * order within each 64 MiB region, so the frees of a working set read one
- * or two of its lines, which stay in the first-level cache. Only where a
+ * order, so the frees of a working set read one or two of its lines, which
+ * stay in the first-level cache. Only where a
  * bit is set, the finer filter: a counter in a 64-byte line chosen by p's
  * page, picked by p's offset in it. */
 enum { HP_PAGE_BITS = 16, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
@@ -235,11 +235,9 @@ static inline uint64_t hp_page_hash(const void *p)
 }
 static inline uint32_t hp_page_index(const void *p)
 {
-    /* Regions of 64 MiB start at scattered bits: glibc's per-thread heaps
-     * are aligned to 64 MiB and would otherwise share theirs. An xor keeps
-     * the pages of each aligned run of 64 on one word. */
-    uintptr_t page = (uintptr_t)p >> 12;
-    return (uint32_t)(page ^ (page >> 14)) & ((1u << HP_PAGE_BITS) - 1);
+    /* Pages 256 MiB apart share a bit: a free in a page that shares one
+     * with a sampled object's page only goes on to the second filter. */
+    return (uint32_t)((uintptr_t)p >> 12) & ((1u << HP_PAGE_BITS) - 1);
 }
 static inline uint16_t *hp_filter_slot(const void *p)
 {

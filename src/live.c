@@ -6,7 +6,7 @@
  *
  * 1. Filters, in two levels (hp.h). The first is a bitmap of pages that
  *    hold a live sample: 64K bits, 8 KiB, pages mapped to bits in address
- *    order within each 64 MiB region, so that the frees of a working set
+ *    order (pages 256 MiB apart share one), so that the frees of a working set
  *    read one or two cache lines of it, and a bit that is zero for nearly
  *    every page of a program whose samples are a few per megabyte. Each bit
  *    has a count of live samples beside it, kept under the lock of the
