@@ -12,6 +12,13 @@
  * allocator's memalign, as heapprof's do (an allocator preloaded behind this
  * one may lack them, and glibc's would hand out blocks the other's free
  * cannot take), so the floor does the same work as heapprof there too.
+ *
+ * Built with FLOOR_UNWIND (libhpfloor_unwind.so), it also does the one thing
+ * every sampling profiler must: a per-thread countdown of the bytes
+ * allocated, and at each sample point (exponential gaps of mean 512 KiB, as
+ * heapprof's) a libunwind backtrace into a buffer on the stack, which is then
+ * dropped. That is the floor for heapprof's sampled path: what remains above
+ * it is heapprof's own bookkeeping.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,6 +30,53 @@
 #include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
+
+#ifdef FLOOR_UNWIND
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <math.h>
+
+static __thread __attribute__((tls_model("initial-exec"))) struct {
+    long long countdown;
+    unsigned long long rng;
+    int busy;
+} th;
+
+static long long gap(void)
+{
+    if (!th.rng)
+        th.rng = 0x9e3779b97f4a7c15ull ^ (unsigned long long)(size_t)&th;
+    th.rng ^= th.rng << 13;
+    th.rng ^= th.rng >> 7;
+    th.rng ^= th.rng << 17;
+    double u = (double)((th.rng >> 11) + 1) * 0x1.0p-53;
+    return (long long)(-log(u) * 524288.0);
+}
+
+/* The sample point: a backtrace, as a sampling profiler takes one. */
+__attribute__((noinline)) static void sample(void)
+{
+    if (th.busy)
+        return;
+    th.busy = 1;
+    void *ips[80];
+    unw_backtrace(ips, 80);
+    __asm__ volatile("" ::"r"(ips) : "memory");
+    th.countdown = gap();
+    th.busy = 0;
+}
+
+static inline void count(size_t n)
+{
+    if (__builtin_expect((th.countdown -= (long long)n) < 0, 0))
+        sample();
+}
+#else
+static inline void count(size_t n)
+{
+    (void)n;
+}
+#endif
 
 static void *(*next_malloc)(size_t);
 static void (*next_free)(void *);
@@ -82,6 +136,7 @@ EXPORT void *malloc(size_t n)
 {
     if (!ready())
         return pool_alloc(n);
+    count(n);
     return next_malloc(n);
 }
 
@@ -100,6 +155,7 @@ EXPORT void *calloc(size_t n, size_t size)
             return NULL;
         return pool_alloc(total);
     }
+    count(n * size);
     return next_calloc(n, size);
 }
 
@@ -116,6 +172,7 @@ EXPORT void *realloc(void *p, size_t n)
         }
         return q;
     }
+    count(n);
     return next_realloc(p, n);
 }
 

@@ -66,6 +66,7 @@ class Tools:
         b = self.build
         self.heapprof = os.path.join(b, "src", "libheapprof.so")
         self.floor = os.path.join(b, "bench", "libhpfloor.so")
+        self.floor_unwind = os.path.join(b, "bench", "libhpfloor_unwind.so")
         self.malloc_bench = os.path.join(b, "bench", "malloc_bench")
         self.deep_stack = os.path.join(b, "bench", "deep_stack")
         self.stacks10k = os.path.join(b, "bench", "stacks10k")
@@ -92,7 +93,7 @@ class Tools:
         self.missing = []  # (what, Debian package)
 
     def check(self):
-        built = [self.heapprof, self.floor, self.malloc_bench, self.deep_stack, self.stacks10k]
+        built = [self.heapprof, self.floor, self.floor_unwind, self.malloc_bench, self.deep_stack, self.stacks10k]
         absent = [p for p in built if not os.path.exists(p)]
         if absent:
             log("bench: not built: %s\n       run: ninja -C %s" % (", ".join(absent), self.build))
@@ -161,7 +162,7 @@ class Config:
 
 
 def configs(t):
-    hp, fl = t.heapprof, t.floor
+    hp, fl, fu = t.heapprof, t.floor, t.floor_unwind
     je, mi, tc = t.jemalloc or "", t.mimalloc or "", t.tcmalloc or ""
     hp_env = {"LD_PRELOAD": hp, "HEAPPROF": "{out}/heapprof.pb.gz"}
     # jemalloc's default lg_prof_sample is 19 already; said explicitly so the
@@ -173,6 +174,8 @@ def configs(t):
         Config("heapprof-off", "heapprof preloaded, HEAPPROF unset", {"LD_PRELOAD": hp},
                base="glibc"),
         Config("floor", "floor (bare interposer) over glibc", {"LD_PRELOAD": fl}, base="glibc"),
+        Config("floor-unwind", "floor + a backtrace per 512 KiB over glibc", {"LD_PRELOAD": fu},
+               base="glibc"),
         Config("heapprof-4096", "heapprof, HEAPPROF_RATE=4096",
                dict(hp_env, HEAPPROF_RATE="4096"), base="glibc"),
         Config("exact", "heapprof exact (HEAPPROF_RATE=1)", dict(hp_env, HEAPPROF_RATE="1"),
@@ -194,6 +197,8 @@ def configs(t):
                dict(hp_env, LD_PRELOAD=hp + " " + je), base="jemalloc", needs=("jemalloc",)),
         Config("floor/je", "floor over jemalloc vs jemalloc", {"LD_PRELOAD": fl + " " + je},
                base="jemalloc", needs=("jemalloc",)),
+        Config("floor-unwind/je", "floor + a backtrace per 512 KiB over jemalloc vs jemalloc",
+               {"LD_PRELOAD": fu + " " + je}, base="jemalloc", needs=("jemalloc",)),
         Config("mimalloc", "mimalloc, no profiler", {"LD_PRELOAD": mi}, base="glibc",
                needs=("mimalloc",)),
         Config("heapprof/mi", "heapprof over mimalloc vs mimalloc",
@@ -205,8 +210,8 @@ def configs(t):
 
 
 # The sampled profilers and what they are measured against, at full size.
-SAMPLED = ["glibc", "heapprof", "heapprof-off", "floor", "jemalloc", "jeprof", "heapprof/je",
-           "floor/je", "mimalloc", "heapprof/mi", "floor/mi"]
+SAMPLED = ["glibc", "heapprof", "heapprof-off", "floor", "floor-unwind", "jemalloc", "jeprof",
+           "heapprof/je", "floor/je", "floor-unwind/je", "mimalloc", "heapprof/mi", "floor/mi"]
 # The exact tracers, at a smaller size: they are 10 to 500 times slower.
 EXACT = ["glibc", "exact", "heaptrack", "tcmalloc", "gperf"]
 

@@ -11,10 +11,15 @@
  * dl_iterate_phdr), as dlopen and dlclose do. A fork while another thread
  * holds it leaves the child with a lock no one will release, and the
  * child's first sampled allocation would hang in the unwinder. So
- * unwinding, dlopen and dlclose run inside a read hold of loader_guard,
- * and fork takes it for writing: no thread is inside the loader through
- * them at the moment of fork. (A program's own dl_iterate_phdr, or C++
- * exception unwinding, at the moment of fork is not covered.)
+ * unwinding, dlopen and dlclose run inside a read hold of the loader
+ * guard, and fork takes it for writing: no thread is inside the loader
+ * through them at the moment of fork. (A program's own dl_iterate_phdr, or
+ * C++ exception unwinding, at the moment of fork is not covered.)
+ *
+ * The guard is taken at every sample, by every thread, so its readers must
+ * not share a cache line: each thread counts its reads in one of 16 padded
+ * slots, and a fork raises a flag and waits for every slot to drain (a
+ * reader that sees the flag steps back and waits for the fork to end).
  */
 #define _GNU_SOURCE
 #include "hp.h"
@@ -22,57 +27,85 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 uint32_t hp_dl_epoch;
 
-/* Writer-preferring, so that a fork does not wait behind a stream of
- * sampled allocations; statically initialised, as malloc runs before any
- * constructor. */
-static pthread_rwlock_t loader_guard = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+enum { GUARD_SLOTS = 16 };
+static struct {
+    int readers;
+} __attribute__((aligned(64))) guard_slot[GUARD_SLOTS];
+static int guard_writer __attribute__((aligned(64)));          /* a fork is waiting or running */
+static pthread_mutex_t guard_fork = PTHREAD_MUTEX_INITIALIZER; /* one fork at a time */
+static int guard_next;
 static HP_TLS int guard_depth; /* reads held by this thread: they nest */
+static HP_TLS int guard_mine;  /* this thread's slot + 1; 0: none yet */
 static HP_TLS bool fork_skipped;
+
+static int *my_readers(void)
+{
+    if (!guard_mine)
+        guard_mine = __atomic_fetch_add(&guard_next, 1, __ATOMIC_RELAXED) % GUARD_SLOTS + 1;
+    return &guard_slot[guard_mine - 1].readers;
+}
 
 void hp_loader_enter(void)
 {
     /* Nested reads (a library constructor run by dlopen that allocates)
-     * must not queue behind a waiting fork: only the outermost one locks. */
-    if (guard_depth++ == 0)
-        pthread_rwlock_rdlock(&loader_guard);
+     * must not queue behind a waiting fork: only the outermost one counts. */
+    if (guard_depth++ > 0)
+        return;
+    int *r = my_readers();
+    for (;;) {
+        /* Sequentially consistent with the fork's flag and reads: either
+         * the fork sees this read, or this read sees the fork's flag. */
+        __atomic_fetch_add(r, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&guard_writer, __ATOMIC_SEQ_CST))
+            return;
+        __atomic_fetch_sub(r, 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&guard_writer, __ATOMIC_ACQUIRE))
+            sched_yield();
+    }
 }
 
 void hp_loader_leave(void)
 {
     if (--guard_depth == 0)
-        pthread_rwlock_unlock(&loader_guard);
+        __atomic_fetch_sub(my_readers(), 1, __ATOMIC_RELEASE);
 }
 
 void hp_loader_fork_prepare(void)
 {
     /* A fork from inside dlopen (a constructor that forks) already holds a
-     * read: taking the write lock would wait for itself. */
+     * read: waiting for every reader would wait for itself. */
     fork_skipped = guard_depth > 0;
-    if (!fork_skipped)
-        pthread_rwlock_wrlock(&loader_guard);
+    if (fork_skipped)
+        return;
+    pthread_mutex_lock(&guard_fork);
+    __atomic_store_n(&guard_writer, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < GUARD_SLOTS; i++)
+        while (__atomic_load_n(&guard_slot[i].readers, __ATOMIC_SEQ_CST))
+            sched_yield();
 }
 
 void hp_loader_fork_parent(void)
 {
-    if (!fork_skipped)
-        pthread_rwlock_unlock(&loader_guard);
+    if (fork_skipped)
+        return;
+    __atomic_store_n(&guard_writer, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&guard_fork);
 }
 
 void hp_loader_fork_child(void)
 {
-    int depth = guard_depth;
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&loader_guard, &a);
-    pthread_rwlockattr_destroy(&a);
-    /* The forking thread's own reads, if any, carry on in the child. */
-    if (depth > 0)
-        pthread_rwlock_rdlock(&loader_guard);
+    /* Only this thread exists: no reads but its own, if any. */
+    for (int i = 0; i < GUARD_SLOTS; i++)
+        guard_slot[i].readers = 0;
+    if (guard_depth > 0)
+        *my_readers() = 1;
+    guard_writer = 0;
+    pthread_mutex_init(&guard_fork, NULL);
 }
 
 struct find {

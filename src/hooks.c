@@ -25,9 +25,10 @@
 #define HP_EXPORT __attribute__((visibility("default")))
 
 static void *first_malloc(size_t size);
-/* Until the real functions are known, malloc's fast path calls
- * first_malloc, which finds them. */
-struct hp_real hp_real = {.malloc = first_malloc};
+static void first_free(void *p);
+/* Until the real functions are known, the fast paths of malloc and free
+ * call these, which find them. */
+struct hp_real hp_real = {.malloc = first_malloc, .free = first_free};
 static int resolved;
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
@@ -105,7 +106,7 @@ static void resolve(void)
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
     /* malloc last, then the flag ready() tests. */
-    hp_real.free = r.free;
+    __atomic_store_n(&hp_real.free, r.free, __ATOMIC_RELEASE);
     hp_real.calloc = r.calloc;
     hp_real.realloc = r.realloc;
     hp_real.posix_memalign = r.posix_memalign;
@@ -179,9 +180,16 @@ HP_EXPORT void *malloc(size_t size)
     return malloc_slow(size);
 }
 
-/* Where the page bitmap says p may be special: a sampled object, NULL
- * (whose bit is always set) or a block of the boot pool (whose pages' bits
- * are set when it first serves one). */
+static void first_free(void *p)
+{
+    if (!p || in_boot(p) || !ready())
+        return;
+    hp_real.free(p);
+}
+
+/* Where the block bitmap says p may be special: a sampled object, or a
+ * block of the boot pool (whose bits are set when it first serves one); or
+ * NULL, whose bit a sampled object far away may share. */
 __attribute__((noinline)) static void free_slow(void *p)
 {
     if (!p || in_boot(p))
@@ -191,11 +199,11 @@ __attribute__((noinline)) static void free_slow(void *p)
     hp_real.free(p);
 }
 
-/* The fast path: one bit of the page bitmap, then a tail jump to the real
- * free. */
+/* The fast path: one bit of the block bitmap, then a tail jump to the real
+ * free (or, before any allocation, to first_free). */
 HP_EXPORT void free(void *p)
 {
-    if (HP_UNLIKELY(hp_page_maybe(p)))
+    if (HP_UNLIKELY(hp_block_maybe(p)))
         return free_slow(p);
     hp_real.free(p);
 }

@@ -164,15 +164,14 @@ void hp_stack_init(void);
 int hp_stack_capture(void **ips, int max);
 
 /* ---- the stack table (table.c) ---- */
-/* A bucket: the sampled allocations of one stack in one size class, and
- * their unbiased weights (each sample of s bytes adds 1/p(s) and s/p(s)).
- * Never freed; counters updated with relaxed atomics. */
+/* A bucket: the sampled allocations of one stack in one size class. Its
+ * counts (samples, and their unbiased weights: each sample of s bytes adds
+ * 1/p(s) and s/p(s)) are kept beside it, in stripes (table.c). Never
+ * freed. */
 struct hp_bucket {
     uint32_t stack;     /* the stack's leaf node (hp_stack_frames) */
     uint32_t next : 24; /* the stack's next older bucket, 0: none */
     uint32_t cls : 8;   /* size class: bit length of the size */
-    uint64_t allocs;
-    double w_objects, w_bytes;
 };
 enum { HP_MAX_BUCKETS = 1 << 24 };
 /* The single frame of the stack that new stacks fold into once the table
@@ -220,24 +219,25 @@ struct hp_snap_bucket;
 void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate);
 size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
- * sampled. Inline, since every free runs it. First a bitmap of the pages
- * that hold a live sample (64K bits, 8 KiB): pages map to bits in address
- * order, so the frees of a working set read one or two of its lines, which
- * stay in the first-level cache. Only where a
- * bit is set, the finer filter: a counter in a 64-byte line chosen by p's
+ * sampled. Inline, since every free runs it. First a bitmap of the 512-byte
+ * blocks of address space that hold a live sample (512K bits, 64 KiB,
+ * covering 256 MiB; blocks further apart share bits): blocks map to bits in
+ * address order, so the frees of a working set read a few of its lines, and
+ * blocks this small hold few other objects beside a sampled one. Only where
+ * a bit is set, the finer filter: a counter in a 64-byte line chosen by p's
  * page, picked by p's offset in it. */
-enum { HP_PAGE_BITS = 16, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
-extern uint64_t hp_page_bits[(1u << HP_PAGE_BITS) / 64];
+enum { HP_BLOCK_SHIFT = 9, HP_BLOCK_BITS = 19, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+extern uint64_t hp_block_bits[(1u << HP_BLOCK_BITS) / 64];
 extern uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 static inline uint64_t hp_page_hash(const void *p)
 {
     return (uint64_t)((uintptr_t)p >> 12) * 0x9e3779b97f4a7c15ull;
 }
-static inline uint32_t hp_page_index(const void *p)
+static inline uint32_t hp_block_index(const void *p)
 {
-    /* Pages 256 MiB apart share a bit: a free in a page that shares one
-     * with a sampled object's page only goes on to the second filter. */
-    return (uint32_t)((uintptr_t)p >> 12) & ((1u << HP_PAGE_BITS) - 1);
+    /* A free in a block that shares a bit with a sampled object's block
+     * only goes on to the second filter. */
+    return (uint32_t)((uintptr_t)p >> HP_BLOCK_SHIFT) & ((1u << HP_BLOCK_BITS) - 1);
 }
 static inline uint16_t *hp_filter_slot(const void *p)
 {
@@ -248,10 +248,10 @@ static inline uint16_t *hp_filter_slot(const void *p)
     uint32_t in_page = (uint32_t)(((uintptr_t)p >> 4) & 0xff) * 0x9e3779b1u;
     return &hp_filter[line * HP_FILTER_PER_LINE + (in_page >> 27)];
 }
-static inline bool hp_page_maybe(const void *p)
+static inline bool hp_block_maybe(const void *p)
 {
-    uint32_t i = hp_page_index(p);
-    return __atomic_load_n(&hp_page_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
+    uint32_t i = hp_block_index(p);
+    return __atomic_load_n(&hp_block_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
 }
 static inline bool hp_filter_maybe(const void *p)
 {
@@ -262,7 +262,7 @@ extern bool hp_live_all;
 void hp_live_init(bool all);
 static inline bool hp_live_maybe(const void *p)
 {
-    return hp_page_maybe(p) && (hp_live_all || hp_filter_maybe(p));
+    return hp_block_maybe(p) && (hp_live_all || hp_filter_maybe(p));
 }
 /* Sets the page bits of [p, p + len) for good: free() then looks closer at
  * every block there. */

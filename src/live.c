@@ -4,36 +4,36 @@
  * and without writing shared memory in the common case, and without ever
  * missing one. Two layers do it:
  *
- * 1. Filters, in two levels (hp.h). The first is a bitmap of pages that
- *    hold a live sample: 64K bits, 8 KiB, pages mapped to bits in address
- *    order (pages 256 MiB apart share one), so that the frees of a working set
- *    read one or two cache lines of it, and a bit that is zero for nearly
- *    every page of a program whose samples are a few per megabyte. Each bit
- *    has a count of live samples beside it, kept under the lock of the
- *    shard (below) that the bit's pages belong to. Where the bit is set, the second
- *    level: 2^18 16-bit counters in 64-byte lines of 32, the line chosen by
- *    the page, the counter by the address's offset in the page, so that
- *    frees of nearby objects touch the same few lines. Inserting a sampled
- *    pointer sets both before malloc returns the pointer; removing it
- *    undoes them. free() reads them: a zero means "certainly not sampled"
- *    and the free goes straight to the real allocator. No false negatives:
- *    the writes are sequenced before the pointer is returned, and any thread
- *    that frees the pointer got it through some synchronisation that also
- *    carries them. A set bit or nonzero counter can be another pointer's
- *    (a false positive); that costs a locked lookup. Unlike a Bloom filter of
- *    bits, counts can be decremented, so the filters do not fill up over a
- *    long run. The 16-bit counters cannot overflow in practice: that would
- *    take 65536 live samples on one counter.
+ * 1. Filters, in two levels (hp.h). The first is a bitmap of the 512-byte
+ *    blocks of address space that hold a live sample: 512K bits, 64 KiB,
+ *    blocks mapped to bits in address order (blocks 256 MiB apart share
+ *    one), so that the frees of a working set read a few cache lines of it,
+ *    and a bit that is zero for nearly every block of a program whose
+ *    samples are a few per megabyte. Each bit has a count of live samples
+ *    beside it, kept under the lock of the shard (below) that the bit's
+ *    blocks belong to. Where the bit is set, the second level: 2^18 16-bit
+ *    counters in 64-byte lines of 32, the line chosen by the page, the
+ *    counter by the address's offset in the page, so that frees of nearby
+ *    objects touch the same few lines. Inserting a sampled pointer sets both
+ *    before malloc returns the pointer; removing it undoes them. free()
+ *    reads them: a zero means "certainly not sampled" and the free goes
+ *    straight to the real allocator. No false negatives: the writes are
+ *    sequenced before the pointer is returned, and any thread that frees the
+ *    pointer got it through some synchronisation that also carries them. A
+ *    set bit or nonzero counter can be another pointer's (a false positive);
+ *    that costs a locked lookup. Unlike a Bloom filter of bits, counts can be
+ *    decremented, so the filters do not fill up over a long run. The 16-bit
+ *    counters cannot overflow in practice: that would take 65536 live
+ *    samples on one counter.
  * 2. Sharded open-addressing tables (64 shards, one mutex each, linear
  *    probing with backward-shift deletion) map a sampled pointer to its
- *    bucket and its requested size. A shard holds the pointers of the pages
- *    of some words of the bitmap; threads that allocate from different
- *    regions, as allocators' per-thread heaps and caches make them, use
- *    different shards and never contend on one lock; exact mode (every allocation
- *    sampled) lives here too. A slot is 16 bytes (pointer, bucket number,
- *    size) and a shard is kept between 3/8 and 3/4 full, so a live sampled
- *    object costs 21 to 43 bytes. Sizes of 4 GiB and more, which a slot
- *    cannot hold, go to a short list beside the shard.
+ *    bucket and its requested size. A shard holds the pointers of the blocks
+ *    of some words of the bitmap (32 KiB of address space each); threads that allocate from
+ * different regions, as allocators' per-thread heaps and caches make them, use different shards and
+ * never contend on one lock; exact mode (every allocation sampled) lives here too. A slot is 16
+ * bytes (pointer, bucket number, size) and a shard is kept between 3/8 and 3/4 full, so a live
+ * sampled object costs 21 to 43 bytes. Sizes of 4 GiB and more, which a slot cannot hold, go to a
+ * short list beside the shard.
  *
  * The in-use values of a profile are summed from here (hp_live_sum), each
  * object weighted by 1/p(size) as when it was allocated, so a free only
@@ -56,24 +56,22 @@ enum {
     MIN_SLOTS = 64,
 };
 
-/* Bit 0 stands for page 0, so that free(NULL) takes the slow path, which
- * knows it; it is never cleared (its count starts at 1). */
-uint64_t hp_page_bits[(1u << HP_PAGE_BITS) / 64] = {1};
-/* Live samples per bit of hp_page_bits: a bit is set when its count leaves
+uint64_t hp_block_bits[(1u << HP_BLOCK_BITS) / 64];
+/* Live samples per bit of hp_block_bits: a bit is set when its count leaves
  * zero and cleared when it returns to it. The pages of one word of the
  * bitmap belong to one shard of the live set (shard_of), whose lock guards
  * their counts, so no lock is shared by all threads. */
-static uint32_t page_count[1u << HP_PAGE_BITS] = {1};
+static uint32_t block_count[1u << HP_BLOCK_BITS];
 
 /* Under the lock of p's shard. */
-static void page_add(const void *p, int delta)
+static void block_add(const void *p, int delta)
 {
-    uint32_t i = hp_page_index(p);
+    uint32_t i = hp_block_index(p);
     uint64_t bit = (uint64_t)1 << (i % 64);
-    if (delta > 0 && page_count[i]++ == 0)
-        __atomic_fetch_or(&hp_page_bits[i / 64], bit, __ATOMIC_RELEASE);
-    else if (delta < 0 && --page_count[i] == 0)
-        __atomic_fetch_and(&hp_page_bits[i / 64], ~bit, __ATOMIC_RELEASE);
+    if (delta > 0 && block_count[i]++ == 0)
+        __atomic_fetch_or(&hp_block_bits[i / 64], bit, __ATOMIC_RELEASE);
+    else if (delta < 0 && --block_count[i] == 0)
+        __atomic_fetch_and(&hp_block_bits[i / 64], ~bit, __ATOMIC_RELEASE);
 }
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
@@ -107,7 +105,7 @@ static struct shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MU
  * caches) mostly use different shards. */
 static inline struct shard *shard_of(const void *p)
 {
-    return &shards[(hp_page_index(p) / 64) & (NSHARDS - 1)];
+    return &shards[(hp_block_index(p) / 64) & (NSHARDS - 1)];
 }
 
 static inline size_t home(const struct shard *s, uintptr_t key)
@@ -189,16 +187,17 @@ void hp_live_init(bool all)
      * would only cost a global lock per allocation. Every page is marked,
      * for good, and the filters are neither kept nor read. */
     hp_live_all = true;
-    for (size_t i = 0; i < sizeof hp_page_bits / sizeof hp_page_bits[0]; i++)
-        __atomic_store_n(&hp_page_bits[i], ~(uint64_t)0, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < sizeof hp_block_bits / sizeof hp_block_bits[0]; i++)
+        __atomic_store_n(&hp_block_bits[i], ~(uint64_t)0, __ATOMIC_RELEASE);
 }
 
 void hp_live_pin(const void *p, size_t len)
 {
-    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095; a < (uintptr_t)p + len; a += 4096) {
+    const uintptr_t block = (uintptr_t)1 << HP_BLOCK_SHIFT;
+    for (uintptr_t a = (uintptr_t)p & ~(block - 1); a < (uintptr_t)p + len; a += block) {
         struct shard *s = shard_of((const void *)a);
         pthread_mutex_lock(&s->lock);
-        page_add((const void *)a, 1);
+        block_add((const void *)a, 1);
         pthread_mutex_unlock(&s->lock);
     }
 }
@@ -223,7 +222,7 @@ bool hp_live_insert(void *p, struct hp_live_rec rec)
         s->count++;
         if (!hp_live_all) {
             __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-            page_add(p, 1);
+            block_add(p, 1);
         }
     } else if (sl->size == HUGE) {
         /* The address is already live: its free was never seen (a block
@@ -276,7 +275,7 @@ struct hp_live_rec hp_live_remove(void *p)
             s->count--;
             if (!hp_live_all) {
                 __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-                page_add(p, -1);
+                block_add(p, -1);
             }
         }
     }

@@ -86,7 +86,21 @@ struct index {
 #define SLOT_ID(v) ((v)&0xffffffu)
 #define SLOT_TAG(h) ((uint32_t)(h)&0xff000000u)
 
+/* A bucket's counts: sampled allocations and their weights. They are kept
+ * in stripes, each thread adding to one (threads take stripes in turn), so
+ * that threads sampling the same stack do not write one cache line; a
+ * snapshot adds the stripes up. Stripe 0 is made with the bucket, the others
+ * when a thread of theirs first counts in that chunk of buckets (or never,
+ * in a program with one thread); a thread whose stripe cannot be made
+ * counts in stripe 0. */
+enum { NSTRIPES = 4 };
+struct counts {
+    uint64_t allocs;
+    double w_objects, w_bytes;
+};
+
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct counts *count_dir[NSTRIPES][BUCKET_DIR];
 static struct node *node_dir[NODE_DIR];
 static struct hp_bucket *bucket_dir[BUCKET_DIR];
 static uint32_t nnodes = 1;   /* node 0 is the root: the empty stack */
@@ -272,11 +286,19 @@ static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
         return 0;
     if (!bucket_dir[n >> BUCKET_CHUNK_BITS]) {
         size_t size = BUCKET_CHUNK * sizeof(struct hp_bucket);
-        if (limited && over_limit(size))
+        size_t csize = BUCKET_CHUNK * sizeof(struct counts);
+        if (limited && over_limit(size + csize))
             return 0;
         struct hp_bucket *c = table_alloc(size);
-        if (!c)
+        struct counts *cc = c ? table_alloc(csize) : NULL;
+        if (!cc) {
+            if (c) {
+                hp_free(c, size);
+                table_bytes -= size;
+            }
             return 0;
+        }
+        __atomic_store_n(&count_dir[0][n >> BUCKET_CHUNK_BITS], cc, __ATOMIC_RELEASE);
         __atomic_store_n(&bucket_dir[n >> BUCKET_CHUNK_BITS], c, __ATOMIC_RELEASE);
     }
     struct node *nd = node_at(stack);
@@ -400,6 +422,27 @@ static double load_double(const double *x)
     return d;
 }
 
+static HP_TLS unsigned my_stripe; /* this thread's stripe + 1; 0: none yet */
+
+/* This thread's counts of bucket b. */
+static struct counts *my_counts(uint32_t b)
+{
+    static unsigned next_stripe;
+    if (!my_stripe)
+        my_stripe = __atomic_fetch_add(&next_stripe, 1, __ATOMIC_RELAXED) % NSTRIPES + 1;
+    unsigned st = my_stripe - 1, chunk = b >> BUCKET_CHUNK_BITS;
+    struct counts *c = __atomic_load_n(&count_dir[st][chunk], __ATOMIC_ACQUIRE);
+    if (HP_UNLIKELY(!c)) {
+        pthread_mutex_lock(&table_lock);
+        size_t size = BUCKET_CHUNK * sizeof(struct counts);
+        if (!count_dir[st][chunk] && !over_limit(size) && (c = table_alloc(size)) != NULL)
+            __atomic_store_n(&count_dir[st][chunk], c, __ATOMIC_RELEASE);
+        c = count_dir[st][chunk] ? count_dir[st][chunk] : count_dir[0][chunk];
+        pthread_mutex_unlock(&table_lock);
+    }
+    return &c[b & (BUCKET_CHUNK - 1)];
+}
+
 uint32_t hp_table_record(void **ips, int depth, uint64_t size)
 {
     if (HP_UNLIKELY(!__atomic_load_n(&node_dir[0], __ATOMIC_ACQUIRE)))
@@ -430,11 +473,11 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size)
     tcache[slot].stack = stack;
     tcache[slot].cls = cls;
     tcache[slot].bucket = b;
-    struct hp_bucket *bk = hp_bucket_at(b);
+    struct counts *c = my_counts(b);
     double w = hp_unbias_scale(size, hp_cfg.rate);
-    __atomic_fetch_add(&bk->allocs, 1, __ATOMIC_RELAXED);
-    add_double(&bk->w_objects, w);
-    add_double(&bk->w_bytes, w * (double)size);
+    __atomic_fetch_add(&c->allocs, 1, __ATOMIC_RELAXED);
+    add_double(&c->w_objects, w);
+    add_double(&c->w_bytes, w * (double)size);
     return b;
 }
 
@@ -535,13 +578,19 @@ static int take(struct hp_snapshot *s, struct hp_arena *a)
                 pos[b] = k++;
     hp_live_sum(sb, pos, n, hp_cfg.rate);
     for (uint32_t b = 1; b < n; b++) {
-        const struct hp_bucket *bk = hp_bucket_at(b);
         struct hp_snap_bucket *e = &sb[pos[b]];
         e->bucket = b;
-        e->stack = bk->stack;
-        e->allocs = (int64_t)__atomic_load_n(&bk->allocs, __ATOMIC_RELAXED);
-        e->w[0] = load_double(&bk->w_objects);
-        e->w[1] = load_double(&bk->w_bytes);
+        e->stack = hp_bucket_at(b)->stack;
+        for (int st = 0; st < NSTRIPES; st++) {
+            const struct counts *cc =
+                __atomic_load_n(&count_dir[st][b >> BUCKET_CHUNK_BITS], __ATOMIC_ACQUIRE);
+            if (!cc)
+                continue;
+            const struct counts *c = &cc[b & (BUCKET_CHUNK - 1)];
+            e->allocs += (int64_t)__atomic_load_n(&c->allocs, __ATOMIC_RELAXED);
+            e->w[0] += load_double(&c->w_objects);
+            e->w[1] += load_double(&c->w_bytes);
+        }
         if (e->live > e->allocs) /* not possible, but never report it */
             e->live = e->allocs;
     }
