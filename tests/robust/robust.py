@@ -1,6 +1,7 @@
 """Robustness tests: heapprof under fork and exec, every way a process can
 end, many threads, dlopen/dlclose, bad configuration, failing writes,
-hostile output paths, setuid programs, and a stress run. Each check runs one
+hostile output paths, setuid programs, a stress run, and the stack table's
+bounds (size classes, HEAPPROF_MAX_MEMORY). Each check runs one
 of the C helpers in this directory (built by meson.build here; each file
 says what truth it produces) and holds heapprof to its contract.
 
@@ -826,6 +827,39 @@ def check_bad_other():
     bad_values("HEAPPROF_LEAKS_EXIT_CODE", ["256", "-1", "x"], "using 0", "0")
 
 
+def check_bad_max_memory():
+    """HEAPPROF_MAX_MEMORY: bytes or K, M, G, from 4M to 1024G; anything
+    else draws one line and the default, 64M, is used (not the nearest
+    bound: a bad value below 4M does not make the table fold at 4M)."""
+    bad_values("HEAPPROF_MAX_MEMORY",
+               ["abc", "-1", "1K", "5T", "", "0", "3M", str((4 << 20) - 1), "1025G",
+                "99999999999999999999", "12abc", "1.5M", "4MB", "0x400000"],
+               "using 64M", "8M")
+    base = hello_baseline()
+    d = helpers.tempdir()
+    for value in ("4M", str(4 << 20), "4096K", "1G", "1024G"):
+        r = run([exe("rb_alloc"), "hello", "3"],
+                hp_env(os.path.join(d, "good.pb.gz"), extra={"HEAPPROF_MAX_MEMORY": value}))
+        same_output(base, r, f"HEAPPROF_MAX_MEMORY={value!r}")
+        check(not hp_lines(r.stderr),
+              f"HEAPPROF_MAX_MEMORY={value!r} (valid) drew: {hp_lines(r.stderr)}")
+    # The default really is what a bad value gets: at a depth where 4M folds
+    # and 64M does not, 1K (below the minimum) must not fold.
+    argv = [exe("rb_bounded"), "stacks", str(STACKS_DEPTH)]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    profile = os.path.join(d, "stacks.pb.gz")
+    r = run(argv, hp_env(profile, 1, extra={"HEAPPROF_MAX_MEMORY": "1K"}), timeout=60)
+    same_output(base, r, "HEAPPROF_MAX_MEMORY='1K', rb_bounded stacks")
+    lines = hp_lines(r.stderr)
+    check(len(lines) == 1 and "HEAPPROF_MAX_MEMORY" in lines[0] and OTHER not in lines[0],
+          f"HEAPPROF_MAX_MEMORY='1K', rb_bounded stacks {STACKS_DEPTH}: want only the line "
+          f"about the bad value (64M is enough at this depth), got {lines}")
+    check(OTHER not in cum(profile),
+          "HEAPPROF_MAX_MEMORY='1K' folded stacks into [other]: the bad value was not "
+          "replaced by the default 64M")
+
+
 def expect_one_line(r, base, what, mention):
     same_output(base, r, what)
     lines = hp_lines(r.stderr)
@@ -1207,6 +1241,179 @@ def check_stress(exact):
         check(not wrong, "default rate: estimates far from the truth:\n" + "\n".join(wrong))
 
 
+# ---- 9. bounded cost (issue 10) --------------------------------------------------
+
+OTHER = "[other]"
+# The stderr line and the profile comment when the stack table is full.
+OTHER_LINE = "the stack table reached HEAPPROF_MAX_MEMORY"
+# rb_bounded stacks: 2^17 distinct stacks, some 20 MiB of table: past 4M,
+# within the default 64M.
+STACKS_DEPTH = 17
+
+
+def own_totals(stdout, what):
+    """[allocations, bytes, kept, kept_bytes] as rb_bounded printed them:
+    the truth for alloc_objects, alloc_space, inuse_objects, inuse_space."""
+    got = dict(re.findall(r"^(allocations|bytes|kept|kept_bytes) (\d+)$", stdout, re.M))
+    check(len(got) == 4, f"{what}: the program did not print its totals:\n{stdout[-2000:]}")
+    return [int(got[k]) for k in ("allocations", "bytes", "kept", "kept_bytes")]
+
+
+def profile_samples(path):
+    """(comments, samples) from heapprof-decode's text output; a sample is
+    (values, labels, [short function name, ... leaf first], stack), the
+    stack as printed: frames with their file and line, so that two call
+    sites in one function differ."""
+    comments, samples = [], []
+    in_samples = False
+    for line in helpers.decode_ok(path).splitlines():
+        if not in_samples:
+            if line.startswith("comment: "):
+                comments.append(line[len("comment: "):])
+            in_samples = line.startswith("samples:")
+            continue
+        head, sep, stack = line.partition(" : ")
+        check(sep, f"{os.path.basename(path)}: unexpected sample line {line!r}")
+        fields = head.split()
+        frames = stack.split(" <- ")
+        # `name (file:line)`, or `0xADDR (module)` without symbols.
+        names = [helpers.short_name(f.rpartition(" (")[0] if f.endswith(")") and " (" in f
+                                    else f) for f in frames]
+        samples.append(([int(v) for v in fields[:4]], " ".join(fields[4:]), names, stack))
+    return comments, samples
+
+
+def totals(samples):
+    out = [0, 0, 0, 0]
+    for values, *_ in samples:
+        out = [a + b for a, b in zip(out, values)]
+    return out
+
+
+def check_bounded_sizes():
+    """Buckets are keyed by (stack, size class), not by size: one call site
+    allocating every size from 1 to N has at most one sample per class
+    (bit_length(N) of them), not one per size, and in exact mode its values
+    are still exactly the program's counts."""
+    n = 200000
+    classes = n.bit_length()  # sizes 1..n: classes 1..18
+    argv = [exe("rb_bounded"), "sizes", str(n)]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    truth = own_totals(base.stdout, "without heapprof")
+    check(truth == [n, n * (n + 1) // 2, 10, sum(range(n - 9, n + 1))],
+          f"the test's premise failed: rb_bounded sizes {n} counted {truth}")
+    d = helpers.tempdir()
+    for what, rate, seed, most in (("exact", 1, None, classes + 1),
+                                   ("rate 4096, seed 7", 4096, 7, classes)):
+        profile = os.path.join(d, f"sizes-{rate}.pb.gz")
+        r = run(argv, hp_env(profile, rate, extra={"HEAPPROF_SEED": str(seed)} if seed else None))
+        same_output(base, r, what)
+        check(not hp_lines(r.stderr), f"{what}: heapprof spoke: {hp_lines(r.stderr)}")
+        _, samples = profile_samples(profile)
+        site = [s for s in samples if "sizes_site" in s[2]]
+        check(site, f"{what}: no sample passes through sizes_site")
+        stacks = {s[3] for s in site}
+        check(len(stacks) == 1, f"{what}: sizes_site has {len(stacks)} stacks, want the one")
+        check(len(site) <= most,
+              f"{what}: {len(site)} samples for sizes_site's one stack, want at most {most} "
+              f"(one per size class; a table keyed by size makes up to {n}). First ones:\n" +
+              "\n".join(f"  {v} {labels}" for v, labels, *_ in site[:5]))
+        got = totals(site)
+        if rate == 1:
+            check(got == truth, f"{what}: sizes_site's values (alloc_objects alloc_space "
+                  f"inuse_objects inuse_space) are {got}, the program's counts {truth}")
+            expect_values(profile, {"sizes_site": truth})
+        else:
+            # Unbiased per sample; with a fixed seed, close to the truth
+            # (objects: sd about 0.1%; bytes and the 200 KB kept blocks:
+            # almost every one is sampled).
+            tol = [0.03, 0.01, 0.01, 0.01]
+            far = [f"  {name}: estimated {g}, true {t}"
+                   for name, g, t, e in zip(("alloc_objects", "alloc_space", "inuse_objects",
+                                             "inuse_space"), got, truth, tol)
+                   if abs(g - t) > e * t]
+            check(not far, f"{what}: sizes_site's estimates are far from the truth:\n" +
+                  "\n".join(far))
+
+
+def check_max_memory():
+    """Past HEAPPROF_MAX_MEMORY, new stacks are counted under one stack,
+    [other]: said once on stderr and in the profile's comment; the program
+    runs as without heapprof and, in exact mode, the profile's totals are
+    still exactly the program's. The default (64M) holds the same program
+    without folding."""
+    depth = STACKS_DEPTH
+    argv = [exe("rb_bounded"), "stacks", str(depth)]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    truth = own_totals(base.stdout, "without heapprof")
+    check(truth[0] == 1 << depth and truth[2] > 0,
+          f"the test's premise failed: rb_bounded stacks {depth} counted {truth}")
+    d = helpers.tempdir()
+
+    # 4M: the table fills up.
+    profile = os.path.join(d, "4m.pb.gz")
+    r = run(argv, hp_env(profile, 1, extra={"HEAPPROF_MAX_MEMORY": "4M"}), timeout=60)
+    same_output(base, r, "HEAPPROF_MAX_MEMORY=4M")
+    lines = hp_lines(r.stderr)
+    full = [line for line in lines if OTHER_LINE in line]
+    check(len(full) == 1 and OTHER in full[0] and str(4 << 20) in full[0],
+          f"HEAPPROF_MAX_MEMORY=4M: want the line `{OTHER_LINE} ({4 << 20} bytes) ... "
+          f"{OTHER}` once, got:\n" + ("\n".join(lines[:20]) or "(no heapprof line)"))
+    check(lines == full, "HEAPPROF_MAX_MEMORY=4M: other heapprof lines:\n" + "\n".join(lines))
+    check(not_hp(r.stderr) == not_hp(base.stderr), "HEAPPROF_MAX_MEMORY=4M: other stderr:\n" +
+          r.stderr[-2000:])
+    comments, samples = profile_samples(profile)
+    check(any("HEAPPROF_MAX_MEMORY" in c and OTHER in c for c in comments),
+          f"HEAPPROF_MAX_MEMORY=4M: the profile's comments do not say the table was full: "
+          f"{comments}")
+    other = [s for s in samples if OTHER in s[2]]
+    check(other and all(s[2] == [OTHER] for s in other),
+          f"HEAPPROF_MAX_MEMORY=4M: want {OTHER} as a stack of its own, one frame; stacks "
+          f"holding it: {[s[2] for s in other][:5]}")
+    other_values = totals(other)
+    check(other_values[0] > 0, f"HEAPPROF_MAX_MEMORY=4M: {OTHER} has no allocations: "
+          f"{other_values}")
+    leaves = [s for s in samples if "leaf_alloc" in s[2]]
+    check(len(leaves) < 1 << depth,
+          f"HEAPPROF_MAX_MEMORY=4M: {len(leaves)} stacks through leaf_alloc: the table did "
+          f"not stop at {1 << depth} stacks")
+    # Exact mode: every allocation counted once, either at its own stack or
+    # under [other]. rb_bounded allocates nothing else once it runs, so that
+    # is the whole profile.
+    ours = totals(leaves)
+    check([a + b for a, b in zip(ours, other_values)] == truth,
+          f"HEAPPROF_MAX_MEMORY=4M: leaf_alloc's stacks {ours} plus {OTHER} {other_values} "
+          f"(alloc_objects alloc_space inuse_objects inuse_space) is not the program's "
+          f"{truth}")
+    whole = totals(samples)
+    check(whole[:2] == truth[:2],
+          f"HEAPPROF_MAX_MEMORY=4M: the profile's total alloc_objects and alloc_space "
+          f"{whole[:2]}, the program's {truth[:2]}")
+    expect_values(profile, {OTHER: other_values, "run_stacks": ours})
+
+    # The default, 64M: enough for every stack.
+    profile = os.path.join(d, "default.pb.gz")
+    r = run(argv, hp_env(profile, 1), timeout=60)
+    same_output(base, r, "HEAPPROF_MAX_MEMORY unset")
+    check(not hp_lines(r.stderr), "HEAPPROF_MAX_MEMORY unset (64M): heapprof spoke:\n" +
+          "\n".join(hp_lines(r.stderr)[:10]))
+    comments, samples = profile_samples(profile)
+    check(not any("HEAPPROF_MAX_MEMORY" in c for c in comments),
+          f"HEAPPROF_MAX_MEMORY unset (64M): the comment says the table was full: {comments}")
+    check(not any(OTHER in s[2] for s in samples),
+          f"HEAPPROF_MAX_MEMORY unset (64M): the profile has {OTHER}")
+    leaves = [s for s in samples if "leaf_alloc" in s[2]]
+    check(len({s[3] for s in leaves}) == len(leaves) == 1 << depth,
+          f"HEAPPROF_MAX_MEMORY unset (64M): {len(leaves)} samples, "
+          f"{len({s[3] for s in leaves})} stacks through leaf_alloc, want "
+          f"{1 << depth} (one each)")
+    check(totals(leaves) == truth,
+          f"HEAPPROF_MAX_MEMORY unset (64M): leaf_alloc's values {totals(leaves)}, the "
+          f"program's {truth}")
+
+
 CHECKS = {
     "fork": check_fork,
     "fork-dlopen": check_fork_dlopen,
@@ -1227,6 +1434,7 @@ CHECKS = {
     "bad-seed": check_bad_seed,
     "bad-leak-stacks": check_bad_leak_stacks,
     "bad-other": check_bad_other,
+    "bad-max-memory": check_bad_max_memory,
     "unwritable": check_unwritable,
     "missing-dir": check_missing_dir,
     "full-disk-tmpfs": check_full_disk_tmpfs,
@@ -1239,6 +1447,8 @@ CHECKS = {
     "cxx-new": check_cxx_new,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
+    "bounded-sizes": check_bounded_sizes,
+    "max-memory": check_max_memory,
 }
 for _mode in ("_exit", "quick_exit", "abort", "segv", "kill"):
     CHECKS["exit-nodump-" + _mode] = (lambda m: lambda: check_exit_nodump(m))(_mode)
