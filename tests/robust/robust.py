@@ -896,6 +896,11 @@ def check_unwritable():
     lib_copy = os.path.join(d, "lib")
     os.makedirs(lib_copy)
     shutil.copy(helpers.lib_path(), lib_copy)
+    # The reporting half is loaded from beside the library.
+    lib_dir = os.path.dirname(os.path.realpath(helpers.lib_path()))
+    for name in os.listdir(lib_dir):
+        if name.startswith("libheapprof-report.so.") and not name.endswith(".p"):
+            shutil.copy(os.path.join(lib_dir, name), lib_copy)
     os.chmod(lib_copy, 0o755)
     env = hp_env(os.path.join(d, "x.pb.gz"))
     env["LD_PRELOAD"] = os.path.join(lib_copy, os.path.basename(helpers.lib_path()))

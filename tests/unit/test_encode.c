@@ -3,7 +3,8 @@
  * argv[1]), and every field heapprof promises is checked, values against
  * Go's unbiasing computed here independently. */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record/record.h"
+#include "report/report.h"
 #include "profile.pb-c.h"
 
 #include <math.h>

@@ -6,7 +6,7 @@
  * deviations derived from the distributions involved, so they are
  * deterministic and still fail on a biased sampler.
  */
-#include "../../src/sampler.c"
+#include "../../src/record/sampler.c"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,8 @@
  * or another name of the same function: an alias at the same address, as
  * glibc's public names (strdup for __strdup) are. */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record/record.h"
+#include "report/report.h"
 
 #include <elfutils/libdwfl.h>
 #include <gelf.h>

@@ -15,7 +15,7 @@
  * program can free.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "report.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
  * output path is read with secure_getenv, so a setuid program ignores it.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,75 +22,6 @@ struct hp_config hp_cfg;
 
 enum { DEFAULT_MAX_MEMORY_MIB = 64 };
 enum { DEFAULT_RATE = 524288, DEFAULT_LEAK_STACKS = 10, DEFAULT_LEAK_FRAMES = 8 };
-
-/* Some programs close stderr at exit (coreutils' close_stdout does), after
- * which the leak summary would be lost. A copy of stderr is kept on a high
- * descriptor, checked by device and inode before each use, because a program
- * may have put something else on that number since. */
-static int err_fd = -1;
-static dev_t err_dev;
-static ino_t err_ino;
-
-void hp_stderr_keep(void)
-{
-    struct stat st;
-    if (fstat(STDERR_FILENO, &st) != 0)
-        return;
-    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 900);
-    if (fd < 0)
-        return;
-    err_fd = fd;
-    err_dev = st.st_dev;
-    err_ino = st.st_ino;
-}
-
-/* Chosen once per dump, before symbolization opens files that could take a
- * closed descriptor 2's number. */
-static int chosen_fd = -1;
-
-void hp_stderr_choose(void)
-{
-    struct stat st;
-    chosen_fd = STDERR_FILENO;
-    if (fcntl(STDERR_FILENO, F_GETFD) < 0 && err_fd >= 0 && fstat(err_fd, &st) == 0 &&
-        st.st_dev == err_dev && st.st_ino == err_ino)
-        chosen_fd = err_fd;
-}
-
-int hp_stderr_fd(void)
-{
-    return chosen_fd >= 0 ? chosen_fd : STDERR_FILENO;
-}
-
-int hp_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? errno : EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-void hp_log(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof buf - 2)
-        n = sizeof buf - 2;
-    buf[n++] = '\n';
-    hp_write_all(hp_stderr_fd(), buf, (size_t)n);
-}
 
 /* Parses a whole decimal integer in [min, max]; false on anything else. */
 static bool parse_long(const char *s, long min, long max, long *out)
@@ -145,30 +76,17 @@ static long env_long(const char *name, long min, long max, long def)
     return def;
 }
 
+/* Resolved once against the start-up directory: programs chdir. */
 static bool absolute_path(const char *name, const char *value, char *out, size_t len)
 {
-    if (value[0] == '/') {
-        if (strlen(value) >= len) {
-            hp_log("heapprof: %s is too long; ignoring it", name);
-            return false;
-        }
-        strcpy(out, value);
-        return true;
-    }
-    /* Resolved once against the start-up directory: programs chdir. */
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd)) {
+    int r = hp_absolute_path(out, len, value);
+    if (r == -ENAMETOOLONG)
+        hp_log("heapprof: %s is too long; ignoring it", name);
+    else if (r)
         hp_log("heapprof: %s=%.200s is relative and the working directory is unknown (%s); "
                "ignoring it",
-               name, value, strerror(errno));
-        return false;
-    }
-    int n = snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", value);
-    if (n < 0 || (size_t)n >= len) {
-        hp_log("heapprof: %s is too long; ignoring it", name);
-        return false;
-    }
-    return true;
+               name, value, strerror(-r));
+    return r == 0;
 }
 
 /* The directory part of path must exist and be writable now, or the profile
@@ -279,99 +197,4 @@ void hp_config_load(void)
     hp_cfg.announce = env_long("HEAPPROF_ANNOUNCE", 0, 1, 0) == 1;
     hp_cfg.debuginfo = env_long("HEAPPROF_DEBUGINFO", 0, 1, 0) == 1;
     hp_cfg.enabled = true;
-}
-
-/* Inserts ".TAG" before the profile's extension, so that out.pb.gz becomes
- * out.TAG.pb.gz and still reads as a gzipped profile. */
-int hp_path_with_tag(char *out, size_t len, const char *path, const char *tag)
-{
-    const char *ext = strstr(hp_basename(path), ".pb");
-    if (!ext)
-        ext = path + strlen(path);
-    int n = snprintf(out, len, "%.*s.%s%s", (int)(ext - path), path, tag, ext);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-static bool all_digits(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
-/* A name for one of the process's descriptors: /dev/stdin, /dev/stdout,
- * /dev/stderr, /dev/fd/N, /proc/self/fd/N, /proc/thread-self/fd/N or
- * /proc/PID/fd/N. */
-static bool names_descriptor(const char *path)
-{
-    static const char *const prefixes[] = {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"};
-    if (!strcmp(path, "/dev/stdin") || !strcmp(path, "/dev/stdout") || !strcmp(path, "/dev/stderr"))
-        return true;
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (!strncmp(path, prefixes[i], strlen(prefixes[i])))
-            return all_digits(path + strlen(prefixes[i]));
-    if (strncmp(path, "/proc/", 6) != 0)
-        return false;
-    const char *p = path + 6, *slash = strchr(p, '/');
-    if (!slash || slash == p || strncmp(slash, "/fd/", 4) != 0)
-        return false;
-    for (const char *q = p; q < slash; q++)
-        if (*q < '0' || *q > '9')
-            return false;
-    return all_digits(slash + 4);
-}
-
-bool hp_path_in_place(const char *path)
-{
-    if (names_descriptor(path))
-        return true;
-    struct stat st, target;
-    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
-        return false;
-    /* A symlink is replaced like a file (never followed into a file someone
-     * else planted it to), unless it leads to a FIFO, device or socket. */
-    if (S_ISLNK(st.st_mode))
-        return stat(path, &target) == 0 && !S_ISREG(target.st_mode) && !S_ISDIR(target.st_mode);
-    return true;
-}
-
-int hp_output_path(char *out, size_t len, const char *pattern, bool child)
-{
-    long pid = (long)getpid();
-    size_t o = 0;
-    bool had_pid = false;
-    for (const char *p = pattern; *p; p++) {
-        char tmp[32];
-        const char *ins = NULL;
-        char one[2] = {*p, 0};
-        if (p[0] == '%' && p[1] == 'p') {
-            snprintf(tmp, sizeof tmp, "%ld", pid);
-            ins = tmp;
-            had_pid = true;
-            p++;
-        } else if (p[0] == '%' && p[1] == '%') {
-            ins = "%";
-            p++;
-        } else {
-            ins = one;
-        }
-        size_t n = strlen(ins);
-        if (o + n >= len)
-            return -ENAMETOOLONG;
-        memcpy(out + o, ins, n);
-        o += n;
-    }
-    out[o] = 0;
-    if (child && !had_pid) {
-        char tmp[4096], tag[32];
-        if (o >= sizeof tmp)
-            return -ENAMETOOLONG;
-        memcpy(tmp, out, o + 1);
-        snprintf(tag, sizeof tag, "%ld", pid);
-        return hp_path_with_tag(out, len, tmp, tag);
-    }
-    return 0;
 }

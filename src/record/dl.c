@@ -1,11 +1,14 @@
-/* The dynamic loader: keeping the names of unloaded libraries, and never
+/* The dynamic loader: keeping what names unloaded libraries, and never
  * forking while the loader's lock is held.
  *
  * A stack recorded inside a library that the program unloads before exit
  * would otherwise come out as bare addresses, since the profile is
- * symbolized at dump time. Before the real dlclose runs, every recorded
- * address inside the library's code is symbolized from its file and the
- * answers are kept (symbols.c), together with the library's mapping.
+ * symbolized at dump time. Before the real dlclose runs, the library's
+ * path, load bias, code range and build id (read from its notes in memory)
+ * are kept, if a recorded stack has a frame in it; the reporting half reads
+ * the file at dump time (report/symbols.c). Nothing is symbolized inside
+ * dlclose, and the reporting half is not called there. (A library whose
+ * file is gone by then keeps its mapping and build id, not its names.)
  *
  * Unwinding takes glibc's loader write lock (libunwind calls
  * dl_iterate_phdr), as dlopen and dlclose do. A fork while another thread
@@ -22,7 +25,7 @@
  * reader that sees the flag steps back and waits for the fork to end).
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -113,6 +116,7 @@ struct find {
     const char *name;
     uintptr_t lo, hi;
     uint64_t offset;
+    char build_id[129];
 };
 
 static int find_text(struct dl_phdr_info *info, size_t size, void *data)
@@ -120,6 +124,12 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *data)
     struct find *f = data;
     if (info->dlpi_addr != f->bias || !info->dlpi_name || strcmp(info->dlpi_name, f->name))
         return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_NOTE && !f->build_id[0])
+            hp_note_build_id((const char *)(info->dlpi_addr + ph->p_vaddr), ph->p_memsz,
+                             ph->p_align, f->build_id);
+    }
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
@@ -135,7 +145,47 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
-__attribute__((visibility("default"))) int dlclose(void *handle)
+/* Libraries unloaded (or perhaps unloaded: dlclose may only drop a
+ * reference) with frames in recorded stacks, newest first. Bounded: a
+ * program that loads and unloads plugins at new addresses forever keeps the
+ * first MAX_UNLOADED. */
+enum { MAX_UNLOADED = 4096 };
+static pthread_mutex_t unloaded_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct hp_unloaded *unloaded;
+static unsigned nunloaded;
+
+const struct hp_unloaded *hp_unloaded_list(void)
+{
+    return __atomic_load_n(&unloaded, __ATOMIC_ACQUIRE);
+}
+
+static void keep_unloaded(const char *path, const struct find *f)
+{
+    uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);
+    if (!hp_table_has_pc_in(f->lo, f->hi))
+        return;
+    pthread_mutex_lock(&unloaded_lock);
+    size_t plen = strlen(path) + 1;
+    struct hp_unloaded *u = nunloaded < MAX_UNLOADED ? hp_alloc(sizeof *u + plen) : NULL;
+    if (u) {
+        char *p = (char *)(u + 1);
+        memcpy(p, path, plen);
+        u->path = p;
+        u->bias = f->bias;
+        u->lo = f->lo;
+        u->hi = f->hi;
+        u->offset = f->offset;
+        memcpy(u->build_id, f->build_id, sizeof u->build_id);
+        u->epoch = epoch;
+        u->next = unloaded;
+        /* Release: a reader that finds the entry sees it whole. */
+        __atomic_store_n(&unloaded, u, __ATOMIC_RELEASE);
+        nunloaded++;
+    }
+    pthread_mutex_unlock(&unloaded_lock);
+}
+
+HEAPPROF_API int dlclose(void *handle)
 {
     /* All of it inside the guard: dlinfo and dl_iterate_phdr below take the
      * loader's lock as much as the real dlclose does. */
@@ -151,10 +201,9 @@ __attribute__((visibility("default"))) int dlclose(void *handle)
             struct find f = {.bias = lm->l_addr, .name = lm->l_name};
             dl_iterate_phdr(find_text, &f);
             if (f.hi > f.lo) {
-                bool was_busy = hp_thread.busy;
-                hp_thread.busy = true;
-                hp_sym_retain(lm->l_name, lm->l_addr, f.lo, f.hi, f.offset);
-                hp_thread.busy = was_busy;
+                bool was_busy = hp_busy_begin();
+                keep_unloaded(lm->l_name, &f);
+                hp_busy_end(was_busy);
             }
         }
     }
@@ -174,7 +223,7 @@ static bool is_debuginfod(const char *file)
     return strncmp(base, "libdebuginfod", 13) == 0;
 }
 
-__attribute__((visibility("default"))) void *dlopen(const char *file, int mode)
+HEAPPROF_API void *dlopen(const char *file, int mode)
 {
     /* heapprof symbolizes inside the profiled program, often at its exit:
      * it must not load a network client there, let alone wait on one. So

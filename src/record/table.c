@@ -37,7 +37,7 @@
  * saved.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 
 #include <errno.h>
 #include <math.h>
@@ -528,20 +528,14 @@ void hp_table_child(void)
     pthread_mutex_init(&table_lock, NULL);
 }
 
-size_t hp_table_pcs_in(uintptr_t lo, uintptr_t hi, uintptr_t **out)
+bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi)
 {
     pthread_mutex_lock(&table_lock);
-    size_t n = 0;
-    for (uint32_t i = 1; i < nnodes; i++)
-        n += node_at(i)->ip >= lo && node_at(i)->ip < hi;
-    *out = n ? hp_alloc(n * sizeof **out) : NULL;
-    size_t k = 0;
-    if (*out)
-        for (uint32_t i = 1; i < nnodes; i++)
-            if (node_at(i)->ip >= lo && node_at(i)->ip < hi)
-                (*out)[k++] = node_at(i)->ip;
+    bool found = false;
+    for (uint32_t i = 1; i < nnodes && !found; i++)
+        found = node_at(i)->ip >= lo && node_at(i)->ip < hi;
     pthread_mutex_unlock(&table_lock);
-    return k;
+    return found;
 }
 
 /* ---- snapshots ---- */

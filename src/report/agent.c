@@ -11,7 +11,7 @@
  * it still writes its exit profile.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "report.h"
 #include "heapprof.h"
 
 #include <errno.h>
@@ -27,21 +27,6 @@
 static int pipe_r = -1, pipe_w = -1;
 static struct hp_http *http;
 static bool running;
-static int snap_seq;
-
-int hp_fd_high(int fd)
-{
-    if (fd < 0)
-        return fd;
-    /* Out of the low numbers a program may expect to get from open(). */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 900);
-    if (hi < 0) {
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        return fd;
-    }
-    close(fd);
-    return hi;
-}
 
 static void on_signal(int sig)
 {
@@ -51,24 +36,9 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-__attribute__((visibility("default"))) int heapprof_snapshot(void)
-{
-    if (!heapprof_enabled())
-        return -ENOTSUP;
-    int seq = __atomic_add_fetch(&snap_seq, 1, __ATOMIC_RELAXED);
-    char base[4096], path[4200], tag[16];
-    if (hp_process_path(base, sizeof base) != 0)
-        return -ENAMETOOLONG;
-    snprintf(tag, sizeof tag, "%04d", seq);
-    int r = hp_path_with_tag(path, sizeof path, base, tag);
-    if (r == 0)
-        r = hp_dump_to(path, HP_DUMP_NOW, NULL);
-    return r ? r : seq;
-}
-
 static void *agent_main(void *arg)
 {
-    hp_thread.busy = true; /* for good: nothing this thread does is recorded */
+    hp_busy_begin(); /* for good: nothing this thread does is recorded */
     int64_t next_snap = hp_cfg.interval ? hp_mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
     struct pollfd fds[256];
     for (;;) {
@@ -110,8 +80,7 @@ void hp_agent_start(void)
 {
     if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval)
         return;
-    bool was_busy = hp_thread.busy;
-    hp_thread.busy = true;
+    bool was_busy = hp_busy_begin();
     if (hp_cfg.http[0])
         http = hp_http_open(hp_cfg.http);
     if (hp_cfg.snap_signal) {
@@ -149,7 +118,7 @@ void hp_agent_start(void)
             running = true;
         }
     }
-    hp_thread.busy = was_busy;
+    hp_busy_end(was_busy);
 }
 
 void hp_agent_child(void)

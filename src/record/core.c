@@ -1,14 +1,24 @@
-/* Start-up, the sampled path, fork, the exit dump and the public API.
+/* Start-up, the sampled path, fork and the exit dump.
  *
  * heapprof initialises itself on the first allocation or from its
  * constructor, whichever comes first: allocations happen before any
  * constructor runs. With HEAPPROF unset it only forwards: every thread's
- * countdown is set so that its slow path is never taken again.
+ * countdown is set so that its slow path is never taken again, and nothing
+ * more is loaded.
+ *
+ * With HEAPPROF set, more is loaded: libunwind at start-up
+ * (record/stack.c), since the first allocations (a C++ runtime's emergency
+ * pool, made before this object's constructor runs) need their stacks; and
+ * the reporting half, libheapprof-report.so, from the directory this object
+ * was loaded from (a build tree and an installed tree alike), in the
+ * constructor: never at exit or in a signal handler. If either cannot be
+ * loaded, one line says so and profiling is off; the program runs on.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 #include "heapprof.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,23 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 volatile int hp_state;
+const struct hp_report *hp_report;
 static int64_t start_ns;
 /* True in a process that is not the root of the profiled process tree: a
  * forked child, or a program exec'd by a profiled process. Its profile gets
  * its pid in the name unless HEAPPROF already has %p. */
 static bool not_root;
 static int exit_dumped;
-static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-
-int64_t hp_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* A process exec'd by a profiled process inherits HEAPPROF (and
  * LD_PRELOAD): it must not overwrite its parent's profile. The parent's
@@ -43,38 +44,9 @@ int64_t hp_now_ns(void)
  * same HEAPPROF, this process is a descendant. */
 static bool parent_is_profiled(const char *value)
 {
-    char path[64], buf[8192];
-    snprintf(path, sizeof path, "/proc/%ld/environ", (long)getppid());
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
     char want[4200];
-    int wl = snprintf(want, sizeof want, "HEAPPROF=%s", value);
-    bool found = false;
-    if (wl > 0 && (size_t)wl < sizeof want) {
-        /* Entries are NUL-terminated; carry a partial entry across reads. */
-        size_t have = 0;
-        for (;;) {
-            ssize_t n = read(fd, buf + have, sizeof buf - have);
-            if (n <= 0)
-                break;
-            have += (size_t)n;
-            size_t start = 0;
-            for (size_t i = 0; i < have; i++) {
-                if (buf[i] != 0)
-                    continue;
-                if (i - start == (size_t)wl && !memcmp(buf + start, want, (size_t)wl))
-                    found = true;
-                start = i + 1;
-            }
-            memmove(buf, buf + start, have - start);
-            have -= start;
-            if (have == sizeof buf)
-                have = 0; /* an entry longer than the buffer: not ours */
-        }
-    }
-    close(fd);
-    return found;
+    int n = snprintf(want, sizeof want, "HEAPPROF=%s", value);
+    return n > 0 && (size_t)n < sizeof want && hp_proc_environ_has(getppid(), want);
 }
 
 static void fork_prepare(void)
@@ -82,14 +54,12 @@ static void fork_prepare(void)
     hp_loader_fork_prepare();
     hp_table_lock();
     hp_live_lock_all();
-    hp_sym_lock();
     hp_mem_lock();
 }
 
 static void fork_parent(void)
 {
     hp_mem_unlock();
-    hp_sym_unlock();
     hp_live_unlock_all();
     hp_table_unlock();
     hp_loader_fork_parent();
@@ -99,14 +69,13 @@ static void fork_child(void)
 {
     /* Only the forking thread exists here; it held every lock. */
     hp_mem_child();
-    hp_sym_child();
     hp_live_child();
     hp_table_child();
     hp_loader_fork_child();
-    pthread_mutex_init(&dump_lock, NULL);
     not_root = true;
     hp_sampler_child();
-    hp_agent_child();
+    if (hp_report)
+        hp_report->agent_child();
 }
 
 void hp_init(void)
@@ -115,12 +84,11 @@ void hp_init(void)
     if (!__atomic_compare_exchange_n(&hp_state, &expected, HP_STATE_INITING, false,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;
-    bool was_busy = hp_thread.busy;
-    hp_thread.busy = true;
+    bool was_busy = hp_busy_begin();
     hp_config_load();
     if (!hp_cfg.enabled) {
         __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
-        hp_thread.busy = was_busy;
+        hp_busy_end(was_busy);
         return;
     }
     start_ns = hp_now_ns();
@@ -128,13 +96,59 @@ void hp_init(void)
         hp_stderr_keep();
     const char *raw = secure_getenv("HEAPPROF");
     not_root = raw && parent_is_profiled(raw);
-    hp_stack_init();
+    if (!hp_stack_init()) {
+        __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
+        hp_busy_end(was_busy);
+        return;
+    }
     hp_table_init();
     hp_live_init(hp_cfg.rate <= 1);
     hp_peak_on = hp_cfg.peak || hp_cfg.http[0];
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);
-    hp_thread.busy = was_busy;
+    hp_busy_end(was_busy);
+}
+
+bool hp_busy_begin(void)
+{
+    bool was = hp_thread.busy;
+    hp_thread.busy = true;
+    return was;
+}
+
+void hp_busy_end(bool was)
+{
+    hp_thread.busy = was;
+}
+
+static void turn_off(void)
+{
+    __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
+}
+
+/* The reporting half, beside this object: libheapprof-report.so.VERSION in
+ * the directory this object was loaded from. */
+static void load_report(void)
+{
+    Dl_info info;
+    char path[4200];
+    if (!dladdr((void *)load_report, &info) || !info.dli_fname || !strchr(info.dli_fname, '/')) {
+        hp_log("heapprof: cannot find where libheapprof is loaded from; profiling is off");
+        turn_off();
+        return;
+    }
+    const char *slash = strrchr(info.dli_fname, '/');
+    int n = snprintf(path, sizeof path, "%.*s/libheapprof-report.so.%s",
+                     (int)(slash - info.dli_fname), info.dli_fname, HEAPPROF_VERSION);
+    void *h = n > 0 && (size_t)n < sizeof path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+    const struct hp_report *r = h ? dlsym(h, HP_REPORT_SYMBOL) : NULL;
+    if (!r) {
+        hp_log("heapprof: cannot load the reporting half %s (%s); profiling is off", path,
+               h ? "no entry table" : dlerror());
+        turn_off();
+        return;
+    }
+    hp_report = r;
 }
 
 /* The background thread (HTTP, signal and interval snapshots) starts here,
@@ -143,8 +157,13 @@ void hp_init(void)
 __attribute__((constructor)) static void hp_constructor(void)
 {
     hp_init();
-    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON)
-        hp_agent_start();
+    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON)
+        return;
+    bool was_busy = hp_busy_begin();
+    load_report();
+    hp_busy_end(was_busy);
+    if (hp_report && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON)
+        hp_report->agent_start();
 }
 
 /* Estimated in-use bytes, for peak tracking. Updated only on the sampled
@@ -197,8 +216,16 @@ static void track(uint64_t size, int sign)
         hp_peak_capture();
 }
 
+void hp_peak_levels(int64_t *seen, int64_t *copied)
+{
+    *seen = __atomic_load_n(&peak_seen, __ATOMIC_RELAXED);
+    *copied = __atomic_load_n(&peak_copied, __ATOMIC_RELAXED);
+}
+
 void hp_on_alloc(void *p, size_t size)
 {
+    if (HP_UNLIKELY(__atomic_load_n(&hp_state, __ATOMIC_RELAXED) != HP_STATE_ON))
+        return; /* turned off at start-up: see load_report */
     struct hp_thread *t = &hp_thread;
     int saved = errno;
     t->busy = true;
@@ -243,53 +270,12 @@ int64_t hp_start_ns(void)
     return start_ns;
 }
 
-int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
-{
-    bool was_busy = hp_thread.busy;
-    hp_thread.busy = true;
-    pthread_mutex_lock(&dump_lock);
-    hp_stderr_choose();
-    int r;
-    struct hp_snapshot snap;
-    char comment[256];
-    r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap) : hp_snapshot_take(&snap);
-    if (r == 0) {
-        int n = 0;
-        if (kind == HP_DUMP_PEAK)
-            n = snprintf(comment, sizeof comment,
-                         "heapprof peak: in-use estimate %lld bytes at its highest, %lld when "
-                         "copied. ",
-                         (long long)__atomic_load_n(&peak_seen, __ATOMIC_RELAXED),
-                         (long long)__atomic_load_n(&peak_copied, __ATOMIC_RELAXED));
-        if (hp_table_folded() && n >= 0 && (size_t)n < sizeof comment)
-            snprintf(comment + n, sizeof comment - (size_t)n,
-                     "heapprof: the stack table reached HEAPPROF_MAX_MEMORY (%zu bytes); stacks "
-                     "first seen after that are counted under [other].",
-                     hp_cfg.max_memory);
-        if (kind == HP_DUMP_PEAK || hp_table_folded())
-            snap.comment = comment;
-        struct hp_symbolizer *sym = hp_sym_open(&snap.arena);
-        r = hp_profile_write(&snap, sym, path, start_ns);
-        if (r)
-            hp_log("heapprof: cannot write the profile %s: %s", path, strerror(-r));
-        if (nleaks)
-            *nleaks = hp_leaks_report(&snap, sym);
-        hp_sym_close(sym);
-    } else if (r != -ENOENT) {
-        hp_log("heapprof: cannot take a snapshot for %s: %s", path, strerror(-r));
-    }
-    hp_snapshot_release(&snap);
-    pthread_mutex_unlock(&dump_lock);
-    hp_thread.busy = was_busy;
-    return r;
-}
-
 /* At exit, after the program's atexit handlers and C++ static destructors
  * (those run before the shared objects' destructors), so what they free is
  * not reported as leaked. Runs once, on whichever thread called exit. */
 __attribute__((destructor)) static void hp_exit_dump(void)
 {
-    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON)
+    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
         return;
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;
@@ -299,10 +285,10 @@ __attribute__((destructor)) static void hp_exit_dump(void)
         return;
     }
     if (hp_cfg.peak && hp_path_with_tag(peak_path, sizeof peak_path, path, "peak") == 0 &&
-        hp_dump_to(peak_path, HP_DUMP_PEAK, NULL) == -ENOENT)
+        hp_report->dump_to(peak_path, HP_DUMP_PEAK, NULL) == -ENOENT)
         hp_log("heapprof: no peak profile: nothing was sampled");
     int nleaks = 0;
-    int r = hp_dump_to(path, HP_DUMP_NOW, hp_cfg.leaks_off ? NULL : &nleaks);
+    int r = hp_report->dump_to(path, HP_DUMP_NOW, hp_cfg.leaks_off ? NULL : &nleaks);
     if (r == 0 && hp_cfg.announce)
         hp_log("heapprof: wrote %s (see it with: go tool pprof -http=: %s)", path, path);
     if (nleaks > 0 && hp_cfg.leaks_exit_code) {
@@ -311,47 +297,4 @@ __attribute__((destructor)) static void hp_exit_dump(void)
         fflush(NULL);
         _exit(hp_cfg.leaks_exit_code);
     }
-}
-
-HP_EXPORT bool heapprof_enabled(void)
-{
-    return __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON;
-}
-
-HP_EXPORT long heapprof_rate(void)
-{
-    return heapprof_enabled() ? hp_cfg.rate : 0;
-}
-
-/* The public dumps: a relative path is taken from the current directory,
- * as the program's own file calls would take it. */
-static int public_dump(const char *path, enum hp_dump_kind kind)
-{
-    if (!path || !*path)
-        return -EINVAL;
-    if (!heapprof_enabled())
-        return -ENOTSUP;
-    if (kind == HP_DUMP_PEAK && !hp_peak_on)
-        return -ENOENT;
-    char abs[4096];
-    if (path[0] != '/') {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof cwd))
-            return -errno;
-        int n = snprintf(abs, sizeof abs, "%s/%s", cwd, path);
-        if (n < 0 || (size_t)n >= sizeof abs)
-            return -ENAMETOOLONG;
-        path = abs;
-    }
-    return hp_dump_to(path, kind, NULL);
-}
-
-HP_EXPORT int heapprof_dump(const char *path)
-{
-    return public_dump(path, HP_DUMP_NOW);
-}
-
-HP_EXPORT int heapprof_dump_peak(const char *path)
-{
-    return public_dump(path, HP_DUMP_PEAK);
 }

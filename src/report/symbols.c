@@ -13,7 +13,7 @@
  * the real allocator and are not recorded.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "report.h"
 
 #include <dlfcn.h>
 #include <dwarf.h>
@@ -37,10 +37,22 @@ struct cache_entry {
     struct hp_symbolized sym;
 };
 
-struct retained_map;
-struct map_index {
-    const struct retained_map *rm;
+/* A library unloaded with dlclose (record/dl.c): its mapping in the
+ * profile, and a symbolizer of its own for its file, made at the first
+ * lookup that needs it. */
+struct retained {
+    const struct hp_unloaded *u;
     int index;
+    struct hp_symbolizer *sub;
+    bool tried;
+};
+struct retained_entry {
+    UT_hash_handle hh;
+    struct {
+        uintptr_t pc;
+        uint32_t epoch;
+    } key;
+    struct hp_symbolized sym;
 };
 
 struct hp_symbolizer {
@@ -51,38 +63,15 @@ struct hp_symbolizer {
     int nmaps;
     struct cache_entry *cache;
     demangle_fn demangle;
-    struct map_index *retained; /* where each unloaded library's mapping is */
+    struct retained *retained; /* unloaded libraries */
     int nretained;
+    struct retained_entry *rcache; /* their answers, by (pc, epoch) */
     struct {
         Dwfl_Module *mod;
         bool own;
     } dwarf_seen[256];
     int ndwarf_seen;
 };
-
-/* Symbols of unloaded libraries, saved by hp_sym_retain when the program
- * dlcloses them, kept for the whole run in the profiler's own memory. An
- * address can be reused by another library later, so each saved answer
- * carries the epoch (the count of dlclose calls) at which it was saved: a
- * stack recorded at epoch e takes the oldest answer saved after e. */
-struct retained_map {
-    struct retained_map *next;
-    uint64_t lo, hi, offset;
-    const char *file, *build_id;
-    bool has_lines;
-};
-struct retained {
-    UT_hash_handle hh;
-    uintptr_t pc;
-    uint32_t epoch;
-    struct retained *older; /* the same address, saved at an earlier epoch */
-    const struct retained_map *map;
-    int nlines;
-    struct hp_frame_line *lines;
-};
-static pthread_mutex_t retain_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct retained *retained_by_pc;
-static struct retained_map *retained_maps;
 
 /* Separate debug files (/usr/lib/debug, .gnu_debuglink) are found as usual,
  * for their symbol tables: a stripped C library names its internal
@@ -121,44 +110,7 @@ static bool own_dwarf(struct hp_symbolizer *s, Dwfl_Module *mod)
     return own;
 }
 
-const char *hp_basename(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 /* Reads a whole /proc file into the arena. */
-static char *read_proc(struct hp_arena *a, const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = hp_alloc(cap);
-    while (buf) {
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len + 1 == cap) {
-            char *nb = hp_alloc(cap * 2);
-            if (nb)
-                memcpy(nb, buf, len);
-            hp_free(buf, cap);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    char *out = NULL;
-    if (buf) {
-        buf[len] = 0;
-        out = hp_arena_strdup(a, buf);
-        hp_free(buf, cap);
-    }
-    return out;
-}
-
 /* The build ids of the loaded objects, read from their PT_NOTE segments in
  * memory: no file is opened, so a profile with few samples does not make
  * libdwfl open every library of the process for its build id. */
@@ -172,31 +124,10 @@ struct loaded_ids {
     int n, cap;
 };
 
-/* align: the segment's, 4 or 8 (name and descriptor are padded to it). */
 static const char *note_build_id(struct hp_arena *a, const char *notes, size_t len, size_t align)
 {
-    size_t off = 0, pad = align == 8 ? 7 : 3;
-    while (off + sizeof(ElfW(Nhdr)) <= len) {
-        ElfW(Nhdr) nh;
-        memcpy(&nh, notes + off, sizeof nh);
-        size_t name = off + sizeof nh;
-        size_t desc = (name + nh.n_namesz + pad) & ~pad;
-        size_t next = (desc + nh.n_descsz + pad) & ~pad;
-        if (next > len || next <= off)
-            return NULL;
-        if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && !memcmp(notes + name, "GNU", 4) &&
-            nh.n_descsz > 0 && nh.n_descsz <= 64) {
-            char *hex = hp_arena_alloc(a, (size_t)nh.n_descsz * 2 + 1);
-            if (!hex)
-                return NULL;
-            const unsigned char *bits = (const unsigned char *)notes + desc;
-            for (size_t i = 0; i < nh.n_descsz; i++)
-                snprintf(hex + 2 * i, 3, "%02x", bits[i]);
-            return hex;
-        }
-        off = next;
-    }
-    return NULL;
+    char hex[129];
+    return hp_note_build_id(notes, len, align, hex) ? hp_arena_strdup(a, hex) : NULL;
 }
 
 static int collect_id(struct dl_phdr_info *info, size_t size, void *data)
@@ -253,7 +184,7 @@ static const char *loaded_ids_find(const struct loaded_ids *ids, uintptr_t addr)
  * Go's runtime lists them. */
 static void load_mappings(struct hp_symbolizer *s)
 {
-    char *text = read_proc(s->arena, "/proc/self/maps");
+    char *text = hp_read_file(s->arena, "/proc/self/maps");
     if (!text)
         return;
     char exe[PATH_MAX];
@@ -303,43 +234,42 @@ static void load_mappings(struct hp_symbolizer *s)
 /* Unloaded libraries get mappings of their own after the live ones, unless
  * the same file is still mapped at the same place (a dlclose that did not
  * unload). */
+/* A mapping for each library unloaded since start-up (record/dl.c), but
+ * for one that is loaded again at the same place. */
 static void add_retained_mappings(struct hp_symbolizer *s)
 {
-    pthread_mutex_lock(&retain_lock);
     int n = 0;
-    for (struct retained_map *rm = retained_maps; rm; rm = rm->next)
+    for (const struct hp_unloaded *u = hp_unloaded_list(); u; u = u->next)
         n++;
-    struct hp_mapping *maps =
-        n ? hp_arena_alloc(s->arena, (size_t)(s->nmaps + n) * sizeof *maps) : NULL;
-    s->retained = n ? hp_arena_alloc(s->arena, (size_t)n * sizeof *s->retained) : NULL;
-    if (n && maps && s->retained) {
-        if (s->nmaps)
-            memcpy(maps, s->maps, (size_t)s->nmaps * sizeof *maps);
-        s->maps = maps;
-        for (struct retained_map *rm = retained_maps; rm; rm = rm->next) {
-            int idx = -1;
-            for (int i = 0; i < s->nmaps && idx < 0; i++)
-                if (s->maps[i].start == rm->lo && s->maps[i].limit == rm->hi &&
-                    !strcmp(s->maps[i].file, rm->file))
-                    idx = i;
-            if (idx < 0) {
-                idx = s->nmaps++;
-                struct hp_mapping *m = &s->maps[idx];
-                memset(m, 0, sizeof *m);
-                m->start = rm->lo;
-                m->limit = rm->hi;
-                m->offset = rm->offset;
-                m->file = rm->file;
-                m->build_id = rm->build_id;
-            }
-            s->maps[idx].has_functions = true;
-            s->maps[idx].has_filenames |= rm->has_lines;
-            s->maps[idx].has_lines |= rm->has_lines;
-            s->retained[s->nretained].rm = rm;
-            s->retained[s->nretained++].index = idx;
+    if (!n)
+        return;
+    struct hp_mapping *maps = hp_arena_alloc(s->arena, (size_t)(s->nmaps + n) * sizeof *maps);
+    s->retained = hp_arena_alloc(s->arena, (size_t)n * sizeof *s->retained);
+    if (!maps || !s->retained)
+        return;
+    if (s->nmaps)
+        memcpy(maps, s->maps, (size_t)s->nmaps * sizeof *maps);
+    s->maps = maps;
+    for (const struct hp_unloaded *u = hp_unloaded_list(); u && s->nretained < n; u = u->next) {
+        int idx = -1;
+        for (int i = 0; i < s->nmaps && idx < 0; i++)
+            if (s->maps[i].start == u->lo && s->maps[i].limit == u->hi &&
+                !strcmp(s->maps[i].file, u->path))
+                idx = i;
+        if (idx < 0) {
+            idx = s->nmaps++;
+            struct hp_mapping *m = &s->maps[idx];
+            memset(m, 0, sizeof *m);
+            m->start = u->lo;
+            m->limit = u->hi;
+            m->offset = u->offset;
+            m->file = u->path;
+            m->build_id = u->build_id;
         }
+        struct retained *r = &s->retained[s->nretained++];
+        r->u = u;
+        r->index = idx;
     }
-    pthread_mutex_unlock(&retain_lock);
 }
 
 /* libdwfl's view of this process, made at the first lookup: a profile
@@ -383,6 +313,15 @@ void hp_sym_close(struct hp_symbolizer *s)
         HASH_DEL(s->cache, e);
         hp_free(e, sizeof *e);
     }
+    struct retained_entry *re, *rtmp;
+    HASH_ITER(hh, s->rcache, re, rtmp)
+    {
+        HASH_DEL(s->rcache, re);
+        hp_free(re, sizeof *re);
+    }
+    for (int i = 0; i < s->nretained; i++)
+        if (s->retained[i].sub && s->retained[i].sub->dwfl)
+            dwfl_end(s->retained[i].sub->dwfl);
     if (s->dwfl)
         dwfl_end(s->dwfl);
 }
@@ -802,29 +741,82 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     }
 }
 
+static const Dwfl_Callbacks offline_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+/* A symbolizer for one unloaded library's file, at its old load bias. */
+static struct hp_symbolizer *retained_sub(struct hp_symbolizer *s, struct retained *r)
+{
+    if (r->tried)
+        return r->sub;
+    r->tried = true;
+    struct hp_symbolizer *sub = hp_arena_alloc(s->arena, sizeof *sub);
+    if (!sub)
+        return NULL;
+    sub->arena = s->arena;
+    sub->demangle = s->demangle;
+    sub->maps = hp_arena_alloc(s->arena, sizeof *sub->maps);
+    if (!sub->maps)
+        return NULL;
+    sub->maps[0] = s->maps[r->index];
+    sub->nmaps = 1;
+    sub->dwfl_tried = true;
+    sub->dwfl = dwfl_begin(&offline_callbacks);
+    if (sub->dwfl) {
+        dwfl_report_begin(sub->dwfl);
+        dwfl_report_elf(sub->dwfl, hp_basename(r->u->path), r->u->path, -1, r->u->bias, false);
+        dwfl_report_end(sub->dwfl, NULL, NULL);
+    }
+    r->sub = sub;
+    return sub;
+}
+
+/* A frame recorded at epoch inside a library unloaded since: it is named
+ * from the oldest library unloaded after epoch whose code held pc (the same
+ * address may have held another library's code later). */
 static bool lookup_retained(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
                             struct hp_symbolized *out)
 {
-    if (!__atomic_load_n(&retained_by_pc, __ATOMIC_ACQUIRE))
-        return false;
-    const struct retained *best = NULL;
-    pthread_mutex_lock(&retain_lock);
-    struct retained *r;
-    HASH_FIND(hh, retained_by_pc, &pc, sizeof pc, r);
-    for (; r; r = r->older)
-        if (r->epoch > epoch)
-            best = r; /* newest first: the last match is the oldest after epoch */
-    pthread_mutex_unlock(&retain_lock);
+    struct retained *best = NULL;
+    for (int i = 0; i < s->nretained; i++) {
+        struct retained *r = &s->retained[i];
+        if (pc >= r->u->lo && pc < r->u->hi && r->u->epoch > epoch &&
+            (!best || r->u->epoch < best->u->epoch))
+            best = r;
+    }
     if (!best)
         return false;
+    struct retained_entry *e, key;
+    memset(&key.key, 0, sizeof key.key);
+    key.key.pc = pc;
+    key.key.epoch = best->u->epoch;
+    HASH_FIND(hh, s->rcache, &key.key, sizeof key.key, e);
+    if (e) {
+        *out = e->sym;
+        return true;
+    }
+    struct hp_symbolizer *sub = retained_sub(s, best);
     memset(out, 0, sizeof *out);
-    out->nlines = best->nlines;
-    out->lines = best->lines;
-    out->variant = best->epoch;
-    out->mapping = -1;
-    for (int i = 0; i < s->nretained; i++)
-        if (s->retained[i].rm == best->map)
-            out->mapping = s->retained[i].index;
+    if (sub && sub->dwfl)
+        lookup(sub, pc, out);
+    out->variant = best->u->epoch;
+    out->mapping = best->index;
+    struct hp_mapping *m = &s->maps[best->index];
+    m->has_functions = true;
+    for (int l = 0; l < out->nlines; l++)
+        if (out->lines[l].file)
+            m->has_filenames = m->has_lines = true;
+    e = hp_alloc(sizeof *e);
+    if (e) {
+        e->key = key.key;
+        e->sym = *out;
+        HASH_ADD(hh, s->rcache, key, sizeof e->key, e);
+        if (!e->hh.tbl)
+            hp_free(e, sizeof *e);
+    }
     return true;
 }
 
@@ -862,119 +854,4 @@ void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, struct
         if (!e->hh.tbl)
             hp_free(e, sizeof *e);
     }
-}
-
-void hp_sym_lock(void)
-{
-    pthread_mutex_lock(&retain_lock);
-}
-
-void hp_sym_unlock(void)
-{
-    pthread_mutex_unlock(&retain_lock);
-}
-
-void hp_sym_child(void)
-{
-    pthread_mutex_init(&retain_lock, NULL);
-}
-
-static const Dwfl_Callbacks offline_callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-};
-
-static char *keep_string(const char *str)
-{
-    if (!str)
-        return NULL;
-    size_t n = strlen(str) + 1;
-    char *d = hp_alloc(n);
-    if (d)
-        memcpy(d, str, n);
-    return d;
-}
-
-void hp_sym_retain(const char *path, uintptr_t bias, uintptr_t lo, uintptr_t hi, uint64_t offset)
-{
-    uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);
-    uintptr_t *pcs;
-    size_t npcs = hp_table_pcs_in(lo, hi, &pcs);
-    if (!npcs)
-        return;
-    struct hp_arena arena = {0};
-    struct hp_symbolizer tmp;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.arena = &arena;
-    tmp.demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
-    struct hp_mapping m;
-    memset(&m, 0, sizeof m);
-    m.start = lo;
-    m.limit = hi;
-    m.offset = offset;
-    m.file = path;
-    /* The library is still loaded: its build id is in memory. */
-    struct loaded_ids ids;
-    loaded_ids_read(&ids, &arena);
-    m.build_id = loaded_ids_find(&ids, lo);
-    tmp.maps = &m;
-    tmp.nmaps = 1;
-    tmp.dwfl = dwfl_begin(&offline_callbacks);
-    tmp.dwfl_tried = true;
-    if (tmp.dwfl) {
-        dwfl_report_begin(tmp.dwfl);
-        dwfl_report_elf(tmp.dwfl, hp_basename(path), path, -1, bias, false);
-        dwfl_report_end(tmp.dwfl, NULL, NULL);
-    }
-    struct retained_map *rm = hp_alloc(sizeof *rm);
-    if (rm) {
-        rm->lo = lo;
-        rm->hi = hi;
-        rm->offset = offset;
-        rm->file = keep_string(path);
-        rm->build_id = keep_string(m.build_id);
-        if (!rm->file || !rm->build_id)
-            rm = NULL;
-    }
-    for (size_t i = 0; i < npcs && rm && tmp.dwfl; i++) {
-        struct hp_symbolized sym;
-        lookup(&tmp, pcs[i], &sym);
-        struct retained *r = hp_alloc(sizeof *r);
-        struct hp_frame_line *lines =
-            sym.nlines ? hp_alloc((size_t)sym.nlines * sizeof *lines) : NULL;
-        if (!r || (sym.nlines && !lines))
-            break;
-        for (int l = 0; l < sym.nlines; l++) {
-            lines[l].function = keep_string(sym.lines[l].function);
-            lines[l].system_name = keep_string(sym.lines[l].system_name);
-            lines[l].file = keep_string(sym.lines[l].file);
-            lines[l].line = sym.lines[l].line;
-            rm->has_lines |= sym.lines[l].file != NULL;
-        }
-        r->pc = pcs[i];
-        r->epoch = epoch;
-        r->map = rm;
-        r->nlines = sym.nlines;
-        r->lines = lines;
-        pthread_mutex_lock(&retain_lock);
-        struct retained *prev;
-        HASH_FIND(hh, retained_by_pc, &r->pc, sizeof r->pc, prev);
-        if (prev) {
-            HASH_DEL(retained_by_pc, prev);
-            r->older = prev;
-        }
-        HASH_ADD(hh, retained_by_pc, pc, sizeof r->pc, r);
-        pthread_mutex_unlock(&retain_lock);
-    }
-    if (rm) {
-        pthread_mutex_lock(&retain_lock);
-        rm->next = retained_maps;
-        retained_maps = rm;
-        pthread_mutex_unlock(&retain_lock);
-    }
-    if (tmp.dwfl)
-        dwfl_end(tmp.dwfl);
-    hp_arena_release(&arena);
-    hp_free(pcs, npcs * sizeof *pcs);
 }

@@ -5,14 +5,20 @@
  * heapprof itself and of libunwind are cut from the leaf end by address
  * range, not by a fixed count, so inlining in the hooks cannot shift the
  * result: the leaf is always the function that called the allocator.
+ *
+ * libunwind is loaded with dlopen when profiling is on (hp_stack_init, at
+ * start-up), not linked: a program that preloads heapprof with
+ * HEAPPROF unset never maps it (nor the liblzma it brings). RTLD_LOCAL also
+ * keeps its weak backtrace() from standing in for the C library's.
  */
 #define _GNU_SOURCE
 #define UNW_LOCAL_ONLY
-#include "hp.h"
+#include "record.h"
 
 #include <dlfcn.h>
 #include <elf.h>
 #include <libunwind.h>
+#include <stdio.h>
 #include <link.h>
 #include <string.h>
 
@@ -56,12 +62,35 @@ static void text_of(const void *addr, struct range *out)
     }
 }
 
-void hp_stack_init(void)
+/* libunwind's names for these, with UNW_LOCAL_ONLY (_ULx86_64_... on
+ * x86-64): the macros of libunwind.h spelled as strings. */
+#define HP_STR(x) #x
+#define HP_XSTR(x) HP_STR(x)
+
+static int (*backtrace_fn)(void **, int);
+
+bool hp_stack_init(void)
 {
-    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-    unw_set_cache_size(unw_local_addr_space, 4096, 0);
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    int (*set_policy)(unw_addr_space_t, unw_caching_policy_t) =
+        h ? (int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(h,
+                                                                   HP_XSTR(unw_set_caching_policy))
+          : NULL;
+    int (*set_size)(unw_addr_space_t, size_t, int) =
+        h ? (int (*)(unw_addr_space_t, size_t, int))dlsym(h, HP_XSTR(unw_set_cache_size)) : NULL;
+    unw_addr_space_t *space = h ? dlsym(h, HP_XSTR(unw_local_addr_space)) : NULL;
+    int (*bt)(void **, int) = h ? (int (*)(void **, int))dlsym(h, "unw_backtrace") : NULL;
+    if (!set_policy || !set_size || !space || !bt) {
+        hp_log("heapprof: cannot load libunwind.so.8 (%s); profiling is off",
+               h ? "a function is missing" : dlerror());
+        return false;
+    }
+    set_policy(*space, UNW_CACHE_PER_THREAD);
+    set_size(*space, 4096, 0);
     text_of((const void *)hp_stack_init, &self_text);
-    text_of((const void *)unw_backtrace, &unwind_text);
+    text_of((const void *)bt, &unwind_text);
+    __atomic_store_n(&backtrace_fn, bt, __ATOMIC_RELEASE);
+    return true;
 }
 
 static inline bool inside(const struct range *r, uintptr_t pc)
@@ -72,8 +101,11 @@ static inline bool inside(const struct range *r, uintptr_t pc)
 int hp_stack_capture(void **ips, int max)
 {
     void *buf[HP_MAX_FRAMES + 16];
+    int (*bt)(void **, int) = __atomic_load_n(&backtrace_fn, __ATOMIC_ACQUIRE);
+    if (!bt)
+        return 0; /* before the constructor loaded libunwind */
     hp_loader_enter();
-    int n = unw_backtrace(buf, (int)(sizeof buf / sizeof buf[0]));
+    int n = bt(buf, (int)(sizeof buf / sizeof buf[0]));
     hp_loader_leave();
     int skip = 0;
     while (skip < n &&

@@ -18,7 +18,7 @@
  * p(0) = 0: it is only recorded in exact mode (R = 1), where every allocation
  * is recorded with weight 1.
  */
-#include "hp.h"
+#include "record.h"
 
 #include <math.h>
 #include <pthread.h>

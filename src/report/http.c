@@ -15,7 +15,7 @@
  * have) and symbol (heapprof's profiles carry their own symbols).
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "report.h"
 #include "heapprof.h"
 
 #include <arpa/inet.h>
@@ -62,13 +62,6 @@ struct hp_http {
     int lfd;
     struct conn conns[MAX_CONNS];
 };
-
-int64_t hp_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- listening ---- */
 

@@ -12,7 +12,7 @@
  * posix_memalign and free.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -21,8 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define HP_EXPORT __attribute__((visibility("default")))
 
 static void *first_malloc(size_t size);
 static void first_free(void *p);
@@ -173,7 +171,7 @@ static void *first_malloc(size_t size)
 /* Written so that the fast path needs no stack frame: a decrement of the
  * thread's countdown, a branch and a tail jump to the real malloc (or, the
  * first time, to first_malloc). */
-HP_EXPORT void *malloc(size_t size)
+HEAPPROF_API void *malloc(size_t size)
 {
     if (HP_LIKELY(!countdown_hit(size)))
         return hp_real.malloc(size);
@@ -201,14 +199,14 @@ __attribute__((noinline)) static void free_slow(void *p)
 
 /* The fast path: one bit of the block bitmap, then a tail jump to the real
  * free (or, before any allocation, to first_free). */
-HP_EXPORT void free(void *p)
+HEAPPROF_API void free(void *p)
 {
     if (HP_UNLIKELY(hp_block_maybe(p)))
         return free_slow(p);
     hp_real.free(p);
 }
 
-HP_EXPORT void *calloc(size_t n, size_t size)
+HEAPPROF_API void *calloc(size_t n, size_t size)
 {
     size_t total;
     bool overflow = __builtin_mul_overflow(n, size, &total);
@@ -253,7 +251,7 @@ static void *do_realloc(void *p, size_t size)
     return q;
 }
 
-HP_EXPORT void *realloc(void *p, size_t size)
+HEAPPROF_API void *realloc(void *p, size_t size)
 {
     if (HP_UNLIKELY(!ready())) {
         void *q = boot_alloc(size, 16);
@@ -264,7 +262,7 @@ HP_EXPORT void *realloc(void *p, size_t size)
     return do_realloc(p, size);
 }
 
-HP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
+HEAPPROF_API void *reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
@@ -274,7 +272,7 @@ HP_EXPORT void *reallocarray(void *p, size_t n, size_t size)
     return realloc(p, total);
 }
 
-HP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+HEAPPROF_API int posix_memalign(void **out, size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready())) {
         void *q = boot_alloc(size, align);
@@ -289,7 +287,7 @@ HP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     return r;
 }
 
-HP_EXPORT void *aligned_alloc(size_t align, size_t size)
+HEAPPROF_API void *aligned_alloc(size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
@@ -300,7 +298,7 @@ HP_EXPORT void *aligned_alloc(size_t align, size_t size)
     return p;
 }
 
-HP_EXPORT void *memalign(size_t align, size_t size)
+HEAPPROF_API void *memalign(size_t align, size_t size)
 {
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
@@ -314,7 +312,7 @@ HP_EXPORT void *memalign(size_t align, size_t size)
 /* valloc and pvalloc are built on the next allocator's memalign rather than
  * forwarded: an allocator preloaded after heapprof may lack them, and glibc's
  * would then hand out blocks that the other allocator's free cannot take. */
-HP_EXPORT void *valloc(size_t size)
+HEAPPROF_API void *valloc(size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (HP_UNLIKELY(!ready()))
@@ -324,7 +322,7 @@ HP_EXPORT void *valloc(size_t size)
     return p;
 }
 
-HP_EXPORT void *pvalloc(size_t size)
+HEAPPROF_API void *pvalloc(size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
@@ -339,7 +337,7 @@ HP_EXPORT void *pvalloc(size_t size)
     return p;
 }
 
-HP_EXPORT size_t malloc_usable_size(void *p)
+HEAPPROF_API size_t malloc_usable_size(void *p)
 {
     if (!p)
         return 0;

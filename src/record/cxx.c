@@ -16,17 +16,15 @@
  * and aligned deletes carry are not needed for that.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "record.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
 
-#define HP_EXPORT __attribute__((visibility("default")))
-
 /* Itanium C++ ABI names: std::size_t is m, std::nothrow_t const& is
  * RKSt9nothrow_t (an address, unused), std::align_val_t is St11align_val_t
  * (a size_t). */
-#define CXX_SYMBOL(sym) __asm__(sym) HP_EXPORT
+#define CXX_SYMBOL(sym) __asm__(sym) HEAPPROF_API
 
 typedef void *(*new_fn)(size_t);
 typedef void *(*new_nothrow_fn)(size_t, const void *);

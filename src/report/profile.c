@@ -10,7 +10,7 @@
  * and lines, so pprof needs no binary to read it.
  */
 #define _GNU_SOURCE
-#include "hp.h"
+#include "report.h"
 #include "profile.pb-c.h"
 
 #include <errno.h>
@@ -494,90 +494,6 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     int r = gz_finish(g, out, outlen);
     free_indexes(&b);
     return b.oom ? -ENOMEM : r;
-}
-
-static int write_file_atomic(const char *path, const void *data, size_t len);
-
-/* Writing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the
- * program: a profile must never do that. The signal is blocked on this
- * thread while writing (write then fails with EFBIG), and one raised by the
- * write is taken off the pending set before the mask is restored. */
-int hp_write_file_atomic(const char *path, const void *data, size_t len)
-{
-    sigset_t xfsz, old;
-    sigemptyset(&xfsz);
-    sigaddset(&xfsz, SIGXFSZ);
-    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
-    sigset_t pending;
-    sigpending(&pending);
-    bool was_pending = sigismember(&pending, SIGXFSZ);
-    int r = write_file_atomic(path, data, len);
-    if (!was_pending) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return r;
-}
-
-/* Writes everything and closes fd: 0 or the first errno. No fdatasync: it
- * made a dump several times slower, and a full disk already shows in write()
- * (block reservation, on ext4 and tmpfs among others) or in close() (network
- * file systems). */
-static int write_and_close(int fd, const void *data, size_t len)
-{
-    int err = hp_write_all(fd, data, len);
-    if (close(fd) != 0 && !err && errno != EINTR)
-        err = errno;
-    return err;
-}
-
-/* A path naming a FIFO, a device (HEAPPROF=/dev/null), a socket or a
- * descriptor (HEAPPROF_LEAKS=/dev/stderr) is written in place: renaming over
- * it would replace the node itself with a regular file. */
-static int write_special(const char *path, const void *data, size_t len)
-{
-    /* O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
-     * hanging the program's exit. O_APPEND: a descriptor that is a regular
-     * file (2>log) gets the text after what is already there. */
-    int fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return -errno;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    return -write_and_close(fd, data, len);
-}
-
-static int write_file_atomic(const char *path, const void *data, size_t len)
-{
-    static unsigned counter;
-    if (hp_path_in_place(path))
-        return write_special(path, data, len); /* a directory fails with EISDIR */
-    char tmp[4200];
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        unsigned c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-        int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), c);
-        if (n < 0 || (size_t)n >= sizeof tmp)
-            return -ENAMETOOLONG;
-        /* O_EXCL: never follows a symlink planted at the temporary name, and
-         * never writes into a file someone else made. */
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
-        if (fd < 0 && errno != EEXIST)
-            return -errno;
-    }
-    if (fd < 0)
-        return -EEXIST;
-    int err = write_and_close(fd, data, len);
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
-    if (err) {
-        unlink(tmp);
-        return -err;
-    }
-    return 0;
 }
 
 int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const char *path,

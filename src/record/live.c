@@ -45,7 +45,7 @@
  * change the heap it profiles (it is meant to sit over any allocator); a plain
  * bitset loses frees to collisions.
  */
-#include "hp.h"
+#include "record.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -1,0 +1,336 @@
+/* OS primitives: everything heapprof asks of the kernel beyond memory
+ * (common/mem.c) and the loader (record/dl.c), in one place. Clocks,
+ * diagnostics through write(2), descriptors kept out of the program's way,
+ * /proc and other files read whole, and files written atomically (or in
+ * place, for descriptors, FIFOs and devices).
+ */
+#define _GNU_SOURCE
+#include "hp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- clocks ---- */
+
+int64_t hp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t hp_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- diagnostics ---- */
+
+/* Some programs close stderr at exit (coreutils' close_stdout does), after
+ * which the leak summary would be lost. A copy of stderr is kept on a high
+ * descriptor, checked by device and inode before each use, because a program
+ * may have put something else on that number since. */
+static int err_fd = -1;
+static dev_t err_dev;
+static ino_t err_ino;
+
+void hp_stderr_keep(void)
+{
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return;
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 900);
+    if (fd < 0)
+        return;
+    err_fd = fd;
+    err_dev = st.st_dev;
+    err_ino = st.st_ino;
+}
+
+/* Chosen once per dump, before symbolization opens files that could take a
+ * closed descriptor 2's number. */
+static int chosen_fd = -1;
+
+void hp_stderr_choose(void)
+{
+    struct stat st;
+    chosen_fd = STDERR_FILENO;
+    if (fcntl(STDERR_FILENO, F_GETFD) < 0 && err_fd >= 0 && fstat(err_fd, &st) == 0 &&
+        st.st_dev == err_dev && st.st_ino == err_ino)
+        chosen_fd = err_fd;
+}
+
+int hp_stderr_fd(void)
+{
+    return chosen_fd >= 0 ? chosen_fd : STDERR_FILENO;
+}
+
+int hp_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+void hp_log(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof buf - 2)
+        n = sizeof buf - 2;
+    buf[n++] = '\n';
+    hp_write_all(hp_stderr_fd(), buf, (size_t)n);
+}
+
+/* ---- descriptors ---- */
+
+int hp_fd_high(int fd)
+{
+    if (fd < 0)
+        return fd;
+    /* Out of the low numbers a program may expect to get from open(). */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+    if (hi < 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        return fd;
+    }
+    close(fd);
+    return hi;
+}
+
+/* ---- reading files ---- */
+
+char *hp_read_file(struct hp_arena *a, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = hp_alloc(cap);
+    while (buf) {
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len + 1 == cap) {
+            char *nb = hp_alloc(cap * 2);
+            if (nb)
+                memcpy(nb, buf, len);
+            hp_free(buf, cap);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    char *out = NULL;
+    if (buf) {
+        buf[len] = 0;
+        out = hp_arena_strdup(a, buf);
+        hp_free(buf, cap);
+    }
+    return out;
+}
+
+bool hp_proc_environ_has(pid_t pid, const char *entry)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof path, "/proc/%ld/environ", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    size_t wl = strlen(entry);
+    bool found = false;
+    /* Entries are NUL-terminated; carry a partial entry across reads. */
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        size_t start = 0;
+        for (size_t i = 0; i < have; i++) {
+            if (buf[i] != 0)
+                continue;
+            if (i - start == wl && !memcmp(buf + start, entry, wl))
+                found = true;
+            start = i + 1;
+        }
+        memmove(buf, buf + start, have - start);
+        have -= start;
+        if (have == sizeof buf)
+            have = 0; /* an entry longer than the buffer: not the one */
+    }
+    close(fd);
+    return found;
+}
+
+int hp_absolute_path(char *out, size_t len, const char *path)
+{
+    if (path[0] == '/') {
+        if (strlen(path) >= len)
+            return -ENAMETOOLONG;
+        strcpy(out, path);
+        return 0;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return -errno;
+    int n = snprintf(out, len, "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* ---- writing files ---- */
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* A name for one of the process's descriptors: /dev/stdin, /dev/stdout,
+ * /dev/stderr, /dev/fd/N, /proc/self/fd/N, /proc/thread-self/fd/N or
+ * /proc/PID/fd/N. */
+static bool names_descriptor(const char *path)
+{
+    static const char *const prefixes[] = {"/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"};
+    if (!strcmp(path, "/dev/stdin") || !strcmp(path, "/dev/stdout") || !strcmp(path, "/dev/stderr"))
+        return true;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(path, prefixes[i], strlen(prefixes[i])))
+            return all_digits(path + strlen(prefixes[i]));
+    if (strncmp(path, "/proc/", 6) != 0)
+        return false;
+    const char *p = path + 6, *slash = strchr(p, '/');
+    if (!slash || slash == p || strncmp(slash, "/fd/", 4) != 0)
+        return false;
+    for (const char *q = p; q < slash; q++)
+        if (*q < '0' || *q > '9')
+            return false;
+    return all_digits(slash + 4);
+}
+
+bool hp_path_in_place(const char *path)
+{
+    if (names_descriptor(path))
+        return true;
+    struct stat st, target;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return false;
+    /* A symlink is replaced like a file (never followed into a file someone
+     * else planted it to), unless it leads to a FIFO, device or socket. */
+    if (S_ISLNK(st.st_mode))
+        return stat(path, &target) == 0 && !S_ISREG(target.st_mode) && !S_ISDIR(target.st_mode);
+    return true;
+}
+
+static int write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Writing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the
+ * program: a profile must never do that. The signal is blocked on this
+ * thread while writing (write then fails with EFBIG), and one raised by the
+ * write is taken off the pending set before the mask is restored. */
+int hp_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    sigset_t pending;
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGXFSZ);
+    int r = write_file_atomic(path, data, len);
+    if (!was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&xfsz, NULL, &zero) == SIGXFSZ)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+/* Writes everything and closes fd: 0 or the first errno. No fdatasync: it
+ * made a dump several times slower, and a full disk already shows in write()
+ * (block reservation, on ext4 and tmpfs among others) or in close() (network
+ * file systems). */
+static int write_and_close(int fd, const void *data, size_t len)
+{
+    int err = hp_write_all(fd, data, len);
+    if (close(fd) != 0 && !err && errno != EINTR)
+        err = errno;
+    return err;
+}
+
+/* A path naming a FIFO, a device (HEAPPROF=/dev/null), a socket or a
+ * descriptor (HEAPPROF_LEAKS=/dev/stderr) is written in place: renaming over
+ * it would replace the node itself with a regular file. */
+static int write_special(const char *path, const void *data, size_t len)
+{
+    /* O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
+     * hanging the program's exit. O_APPEND: a descriptor that is a regular
+     * file (2>log) gets the text after what is already there. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return -write_and_close(fd, data, len);
+}
+
+static int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    static unsigned counter;
+    if (hp_path_in_place(path))
+        return write_special(path, data, len); /* a directory fails with EISDIR */
+    char tmp[4200];
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        unsigned c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), c);
+        if (n < 0 || (size_t)n >= sizeof tmp)
+            return -ENAMETOOLONG;
+        /* O_EXCL: never follows a symlink planted at the temporary name, and
+         * never writes into a file someone else made. */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno != EEXIST)
+            return -errno;
+    }
+    if (fd < 0)
+        return -EEXIST;
+    int err = write_and_close(fd, data, len);
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        return -err;
+    }
+    return 0;
+}

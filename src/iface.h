@@ -1,0 +1,117 @@
+/* The seam between heapprof's two halves: all the reporting half
+ * (src/report/, libheapprof-report.so) knows of the recording half
+ * (src/record/, libheapprof.so), and the few entry points the recording
+ * half calls back.
+ *
+ * The recording half offers: a snapshot of its tables (buckets of sampled
+ * objects with their unbiased weights, grouped by stack), the frames of a
+ * stack, the libraries unloaded since start-up (for naming their frames),
+ * and facts about the process (its output paths, its start, whether
+ * profiling is on). The reporting half offers struct hp_report, found with
+ * dlsym when it is loaded (record/core.c).
+ */
+#ifndef HP_IFACE_H
+#define HP_IFACE_H
+
+#include "hp.h"
+
+HP_SHARED_BEGIN
+
+/* ---- the process (record/core.c) ---- */
+extern volatile int hp_state; /* enum hp_state_value */
+enum hp_state_value { HP_STATE_UNINIT = 0, HP_STATE_INITING, HP_STATE_OFF, HP_STATE_ON };
+/* This process's profile path (HEAPPROF with %p expanded and, in a child,
+ * the pid added). */
+int hp_process_path(char *out, size_t len);
+/* This process's leak summary path: HEAPPROF_LEAKS named by the same rule,
+ * except that a path written in place (hp_path_in_place) gets no pid. */
+int hp_process_leaks_path(char *out, size_t len);
+int64_t hp_start_ns(void);
+/* Marks the calling thread as heapprof's own: what it allocates until the
+ * matching hp_busy_end is forwarded, not recorded. Returns the old mark. */
+bool hp_busy_begin(void);
+void hp_busy_end(bool was);
+/* Peak tracking: on, and the estimate at its highest and when copied. */
+extern bool hp_peak_on;
+void hp_peak_levels(int64_t *seen, int64_t *copied);
+
+/* ---- stacks (record/table.c) ---- */
+/* One frame of a recorded stack: the return address, its node in the tree
+ * of frames, and the dlclose calls seen when that node was made (addresses
+ * in libraries unloaded since then get the names they had then). */
+struct hp_frame {
+    uintptr_t ip;
+    uint32_t node;
+    uint32_t epoch;
+};
+/* The frames of a stack, leaf first; returns the depth. */
+int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max);
+uint32_t hp_table_nodes(void); /* nodes so far: node numbers are below */
+bool hp_table_folded(void);    /* some stack went to [other] */
+/* The single frame of the stack that new stacks fold into once the table
+ * reaches HEAPPROF_MAX_MEMORY; named "[other]". */
+#define HP_OTHER_IP ((uintptr_t)1)
+
+/* ---- snapshots (record/table.c) ---- */
+struct hp_snap_bucket {
+    uint32_t bucket; /* its number */
+    uint32_t stack;  /* leaf node */
+    int64_t allocs;  /* sampled objects allocated (in a delta: in the window) */
+    int64_t live;    /* sampled objects in use (in a delta: the change) */
+    /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
+     * inuse_objects, inuse_space; est[] the same as written to the profile
+     * (hp_snapshot_estimate). */
+    double w[4];
+    int64_t est[4];
+};
+struct hp_snapshot {
+    struct hp_arena arena;
+    long rate;
+    size_t nbuckets;
+    struct hp_snap_bucket *buckets;
+    const char *comment; /* NULL, or a line for the profile's comments */
+};
+/* The bucket's average object size (estimated), for the "bytes" label. */
+uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b);
+int hp_snapshot_take(struct hp_snapshot *s);
+/* The tables as they were when the estimated in-use bytes last set a peak
+ * (see core.c); -ENOENT when peak tracking is off or nothing was captured. */
+int hp_snapshot_peak(struct hp_snapshot *s);
+/* Turns s into s minus base (same process, base taken earlier). */
+int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base);
+void hp_snapshot_release(struct hp_snapshot *s);
+/* Groups the buckets by stack (unless they are) and fills in their estimates. The
+ * take/peak/delta functions call it; a hand-made snapshot must. */
+void hp_snapshot_estimate(struct hp_snapshot *s);
+
+/* ---- libraries unloaded with dlclose (record/dl.c) ---- */
+/* Kept so that the frames recorded in them can be named at a dump: the file
+ * is read then, not in dlclose. The list only grows at its head, and its
+ * entries never change. */
+struct hp_unloaded {
+    const struct hp_unloaded *next;
+    const char *path;
+    uintptr_t bias, lo, hi; /* load bias, and the code's address range */
+    uint64_t offset;        /* file offset of the code's mapping */
+    char build_id[129];     /* lowercase hex, or "" */
+    /* dlclose calls counted when it was unloaded: a frame recorded at an
+     * earlier epoch, inside [lo, hi), was in this library. */
+    uint32_t epoch;
+};
+const struct hp_unloaded *hp_unloaded_list(void);
+
+HP_SHARED_END
+
+/* ---- the reporting half's entry points (report/report.c) ---- */
+enum hp_dump_kind { HP_DUMP_NOW, HP_DUMP_PEAK };
+struct hp_report {
+    /* Writes a profile; with nleaks, also the leak summary. 0 or -errno. */
+    int (*dump_to)(const char *path, enum hp_dump_kind kind, int *nleaks);
+    /* The background thread (HTTP, signal and interval snapshots). */
+    void (*agent_start)(void);
+    void (*agent_child)(void); /* in a forked child */
+};
+/* The name libheapprof-report.so exports its table under. */
+#define HP_REPORT_SYMBOL "hp_report_entry"
+
+#endif

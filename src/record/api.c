@@ -1,0 +1,61 @@
+/* The public API (include/heapprof.h), all of it: whether profiling is on,
+ * its rate, and profiles on demand (written by the reporting half).
+ */
+#define _GNU_SOURCE
+#include "record.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+HEAPPROF_API bool heapprof_enabled(void)
+{
+    return __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON;
+}
+
+HEAPPROF_API long heapprof_rate(void)
+{
+    return heapprof_enabled() ? hp_cfg.rate : 0;
+}
+
+/* The public dumps: a relative path is taken from the current directory,
+ * as the program's own file calls would take it. */
+static int public_dump(const char *path, enum hp_dump_kind kind)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    if (!heapprof_enabled())
+        return -ENOTSUP;
+    if (kind == HP_DUMP_PEAK && !hp_peak_on)
+        return -ENOENT;
+    char abs[4096];
+    int r = hp_absolute_path(abs, sizeof abs, path);
+    if (r)
+        return r;
+    return hp_report ? hp_report->dump_to(abs, kind, NULL) : -ENOTSUP;
+}
+
+HEAPPROF_API int heapprof_dump(const char *path)
+{
+    return public_dump(path, HP_DUMP_NOW);
+}
+
+HEAPPROF_API int heapprof_dump_peak(const char *path)
+{
+    return public_dump(path, HP_DUMP_PEAK);
+}
+
+HEAPPROF_API int heapprof_snapshot(void)
+{
+    static int seq_counter;
+    if (!heapprof_enabled() || !hp_report)
+        return -ENOTSUP;
+    int seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
+    char base[4096], path[4200], tag[16];
+    if (hp_process_path(base, sizeof base) != 0)
+        return -ENAMETOOLONG;
+    snprintf(tag, sizeof tag, "%04d", seq);
+    int r = hp_path_with_tag(path, sizeof path, base, tag);
+    if (r == 0)
+        r = hp_report->dump_to(path, HP_DUMP_NOW, NULL);
+    return r ? r : seq;
+}

@@ -1,0 +1,167 @@
+/* The recording half's own interfaces (src/record/): the hooks, the
+ * sampler, stack capture, the stack table and the live set. Nothing here is
+ * seen by the reporting half.
+ */
+#ifndef HP_RECORD_H
+#define HP_RECORD_H
+
+#include "iface.h"
+
+/* ---- real allocator (record/hooks.c) ---- */
+struct hp_real {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    size_t (*malloc_usable_size)(void *);
+};
+extern struct hp_real hp_real;
+
+/* ---- per-thread state and the sampler (record/sampler.c) ---- */
+struct hp_thread {
+    /* Bytes left before the next sample; the fast path only decrements it. */
+    int64_t countdown;
+    uint64_t rng[4];
+    bool ready;
+    /* Set while heapprof itself runs on this thread: allocations made then
+     * (by libunwind, libdw, zlib, the dump) are forwarded, not recorded. */
+    bool busy;
+};
+extern HP_TLS struct hp_thread hp_thread;
+
+void hp_init(void);
+/* Called when the countdown went negative: decides whether the allocation of
+ * size bytes is sampled, and redraws the countdown. */
+bool hp_sampler_take(size_t size);
+void hp_rng_seed(uint64_t rng[4], uint64_t seed);
+uint64_t hp_rng_next(uint64_t rng[4]);
+/* A gap drawn from an exponential distribution of mean `rate` bytes. */
+int64_t hp_sampler_gap(uint64_t rng[4], long rate);
+void hp_sampler_child(void);
+/* Go's unbiasing: the expected number of allocations of `size` bytes that one
+ * sample of that size stands for, at the given rate. */
+double hp_unbias_scale(uint64_t size, long rate);
+
+/* ---- stack capture (record/stack.c) ---- */
+/* Loads libunwind; false (and one line said) if it cannot. */
+bool hp_stack_init(void);
+int hp_stack_capture(void **ips, int max);
+
+/* ---- the stack table (record/table.c) ---- */
+void hp_table_init(void);
+void hp_table_lock(void);
+void hp_table_unlock(void);
+void hp_table_child(void);
+/* Whether a recorded stack has a frame in [lo, hi). */
+bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi);
+/* Finds or adds the bucket for (stack, size class), counts one sampled
+ * allocation of size bytes; its number, or 0 when out of memory. */
+uint32_t hp_table_record(void **ips, int depth, uint64_t size);
+struct hp_bucket *hp_bucket_at(uint32_t bucket);
+size_t hp_table_bytes(void); /* memory held by the table */
+
+/* A bucket: the sampled allocations of one stack in one size class. Its
+ * counts (samples, and their unbiased weights: each sample of s bytes adds
+ * 1/p(s) and s/p(s)) are kept beside it, in stripes (table.c). Never
+ * freed. */
+struct hp_bucket {
+    uint32_t stack;     /* the stack's leaf node (hp_stack_frames) */
+    uint32_t next : 24; /* the stack's next older bucket, 0: none */
+    uint32_t cls : 8;   /* size class: bit length of the size */
+};
+enum { HP_MAX_BUCKETS = 1 << 24 };
+/* Peak tracking: copies the counts of every bucket. */
+void hp_peak_capture(void);
+
+/* ---- the live set (record/live.c) ---- */
+/* A sampled object: its bucket (0: none) and requested size. */
+struct hp_live_rec {
+    uint32_t bucket;
+    uint64_t size;
+};
+/* false if p could not be tracked (out of memory). */
+bool hp_live_insert(void *p, struct hp_live_rec rec);
+/* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
+struct hp_live_rec hp_live_remove(void *p);
+struct hp_snap_bucket;
+/* Adds every live sampled object of buckets below n to sb[pos[bucket]]:
+ * .live and the in-use weights w[2], w[3]. */
+void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate);
+size_t hp_live_bytes(void); /* memory held by the live set's slots */
+/* The free path's test (see live.c): false means p was certainly not
+ * sampled. Inline, since every free runs it. First a bitmap of the 512-byte
+ * blocks of address space that hold a live sample (512K bits, 64 KiB,
+ * covering 256 MiB; blocks further apart share bits): blocks map to bits in
+ * address order, so the frees of a working set read a few of its lines, and
+ * blocks this small hold few other objects beside a sampled one. Only where
+ * a bit is set, the finer filter: a counter in a 64-byte line chosen by p's
+ * page, picked by p's offset in it. */
+enum { HP_BLOCK_SHIFT = 9, HP_BLOCK_BITS = 19, HP_FILTER_LINE_BITS = 13, HP_FILTER_PER_LINE = 32 };
+extern uint64_t hp_block_bits[(1u << HP_BLOCK_BITS) / 64];
+extern uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
+static inline uint64_t hp_page_hash(const void *p)
+{
+    return (uint64_t)((uintptr_t)p >> 12) * 0x9e3779b97f4a7c15ull;
+}
+static inline uint32_t hp_block_index(const void *p)
+{
+    /* A free in a block that shares a bit with a sampled object's block
+     * only goes on to the second filter. */
+    return (uint32_t)((uintptr_t)p >> HP_BLOCK_SHIFT) & ((1u << HP_BLOCK_BITS) - 1);
+}
+static inline uint16_t *hp_filter_slot(const void *p)
+{
+    uint64_t line = hp_page_hash(p) >> (64 - HP_FILTER_LINE_BITS);
+    /* The counter from all the address's bits within its page: objects of
+     * one size class are spaced evenly (every 512 bytes, say), so a few low
+     * bits alone would put all of a page's objects on one counter. */
+    uint32_t in_page = (uint32_t)(((uintptr_t)p >> 4) & 0xff) * 0x9e3779b1u;
+    return &hp_filter[line * HP_FILTER_PER_LINE + (in_page >> 27)];
+}
+static inline bool hp_block_maybe(const void *p)
+{
+    uint32_t i = hp_block_index(p);
+    return __atomic_load_n(&hp_block_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
+}
+static inline bool hp_filter_maybe(const void *p)
+{
+    return __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
+}
+/* Exact mode: every page marked, the filters not kept (hp_live_init). */
+extern bool hp_live_all;
+void hp_live_init(bool all);
+static inline bool hp_live_maybe(const void *p)
+{
+    return hp_block_maybe(p) && (hp_live_all || hp_filter_maybe(p));
+}
+/* Sets the page bits of [p, p + len) for good: free() then looks closer at
+ * every block there. */
+void hp_live_pin(const void *p, size_t len);
+void hp_live_lock_all(void);
+void hp_live_unlock_all(void);
+void hp_live_child(void);
+
+/* The whole sampled-allocation path and the free path (record/core.c). */
+void hp_on_alloc(void *p, size_t size);
+/* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
+struct hp_live_rec hp_on_free(void *p);
+/* Undoes hp_on_free after a failed realloc. */
+void hp_on_unfree(void *p, struct hp_live_rec rec);
+
+/* The reporting half, once loaded (NULL before, or if it could not be). */
+extern const struct hp_report *hp_report;
+
+/* ---- the loader (record/dl.c) ---- */
+extern uint32_t hp_dl_epoch;
+/* Around anything that takes glibc's loader lock (unwinding, dlopen,
+ * dlclose): fork waits until no thread is inside. */
+void hp_loader_enter(void);
+void hp_loader_leave(void);
+void hp_loader_fork_prepare(void);
+void hp_loader_fork_parent(void);
+void hp_loader_fork_child(void);
+
+#endif

@@ -1,0 +1,68 @@
+/* The reporting half's entry points: what the recording half calls once it
+ * has loaded this object (record/core.c). A dump takes a snapshot of the
+ * recording half's tables, symbolizes it, writes the profile and, at exit,
+ * the leak summary; one dump at a time.
+ */
+#define _GNU_SOURCE
+#include "report.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
+{
+    bool was_busy = hp_busy_begin();
+    pthread_mutex_lock(&dump_lock);
+    hp_stderr_choose();
+    int r;
+    struct hp_snapshot snap;
+    char comment[256];
+    r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap) : hp_snapshot_take(&snap);
+    if (r == 0) {
+        int n = 0;
+        if (kind == HP_DUMP_PEAK) {
+            int64_t seen, copied;
+            hp_peak_levels(&seen, &copied);
+            n = snprintf(comment, sizeof comment,
+                         "heapprof peak: in-use estimate %lld bytes at its highest, %lld when "
+                         "copied. ",
+                         (long long)seen, (long long)copied);
+        }
+        if (hp_table_folded() && n >= 0 && (size_t)n < sizeof comment)
+            snprintf(comment + n, sizeof comment - (size_t)n,
+                     "heapprof: the stack table reached HEAPPROF_MAX_MEMORY (%zu bytes); stacks "
+                     "first seen after that are counted under [other].",
+                     hp_cfg.max_memory);
+        if (kind == HP_DUMP_PEAK || hp_table_folded())
+            snap.comment = comment;
+        struct hp_symbolizer *sym = hp_sym_open(&snap.arena);
+        r = hp_profile_write(&snap, sym, path, hp_start_ns());
+        if (r)
+            hp_log("heapprof: cannot write the profile %s: %s", path, strerror(-r));
+        if (nleaks)
+            *nleaks = hp_leaks_report(&snap, sym);
+        hp_sym_close(sym);
+    } else if (r != -ENOENT) {
+        hp_log("heapprof: cannot take a snapshot for %s: %s", path, strerror(-r));
+    }
+    hp_snapshot_release(&snap);
+    pthread_mutex_unlock(&dump_lock);
+    hp_busy_end(was_busy);
+    return r;
+}
+
+static void child(void)
+{
+    pthread_mutex_init(&dump_lock, NULL);
+    hp_agent_child();
+}
+
+HEAPPROF_API const struct hp_report hp_report_entry = {
+    .dump_to = hp_dump_to,
+    .agent_start = hp_agent_start,
+    .agent_child = child,
+};

@@ -1,0 +1,68 @@
+/* The reporting half's own interfaces (src/report/): symbols, the profile
+ * writer, the leak summary, the HTTP endpoint and the background thread.
+ * It sees the recording half only through iface.h.
+ */
+#ifndef HP_REPORT_H
+#define HP_REPORT_H
+
+#include "iface.h"
+
+int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks);
+
+/* ---- the background thread (report/agent.c), HTTP (report/http.c) ---- */
+void hp_agent_start(void);
+void hp_agent_child(void);
+struct hp_http;
+struct pollfd;
+struct hp_http *hp_http_open(const char *spec);
+int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
+void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
+void hp_http_child(struct hp_http *h);
+
+/* ---- symbols (report/symbols.c) ---- */
+struct hp_frame_line {
+    const char *function;    /* demangled; NULL when unknown */
+    const char *system_name; /* as in the symbol table */
+    const char *file;        /* NULL when unknown */
+    int line;
+};
+struct hp_symbolized {
+    int nlines; /* innermost first; 0 when nothing is known */
+    struct hp_frame_line *lines;
+    int mapping; /* index into the mapping list, -1 when none */
+    /* 0, or which unloaded library's saved symbols answered: the same
+     * address can mean different code before and after a dlclose. */
+    uint32_t variant;
+};
+struct hp_mapping {
+    uint64_t start, limit, offset;
+    const char *file;
+    const char *build_id; /* lowercase hex, or "" */
+    bool has_functions, has_filenames, has_lines;
+};
+struct hp_symbolizer;
+struct hp_symbolizer *hp_sym_open(struct hp_arena *a);
+/* Symbolizes the return address pc of a stack recorded at epoch (its
+ * hp_stack's epoch); pass the epoch so that addresses in libraries unloaded
+ * since then get the names they had. */
+void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
+                   struct hp_symbolized *out);
+int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
+void hp_sym_close(struct hp_symbolizer *s);
+
+/* ---- the profile writer (report/profile.c) ---- */
+/* Writes a gzipped pprof profile of the snapshot to path atomically.
+ * Returns 0 or a negative errno. Symbolizes each address once; sym may be
+ * shared with the leak report. */
+int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const char *path,
+                     int64_t start_ns);
+/* Encodes the profile into a gzip buffer held by the snapshot's arena.
+ * default_type: NULL for the heap profile, "alloc_space" for allocs. */
+int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
+                      const char *default_type, uint8_t **out, size_t *outlen);
+
+/* ---- leak summary (report/leaks.c) ---- */
+/* Returns the number of leaking stacks reported (after suppressions). */
+int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym);
+
+#endif
