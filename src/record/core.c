@@ -96,7 +96,7 @@ void hp_init(void)
         hp_stderr_keep();
     const char *raw = secure_getenv("HEAPPROF");
     not_root = raw && parent_is_profiled(raw);
-    if (!hp_stack_init()) {
+    if (!hp_math_init() || !hp_stack_init()) {
         __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
         hp_busy_end(was_busy);
         return;

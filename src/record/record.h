@@ -41,6 +41,8 @@ uint64_t hp_rng_next(uint64_t rng[4]);
 /* A gap drawn from an exponential distribution of mean `rate` bytes. */
 int64_t hp_sampler_gap(uint64_t rng[4], long rate);
 void hp_sampler_child(void);
+/* Loads log and expm1 from libm (profiling on only). */
+bool hp_math_init(void);
 /* Go's unbiasing: the expected number of allocations of `size` bytes that one
  * sample of that size stands for, at the given rate. */
 double hp_unbias_scale(uint64_t size, long rate);

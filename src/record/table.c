@@ -40,7 +40,6 @@
 #include "record.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -109,6 +108,12 @@ static struct index *child_index;
 static size_t table_bytes;
 static uint32_t other_node;
 static bool folded; /* a stack was folded into [other] */
+
+/* Nearest integer, halves away from zero (as llround, without libm). */
+static int64_t round_int(double x)
+{
+    return (int64_t)(x < 0 ? x - 0.5 : x + 0.5);
+}
 
 static void *table_alloc(size_t size)
 {
@@ -751,7 +756,7 @@ void hp_snapshot_estimate(struct hp_snapshot *s)
         }
         for (int k = 0; k < 4; k++) {
             exact[k] += b->w[k];
-            int64_t total = llround(exact[k]);
+            int64_t total = round_int(exact[k]);
             b->est[k] = total - given[k];
             given[k] = total;
         }
@@ -763,9 +768,9 @@ uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b)
     /* The bucket's objects' average size, estimated: allocated bytes over
      * allocated objects (in-use ones for a delta with no allocations). */
     if (b->w[0] > 0)
-        return (uint64_t)llround(b->w[1] / b->w[0]);
+        return (uint64_t)round_int(b->w[1] / b->w[0]);
     if (b->w[2] > 0)
-        return (uint64_t)llround(b->w[3] / b->w[2]);
+        return (uint64_t)round_int(b->w[3] / b->w[2]);
     unsigned cls = hp_bucket_at(b->bucket)->cls;
     return cls ? (uint64_t)1 << (cls - 1) : 0;
 }

@@ -8,12 +8,17 @@
  */
 #include "../../src/record/sampler.c"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
 void hp_init(void) {}
+void hp_log(const char *fmt, ...)
+{
+    (void)fmt;
+}
 
 #include "check.h"
 
