@@ -1419,7 +1419,70 @@ def check_max_memory():
           f"program's {truth}")
 
 
+# ---- the two halves (issue 11) ----------------------------------------------
+
+REPORT_LIBS = ("libdw", "libelf", "libprotobuf-c", "libz.", "libunwind", "liblzma", "libbz2",
+               "libm.", "libheapprof-report")
+
+
+def mapped_objects(maps_text):
+    return {line.split()[-1] for line in maps_text.splitlines()
+            if len(line.split()) >= 6 and ".so" in line.split()[-1]}
+
+
+def check_split_off():
+    """libheapprof.so needs only the C library, and a process that preloads it
+    with HEAPPROF unset maps none of the reporting half's libraries."""
+    lib = os.path.realpath(helpers.lib_path())
+    dyn = subprocess.run(["readelf", "-d", lib], stdout=subprocess.PIPE, text=True, check=True)
+    needed = [l.split("[")[1].rstrip("]") for l in dyn.stdout.splitlines() if "(NEEDED)" in l]
+    check(needed and all(n.startswith("libc.so") for n in needed),
+          f"libheapprof.so needs {needed}, want only the C library")
+    r = run(["cat", "/proc/self/maps"], clean_env() | {"LD_PRELOAD": lib})
+    check(r.returncode == 0, describe(r))
+    objs = mapped_objects(r.stdout)
+    check(any("libheapprof.so" in o for o in objs), f"libheapprof not mapped: {objs}")
+    bad = [o for o in objs if any(os.path.basename(o).startswith(b) for b in REPORT_LIBS)]
+    check(not bad, f"HEAPPROF unset, yet mapped: {bad}")
+    print(f"off: {len(objs)} objects mapped, none of the reporting half's")
+
+
+def check_split_on():
+    """With HEAPPROF set, the reporting half and libunwind are loaded, from
+    beside the library."""
+    d = helpers.tempdir()
+    profile = os.path.join(d, "m.pb.gz")
+    r = run(["cat", "/proc/self/maps"], hp_env(profile, leaks="off"))
+    check(r.returncode == 0 and os.path.exists(profile), describe(r))
+    objs = mapped_objects(r.stdout)
+    lib_dir = os.path.dirname(os.path.realpath(helpers.lib_path()))
+    report = [o for o in objs if os.path.basename(o).startswith("libheapprof-report.so")]
+    check(report and os.path.dirname(report[0]) == lib_dir,
+          f"the reporting half is not mapped from {lib_dir}: {sorted(objs)}")
+    check(any(os.path.basename(o).startswith("libunwind") for o in objs),
+          f"libunwind not mapped: {sorted(objs)}")
+    print(f"on: {report[0]} mapped")
+
+
+def check_split_missing():
+    """The library alone, without the reporting half beside it: one line, no
+    profile, the program unchanged."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    lib_copy = os.path.join(d, "lib")
+    os.makedirs(lib_copy)
+    shutil.copy(helpers.lib_path(), lib_copy)
+    env = hp_env(os.path.join(d, "x.pb.gz"))
+    env["LD_PRELOAD"] = os.path.join(lib_copy, os.path.basename(helpers.lib_path()))
+    r = run([exe("rb_alloc"), "hello", "3"], env)
+    expect_one_line(r, base, "no libheapprof-report.so beside the library", "reporting half")
+    check(sorted(os.listdir(d)) == ["lib"], f"files written: {os.listdir(d)}")
+
+
 CHECKS = {
+    "split-off": check_split_off,
+    "split-on": check_split_on,
+    "split-missing": check_split_missing,
     "fork": check_fork,
     "fork-dlopen": check_fork_dlopen,
     "fork-exec": check_fork_exec,
