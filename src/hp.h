@@ -75,13 +75,20 @@ int hp_stderr_fd(void); /* stderr, or the copy kept if the program closed it */
  * write of 0 bytes). */
 int hp_write_all(int fd, const void *buf, size_t len);
 int64_t hp_now_ns(void);  /* the real-time clock */
-int64_t hp_mono_ms(void); /* milliseconds on the monotonic clock */
+int64_t hp_mono_ns(void); /* the monotonic clock */
+int64_t hp_mono_ms(void); /* the same in milliseconds */
+/* Anonymous private memory, zeroed; NULL on failure. */
+void *hp_os_map(size_t len);
+void hp_os_unmap(void *p, size_t len);
 /* Keeps one of heapprof's own descriptors out of the program's way: moved to
  * a high number, close-on-exec. Returns the new descriptor or -1. */
 int hp_fd_high(int fd);
+/* A close-on-exec copy of fd on a high number, or -1. */
+int hp_fd_dup_high(int fd);
 struct hp_arena;
-/* A whole file (of /proc, say) as a string in the arena, or NULL. */
-char *hp_read_file(struct hp_arena *a, const char *path);
+/* A whole file (of /proc, say) in the arena, NUL-terminated, its length in
+ * *len (when len is not NULL); NULL if it cannot be read. */
+char *hp_read_file(struct hp_arena *a, const char *path, size_t *len);
 /* Whether /proc/PID/environ holds the entry NAME=VALUE as given. */
 bool hp_proc_environ_has(pid_t pid, const char *entry);
 /* path made absolute against the current directory: 0 or -errno. */

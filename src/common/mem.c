@@ -10,7 +10,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
 
 enum {
     MIN_SHIFT = 4,  /* 16 bytes */
@@ -30,8 +29,8 @@ static size_t mapped;
 
 static void *map(size_t len)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void *p = hp_os_map(len);
+    if (!p)
         return NULL;
     __atomic_fetch_add(&mapped, len, __ATOMIC_RELAXED);
     return p;
@@ -39,7 +38,7 @@ static void *map(size_t len)
 
 static void unmap(void *p, size_t len)
 {
-    munmap(p, len);
+    hp_os_unmap(p, len);
     __atomic_fetch_sub(&mapped, len, __ATOMIC_RELAXED);
 }
 

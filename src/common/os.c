@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,11 +29,29 @@ int64_t hp_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t hp_mono_ms(void)
+int64_t hp_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t hp_mono_ms(void)
+{
+    return hp_mono_ns() / 1000000;
+}
+
+/* ---- memory maps (the profiler's own memory, common/mem.c) ---- */
+
+void *hp_os_map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void hp_os_unmap(void *p, size_t len)
+{
+    munmap(p, len);
 }
 
 /* ---- diagnostics ---- */
@@ -50,7 +69,7 @@ void hp_stderr_keep(void)
     struct stat st;
     if (fstat(STDERR_FILENO, &st) != 0)
         return;
-    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 900);
+    int fd = hp_fd_dup_high(STDERR_FILENO);
     if (fd < 0)
         return;
     err_fd = fd;
@@ -108,12 +127,17 @@ void hp_log(const char *fmt, ...)
 
 /* ---- descriptors ---- */
 
+int hp_fd_dup_high(int fd)
+{
+    /* Out of the low numbers a program may expect to get from open(). */
+    return fcntl(fd, F_DUPFD_CLOEXEC, 900);
+}
+
 int hp_fd_high(int fd)
 {
     if (fd < 0)
         return fd;
-    /* Out of the low numbers a program may expect to get from open(). */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+    int hi = hp_fd_dup_high(fd);
     if (hi < 0) {
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         return fd;
@@ -124,7 +148,7 @@ int hp_fd_high(int fd)
 
 /* ---- reading files ---- */
 
-char *hp_read_file(struct hp_arena *a, const char *path)
+char *hp_read_file(struct hp_arena *a, const char *path, size_t *lenp)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -149,9 +173,13 @@ char *hp_read_file(struct hp_arena *a, const char *path)
     char *out = NULL;
     if (buf) {
         buf[len] = 0;
-        out = hp_arena_strdup(a, buf);
+        out = hp_arena_alloc(a, len + 1);
+        if (out)
+            memcpy(out, buf, len + 1);
         hp_free(buf, cap);
     }
+    if (lenp)
+        *lenp = out ? len : 0;
     return out;
 }
 

@@ -137,9 +137,7 @@ static uint64_t thread_seed(void)
     uint64_t n = __atomic_add_fetch(&thread_counter, 1, __ATOMIC_RELAXED);
     if (hp_cfg.seed_set)
         return hp_cfg.seed * 0x9e3779b97f4a7c15ull + n;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
+    uint64_t x = (uint64_t)hp_mono_ns();
     x ^= (uint64_t)getpid() << 16;
     x ^= (uint64_t)(uintptr_t)&hp_thread;
     return x * 0x9e3779b97f4a7c15ull + n;

@@ -299,14 +299,14 @@ static void html_escape(struct buf *b, const char *s)
 
 static size_t read_cmdline(char *out, size_t cap)
 {
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    struct hp_arena a = {0};
     size_t len = 0;
-    ssize_t n;
-    while (len < cap && (n = read(fd, out + len, cap - len)) > 0)
-        len += (size_t)n;
-    close(fd);
+    const char *text = hp_read_file(&a, "/proc/self/cmdline", &len);
+    if (len > cap)
+        len = cap;
+    if (text)
+        memcpy(out, text, len);
+    hp_arena_release(&a);
     /* Arguments are NUL-separated, as Go joins os.Args with "\x00"; drop
      * the final NUL. */
     if (len && out[len - 1] == 0)

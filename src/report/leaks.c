@@ -151,18 +151,12 @@ static void load_suppressions(struct hp_arena *a, struct supp *sp)
         sp->pats[sp->n++] = builtin_suppressions[i];
     if (!hp_cfg.suppressions[0])
         return;
-    int fd = open(hp_cfg.suppressions, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    char *buf = hp_read_file(a, hp_cfg.suppressions, NULL);
+    if (!buf) {
         hp_log("heapprof: cannot read HEAPPROF_SUPPRESSIONS file %s: %s", hp_cfg.suppressions,
                strerror(errno));
         return;
     }
-    char buf[65536];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = 0;
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
         while (*line == ' ' || *line == '\t')
             line++;

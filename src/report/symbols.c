@@ -110,7 +110,6 @@ static bool own_dwarf(struct hp_symbolizer *s, Dwfl_Module *mod)
     return own;
 }
 
-/* Reads a whole /proc file into the arena. */
 /* The build ids of the loaded objects, read from their PT_NOTE segments in
  * memory: no file is opened, so a profile with few samples does not make
  * libdwfl open every library of the process for its build id. */
@@ -184,7 +183,7 @@ static const char *loaded_ids_find(const struct loaded_ids *ids, uintptr_t addr)
  * Go's runtime lists them. */
 static void load_mappings(struct hp_symbolizer *s)
 {
-    char *text = hp_read_file(s->arena, "/proc/self/maps");
+    char *text = hp_read_file(s->arena, "/proc/self/maps", NULL);
     if (!text)
         return;
     char exe[PATH_MAX];

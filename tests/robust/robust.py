@@ -1148,7 +1148,8 @@ def check_setuid():
     os.makedirs(lib_dir)
     src_dir = os.path.dirname(helpers.lib_path())
     for name in os.listdir(src_dir):
-        if name.startswith("libheapprof.so") and os.path.isfile(os.path.join(src_dir, name)):
+        if (name.startswith("libheapprof.so") or name.startswith("libheapprof-report.so")) \
+                and os.path.isfile(os.path.join(src_dir, name)):
             shutil.copy(os.path.join(src_dir, name), os.path.join(lib_dir, name))
     os.chmod(lib_dir, 0o755)
     plain = os.path.join(d, "plain")

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
@@ -18,6 +19,12 @@ void hp_init(void) {}
 void hp_log(const char *fmt, ...)
 {
     (void)fmt;
+}
+int64_t hp_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 #include "check.h"
