@@ -127,8 +127,17 @@ double hp_unbias_scale(uint64_t size, long rate)
 {
     if (rate <= 1 || size == 0)
         return 1.0;
-    /* 1 / (1 - exp(-s/R)), with expm1 for precision when s << R. */
-    return 1.0 / -math_expm1(-(double)size / (double)rate);
+    double x = (double)size / (double)rate;
+    if (x < 0.05) {
+        /* 1 / (1 - exp(-x)) = 1/x + 1/2 + x/12 - x^3/720 + x^5/30240 - ...
+         * (Bernoulli numbers); the next term, x^7/1209600, is below 1e-16
+         * of the sum here. Most samples are of objects far smaller than the
+         * rate, and this is several times cheaper than expm1. */
+        double x2 = x * x;
+        return 1.0 / x + 0.5 + x * (1.0 / 12 - x2 * (1.0 / 720 - x2 * (1.0 / 30240)));
+    }
+    /* 1 / (1 - exp(-s/R)), with expm1 for precision. */
+    return 1.0 / -math_expm1(-x);
 }
 
 static uint64_t thread_seed(void)

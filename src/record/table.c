@@ -86,13 +86,15 @@ struct index {
 #define SLOT_TAG(h) ((uint32_t)(h)&0xff000000u)
 
 /* A bucket's counts: sampled allocations and their weights. They are kept
- * in stripes, each thread adding to one (threads take stripes in turn), so
- * that threads sampling the same stack do not write one cache line; a
- * snapshot adds the stripes up. Stripe 0 is made with the bucket, the others
- * when a thread of theirs first counts in that chunk of buckets (or never,
- * in a program with one thread); a thread whose stripe cannot be made
- * counts in stripe 0. */
-enum { NSTRIPES = 4 };
+ * in stripes, so that threads sampling the same stack do not write one
+ * cache line, and a snapshot adds the stripes up. Stripes 1 to 7 belong to
+ * one thread each while it lives (the first threads to sample take them,
+ * and give them back when they exit): their owner adds with plain loads and
+ * stores, no locked instruction. Other threads share stripe 0 and add
+ * atomically. Stripe 0 is made with the buckets, the others when their
+ * owner first counts in that chunk of buckets (a thread whose stripe cannot
+ * be made counts in stripe 0). */
+enum { NSTRIPES = 8 };
 struct counts {
     uint64_t allocs;
     double w_objects, w_bytes;
@@ -100,6 +102,16 @@ struct counts {
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct counts *count_dir[NSTRIPES][BUCKET_DIR];
+static HP_TLS int my_stripe = -1; /* -1: none yet; 0: shared */
+static int stripe_owned[NSTRIPES];
+static pthread_key_t stripe_key;
+static bool stripe_key_made;
+
+static void stripe_release(void *v)
+{
+    __atomic_store_n(&stripe_owned[(uintptr_t)v - 1], 0, __ATOMIC_RELEASE);
+}
+
 static struct node *node_dir[NODE_DIR];
 static struct hp_bucket *bucket_dir[BUCKET_DIR];
 static uint32_t nnodes = 1;   /* node 0 is the root: the empty stack */
@@ -331,6 +343,8 @@ static void note_folded(void)
 
 void hp_table_init(void)
 {
+    if (pthread_key_create(&stripe_key, stripe_release) == 0)
+        __atomic_store_n(&stripe_key_made, true, __ATOMIC_RELEASE);
     pthread_mutex_lock(&table_lock);
     if (!other_node)
         other_node = add_node(0, HP_OTHER_IP, false);
@@ -427,25 +441,49 @@ static double load_double(const double *x)
     return d;
 }
 
-static HP_TLS unsigned my_stripe; /* this thread's stripe + 1; 0: none yet */
-
-/* This thread's counts of bucket b. */
-static struct counts *my_counts(uint32_t b)
+static int stripe_take(void)
 {
-    static unsigned next_stripe;
-    if (!my_stripe)
-        my_stripe = __atomic_fetch_add(&next_stripe, 1, __ATOMIC_RELAXED) % NSTRIPES + 1;
-    unsigned st = my_stripe - 1, chunk = b >> BUCKET_CHUNK_BITS;
+    if (__atomic_load_n(&stripe_key_made, __ATOMIC_ACQUIRE))
+        for (int k = 1; k < NSTRIPES; k++) {
+            int expected = 0;
+            if (__atomic_compare_exchange_n(&stripe_owned[k], &expected, 1, false, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED)) {
+                /* Given back by the key's destructor when the thread exits. */
+                if (pthread_setspecific(stripe_key, (void *)(uintptr_t)(k + 1)) == 0)
+                    return k;
+                __atomic_store_n(&stripe_owned[k], 0, __ATOMIC_RELEASE);
+                break;
+            }
+        }
+    return 0;
+}
+
+/* This thread's counts of bucket b, and whether it owns them alone. */
+static struct counts *my_counts(uint32_t b, bool *own)
+{
+    if (HP_UNLIKELY(my_stripe < 0))
+        my_stripe = stripe_take();
+    unsigned st = (unsigned)my_stripe, chunk = b >> BUCKET_CHUNK_BITS;
     struct counts *c = __atomic_load_n(&count_dir[st][chunk], __ATOMIC_ACQUIRE);
     if (HP_UNLIKELY(!c)) {
         pthread_mutex_lock(&table_lock);
         size_t size = BUCKET_CHUNK * sizeof(struct counts);
         if (!count_dir[st][chunk] && !over_limit(size) && (c = table_alloc(size)) != NULL)
             __atomic_store_n(&count_dir[st][chunk], c, __ATOMIC_RELEASE);
-        c = count_dir[st][chunk] ? count_dir[st][chunk] : count_dir[0][chunk];
+        if (!count_dir[st][chunk])
+            st = 0;
+        c = count_dir[st][chunk];
         pthread_mutex_unlock(&table_lock);
     }
+    *own = st != 0;
     return &c[b & (BUCKET_CHUNK - 1)];
+}
+
+static void store_double(double *x, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    __atomic_store_n((uint64_t *)x, bits, __ATOMIC_RELAXED);
 }
 
 uint32_t hp_table_record(void **ips, int depth, uint64_t size)
@@ -478,11 +516,20 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size)
     tcache[slot].stack = stack;
     tcache[slot].cls = cls;
     tcache[slot].bucket = b;
-    struct counts *c = my_counts(b);
+    bool own;
+    struct counts *c = my_counts(b, &own);
     double w = hp_unbias_scale(size, hp_cfg.rate);
-    __atomic_fetch_add(&c->allocs, 1, __ATOMIC_RELAXED);
-    add_double(&c->w_objects, w);
-    add_double(&c->w_bytes, w * (double)size);
+    if (own) {
+        /* The only writer: readers see each field whole, if not all three
+         * from the same moment (as with atomic adds). */
+        __atomic_store_n(&c->allocs, c->allocs + 1, __ATOMIC_RELAXED);
+        store_double(&c->w_objects, c->w_objects + w);
+        store_double(&c->w_bytes, c->w_bytes + w * (double)size);
+    } else {
+        __atomic_fetch_add(&c->allocs, 1, __ATOMIC_RELAXED);
+        add_double(&c->w_objects, w);
+        add_double(&c->w_bytes, w * (double)size);
+    }
     return b;
 }
 
@@ -531,6 +578,9 @@ void hp_table_unlock(void)
 void hp_table_child(void)
 {
     pthread_mutex_init(&table_lock, NULL);
+    /* Only this thread lives on: the other threads' stripes are free. */
+    for (int k = 1; k < NSTRIPES; k++)
+        stripe_owned[k] = k == my_stripe;
 }
 
 bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi)
