@@ -37,6 +37,7 @@ static int64_t start_ns;
  * its pid in the name unless HEAPPROF already has %p. */
 static bool not_root;
 static int exit_dumped;
+static void peak_init(void);
 
 /* A process exec'd by a profiled process inherits HEAPPROF (and
  * LD_PRELOAD): it must not overwrite its parent's profile. The parent's
@@ -104,6 +105,8 @@ void hp_init(void)
     hp_table_init();
     hp_live_init(hp_cfg.rate <= 1);
     hp_peak_on = hp_cfg.peak || hp_cfg.http[0];
+    if (hp_peak_on)
+        peak_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);
     hp_busy_end(was_busy);
@@ -188,6 +191,24 @@ static int64_t weight(uint64_t size)
  * heap is large. The shared estimate then lags by less than 1/64 of the
  * peak per thread. */
 static HP_TLS int64_t peak_pending;
+static HP_TLS bool peak_key_set;
+static pthread_key_t peak_key;
+static bool peak_key_made;
+
+/* At thread exit: what the thread gathered goes to the shared estimate,
+ * or threads that come and go would make it drift. */
+static void peak_flush(void *unused)
+{
+    (void)unused;
+    __atomic_add_fetch(&inuse_est, peak_pending, __ATOMIC_RELAXED);
+    peak_pending = 0;
+}
+
+static void peak_init(void)
+{
+    if (pthread_key_create(&peak_key, peak_flush) == 0)
+        peak_key_made = true;
+}
 
 /* Adds (or with sign -1 takes away) one sampled object of size bytes to the
  * in-use estimate, and copies the tables when that sets a new peak. */
@@ -199,6 +220,10 @@ static void track(uint64_t size, int sign)
     int64_t step = __atomic_load_n(&peak_copied, __ATOMIC_RELAXED) / 64;
     if (delta < step && delta > -step) {
         peak_pending = delta;
+        if (HP_UNLIKELY(!peak_key_set) && peak_key_made) {
+            peak_key_set = true;
+            pthread_setspecific(peak_key, (void *)1);
+        }
         return;
     }
     peak_pending = 0;

@@ -28,7 +28,9 @@
 #include "record.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <link.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -202,7 +204,18 @@ HEAPPROF_API int dlclose(void *handle)
             dl_iterate_phdr(find_text, &f);
             if (f.hi > f.lo) {
                 bool was_busy = hp_busy_begin();
-                keep_unloaded(lm->l_name, &f);
+                /* The name the program gave may be relative ("./plugin.so")
+                 * and the program may chdir before the dump: the file is
+                 * named by the directory the loader found it in. */
+                char origin[PATH_MAX], path[PATH_MAX + 256];
+                const char *name = lm->l_name;
+                if (name[0] != '/' && dlinfo(handle, RTLD_DI_ORIGIN, origin) == 0 &&
+                    origin[0] == '/') {
+                    int n = snprintf(path, sizeof path, "%s/%s", origin, hp_basename(name));
+                    if (n > 0 && (size_t)n < sizeof path)
+                        name = path;
+                }
+                keep_unloaded(name, &f);
                 hp_busy_end(was_busy);
             }
         }

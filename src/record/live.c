@@ -49,6 +49,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <string.h>
 
 enum {
@@ -104,7 +105,9 @@ static struct shard shards[NSHARDS];
  * sample or free a sampled object: a spin lock, which never puts a thread to
  * sleep in the kernel as a contended mutex does (measured: the mutex's
  * futex calls were a fifth of the run at a rate of 16 KiB over jemalloc).
- * After a while it yields, should the holder have been preempted. */
+ * Should the holder have been preempted, it yields, and then sleeps (a
+ * real-time thread's yield would not let a lower-priority holder run; a
+ * fork holds every shard while it runs). */
 static void shard_lock(struct shard *s)
 {
     unsigned spins = 0;
@@ -114,8 +117,11 @@ static void shard_lock(struct shard *s)
 #if defined(__x86_64__) || defined(__i386__)
                 __builtin_ia32_pause();
 #endif
-            } else {
+            } else if (spins < 1100) {
                 sched_yield();
+            } else {
+                struct timespec pause = {0, 50000};
+                nanosleep(&pause, NULL);
             }
         }
 }

@@ -71,31 +71,34 @@ uint64_t hp_rng_next(uint64_t s[4])
  * 7% more. */
 static double (*log_fn)(double), (*expm1_fn)(double);
 
-static void load_math(void)
+static bool load_math(void)
 {
     void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
     double (*l)(double) = h ? (double (*)(double))dlsym(h, "log") : NULL;
     double (*e)(double) = h ? (double (*)(double))dlsym(h, "expm1") : NULL;
-    if (!l || !e) {
-        hp_log("heapprof: cannot load log and expm1 from libm.so.6; aborting");
-        abort();
-    }
+    if (!l || !e)
+        return false;
     __atomic_store_n(&expm1_fn, e, __ATOMIC_RELEASE);
     __atomic_store_n(&log_fn, l, __ATOMIC_RELEASE);
+    return true;
 }
 
 bool hp_math_init(void)
 {
-    if (!__atomic_load_n(&log_fn, __ATOMIC_ACQUIRE))
-        load_math();
-    return true;
+    if (__atomic_load_n(&log_fn, __ATOMIC_ACQUIRE) || load_math())
+        return true;
+    hp_log("heapprof: cannot load log and expm1 from libm.so.6; profiling is off");
+    return false;
 }
 
+/* Only ever called with profiling on, that is after hp_math_init found
+ * them, or from the unit tests, which load them here. */
 static double math_log(double x)
 {
     double (*f)(double) = __atomic_load_n(&log_fn, __ATOMIC_ACQUIRE);
     if (HP_UNLIKELY(!f)) {
-        load_math();
+        if (!load_math())
+            return 0;
         f = log_fn;
     }
     return f(x);
@@ -105,7 +108,8 @@ static double math_expm1(double x)
 {
     double (*f)(double) = __atomic_load_n(&expm1_fn, __ATOMIC_ACQUIRE);
     if (HP_UNLIKELY(!f)) {
-        load_math();
+        if (!load_math())
+            return -1;
         f = expm1_fn;
     }
     return f(x);

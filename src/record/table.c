@@ -109,6 +109,9 @@ static bool stripe_key_made;
 
 static void stripe_release(void *v)
 {
+    /* Run by the exiting thread; what it still allocates afterwards (in
+     * the program's own key destructors) goes to the shared stripe. */
+    my_stripe = 0;
     __atomic_store_n(&stripe_owned[(uintptr_t)v - 1], 0, __ATOMIC_RELEASE);
 }
 
@@ -596,7 +599,7 @@ bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi)
 /* ---- snapshots ---- */
 
 /* The copy of the tables at the last peak: per bucket, the samples and
- * their weights then. Guarded by table_lock; counted against the limit. */
+ * their weights then. Guarded by table_lock. */
 struct peak_entry {
     uint32_t bucket;
     int64_t allocs, live;
@@ -656,12 +659,15 @@ void hp_peak_capture(void)
     if (take(&s, &a) == 0) {
         pthread_mutex_lock(&table_lock);
         if (s.nbuckets > peak_cap) {
-            /* Grow geometrically so that repeated captures rarely reallocate. */
+            /* Grow geometrically so that repeated captures rarely reallocate.
+             * The copy is not the stack table's and does not take from its
+             * budget; it may be half as large again as the ceiling, and past
+             * that the peak is no longer copied. */
             size_t cap = s.nbuckets * 2;
-            struct peak_entry *np = table_alloc(cap * sizeof *np);
+            struct peak_entry *np =
+                cap * sizeof *np <= hp_cfg.max_memory / 2 ? hp_alloc(cap * sizeof *np) : NULL;
             if (np) {
                 hp_free(peak, peak_cap * sizeof *peak);
-                table_bytes -= peak_cap * sizeof *peak;
                 peak = np;
                 peak_cap = cap;
             }

@@ -453,6 +453,8 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
     Mapping **mps = nmaps ? hp_arena_alloc(b.a, (size_t)nmaps * sizeof *mps) : NULL;
+    if (nmaps && !mps)
+        b.oom = true;
     for (int i = 0; i < nmaps && mps && !b.oom; i++) {
         Mapping *m = hp_arena_alloc(b.a, sizeof *m);
         if (!m) {

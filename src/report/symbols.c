@@ -766,8 +766,21 @@ static struct hp_symbolizer *retained_sub(struct hp_symbolizer *s, struct retain
     sub->dwfl = dwfl_begin(&offline_callbacks);
     if (sub->dwfl) {
         dwfl_report_begin(sub->dwfl);
-        dwfl_report_elf(sub->dwfl, hp_basename(r->u->path), r->u->path, -1, r->u->bias, false);
+        Dwfl_Module *mod =
+            dwfl_report_elf(sub->dwfl, hp_basename(r->u->path), r->u->path, -1, r->u->bias, false);
         dwfl_report_end(sub->dwfl, NULL, NULL);
+        /* The file must still be the one that was loaded: a library rebuilt
+         * over the same path would name the old frames wrongly. */
+        const unsigned char *bits;
+        GElf_Addr vaddr;
+        int n = mod ? dwfl_module_build_id(mod, &bits, &vaddr) : -1;
+        char hex[129] = "";
+        for (int i = 0; i < n && i < 64; i++)
+            snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+        if (!mod || (r->u->build_id[0] && strcmp(hex, r->u->build_id) != 0)) {
+            dwfl_end(sub->dwfl);
+            sub->dwfl = NULL;
+        }
     }
     r->sub = sub;
     return sub;
