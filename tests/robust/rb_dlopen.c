@@ -10,13 +10,16 @@
  *   PLUGIN2  (with close) then dlopen rb_plugin2, call its other_leak (3 x
  *            900 bytes and 24 bytes, leaked) and dlclose it too; prints
  *            `same base yes` when it was mapped where rb_plugin had been
- * Prints `leaked N blocks`; exits 0, or 1 if a library cannot be used.
+ * Prints `leaked N blocks`; exits 0, or 1 if a library cannot be used. With
+ * RB_CHDIR set, changes to that directory before returning from main.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Reachable, never freed: heapprof reports the blocks as leaked. */
 static void **kept, **kept2;
@@ -80,5 +83,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* The program moves on before exit: a library loaded by a relative
+     * name must still be found at the dump. */
+    const char *dir = getenv("RB_CHDIR");
+    if (dir && chdir(dir) != 0)
+        return 1;
     return 0;
 }

@@ -705,20 +705,43 @@ def check_threads():
 
 # ---- 4. dlopen / dlclose -----------------------------------------------------------
 
+def check_thread_exit():
+    """Allocations made by a thread as it exits (its thread-specific data
+    destructors) are all counted, in exact mode, however many threads come
+    and go."""
+    n, per = 60, 5000
+    d = helpers.tempdir()
+    profile = os.path.join(d, "k.pb.gz")
+    r = run([exe("rb_keydtor"), str(n), str(per)], hp_env(profile, 1))
+    check(r.returncode == 0 and f"dtor_site {n * per}" in r.stdout, describe(r))
+    got = cum(profile).get("dtor_site")
+    want = [n * per, n * per * 32, 0, 0]
+    check(got == want, f"dtor_site: profile says {got}, the program made {want}")
+    print(f"thread-exit: {n} threads, dtor_site {got}")
+
+
 def check_dlopen(mode):
     """A dlopen'ed library's leaking function keeps its name in the profile
     and the leak summary after the library is dlclosed; with `reuse`, a
-    second library loaded at the same place afterwards keeps its own."""
+    second library loaded at the same place afterwards keeps its own; with
+    `relative`, a library loaded as ./NAME keeps its names although the
+    program changes directory before exit (the file is read at the dump)."""
     d = helpers.tempdir()
     profile = os.path.join(d, "d.pb.gz")
     leaks = os.path.join(d, "leaks.txt")
-    argv = [exe("rb_dlopen"), plugin(), "close" if mode == "reuse" else mode]
+    cwd = None
+    lib = plugin()
+    if mode == "relative":
+        cwd = os.path.dirname(lib)
+        lib = "./" + os.path.basename(lib)
+    argv = [exe("rb_dlopen"), lib, "keep" if mode == "keep" else "close"]
     want = {"plugin_leak": (5, 2832)}
     if mode == "reuse":
         argv.append(helpers.env_path("RB_PLUGIN2"))
         want["other_leak"] = (4, 2724)
-    base = baseline(argv)
-    r = run(argv, hp_env(profile, 1, leaks=leaks))
+    extra = {"RB_CHDIR": "/"} if mode == "relative" else None
+    base = run(argv, clean_env() | (extra or {}), cwd=cwd)
+    r = run(argv, hp_env(profile, 1, leaks=leaks, extra=extra), cwd=cwd)
     same_output(base, r, mode)
     if mode != "keep":
         check("unloaded yes" in r.stdout,
@@ -1499,6 +1522,8 @@ CHECKS = {
     "dlopen-keep": lambda: check_dlopen("keep"),
     "dlopen-close": lambda: check_dlopen("close"),
     "dlopen-reuse": lambda: check_dlopen("reuse"),
+    "dlopen-relative": lambda: check_dlopen("relative"),
+    "thread-exit": check_thread_exit,
     "bad-rate": check_bad_rate,
     "bad-seed": check_bad_seed,
     "bad-leak-stacks": check_bad_leak_stacks,
