@@ -492,6 +492,33 @@ def check_leaks_pct():
               f"process {p}'s summary: child_leak {leaked_by(s, 'child_leak')}, want {want}")
 
 
+def run_reading_fifo(argv, env, fifo):
+    """Runs argv while reading the FIFO it writes to: returns the run and
+    what came through the FIFO. A writer of our own keeps the reader from
+    seeing end-of-file before the program opens the FIFO; the pipe buffer
+    holds a whole leak summary."""
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        r = run(argv, env, timeout=30)
+        os.close(keep)
+        keep = None
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(reader, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if keep is not None:
+            os.close(keep)
+        os.close(reader)
+    return r, b"".join(chunks)
+
+
 def check_leaks_in_place():
     """A leak path naming a descriptor (/dev/stderr, /proc/self/fd/2,
     /dev/fd/2), whatever it is open on, or a node that is not a regular file
@@ -554,31 +581,13 @@ def check_leaks_in_place():
     fifo_dir = helpers.tempdir()
     fifo = os.path.join(fifo_dir, "leaks.fifo")
     os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        r = run(argv, hp_env(os.path.join(d, "e.pb.gz"), 1, leaks=fifo,
-                             pidlog=os.path.join(d, "pids.log")), timeout=30)
-        os.close(keep)
-        keep = None
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(reader, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        if keep is not None:
-            os.close(keep)
-        os.close(reader)
+    r, data = run_reading_fifo(argv, hp_env(os.path.join(d, "e.pb.gz"), 1, leaks=fifo,
+                                            pidlog=os.path.join(d, "pids.log")), fifo)
     check(r.returncode == 0, describe(r))
     check(stat.S_ISFIFO(os.lstat(fifo).st_mode), "HEAPPROF_LEAKS=FIFO: no longer a FIFO")
     check(os.listdir(fifo_dir) == ["leaks.fifo"],
           f"HEAPPROF_LEAKS=FIFO: files made beside it: {sorted(os.listdir(fifo_dir))}")
-    tree("FIFO", d, r.stdout, b"".join(chunks).decode(errors="replace") + r.stderr)
+    tree("FIFO", d, r.stdout, data.decode(errors="replace") + r.stderr)
 
 
 # ---- 2. ways to exit ----------------------------------------------------------
@@ -1102,31 +1111,11 @@ def check_special_files():
     # A FIFO as HEAPPROF_LEAKS: the reader must get the summary.
     fifo = os.path.join(d, "leaks.fifo")
     os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    # Our own writer keeps the reader from seeing end-of-file before the
-    # program opens the FIFO; the pipe buffer holds the whole summary.
-    keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        r = run([exe("rb_alloc"), "hello", "3"], hp_env(os.path.join(d, "a.pb.gz"), 1,
-                                                        leaks=fifo), timeout=30)
-        os.close(keep)
-        keep = None
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(reader, 65536)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        if keep is not None:
-            os.close(keep)
-        os.close(reader)
+    r, data = run_reading_fifo([exe("rb_alloc"), "hello", "3"],
+                               hp_env(os.path.join(d, "a.pb.gz"), 1, leaks=fifo), fifo)
     same_output(base, r, "HEAPPROF_LEAKS=FIFO")
     node_ok(fifo, stat.S_ISFIFO, "HEAPPROF_LEAKS=FIFO")
-    if b"heapprof: " not in b"".join(chunks):
+    if b"heapprof: " not in data:
         problems.append("HEAPPROF_LEAKS=FIFO: the reader got no leak summary")
 
     # Character devices (1, 3 is what /dev/null is), if this machine lets us
