@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import commit_of
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIME = "/usr/bin/time"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -217,29 +219,6 @@ def svg_plot(series, title, subtitle, note, xlabel, ylabel):
         o.append('<text x="%d" y="%d">%s</text>' % (L + 42, ly, esc(label)))
     o.append("</svg>")
     return "\n".join(o) + "\n"
-
-
-def commit_of(build):
-    try:
-        with open(os.path.join(build, "meson-info", "meson-info.json")) as f:
-            src = json.load(f)["directories"]["source"]
-    except (OSError, KeyError, ValueError):
-        return "?", "?"
-    git = ["git", "-C", src]
-    c = subprocess.run(git + ["rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    if not c:
-        return "not a git checkout", src
-    # What is measured is the library: name the last commit that changed it.
-    lib = subprocess.run(git + ["log", "-1", "--format=%h", "--", "src", "include"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True).stdout.strip()
-    dirty = subprocess.run(git + ["status", "--porcelain", "--", "src", "include"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True).stdout.strip()
-    if dirty:
-        return c + ", src/ or include/ modified", src
-    return "%s (src/ and include/ as of %s)" % (c, lib) if lib and lib != c else c, src
 
 
 def main():

@@ -57,6 +57,8 @@ import tempfile
 import threading
 import time
 
+from benchlib import commit_of, parse_kv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIME = "/usr/bin/time"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -203,16 +205,6 @@ def profile_bytes(out, key):
     return total if n else None
 
 
-def parse_kv(text):
-    kv = {}
-    for line in text.splitlines():
-        for tok in line.split():
-            if "=" in tok:
-                k, _, v = tok.partition("=")
-                kv[k] = v
-    return kv
-
-
 def configs(lib, heaptrack):
     # (key, label, prefix, environment, through env(1))
     cs = [("alone", "uninstrumented", [], {}, True),
@@ -311,29 +303,6 @@ def table(label, cfgs, res):
             ratio(med(e.wall), med(h.wall)), ratio(med(e.cpu), med(h.cpu)),
             ratio(med(e.tree_peak), med(h.tree_peak)))]
     return rows + [""]
-
-
-def commit_of(build):
-    try:
-        with open(os.path.join(build, "meson-info", "meson-info.json")) as f:
-            src = json.load(f)["directories"]["source"]
-    except (OSError, KeyError, ValueError):
-        return "?", "?"
-    git = ["git", "-C", src]
-    c = subprocess.run(git + ["rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    if not c:
-        return "not a git checkout", src
-    # What is measured is the library: name the last commit that changed it.
-    lib = subprocess.run(git + ["log", "-1", "--format=%h", "--", "src", "include"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True).stdout.strip()
-    dirty = subprocess.run(git + ["status", "--porcelain", "--", "src", "include"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True).stdout.strip()
-    if dirty:
-        return c + ", src/ or include/ modified", src
-    return "%s (src/ and include/ as of %s)" % (c, lib) if lib and lib != c else c, src
 
 
 def main():
