@@ -84,6 +84,10 @@ void hp_snapshot_release(struct hp_snapshot *s);
  * take/peak/delta functions call it; a hand-made snapshot must. */
 void hp_snapshot_estimate(struct hp_snapshot *s);
 
+/* ---- heapprof's own memory ---- */
+size_t hp_table_bytes(void); /* the stack table's (record/table.c) */
+size_t hp_live_bytes(void);  /* the live set's slots (record/live.c) */
+
 /* ---- libraries unloaded with dlclose (record/dl.c) ---- */
 /* Kept so that the frames recorded in them can be named at a dump: the file
  * is read then, not in dlclose. The list only grows at its head, and its

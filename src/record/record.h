@@ -63,7 +63,6 @@ bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi);
  * allocation of size bytes; its number, or 0 when out of memory. */
 uint32_t hp_table_record(void **ips, int depth, uint64_t size);
 struct hp_bucket *hp_bucket_at(uint32_t bucket);
-size_t hp_table_bytes(void); /* memory held by the table */
 
 /* A bucket: the sampled allocations of one stack in one size class. Its
  * counts (samples, and their unbiased weights: each sample of s bytes adds
@@ -92,7 +91,6 @@ struct hp_snap_bucket;
 /* Adds every live sampled object of buckets below n to sb[pos[bucket]]:
  * .live and the in-use weights w[2], w[3]. */
 void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate);
-size_t hp_live_bytes(void); /* memory held by the live set's slots */
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a bitmap of the 512-byte
  * blocks of address space that hold a live sample (512K bits, 64 KiB,

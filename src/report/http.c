@@ -336,9 +336,13 @@ static void serve_index(struct conn *c)
             "</head>\n<body>\n/debug/pprof/\n<br>\n<p>heapprof %s, process %ld: ",
             HEAPPROF_VERSION, (long)getpid());
     html_escape(&b, cmd);
-    bprintf(&b, ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB</p>\n",
+    bprintf(&b,
+            ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB (stack "
+            "table %zu KiB of at most %zu, live set %zu KiB)%s</p>\n",
             hp_cfg.rate, hp_cfg.rate <= 1 ? " (exact: every allocation)" : "",
-            hp_mem_mapped() >> 10);
+            hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
+            hp_live_bytes() >> 10,
+            hp_table_folded() ? "; new stacks are counted under [other]" : "");
     bprintf(&b, "Types of profiles available:\n<table>\n"
                 "<thead><td>Count</td><td>Profile</td></thead>\n");
     bprintf(&b, "<tr><td>%zu</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n", nb);
