@@ -131,8 +131,8 @@ static void shard_unlock(struct shard *s)
     __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
 }
 
-/* By the word of the page bitmap that p's page is on: 64 pages in a row
- * (in the bitmap's order) share a shard. Threads that allocate from
+/* By the word of the block bitmap that p's block is on: 64 blocks in a row
+ * (32 KiB of address space) share a shard. Threads that allocate from
  * different regions (glibc's per-thread heaps, other allocators' per-thread
  * caches) mostly use different shards. */
 static inline struct shard *shard_of(const void *p)

@@ -2,7 +2,7 @@
  *
  * Like heaptrack's and bytehound's "never freed", not LeakSanitizer's
  * reachability: memory still referenced at exit but never released counts.
- * Per stack the in-use estimate is the sum over its (stack, size) buckets of
+ * Per stack the in-use estimate is the sum over its (stack, size class) buckets of
  * the same unbiased values the profile holds, so the summary and
  * `go tool pprof -sample_index=inuse_space` agree to the byte.
  *

@@ -42,9 +42,9 @@ struct hp_mapping {
 };
 struct hp_symbolizer;
 struct hp_symbolizer *hp_sym_open(struct hp_arena *a);
-/* Symbolizes the return address pc of a stack recorded at epoch (its
- * hp_stack's epoch); pass the epoch so that addresses in libraries unloaded
- * since then get the names they had. */
+/* Symbolizes the return address pc of a frame recorded at epoch (its
+ * struct hp_frame's); the epoch lets addresses in libraries unloaded since
+ * then get the names they had. */
 void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
                    struct hp_symbolized *out);
 int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
