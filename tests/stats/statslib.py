@@ -23,7 +23,7 @@ many samples it tends to the normal tail exp(-t^2/2V).
 
 What heapprof reports is not quite that sum: the profile holds integers, one
 value per (stack, size class) bucket, and heapprof rounds each stack's total
-to the nearest integer, sharing it among the stack's buckets (src/table.c),
+to the nearest integer, sharing it among the stack's buckets (src/record/table.c),
 so a site's reported value (what `heapprof-decode --functions=cum` prints,
 what users see) is within one unit of the sampler's own estimate (1). A
 bucket holds objects of different sizes and is unbiased per sample, so the
@@ -93,7 +93,7 @@ def read_truth(path):
 
 
 def unbias_scale(size, rate):
-    """1/p(size) as the library computes it (src/sampler.c)."""
+    """1/p(size) as the library computes it (src/record/sampler.c)."""
     if rate <= 1 or size == 0:
         return 1.0
     return 1.0 / -math.expm1(-size / rate)

@@ -64,7 +64,7 @@ nearest integer, so their bounds allow one unit either way, nothing more
 (objects-strict allows none). Go's rule, truncating every (stack, size)
 bucket, made object counts up to 14% low here; that is why heapprof rounds
 per stack. A bucket holds one size class of a stack, its objects of
-different sizes each unbiased by their own size (src/table.c): site_mixed,
+different sizes each unbiased by their own size (src/record/table.c): site_mixed,
 site_near_rate and site_realloc allocate many sizes under one stack, so the
 checks hold the per-sample unbiasing to the truth.
 
