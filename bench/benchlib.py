@@ -3,6 +3,11 @@
 import json
 import os
 import subprocess
+import sys
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def commit_of(build):

@@ -28,7 +28,6 @@ across fork and exec (checked here: a child of a Python holding 200 MB reads
 /usr/bin/time (Debian package `time`) it falls back to wait4 and says so.
 """
 import argparse
-import json
 import math
 import os
 import platform
@@ -39,15 +38,11 @@ import sys
 import tempfile
 import time
 
-from benchlib import commit_of
+from benchlib import commit_of, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIME = "/usr/bin/time"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def clean_env():

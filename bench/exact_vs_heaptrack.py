@@ -45,7 +45,6 @@ report (markdown) to stdout.
 """
 import argparse
 import ctypes
-import json
 import os
 import platform
 import resource
@@ -57,17 +56,13 @@ import tempfile
 import threading
 import time
 
-from benchlib import commit_of, parse_kv
+from benchlib import commit_of, log, parse_kv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIME = "/usr/bin/time"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PR_SET_CHILD_SUBREAPER = 36
 POLL = 0.05
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def clean_env():

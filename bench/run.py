@@ -37,14 +37,12 @@ import sys
 import tempfile
 import time
 
+from benchlib import log, parse_kv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBDIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
            "/usr/local/lib"]
 DEFAULT_RATE = 524288
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def find_lib(names):
@@ -395,16 +393,6 @@ def run_once(argv, env, tmp):
         pass
     shutil.rmtree(out, ignore_errors=True)
     return p.returncode, wall, ru.ru_utime + ru.ru_stime, rss, stdout, stderr
-
-
-def parse_kv(text):
-    kv = {}
-    for line in text.splitlines():
-        for tok in line.split():
-            if "=" in tok:
-                k, _, v = tok.partition("=")
-                kv[k] = v
-    return kv
 
 
 def measure(keys, cfgs, argv, extra_env, runs, tmp, kind, tag):

@@ -5,7 +5,7 @@
  *
  * - Stacks are paths in a tree of frames (a trie from the outermost frame
  *   inwards, as heaptrack keeps its traces): a node is one return address
- *   under its caller's node, 16 bytes. Stacks that share their outer frames
+ *   under its caller's node, 32 bytes. Stacks that share their outer frames
  *   (recursion, deep call paths) share those nodes, so a new stack that
  *   differs from a known one in its last frame costs one node. A stack is
  *   named by its innermost node (its leaf).
@@ -26,15 +26,17 @@
  *   comment, and the estimates stay whole.
  *
  * Concurrency. Nodes and buckets live in chunked arrays that never move and
- * are never freed, and are published in insert-only open-addressing indexes
- * whose slots are written once: lookups need no lock. Inserts take the table
- * lock. An index that grows is copied; the old copy stays mapped (a reader
- * may still be probing it; it then misses and retries under the lock), which
- * at most doubles the index's memory and is counted. Each thread also keeps
- * the stack it recorded last, with its nodes: a new stack is matched from
- * its outermost frame against it, and only the frames that differ are looked
- * up, which in exact mode (every allocation recorded) is most of the work
- * saved.
+ * are never freed. A node's children and buckets are lists that grow at
+ * their head, and the children of wide nodes are also in an insert-only
+ * open-addressing index whose slots are written once: lookups need no lock.
+ * Inserts take the table lock. An index that grows is copied; the old copy
+ * stays mapped (a reader may still be probing it; it then misses and retries
+ * under the lock), which at most doubles the index's memory and is counted.
+ * Each thread also keeps the stack it recorded last, with its nodes: a new
+ * stack is matched from its outermost frame against it, and only the frames
+ * that differ are looked up, which in exact mode (every allocation
+ * recorded) is most of the work saved. Counts are kept in per-thread
+ * stripes (below).
  */
 #define _GNU_SOURCE
 #include "record.h"
