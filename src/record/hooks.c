@@ -27,7 +27,7 @@ static void first_free(void *p);
 /* Until the real functions are known, the fast paths of malloc and free
  * call these, which find them. */
 struct hp_real hp_real = {.malloc = first_malloc, .free = first_free};
-static int resolved;
+static int resolve_state; /* 0 new, 1 resolving, 2 done */
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
  * few early blocks come from this pool, carry their size in a header, and
@@ -85,11 +85,10 @@ static void *must(const char *name)
 
 static void resolve(void)
 {
-    static int once; /* 0 new, 1 resolving, 2 done */
     int expected = 0;
-    if (!__atomic_compare_exchange_n(&once, &expected, 1, false, __ATOMIC_ACQ_REL,
+    if (!__atomic_compare_exchange_n(&resolve_state, &expected, 1, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE)) {
-        while (__atomic_load_n(&once, __ATOMIC_ACQUIRE) != 2)
+        while (__atomic_load_n(&resolve_state, __ATOMIC_ACQUIRE) != 2)
             sched_yield();
         return;
     }
@@ -103,7 +102,7 @@ static void resolve(void)
     r.aligned_alloc = must("aligned_alloc");
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
-    /* malloc last, then the flag ready() tests. */
+    /* The functions first, then the state that ready() tests. */
     __atomic_store_n(&hp_real.free, r.free, __ATOMIC_RELEASE);
     hp_real.calloc = r.calloc;
     hp_real.realloc = r.realloc;
@@ -112,16 +111,15 @@ static void resolve(void)
     hp_real.memalign = r.memalign;
     hp_real.malloc_usable_size = r.malloc_usable_size;
     __atomic_store_n(&hp_real.malloc, r.malloc, __ATOMIC_RELEASE);
-    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
     resolving = false;
-    __atomic_store_n(&once, 2, __ATOMIC_RELEASE);
+    __atomic_store_n(&resolve_state, 2, __ATOMIC_RELEASE);
 }
 
 /* True when the real functions can be used; false while dlsym runs on this
  * thread, when the caller must serve from the boot pool. */
 static inline bool ready(void)
 {
-    if (HP_LIKELY(__atomic_load_n(&resolved, __ATOMIC_ACQUIRE)))
+    if (HP_LIKELY(__atomic_load_n(&resolve_state, __ATOMIC_ACQUIRE) == 2))
         return true;
     if (resolving)
         return false;
