@@ -1492,10 +1492,50 @@ def check_split_missing():
     check(sorted(os.listdir(d)) == ["lib"], f"files written: {os.listdir(d)}")
 
 
+def check_installed():
+    """`meson install` puts both halves in the library directory, and the
+    installed libheapprof.so finds its reporting half there: a profile with
+    names (a dlclosed library's included) and a leak summary, from the
+    installed tree."""
+    build = helpers.env_path("HEAPPROF_BUILD")
+    meson = shutil.which("meson")
+    if not meson:
+        helpers.skip("meson is not on PATH")
+    dest = helpers.tempdir()
+    inst = subprocess.run([meson, "install", "-C", build, "--destdir", dest, "--no-rebuild",
+                           "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    check(inst.returncode == 0, "meson install failed:\n" + inst.stdout[-2000:])
+    libs = {}
+    for root, _, files in os.walk(dest):
+        for f in files:
+            libs[f] = os.path.join(root, f)
+    version = next((f[len("libheapprof-report.so."):] for f in libs
+                    if f.startswith("libheapprof-report.so.") and f.count(".") == 4), None)
+    check(version and "libheapprof.so." + version in libs,
+          f"installed: {sorted(libs)}; want libheapprof.so.V and libheapprof-report.so.V")
+    lib = libs["libheapprof.so." + version]
+    check(os.path.dirname(lib) == os.path.dirname(libs["libheapprof-report.so." + version]),
+          "the two halves are not installed in one directory")
+    d = helpers.tempdir()
+    profile = os.path.join(d, "i.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    env = hp_env(profile, 1, leaks=leaks)
+    env["LD_PRELOAD"] = lib
+    argv = [exe("rb_dlopen"), plugin(), "close"]
+    r = run(argv, env)
+    same_output(baseline(argv), r, "installed")
+    got = cum(profile).get("plugin_leak")
+    check(got == [5, 2832, 5, 2832], f"installed: plugin_leak {got}, want [5, 2832, 5, 2832]")
+    check("plugin_leak" in read_text(leaks, "the leak summary"),
+          "installed: the leak summary does not name plugin_leak")
+    print(f"installed: {lib} and its reporting half; plugin_leak {got}")
+
+
 CHECKS = {
     "split-off": check_split_off,
     "split-on": check_split_on,
     "split-missing": check_split_missing,
+    "installed": check_installed,
     "fork": check_fork,
     "fork-dlopen": check_fork_dlopen,
     "fork-exec": check_fork_exec,
