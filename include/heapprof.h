@@ -52,6 +52,30 @@ HEAPPROF_API int heapprof_snapshot(void);
  * or 0 when profiling is off. */
 HEAPPROF_API long heapprof_rate(void);
 
+/* Labels on the heap samples of the calling thread, as Go's pprof.Do puts
+ * them on CPU samples. Every sample also carries the label `thread`: the
+ * allocating thread's name (pthread_setname_np, prctl(PR_SET_NAME)), or the
+ * process's name for a thread never named.
+ *
+ * heapprof_label_push adds key=value (both copied) to the thread's labels:
+ * allocations the thread makes from then on carry it, until the matching
+ * heapprof_label_pop. A key already in force is shadowed by the new value
+ * until then. Pushes nest; pop removes the most recent. Every push, even
+ * one that failed, must be matched by one pop: a failed push changes
+ * nothing but is counted, so that its pop is harmless and later pops still
+ * remove the right labels.
+ *
+ * Returns 0, or: -EINVAL for a NULL or empty key or a NULL value;
+ * -ENAMETOOLONG for a key longer than HEAPPROF_LABEL_KEY_MAX or a value
+ * longer than HEAPPROF_LABEL_VALUE_MAX bytes; -ENOSPC past
+ * HEAPPROF_LABELS_MAX labels held at once (or under a push that failed);
+ * -ENOMEM. With profiling off both are no-ops and push returns 0. */
+#define HEAPPROF_LABELS_MAX 16
+#define HEAPPROF_LABEL_KEY_MAX 63
+#define HEAPPROF_LABEL_VALUE_MAX 255
+HEAPPROF_API int heapprof_label_push(const char *key, const char *value);
+HEAPPROF_API void heapprof_label_pop(void);
+
 #ifdef __cplusplus
 }
 #endif

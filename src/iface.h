@@ -56,6 +56,7 @@ bool hp_table_folded(void);    /* some stack went to [other] */
 struct hp_snap_bucket {
     uint32_t bucket; /* its number */
     uint32_t stack;  /* leaf node */
+    uint32_t labels; /* label set (hp_labelset_at) */
     int64_t allocs;  /* sampled objects allocated (in a delta: in the window) */
     int64_t live;    /* sampled objects in use (in a delta: the change) */
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
@@ -83,6 +84,17 @@ void hp_snapshot_release(struct hp_snapshot *s);
 /* Groups the buckets by stack (unless they are) and fills in their estimates. The
  * take/peak/delta functions call it; a hand-made snapshot must. */
 void hp_snapshot_estimate(struct hp_snapshot *s);
+
+/* ---- label sets (record/labels.c) ---- */
+/* A thread's name and the labels in force, interned: a bucket's key holds
+ * its number (0: no labels). Never freed. */
+struct hp_labelset {
+    uint32_t id;
+    int n;              /* key=value pairs */
+    const char *thread; /* NULL when unknown */
+    const char *kv[];   /* key, value, key, value, ... */
+};
+const struct hp_labelset *hp_labelset_at(uint32_t id); /* NULL for 0 */
 
 /* ---- heapprof's own memory ---- */
 size_t hp_table_bytes(void); /* the stack table's (record/table.c) */

@@ -276,14 +276,16 @@ _MORE = re.compile(r"^heapprof: \.\.\. and (\d+) more stacks?: (\d+) bytes in (\
 # the built-in suppressions hid. Accepted and otherwise ignored.
 _SUPPRESSED = re.compile(r"^heapprof: (\d+) runtime or suppressed stacks? not shown$")
 _FRAME = re.compile(r"^    #(\d+) (.*)$")
+_THREADS = re.compile(r"^    threads: (.*)$")
 _AT = re.compile(r"^(.*) at (.+):(\d+)$")
 _IN = re.compile(r"^(.*) in (\S+)$")
 
 
 def is_summary_line(line):
-    """True for a line the leak summary writes (the heapprof: lines and the
-    indented frames under them)."""
-    return line.startswith("heapprof: ") or _FRAME.match(line) is not None
+    """True for a line the leak summary writes (the heapprof: lines, and the
+    indented frames and thread names under them)."""
+    return (line.startswith("heapprof: ") or _FRAME.match(line) is not None
+            or _THREADS.match(line) is not None)
 
 
 def parse_leaks(text):
@@ -311,7 +313,8 @@ def parse_leaks(text):
         if m:
             check(int(m.group(1)) == len(out["stacks"]) + 1,
                   f"leak numbers out of order at {line!r}")
-            current = {"bytes": int(m.group(2)), "objects": int(m.group(3)), "frames": []}
+            current = {"bytes": int(m.group(2)), "objects": int(m.group(3)), "frames": [],
+                       "threads": []}
             out["stacks"].append(current)
             continue
         m = _MORE.match(line)
@@ -324,6 +327,10 @@ def parse_leaks(text):
         if m:
             out["suppressed"] = int(m.group(1))
             current = None
+            continue
+        m = _THREADS.match(line)
+        if m and current is not None:
+            current["threads"] = [t.strip() for t in m.group(1).split(",")]
             continue
         m = _FRAME.match(line)
         if m and current is not None:

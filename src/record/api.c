@@ -59,3 +59,16 @@ HEAPPROF_API int heapprof_snapshot(void)
         r = hp_report->dump_to(path, HP_DUMP_NOW, NULL);
     return r ? r : seq;
 }
+
+HEAPPROF_API int heapprof_label_push(const char *key, const char *value)
+{
+    if (!heapprof_enabled())
+        return 0;
+    return hp_labels_push(key, value);
+}
+
+HEAPPROF_API void heapprof_label_pop(void)
+{
+    if (heapprof_enabled())
+        hp_labels_pop();
+}

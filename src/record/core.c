@@ -72,6 +72,7 @@ static void fork_child(void)
     hp_mem_child();
     hp_live_child();
     hp_table_child();
+    hp_labels_child();
     hp_loader_fork_child();
     not_root = true;
     hp_sampler_child();
@@ -256,7 +257,7 @@ void hp_on_alloc(void *p, size_t size)
     t->busy = true;
     void *ips[HP_MAX_FRAMES];
     int depth = hp_stack_capture(ips, HP_MAX_FRAMES);
-    struct hp_live_rec rec = {hp_table_record(ips, depth, size), size};
+    struct hp_live_rec rec = {hp_table_record(ips, depth, size, hp_labels_current()), size};
     if (rec.bucket && hp_live_insert(p, rec))
         track(size, 1);
     t->busy = false;

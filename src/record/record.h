@@ -59,9 +59,9 @@ void hp_table_unlock(void);
 void hp_table_child(void);
 /* Whether a recorded stack has a frame in [lo, hi). */
 bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi);
-/* Finds or adds the bucket for (stack, size class), counts one sampled
- * allocation of size bytes; its number, or 0 when out of memory. */
-uint32_t hp_table_record(void **ips, int depth, uint64_t size);
+/* Finds or adds the bucket for (stack, size class, label set), counts one
+ * sampled allocation of size bytes; its number, or 0 when out of memory. */
+uint32_t hp_table_record(void **ips, int depth, uint64_t size, uint32_t labels);
 struct hp_bucket *hp_bucket_at(uint32_t bucket);
 
 /* A bucket: the sampled allocations of one stack in one size class. Its
@@ -72,6 +72,7 @@ struct hp_bucket {
     uint32_t stack;     /* the stack's leaf node (hp_stack_frames) */
     uint32_t next : 24; /* the stack's next older bucket, 0: none */
     uint32_t cls : 8;   /* size class: bit length of the size */
+    uint32_t labels;    /* label set (record/labels.c) */
 };
 enum { HP_MAX_BUCKETS = 1 << 24 };
 /* Peak tracking: copies the counts of every bucket. */
@@ -153,6 +154,14 @@ void hp_on_unfree(void *p, struct hp_live_rec rec);
 
 /* The reporting half, once loaded (NULL before, or if it could not be). */
 extern const struct hp_report *hp_report;
+
+/* ---- labels (record/labels.c) ---- */
+/* The calling thread's label set now: its name and pushed labels. */
+uint32_t hp_labels_current(void);
+int hp_labels_push(const char *key, const char *value);
+void hp_labels_pop(void);
+void hp_labels_renamed(void);
+void hp_labels_child(void);
 
 /* ---- the loader (record/dl.c) ---- */
 extern uint32_t hp_dl_epoch;

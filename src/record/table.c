@@ -199,12 +199,12 @@ static uint32_t find_child(uint32_t parent, uintptr_t ip)
     return 0;
 }
 
-static uint32_t find_bucket(uint32_t stack, unsigned cls)
+static uint32_t find_bucket(uint32_t stack, unsigned cls, uint32_t labels)
 {
     uint32_t b = __atomic_load_n(&node_at(stack)->first_bucket, __ATOMIC_ACQUIRE);
     while (b) {
         const struct hp_bucket *bk = hp_bucket_at(b);
-        if (bk->cls == cls)
+        if (bk->cls == cls && bk->labels == labels)
             return b;
         b = bk->next;
     }
@@ -300,8 +300,8 @@ static uint32_t add_node(uint32_t parent, uintptr_t ip, bool limited)
     return n;
 }
 
-/* Under the lock: a new bucket for (stack, cls), or 0. */
-static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
+/* Under the lock: a new bucket for (stack, cls, labels), or 0. */
+static uint32_t add_bucket(uint32_t stack, unsigned cls, uint32_t labels, bool limited)
 {
     uint32_t n = nbuckets;
     if (n >= HP_MAX_BUCKETS)
@@ -327,6 +327,7 @@ static uint32_t add_bucket(uint32_t stack, unsigned cls, bool limited)
     struct hp_bucket *b = hp_bucket_at(n);
     b->stack = stack;
     b->cls = (uint8_t)cls;
+    b->labels = labels;
     b->next = nd->first_bucket;
     /* Release: a thread that finds the bucket in its node's list, or reads
      * the count, sees the bucket whole; every bucket below the count is in
@@ -371,7 +372,7 @@ static HP_TLS struct {
 
 enum { TCACHE = 16 };
 static HP_TLS struct {
-    uint32_t stack, bucket;
+    uint32_t stack, bucket, labels;
     unsigned cls;
 } tcache[TCACHE];
 
@@ -491,28 +492,31 @@ static void store_double(double *x, double v)
     __atomic_store_n((uint64_t *)x, bits, __ATOMIC_RELAXED);
 }
 
-uint32_t hp_table_record(void **ips, int depth, uint64_t size)
+uint32_t hp_table_record(void **ips, int depth, uint64_t size, uint32_t labels)
 {
     if (HP_UNLIKELY(!__atomic_load_n(&node_dir[0], __ATOMIC_ACQUIRE)))
         return 0; /* hp_table_init found no memory for the root */
     uint32_t stack = stack_node(ips, depth);
     unsigned cls = size_class(size);
-    unsigned slot = (stack * 0x9e3779b1u + cls * 0x85ebca6bu) >> 28;
+    unsigned slot = (stack * 0x9e3779b1u + cls * 0x85ebca6bu + labels * 0xc2b2ae35u) >> 28;
     uint32_t b = 0;
-    if (tcache[slot].stack == stack && tcache[slot].cls == cls && tcache[slot].bucket)
+    if (tcache[slot].stack == stack && tcache[slot].cls == cls && tcache[slot].labels == labels &&
+        tcache[slot].bucket)
         b = tcache[slot].bucket;
     if (!b)
-        b = find_bucket(stack, cls);
+        b = find_bucket(stack, cls, labels);
     if (!b) {
         pthread_mutex_lock(&table_lock);
-        b = find_bucket(stack, cls);
+        b = find_bucket(stack, cls, labels);
         if (!b)
-            b = add_bucket(stack, cls, stack != other_node);
+            b = add_bucket(stack, cls, labels, stack != other_node);
         if (!b) {
+            /* [other] keeps no labels: its buckets stay at 65 at most. */
             note_folded();
             stack = other_node;
-            if (!(b = find_bucket(stack, cls)))
-                b = add_bucket(stack, cls, false);
+            labels = 0;
+            if (!(b = find_bucket(stack, cls, 0)))
+                b = add_bucket(stack, cls, 0, false);
         }
         pthread_mutex_unlock(&table_lock);
         if (!b)
@@ -520,6 +524,7 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size)
     }
     tcache[slot].stack = stack;
     tcache[slot].cls = cls;
+    tcache[slot].labels = labels;
     tcache[slot].bucket = b;
     bool own;
     struct counts *c = my_counts(b, &own);
@@ -635,6 +640,7 @@ static int take(struct hp_snapshot *s, struct hp_arena *a)
         struct hp_snap_bucket *e = &sb[pos[b]];
         e->bucket = b;
         e->stack = hp_bucket_at(b)->stack;
+        e->labels = hp_bucket_at(b)->labels;
         for (int st = 0; st < NSTRIPES; st++) {
             const struct counts *cc =
                 __atomic_load_n(&count_dir[st][b >> BUCKET_CHUNK_BITS], __ATOMIC_ACQUIRE);
@@ -733,6 +739,7 @@ int hp_snapshot_peak(struct hp_snapshot *s)
         struct hp_snap_bucket *sb = &s->buckets[i];
         sb->bucket = peak[i].bucket;
         sb->stack = hp_bucket_at(peak[i].bucket)->stack;
+        sb->labels = hp_bucket_at(peak[i].bucket)->labels;
         sb->allocs = peak[i].allocs;
         sb->live = peak[i].live;
         memcpy(sb->w, peak[i].w, sizeof sb->w);

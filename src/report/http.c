@@ -402,6 +402,15 @@ static void serve_text(struct conn *c, struct hp_snapshot *s)
         for (int d = 0; d < depth; d++)
             bprintf(&b, " %#lx", (unsigned long)(fs[d].ip - 1));
         bprintf(&b, "\n");
+        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
+        if (ls) {
+            bprintf(&b, "# labels: bytes=%llu", (unsigned long long)hp_snap_avg_size(sb));
+            if (ls->thread)
+                bprintf(&b, " thread=%s", ls->thread);
+            for (int k = 0; k < ls->n; k++)
+                bprintf(&b, " %s=%s", ls->kv[2 * k], ls->kv[2 * k + 1]);
+            bprintf(&b, "\n");
+        }
         for (int d = 0; d < depth; d++) {
             struct hp_symbolized fr;
             uintptr_t pc = fs[d].ip;

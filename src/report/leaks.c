@@ -63,11 +63,26 @@ static const char *const builtin_suppressions[] = {
     NULL,
 };
 
+enum { LEAK_THREADS = 4 };
 struct leak {
     uint32_t stack; /* leaf node */
     bool live;      /* some sampled object of the stack is in use */
     uint64_t bytes, objects;
+    /* The names of the threads whose objects are in use, the first few. */
+    const char *threads[LEAK_THREADS];
+    int nthreads, more_threads;
 };
+
+static void note_thread(struct leak *l, const char *name)
+{
+    for (int i = 0; i < l->nthreads; i++)
+        if (!strcmp(l->threads[i], name))
+            return;
+    if (l->nthreads < LEAK_THREADS)
+        l->threads[l->nthreads++] = name;
+    else
+        l->more_threads++;
+}
 
 struct text {
     struct hp_arena *a;
@@ -264,8 +279,12 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             const struct hp_snap_bucket *b = &s->buckets[i];
             l.objects += (uint64_t)b->est[2];
             l.bytes += (uint64_t)b->est[3];
-            if (b->live > 0)
+            if (b->live > 0) {
                 l.live = true;
+                const struct hp_labelset *ls = hp_labelset_at(b->labels);
+                if (ls && ls->thread)
+                    note_thread(&l, ls->thread);
+            }
         }
         if (!l.live)
             continue;
@@ -296,6 +315,12 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             put(&t, "heapprof: leak #%zu: %llu bytes in %llu objects allocated from:\n", i + 1,
                 (unsigned long long)leaks[i].bytes, (unsigned long long)leaks[i].objects);
             put_frames(&t, sym, leaks[i].stack);
+            if (leaks[i].nthreads) {
+                put(&t, "    threads:");
+                for (int k = 0; k < leaks[i].nthreads; k++)
+                    put(&t, "%s %s", k ? "," : "", leaks[i].threads[k]);
+                put(&t, "%s\n", leaks[i].more_threads ? ", ..." : "");
+            }
             rest_bytes -= leaks[i].bytes;
             rest_objects -= leaks[i].objects;
         }

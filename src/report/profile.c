@@ -389,6 +389,7 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         b.nnodes = 0;
     str_index(&b, ""); /* string_table[0] must be "" */
     int64_t bytes_key = str_index(&b, "bytes");
+    int64_t thread_key = str_index(&b, "thread");
 
     struct gz_out *g = hp_arena_alloc(b.a, sizeof *g);
     if (!g || gz_begin(g, b.a) != 0)
@@ -410,18 +411,38 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
         sm.value = values;
         sm.n_value = 4;
-        Label label, *labels[1] = {&label};
-        perftools__profiles__label__init(&label);
-        label.key = bytes_key;
+        Label label[2 + HEAPPROF_LABELS_MAX], *labels[2 + HEAPPROF_LABELS_MAX];
+        size_t nl = 0;
+        perftools__profiles__label__init(&label[nl]);
+        label[nl].key = bytes_key;
         /* Go's label is the size of every object in the bucket; a bucket here
          * holds one size class, and the label is the average size of the
          * objects it stands for. */
-        label.num = (int64_t)hp_snap_avg_size(sb);
+        label[nl++].num = (int64_t)hp_snap_avg_size(sb);
+        /* The thread's name and the program's labels, as string labels. */
+        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
+        if (ls && ls->thread) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = thread_key;
+            label[nl++].str = str_index(&b, ls->thread);
+        }
+        for (int k = 0; ls && k < ls->n && nl < 2 + HEAPPROF_LABELS_MAX; k++) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = str_index(&b, ls->kv[2 * k]);
+            label[nl++].str = str_index(&b, ls->kv[2 * k + 1]);
+        }
+        for (size_t k = 0; k < nl; k++)
+            labels[k] = &label[k];
         sm.label = labels;
-        sm.n_label = 1;
-        /* At most 10 bytes a varint: ids, values, the label and headers. */
-        uint8_t packed[HP_MAX_FRAMES * 10 + 256];
-        size_t len = perftools__profiles__sample__pack(&sm, packed);
+        sm.n_label = nl;
+        size_t len = perftools__profiles__sample__get_packed_size(&sm);
+        uint8_t small[HP_MAX_FRAMES * 10 + 256];
+        uint8_t *packed = len <= sizeof small ? small : hp_arena_alloc(b.a, len);
+        if (!packed) {
+            b.oom = true;
+            break;
+        }
+        perftools__profiles__sample__pack(&sm, packed);
         put_field(g, 2, packed, len);
     }
 

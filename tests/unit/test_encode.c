@@ -71,8 +71,8 @@ int main(int argc, char **argv)
     hp_cfg.max_memory = 64 << 20;
     hp_table_init();
     void *ips1[2] = {a, main_ret}, *ips2[2] = {b, main_ret};
-    uint32_t s1 = hp_bucket_at(hp_table_record(ips1, 2, 1024))->stack;
-    uint32_t s2 = hp_bucket_at(hp_table_record(ips2, 2, 524288))->stack;
+    uint32_t s1 = hp_bucket_at(hp_table_record(ips1, 2, 1024, 0))->stack;
+    uint32_t s2 = hp_bucket_at(hp_table_record(ips2, 2, 524288, 0))->stack;
     CHECK(s1 && s2 && s1 != s2, "stacks %u %u", s1, s2);
     /* Each bucket's weights as the sampled path adds them: 1/p(s) objects
      * and s/p(s) bytes per sample. */
