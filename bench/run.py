@@ -171,6 +171,8 @@ def configs(t):
         Config("heapprof", "heapprof, default rate", hp_env, base="glibc"),
         Config("heapprof-off", "heapprof preloaded, HEAPPROF unset", {"LD_PRELOAD": hp},
                base="glibc"),
+        Config("heapprof-labels", "heapprof, default rate, two labels pushed (malloc_bench)",
+               dict(hp_env, BENCH_LABELS="1"), base="glibc"),
         Config("floor", "floor (bare interposer) over glibc", {"LD_PRELOAD": fl}, base="glibc"),
         Config("floor-unwind", "floor + a backtrace per 512 KiB over glibc", {"LD_PRELOAD": fu},
                base="glibc"),
@@ -208,7 +210,8 @@ def configs(t):
 
 
 # The sampled profilers and what they are measured against, at full size.
-SAMPLED = ["glibc", "heapprof", "heapprof-off", "floor", "floor-unwind", "jemalloc", "jeprof",
+SAMPLED = ["glibc", "heapprof", "heapprof-labels", "heapprof-off", "floor", "floor-unwind",
+           "jemalloc", "jeprof",
            "heapprof/je", "floor/je", "floor-unwind/je", "mimalloc", "heapprof/mi", "floor/mi"]
 # The exact tracers, at a smaller size: they are 10 to 500 times slower.
 EXACT = ["glibc", "exact", "heaptrack", "tcmalloc", "gperf"]
