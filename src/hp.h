@@ -16,8 +16,8 @@
  * (src/record/exports.map), which no program should link against.
  *
  * Lock order (take left before right, never the reverse):
- *   loader guard -> table lock -> live shard locks -> unloaded-libraries
- *   lock -> own-memory lock
+ *   loader guard -> label sets lock -> table lock -> live shard locks ->
+ *   unloaded-libraries lock -> own-memory lock
  * No lock is held across stack unwinding or symbolization.
  */
 #ifndef HP_H

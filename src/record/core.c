@@ -53,6 +53,7 @@ static bool parent_is_profiled(const char *value)
 static void fork_prepare(void)
 {
     hp_loader_fork_prepare();
+    hp_labels_lock();
     hp_table_lock();
     hp_live_lock_all();
     hp_mem_lock();
@@ -63,6 +64,7 @@ static void fork_parent(void)
     hp_mem_unlock();
     hp_live_unlock_all();
     hp_table_unlock();
+    hp_labels_unlock();
     hp_loader_fork_parent();
 }
 

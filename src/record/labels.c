@@ -172,6 +172,16 @@ uint32_t hp_labels_current(void)
     return id;
 }
 
+void hp_labels_lock(void)
+{
+    pthread_mutex_lock(&sets_lock);
+}
+
+void hp_labels_unlock(void)
+{
+    pthread_mutex_unlock(&sets_lock);
+}
+
 void hp_labels_child(void)
 {
     pthread_mutex_init(&sets_lock, NULL);

@@ -161,6 +161,8 @@ uint32_t hp_labels_current(void);
 int hp_labels_push(const char *key, const char *value);
 void hp_labels_pop(void);
 void hp_labels_renamed(void);
+void hp_labels_lock(void); /* around fork */
+void hp_labels_unlock(void);
 void hp_labels_child(void);
 
 /* ---- the loader (record/dl.c) ---- */
