@@ -15,7 +15,9 @@
  * (one line each; tenant and kind are "-" where no label was pushed). With
  * `limits` it also checks the API's limits and prints what push returned.
  *
- * Usage: labels [limits]
+ * Usage: labels [limits | wait]
+ * With `wait` it then waits until its standard input is closed, so that a
+ * test can read its live profile (HEAPPROF_HTTP) with the counts known.
  * Built linked against heapprof (it calls heapprof.h); with profiling off
  * the pushes are no-ops that return 0.
  */
@@ -179,5 +181,11 @@ int main(int argc, char **argv)
                    (unsigned long long)c->alloc_bytes, (unsigned long long)c->inuse_objects,
                    (unsigned long long)c->inuse_bytes);
         }
+    if (argc > 1 && !strcmp(argv[1], "wait")) {
+        fflush(stdout);
+        char buf[64];
+        while (fread(buf, 1, sizeof buf, stdin) > 0)
+            ;
+    }
     return 0;
 }

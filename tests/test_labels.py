@@ -14,13 +14,18 @@ Usage: test_labels.py CHECK LABELS_EXE
   sampled   the default rate with a fixed seed: per kind, the estimates lie
             within 6 standard deviations of the program's counts (the
             estimator's variance, from the sizes the program allocated)
+  live      HEAPPROF_HTTP: /debug/pprof/heap (the profile) and ?debug=1 (the
+            text) carry the labels, with the program's in-use counts
   off       HEAPPROF unset: pushes return 0, the program runs the same
 """
 
 import collections
 import os
 import re
+import select
+import subprocess
 import sys
+import urllib.request
 
 import helpers
 from helpers import check
@@ -144,6 +149,38 @@ def check_sampled(exe):
     print("sampled: per kind within 6 sd")
 
 
+def check_live(exe):
+    tmp = helpers.tempdir()
+    env = helpers.set_heapprof(helpers.base_env(), profile=os.path.join(tmp, "l.pb.gz"),
+                               rate=1, leaks="off")
+    env["HEAPPROF_HTTP"] = "127.0.0.1:0"
+    proc = subprocess.Popen([exe, "wait"], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 20)
+        line = proc.stderr.readline() if ready else ""
+        m = re.search(r"serving (http://127\.0\.0\.1:\d+/debug/pprof/)", line)
+        check(m, f"no endpoint announced: {line!r}")
+        lines = [proc.stdout.readline() for _ in range(21)]
+        truth = truth_of("".join(lines))
+        with urllib.request.urlopen(m.group(1) + "heap?debug=1", timeout=20) as r:
+            text = r.read().decode()
+        for word in ("# labels: ", "thread=worker-2", "tenant=b", "kind=get"):
+            check(word in text, f"?debug=1 lacks {word!r}:\n{text[:2000]}")
+        profile = os.path.join(tmp, "live.pb.gz")
+        with urllib.request.urlopen(m.group(1) + "heap", timeout=20) as r, \
+                open(profile, "wb") as f:
+            f.write(r.read())
+        got = by_labels(profile)
+        bad = [f"  {k}: live profile {got.get(k)}, program {v}" for k, v in sorted(truth.items())
+               if got.get(k) != v]
+        check(not bad, "/debug/pprof/heap per (thread, tenant, kind):\n" + "\n".join(bad))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    print("live: /debug/pprof/heap and ?debug=1 carry the labels, exact")
+
+
 def check_off(exe):
     r = helpers.run_program(exe, ("limits",), rate=None)
     check(r.returncode == 0, helpers.describe(r))
@@ -153,7 +190,7 @@ def check_off(exe):
 
 
 CHECKS = {"exact": check_exact, "pprof": check_pprof, "limits": check_limits,
-          "sampled": check_sampled, "off": check_off}
+          "sampled": check_sampled, "live": check_live, "off": check_off}
 
 if __name__ == "__main__":
     helpers.main(CHECKS[sys.argv[1]], sys.argv[2])
