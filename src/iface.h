@@ -71,6 +71,8 @@ struct hp_snapshot {
     size_t nbuckets;
     struct hp_snap_bucket *buckets;
     const char *comment; /* NULL, or a line for the profile's comments */
+    int64_t time_ns;     /* when taken (real-time clock); 0 for a copy of the peak */
+    int64_t since_ns;    /* a delta's start: its base's time_ns; 0 otherwise */
 };
 /* The bucket's average object size (estimated), for the "bytes" label. */
 uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 struct hp_config hp_cfg;
@@ -115,6 +116,26 @@ static bool dir_writable(const char *path)
     return true;
 }
 
+/* A boolean as users spell it: 1/0, yes/no, true/false, on/off, in any
+ * case; the default and one line on stderr for anything else. */
+static bool env_bool(const char *name, bool def)
+{
+    static const char *const yes[] = {"1", "yes", "true", "on"};
+    static const char *const no[] = {"0", "no", "false", "off"};
+    const char *s = getenv(name);
+    if (!s)
+        return def;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcasecmp(s, yes[i]))
+            return true;
+        if (!strcasecmp(s, no[i]))
+            return false;
+    }
+    hp_log("heapprof: %s=\"%.64s\" is not one of 1/0, yes/no, true/false, on/off; using %s", name,
+           s, def ? "1" : "0");
+    return def;
+}
+
 static int parse_signal(const char *s)
 {
     static const struct {
@@ -122,10 +143,10 @@ static int parse_signal(const char *s)
         int sig;
     } names[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2},   {"HUP", SIGHUP}, {"PROF", SIGPROF},
                  {"URG", SIGURG},   {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
-    if (!strncmp(s, "SIG", 3))
+    if (!strncasecmp(s, "SIG", 3))
         s += 3;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(s, names[i].name))
+        if (!strcasecmp(s, names[i].name))
             return names[i].sig;
     long v;
     if (parse_long(s, SIGRTMIN, SIGRTMAX, &v))
@@ -168,9 +189,9 @@ void hp_config_load(void)
     }
 
     const char *leaks = secure_getenv("HEAPPROF_LEAKS");
-    if (leaks && (!strcmp(leaks, "off") || !strcmp(leaks, "0")))
+    if (leaks && (!strcasecmp(leaks, "off") || !strcmp(leaks, "0")))
         hp_cfg.leaks_off = true;
-    else if (leaks && *leaks && strcmp(leaks, "stderr") != 0)
+    else if (leaks && *leaks && strcasecmp(leaks, "stderr") != 0)
         absolute_path("HEAPPROF_LEAKS", leaks, hp_cfg.leaks_path, sizeof hp_cfg.leaks_path);
     hp_cfg.leak_stacks = (int)env_long("HEAPPROF_LEAK_STACKS", 0, 100000, DEFAULT_LEAK_STACKS);
     hp_cfg.leak_frames =
@@ -193,8 +214,8 @@ void hp_config_load(void)
                "HUP, PROF, URG, WINCH, PWR or a real-time signal number); no snapshots on signal",
                sig);
     hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
-    hp_cfg.peak = env_long("HEAPPROF_PEAK", 0, 1, 0) == 1;
-    hp_cfg.announce = env_long("HEAPPROF_ANNOUNCE", 0, 1, 0) == 1;
-    hp_cfg.debuginfo = env_long("HEAPPROF_DEBUGINFO", 0, 1, 0) == 1;
+    hp_cfg.peak = env_bool("HEAPPROF_PEAK", false);
+    hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
+    hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO", false);
     hp_cfg.enabled = true;
 }

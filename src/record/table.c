@@ -713,6 +713,7 @@ int hp_snapshot_take(struct hp_snapshot *s)
 {
     memset(s, 0, sizeof *s);
     s->rate = hp_cfg.rate;
+    s->time_ns = hp_now_ns();
     int r = take(s, &s->arena);
     if (r)
         return r;
@@ -784,6 +785,7 @@ int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
             s->buckets[out++] = b;
     }
     s->nbuckets = out;
+    s->since_ns = base->time_ns;
     hp_snapshot_estimate(s);
     return 0;
 }

@@ -459,8 +459,14 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     p.n_sample_type = 4;
     p.period_type = value_type(&b, "space", "bytes");
     p.period = s->rate;
-    p.time_nanos = hp_now_ns();
-    p.duration_nanos = start_ns ? p.time_nanos - start_ns : 0;
+    if (s->since_ns && s->time_ns) {
+        /* A delta, as Go writes one: it starts when its window did. */
+        p.time_nanos = s->since_ns;
+        p.duration_nanos = s->time_ns - s->since_ns;
+    } else {
+        p.time_nanos = hp_now_ns();
+        p.duration_nanos = start_ns ? p.time_nanos - start_ns : 0;
+    }
     if (default_type)
         p.default_sample_type = str_index(&b, default_type);
     int64_t comment;

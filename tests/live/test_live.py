@@ -115,6 +115,12 @@ def check_delta():
     path = os.path.join(tmp, "delta.pb.gz")
     with open(path, "wb") as f:
         f.write(body)
+    doc = h.decode_json(path)
+    h.check(1.8e9 <= doc["duration_nanos"] <= 10e9,
+            f"a 2 s delta says it lasted {doc['duration_nanos'] / 1e9:.2f} s")
+    started = time.time() - (time.monotonic() - t0)
+    h.check(abs(doc["time_nanos"] / 1e9 - started) < 1.5,
+            f"the delta's time_nanos is not its window's start: {doc['time_nanos']}")
     table = flat_names(h.functions(path, "cum"))
     h.check("early_setup" not in table or table["early_setup"][1] == 0,
             f"early_setup (allocated before the window) is in the delta: {table.get('early_setup')}")

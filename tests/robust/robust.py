@@ -859,6 +859,37 @@ def check_bad_other():
     bad_values("HEAPPROF_LEAKS_EXIT_CODE", ["256", "-1", "x"], "using 0", "0")
 
 
+def check_spellings():
+    """Booleans as users type them (1/0, yes/no, true/false, on/off, any
+    case), HEAPPROF_LEAKS=off in any case, signal names with or without SIG
+    in any case: accepted without a word; anything else named once."""
+    bad_values("HEAPPROF_DEBUGINFO", ["2", "maybe", "y", "onn"], "using 0", "yes")
+    base = hello_baseline()
+    d = helpers.tempdir()
+    problems = []
+    for i, value in enumerate(["1", "Yes", "TRUE", "on", "0", "no", "False", "OFF"]):
+        profile = os.path.join(d, f"p{i}.pb.gz")
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, 1, extra={"HEAPPROF_PEAK": value}))
+        same_output(base, r, f"HEAPPROF_PEAK={value}")
+        peak = os.path.exists(os.path.join(d, f"p{i}.peak.pb.gz"))
+        want = value.lower() in ("1", "yes", "true", "on")
+        if hp_lines(r.stderr) or peak != want:
+            problems.append(f"HEAPPROF_PEAK={value}: lines {hp_lines(r.stderr)}, peak profile "
+                            f"{'written' if peak else 'not written'}")
+    for value in ("off", "OFF", "Off"):
+        r = run([exe("rb_alloc"), "hello", "3"],
+                hp_env(os.path.join(d, "l.pb.gz"), leaks=None, extra={"HEAPPROF_LEAKS": value}))
+        if hp_lines(r.stderr):
+            problems.append(f"HEAPPROF_LEAKS={value}: {hp_lines(r.stderr)}")
+    for value in ("USR2", "usr2", "SIGUSR2", "sigusr2", "SigUsr2"):
+        r = run([exe("rb_alloc"), "hello", "3"],
+                hp_env(os.path.join(d, "s.pb.gz"), extra={"HEAPPROF_SIGNAL": value}))
+        if hp_lines(r.stderr):
+            problems.append(f"HEAPPROF_SIGNAL={value}: {hp_lines(r.stderr)}")
+    check(not problems, "\n".join(problems))
+    print("spellings: booleans, HEAPPROF_LEAKS=off and signal names in any case")
+
+
 def check_bad_max_memory():
     """HEAPPROF_MAX_MEMORY: bytes or K, M, G, from 4M to 1024G; anything
     else draws one line and the default, 64M, is used (not the nearest
@@ -1557,6 +1588,7 @@ CHECKS = {
     "bad-seed": check_bad_seed,
     "bad-leak-stacks": check_bad_leak_stacks,
     "bad-other": check_bad_other,
+    "spellings": check_spellings,
     "bad-max-memory": check_bad_max_memory,
     "unwritable": check_unwritable,
     "missing-dir": check_missing_dir,
