@@ -312,13 +312,18 @@ __attribute__((destructor)) static void hp_exit_dump(void)
         hp_log("heapprof: the profile path is too long; no profile written");
         return;
     }
-    if (hp_cfg.peak && hp_path_with_tag(peak_path, sizeof peak_path, path, "peak") == 0 &&
-        hp_report->dump_to(peak_path, HP_DUMP_PEAK, NULL) == -ENOENT)
-        hp_log("heapprof: no peak profile: nothing was sampled");
+    bool peak_written = false;
+    if (hp_cfg.peak && hp_path_with_tag(peak_path, sizeof peak_path, path, "peak") == 0) {
+        int pr = hp_report->dump_to(peak_path, HP_DUMP_PEAK, NULL);
+        if (pr == -ENOENT)
+            hp_log("heapprof: no peak profile: nothing was sampled");
+        peak_written = pr == 0;
+    }
     int nleaks = 0;
     int r = hp_report->dump_to(path, HP_DUMP_NOW, hp_cfg.leaks_off ? NULL : &nleaks);
     if (r == 0 && hp_cfg.announce)
-        hp_log("heapprof: wrote %s (see it with: go tool pprof -http=: %s)", path, path);
+        hp_log("heapprof: wrote %s%s%s (see it with: go tool pprof -http=: %s)", path,
+               peak_written ? " and " : "", peak_written ? peak_path : "", path);
     if (nleaks > 0 && hp_cfg.leaks_exit_code) {
         /* As LeakSanitizer's exitcode: the CI gate the user asked for.
          * Flush the program's streams first, as exit() would have. */

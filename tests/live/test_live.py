@@ -287,6 +287,30 @@ def check_wrapper():
     h.check(helpout.returncode == 0 and "usage: heapprof" in helpout.stdout, "--help")
     bad = h.run([wrapper(), "--bogus", leaky], env=env_for({}))
     h.check(bad.returncode == 2 and "unknown option" in bad.stderr, "unknown option")
+    # With --peak, the last line names both files.
+    out2 = os.path.join(tmp, "p.pb.gz")
+    peaked = h.run([wrapper(), "-o", out2, "-r", "1", "--peak", "--", leaky], env=env_for({}))
+    peak_file = os.path.join(tmp, "p.peak.pb.gz")
+    h.check(os.path.exists(peak_file) and f"wrote {out2} and {peak_file}" in peaked.stderr,
+            f"--peak: the wrote line does not name both files:\n{peaked.stderr[-500:]}")
+    # What env(1) does with a program it cannot run: one line, 127 or 126.
+    missing = h.run([wrapper(), os.path.join(tmp, "missing")], env=env_for({}))
+    h.check(missing.returncode == 127 and missing.stderr.count("\n") == 1
+            and missing.stderr.startswith("heapprof: "),
+            f"a missing program: status {missing.returncode}, stderr {missing.stderr!r}")
+    noexec = os.path.join(tmp, "noexec")
+    with open(noexec, "w") as f:
+        f.write("#!/bin/sh\n")
+    noexec_run = h.run([wrapper(), noexec], env=env_for({}))
+    h.check(noexec_run.returncode == 126 and noexec_run.stderr.startswith("heapprof: "),
+            f"a program not executable: status {noexec_run.returncode}, "
+            f"stderr {noexec_run.stderr!r}")
+    notfound = h.run([wrapper(), "heapprof-no-such-command"], env=env_for({}))
+    h.check(notfound.returncode == 127, f"a command not on PATH: {notfound.returncode}")
+    # A bad value is named with the wrapper's own flag.
+    badrate = h.run([wrapper(), "-r", "0", leaky], env=env_for({}))
+    h.check(badrate.returncode == 2 and badrate.stderr.startswith("heapprof: -r 0:"),
+            f"-r 0: status {badrate.returncode}, stderr {badrate.stderr!r}")
     # Default name: heapprof.PROGRAM.PID.pb.gz in the working directory.
     h.run([wrapper(), leaky], env=env_for({}), cwd=tmp)
     named = [f for f in os.listdir(tmp) if re.match(r"heapprof\.leaky\.\d+\.pb\.gz$", f)]
