@@ -64,6 +64,9 @@ struct hp_snap_bucket {
      * (hp_snapshot_estimate). */
     double w[4];
     int64_t est[4];
+    /* The estimator's variance for inuse_space, estimated from the live
+     * samples: sum of s^2 (1-p)/p^2 (0 in exact mode, and in copies). */
+    double var_inuse;
 };
 struct hp_snapshot {
     struct hp_arena arena;

@@ -270,7 +270,9 @@ _LEAK_HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects never freed, from (\d+) stacks? "
     r"\((exact|estimated), rate (\d+)\)$")
 _NO_LEAKS = "heapprof: no leaks: every sampled allocation was freed"
-_LEAK = re.compile(r"^heapprof: leak #(\d+): (\d+) bytes in (\d+) objects? allocated from:$")
+_LEAK = re.compile(r"^heapprof: leak #(?P<n>\d+): (?P<bytes>\d+) bytes"
+                   r"(?: \(± (?P<sd>\d+), (?P<samples>\d+) samples?\))?"
+                   r" in (?P<objects>\d+) objects? allocated from:$")
 _MORE = re.compile(r"^heapprof: \.\.\. and (\d+) more stacks?: (\d+) bytes in (\d+) objects?$")
 # Not in the documented format, but written by the library: how many stacks
 # the built-in suppressions hid. Accepted and otherwise ignored.
@@ -311,10 +313,12 @@ def parse_leaks(text):
             continue
         m = _LEAK.match(line)
         if m:
-            check(int(m.group(1)) == len(out["stacks"]) + 1,
+            check(int(m.group("n")) == len(out["stacks"]) + 1,
                   f"leak numbers out of order at {line!r}")
-            current = {"bytes": int(m.group(2)), "objects": int(m.group(3)), "frames": [],
-                       "threads": []}
+            current = {"bytes": int(m.group("bytes")), "objects": int(m.group("objects")),
+                       "frames": [], "threads": [],
+                       "sd": int(m.group("sd")) if m.group("sd") else None,
+                       "samples": int(m.group("samples")) if m.group("samples") else None}
             out["stacks"].append(current)
             continue
         m = _MORE.match(line)

@@ -18,6 +18,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,6 +69,8 @@ struct leak {
     uint32_t stack; /* leaf node */
     bool live;      /* some sampled object of the stack is in use */
     uint64_t bytes, objects;
+    double var;      /* of the bytes estimate */
+    int64_t samples; /* live samples behind it */
     /* The names of the threads whose objects are in use, the first few. */
     const char *threads[LEAK_THREADS];
     int nthreads, more_threads;
@@ -279,6 +282,8 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             const struct hp_snap_bucket *b = &s->buckets[i];
             l.objects += (uint64_t)b->est[2];
             l.bytes += (uint64_t)b->est[3];
+            l.var += b->var_inuse;
+            l.samples += b->live;
             if (b->live > 0) {
                 l.live = true;
                 const struct hp_labelset *ls = hp_labelset_at(b->labels);
@@ -312,8 +317,18 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
         uint64_t rest_bytes = total_bytes, rest_objects = total_objects;
         for (size_t i = 0; i < shown; i++) {
-            put(&t, "heapprof: leak #%zu: %llu bytes in %llu objects allocated from:\n", i + 1,
-                (unsigned long long)leaks[i].bytes, (unsigned long long)leaks[i].objects);
+            if (exact)
+                put(&t, "heapprof: leak #%zu: %llu bytes in %llu objects allocated from:\n", i + 1,
+                    (unsigned long long)leaks[i].bytes, (unsigned long long)leaks[i].objects);
+            else
+                /* How sure: the standard error of the estimate (the square
+                 * root of its estimated variance) and the samples behind it. */
+                put(&t,
+                    "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects "
+                    "allocated from:\n",
+                    i + 1, (unsigned long long)leaks[i].bytes,
+                    (unsigned long long)(sqrt(leaks[i].var) + 0.5), (long long)leaks[i].samples,
+                    leaks[i].samples == 1 ? "" : "s", (unsigned long long)leaks[i].objects);
             put_frames(&t, sym, leaks[i].stack);
             if (leaks[i].nthreads) {
                 put(&t, "    threads:");

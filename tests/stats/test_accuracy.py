@@ -414,6 +414,23 @@ def check_leaks(exe, rate):
                   f"leak summary header {summary['header']} at rate {rate}")
         check(summary["more"] is None,
               f"leak summary cut short despite HEAPPROF_LEAK_STACKS ({run.describe()})")
+        # Each estimated stack says how sure it is: a standard error and its
+        # samples. Per site, the reported standard error (from the samples)
+        # is near the predicted one (from the truth's variance) once a site
+        # has 10 samples or more: within a factor of 3.
+        for stack in summary["stacks"]:
+            check(stack["sd"] is not None and stack["samples"] >= 1,
+                  f"a sampled leak without its uncertainty ({run.describe()}): {stack}")
+        for site, st in run.truth.items():
+            stacks = [t for t in summary["stacks"] if site in {fr["func"] for fr in t["frames"]}]
+            samples = sum(t["samples"] for t in stacks)
+            if samples < 10 or exact_value(st, 3):
+                continue
+            got_sd = sum(t["sd"] ** 2 for t in stacks) ** 0.5
+            want_sd = st.sd(3)
+            if not want_sd / 3 <= got_sd <= want_sd * 3:
+                bad.append(f"  {run.describe()}: {site}: leak summary says ± {got_sd:.0f} "
+                           f"({samples} samples), the estimator's sd is {want_sd:.0f}")
         for site, st in run.truth.items():
             objects, nbytes = run.leaks[site]
             rep = run.reported[site]
