@@ -279,6 +279,7 @@ _MORE = re.compile(r"^heapprof: \.\.\. and (\d+) more stacks?: (\d+) bytes in (\
 _SUPPRESSED = re.compile(r"^heapprof: (\d+) runtime or suppressed stacks? not shown$")
 _FRAME = re.compile(r"^    #(\d+) (.*)$")
 _THREADS = re.compile(r"^    threads: (.*)$")
+_CUT = re.compile(r"^    \.\.\. (\d+) more frames? \(HEAPPROF_LEAK_FRAMES=\d+\)$")
 _AT = re.compile(r"^(.*) at (.+):(\d+)$")
 _IN = re.compile(r"^(.*) in (\S+)$")
 
@@ -287,7 +288,7 @@ def is_summary_line(line):
     """True for a line the leak summary writes (the heapprof: lines, and the
     indented frames and thread names under them)."""
     return (line.startswith("heapprof: ") or _FRAME.match(line) is not None
-            or _THREADS.match(line) is not None)
+            or _THREADS.match(line) is not None or _CUT.match(line) is not None)
 
 
 def parse_leaks(text):
@@ -318,7 +319,8 @@ def parse_leaks(text):
             current = {"bytes": int(m.group("bytes")), "objects": int(m.group("objects")),
                        "frames": [], "threads": [],
                        "sd": int(m.group("sd")) if m.group("sd") else None,
-                       "samples": int(m.group("samples")) if m.group("samples") else None}
+                       "samples": int(m.group("samples")) if m.group("samples") else None,
+                       "frames_left_out": 0}
             out["stacks"].append(current)
             continue
         m = _MORE.match(line)
@@ -335,6 +337,10 @@ def parse_leaks(text):
         m = _THREADS.match(line)
         if m and current is not None:
             current["threads"] = [t.strip() for t in m.group(1).split(",")]
+            continue
+        m = _CUT.match(line)
+        if m and current is not None:
+            current["frames_left_out"] = int(m.group(1))
             continue
         m = _FRAME.match(line)
         if m and current is not None:

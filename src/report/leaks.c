@@ -238,12 +238,15 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
-    int shown = 0;
+    int shown = 0, total = 0;
     struct hp_frame fs[HP_MAX_FRAMES];
     int depth = hp_stack_frames(st, fs, HP_MAX_FRAMES);
-    for (int d = 0; d < depth && shown < hp_cfg.leak_frames; d++) {
+    for (int d = 0; d < depth; d++) {
         struct hp_symbolized fr;
         hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
+        total += fr.nlines ? fr.nlines : 1;
+        if (shown >= hp_cfg.leak_frames)
+            continue; /* counted, not shown */
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
         if (fr.nlines == 0) {
@@ -258,6 +261,9 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
                 put(t, "    #%d %s in %s\n", shown++, ln->function, module);
         }
     }
+    if (total > shown)
+        put(t, "    ... %d more frame%s (HEAPPROF_LEAK_FRAMES=%d)\n", total - shown,
+            total - shown == 1 ? "" : "s", hp_cfg.leak_frames);
 }
 
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)

@@ -859,6 +859,29 @@ def check_bad_other():
     bad_values("HEAPPROF_LEAKS_EXIT_CODE", ["256", "-1", "x"], "using 0", "0")
 
 
+def check_leak_frames():
+    """A stack cut at HEAPPROF_LEAK_FRAMES says how many frames it left out:
+    with 2 shown, the rest of what 64 shows."""
+    d = helpers.tempdir()
+    texts = {}
+    for frames in (2, 64):
+        leaks = os.path.join(d, f"leaks{frames}.txt")
+        r = run([exe("rb_alloc"), "hello", "3"],
+                hp_env(os.path.join(d, f"f{frames}.pb.gz"), 1, leaks=leaks,
+                       extra={"HEAPPROF_LEAK_FRAMES": str(frames)}))
+        check(r.returncode == 3, describe(r))
+        texts[frames] = helpers.parse_leaks(read_text(leaks, "the leak summary"))["stacks"]
+    check(texts[2] and len(texts[2]) == len(texts[64]),
+          f"leak summaries differ in their stacks: {len(texts[2])} and {len(texts[64])}")
+    for cut, full in zip(texts[2], texts[64]):
+        whole = len(full["frames"])
+        check(len(cut["frames"]) == min(2, whole) and
+              cut["frames_left_out"] == whole - len(cut["frames"]) and
+              full["frames_left_out"] == 0,
+              f"a stack of {whole} frames cut at 2 says {cut['frames_left_out']} left out")
+    print(f"leak-frames: {len(texts[2])} stacks, each says how many frames it left out")
+
+
 def check_spellings():
     """Booleans as users type them (1/0, yes/no, true/false, on/off, any
     case), HEAPPROF_LEAKS=off in any case, signal names with or without SIG
@@ -1589,6 +1612,7 @@ CHECKS = {
     "bad-leak-stacks": check_bad_leak_stacks,
     "bad-other": check_bad_other,
     "spellings": check_spellings,
+    "leak-frames": check_leak_frames,
     "bad-max-memory": check_bad_max_memory,
     "unwritable": check_unwritable,
     "missing-dir": check_missing_dir,
