@@ -27,6 +27,12 @@ int hp_process_path(char *out, size_t len);
  * except that a path written in place (hp_path_in_place) gets no pid. */
 int hp_process_leaks_path(char *out, size_t len);
 int64_t hp_start_ns(void);
+/* The arguments the program started with (NUL-separated), before any
+ * rewrite of its title; NULL if unknown. */
+const char *hp_start_cmdline(size_t *len);
+/* The path the program was run by when it is not the executable's own (a
+ * symlink), else NULL: the main executable's mappings are named so. */
+const char *hp_run_as(void);
 /* Marks the calling thread as heapprof's own: what it allocates until the
  * matching hp_busy_end is forwarded, not recorded. Returns the old mark. */
 bool hp_busy_begin(void);

@@ -175,6 +175,11 @@ def check_live(exe):
         bad = [f"  {k}: live profile {got.get(k)}, program {v}" for k, v in sorted(truth.items())
                if got.get(k) != v]
         check(not bad, "/debug/pprof/heap per (thread, tenant, kind):\n" + "\n".join(bad))
+        # The program rewrote its title; cmdline still gives how it started.
+        with urllib.request.urlopen(m.group(1) + "cmdline", timeout=20) as r:
+            cmdline = r.read()
+        check(cmdline == (exe + "\0wait").encode(),
+              f"/debug/pprof/cmdline after a title rewrite: {cmdline!r}")
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)

@@ -38,6 +38,7 @@ static int64_t start_ns;
 static bool not_root;
 static int exit_dumped;
 static void peak_init(void);
+static void note_start(void);
 
 /* A process exec'd by a profiled process inherits HEAPPROF (and
  * LD_PRELOAD): it must not overwrite its parent's profile. The parent's
@@ -98,6 +99,7 @@ void hp_init(void)
     start_ns = hp_now_ns();
     if (!hp_cfg.leaks_off && !hp_cfg.leaks_path[0])
         hp_stderr_keep();
+    note_start();
     const char *raw = secure_getenv("HEAPPROF");
     not_root = raw && parent_is_profiled(raw);
     if (!hp_math_init() || !hp_stack_init()) {
@@ -113,6 +115,61 @@ void hp_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);
     hp_busy_end(was_busy);
+}
+
+/* The program as it started: its arguments (before it rewrites its title,
+ * as servers do) and the path the user ran it by, a symlink included
+ * (redis-server is a link to redis-check-rdb): profiles and the leak summary
+ * name the program so, while symbols still come from the real file. */
+static char *start_cmdline;
+static size_t start_cmdline_len;
+static char run_as[PATH_MAX];
+
+static void note_start(void)
+{
+    struct hp_arena a = {0};
+    size_t len = 0;
+    const char *text = hp_read_file(&a, "/proc/self/cmdline", &len);
+    if (text && len && (start_cmdline = hp_alloc(len + 1)) != NULL) {
+        memcpy(start_cmdline, text, len);
+        start_cmdline_len = len;
+    }
+    hp_arena_release(&a);
+    if (!start_cmdline || !start_cmdline[0])
+        return;
+    const char *argv0 = start_cmdline;
+    char candidate[PATH_MAX], real[PATH_MAX], exe[PATH_MAX];
+    candidate[0] = 0;
+    if (strchr(argv0, '/')) {
+        if (hp_absolute_path(candidate, sizeof candidate, argv0) != 0)
+            candidate[0] = 0;
+    } else {
+        /* As the shell found it: the first PATH entry that has it. */
+        const char *path = getenv("PATH");
+        while (path && *path && !candidate[0]) {
+            const char *end = strchr(path, ':');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+            int w = snprintf(candidate, sizeof candidate, "%.*s/%s", (int)n, path, argv0);
+            if (w <= 0 || (size_t)w >= sizeof candidate || candidate[0] != '/' ||
+                access(candidate, X_OK) != 0)
+                candidate[0] = 0;
+            path = end ? end + 1 : NULL;
+        }
+    }
+    if (candidate[0] && realpath(candidate, real) && realpath("/proc/self/exe", exe) &&
+        !strcmp(real, exe) && strcmp(candidate, exe) != 0)
+        snprintf(run_as, sizeof run_as, "%s", candidate);
+}
+
+const char *hp_start_cmdline(size_t *len)
+{
+    *len = start_cmdline_len;
+    return start_cmdline;
+}
+
+const char *hp_run_as(void)
+{
+    return run_as[0] ? run_as : NULL;
 }
 
 bool hp_busy_begin(void)

@@ -297,11 +297,15 @@ static void html_escape(struct buf *b, const char *s)
     }
 }
 
+/* The arguments the program started with: a server that rewrites its title
+ * (its argv) later does not change them. */
 static size_t read_cmdline(char *out, size_t cap)
 {
     struct hp_arena a = {0};
     size_t len = 0;
-    const char *text = hp_read_file(&a, "/proc/self/cmdline", &len);
+    const char *text = hp_start_cmdline(&len);
+    if (!text)
+        text = hp_read_file(&a, "/proc/self/cmdline", &len);
     if (len > cap)
         len = cap;
     if (text)

@@ -228,6 +228,11 @@ static void load_mappings(struct hp_symbolizer *s)
         }
         line = nl ? nl + 1 : NULL;
     }
+    /* Named as the user ran it (a symlink), not as the loader resolved it. */
+    const char *run_as = hp_run_as();
+    for (int i = 0; run_as && exe[0] && i < s->nmaps; i++)
+        if (!strcmp(s->maps[i].file, exe))
+            s->maps[i].file = run_as;
 }
 
 /* Unloaded libraries get mappings of their own after the live ones, unless

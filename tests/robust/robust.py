@@ -882,6 +882,31 @@ def check_leak_frames():
     print(f"leak-frames: {len(texts[2])} stacks, each says how many frames it left out")
 
 
+def check_run_as():
+    """A program run through a symlink (redis-server is a link to
+    redis-check-rdb) is named by the link in the profile, whether run by its
+    path or found on PATH; its functions still come from the real file."""
+    d = helpers.tempdir()
+    bindir = os.path.join(d, "bin")
+    os.makedirs(bindir)
+    link = os.path.join(bindir, "mylink")
+    os.symlink(exe("rb_alloc"), link)
+    for how, argv, extra in (("by path", [link, "hello", "3"], {}),
+                             ("on PATH", ["mylink", "hello", "3"],
+                              {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")})):
+        profile = os.path.join(d, "r.pb.gz")
+        r = run(argv, hp_env(profile, 1, extra=extra))
+        check(r.returncode == 3, f"{how}: " + describe(r))
+        doc = helpers.decode_json(profile)
+        first = doc["mappings"][0]["file"]
+        check(first == link, f"{how}: the main mapping is named {first}, want {link}")
+        names = {ln["function"] for s in doc["samples"] for loc in s["stack"]
+                 for ln in loc["lines"]}
+        check("main" in names, f"{how}: the program's functions are not named: {sorted(names)}")
+        os.remove(profile)
+    print(f"run-as: named {link} by path and on PATH")
+
+
 def check_spellings():
     """Booleans as users type them (1/0, yes/no, true/false, on/off, any
     case), HEAPPROF_LEAKS=off in any case, signal names with or without SIG
@@ -1613,6 +1638,7 @@ CHECKS = {
     "bad-other": check_bad_other,
     "spellings": check_spellings,
     "leak-frames": check_leak_frames,
+    "run-as": check_run_as,
     "bad-max-memory": check_bad_max_memory,
     "unwritable": check_unwritable,
     "missing-dir": check_missing_dir,
