@@ -55,6 +55,9 @@ struct hp_config {
     int leak_frames; /* frames shown per stack */
     char suppressions[4096];
     int leaks_exit_code; /* 0: exit status untouched */
+    bool leaks_exit_any; /* HEAPPROF_LEAKS_EXIT_ANY: the code for memory never freed, lost or not */
+    bool leak_scan;      /* HEAPPROF_LEAK_SCAN: the leak check's verdicts (report/reach.c) */
+    bool leak_reachable; /* HEAPPROF_LEAK_REACHABLE: list reachable stacks too */
     char http[256];      /* HEAPPROF_HTTP: HOST:PORT to serve /debug/pprof/ on */
     int snap_signal;     /* HEAPPROF_SIGNAL: 0, or the signal that takes a snapshot */
     long interval;       /* HEAPPROF_INTERVAL: seconds between snapshots, 0: none */
@@ -120,6 +123,10 @@ void hp_mem_lock(void);
 void hp_mem_unlock(void);
 void hp_mem_child(void);
 size_t hp_mem_mapped(void); /* bytes mapped for the profiler's own use */
+/* The address ranges heapprof's own memory is mapped at: their number, up
+ * to max copied as lo, hi pairs into out. Under hp_mem_lock, or in a child
+ * of hp_freeze_fork (iface.h). */
+size_t hp_mem_ranges(uintptr_t *out, size_t max);
 
 /* A bump arena for one dump: freed all at once. */
 struct hp_arena {

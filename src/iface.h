@@ -59,12 +59,19 @@ bool hp_table_folded(void);    /* some stack went to [other] */
 #define HP_OTHER_IP ((uintptr_t)1)
 
 /* ---- snapshots (record/table.c) ---- */
+/* What the leak check (report/reach.c) found of a live object at exit:
+ * nothing yet, lost (nothing points to it, or only other lost objects do),
+ * or still reachable (in sampled mode: still referenced). */
+enum hp_verdict { HP_V_NONE = 0, HP_V_DEFINITE, HP_V_INDIRECT, HP_V_REACHABLE, HP_NVERDICTS };
 struct hp_snap_bucket {
-    uint32_t bucket; /* its number */
-    uint32_t stack;  /* leaf node */
-    uint32_t labels; /* label set (hp_labelset_at) */
-    int64_t allocs;  /* sampled objects allocated (in a delta: in the window) */
-    int64_t live;    /* sampled objects in use (in a delta: the change) */
+    uint32_t bucket;  /* its number */
+    uint32_t stack;   /* leaf node */
+    uint32_t labels;  /* label set (hp_labelset_at) */
+    uint32_t verdict; /* enum hp_verdict: the in-use part of the bucket with
+                       * that verdict, in a snapshot taken with verdicts; its
+                       * allocation counts are on the HP_V_NONE entry */
+    int64_t allocs;   /* sampled objects allocated (in a delta: in the window) */
+    int64_t live;     /* sampled objects in use (in a delta: the change) */
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
      * inuse_objects, inuse_space; est[] the same as written to the profile
      * (hp_snapshot_estimate). */
@@ -82,10 +89,15 @@ struct hp_snapshot {
     const char *comment; /* NULL, or a line for the profile's comments */
     int64_t time_ns;     /* when taken (real-time clock); 0 for a copy of the peak */
     int64_t since_ns;    /* a delta's start: its base's time_ns; 0 otherwise */
+    bool verdicts;       /* taken with verdicts (hp_snapshot_take_verdicts) */
 };
 /* The bucket's average object size (estimated), for the "bytes" label. */
 uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b);
 int hp_snapshot_take(struct hp_snapshot *s);
+/* The same, with each bucket's live objects split by the verdicts given
+ * with hp_live_set_verdict (objects without one count as reachable);
+ * s->verdicts is set. */
+int hp_snapshot_take_verdicts(struct hp_snapshot *s);
 /* The tables as they were when the estimated in-use bytes last set a peak
  * (see core.c); -ENOENT when peak tracking is off or nothing was captured. */
 int hp_snapshot_peak(struct hp_snapshot *s);
@@ -106,6 +118,36 @@ struct hp_labelset {
     const char *kv[];   /* key, value, key, value, ... */
 };
 const struct hp_labelset *hp_labelset_at(uint32_t id); /* NULL for 0 */
+
+/* ---- the live set, for the leak check (record/live.c) ---- */
+struct hp_live_obj {
+    uintptr_t start;
+    uint64_t size; /* as requested */
+};
+/* The live sampled objects: their number, and up to max of them copied into
+ * out. Without locks: for a child forked by hp_freeze_fork only, where no
+ * other thread runs and the parent held every lock at the fork. */
+size_t hp_live_count_frozen(void);
+size_t hp_live_copy_frozen(struct hp_live_obj *out, size_t max);
+/* Gives the live object at p a verdict; false if p is not live. */
+bool hp_live_set_verdict(const void *p, enum hp_verdict v);
+
+/* A copy of the process that holds still: a child made with clone() and no
+ * exit signal (so no SIGCHLD reaches the program, and its waitpid(-1) never
+ * sees it; wait for it with __WALL), without the atfork handlers (the
+ * program's would run at exit). The parent holds heapprof's locks across
+ * it, so the child's copies of the live set and of heapprof's own memory are
+ * whole. In the child: no malloc, no stdio, no locks but heapprof's own.
+ * Returns as fork does. */
+pid_t hp_freeze_fork(void);
+
+/* ---- the program's threads (record/threads.c) ---- */
+struct hp_thread_stack {
+    pid_t tid;
+    bool alive;       /* false: the thread exited; its stack holds stale data */
+    uintptr_t lo, hi; /* the stack block, its static TLS included */
+};
+int hp_threads_list(struct hp_thread_stack *out, int max);
 
 /* ---- heapprof's own memory ---- */
 size_t hp_table_bytes(void); /* the stack table's (record/table.c) */

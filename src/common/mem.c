@@ -27,17 +27,84 @@ static struct free_obj *free_lists[NCLASSES];
 static char *chunk_cur, *chunk_end;
 static size_t mapped;
 
+/* Where heapprof's memory is mapped, sorted by address: the leak check must
+ * not take heapprof's tables (the live set holds a pointer to every sampled
+ * object) for the program's roots. A few hundred ranges at most: a range is
+ * a 1 MiB chunk, a table larger than 64 KiB or a dump's arena chunk. The
+ * array is mapped too, and is one of the ranges. */
+static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t *ranges; /* lo, hi pairs */
+static size_t nranges, ranges_cap;
+
+static void ranges_add(uintptr_t lo, uintptr_t hi)
+{
+    if (nranges == ranges_cap) {
+        size_t cap = ranges_cap ? ranges_cap * 2 : 256;
+        uintptr_t *nr = hp_os_map(cap * 2 * sizeof *nr);
+        if (!nr)
+            return; /* then the leak check scans it: it can only find more reachable */
+        if (nranges)
+            memcpy(nr, ranges, nranges * 2 * sizeof *nr);
+        uintptr_t *old = ranges;
+        size_t old_cap = ranges_cap;
+        ranges = nr;
+        ranges_cap = cap;
+        if (old) {
+            hp_os_unmap(old, old_cap * 2 * sizeof *old);
+            for (size_t i = 0; i < nranges; i++)
+                if (ranges[2 * i] == (uintptr_t)old) {
+                    memmove(&ranges[2 * i], &ranges[2 * i + 2],
+                            (nranges - i - 1) * 2 * sizeof *ranges);
+                    nranges--;
+                    break;
+                }
+        }
+        ranges_add((uintptr_t)nr, (uintptr_t)nr + cap * 2 * sizeof *nr);
+    }
+    size_t i = nranges;
+    while (i > 0 && ranges[2 * (i - 1)] > lo)
+        i--;
+    memmove(&ranges[2 * i + 2], &ranges[2 * i], (nranges - i) * 2 * sizeof *ranges);
+    ranges[2 * i] = lo;
+    ranges[2 * i + 1] = hi;
+    nranges++;
+}
+
+static void ranges_remove(uintptr_t lo)
+{
+    for (size_t i = 0; i < nranges; i++)
+        if (ranges[2 * i] == lo) {
+            memmove(&ranges[2 * i], &ranges[2 * i + 2], (nranges - i - 1) * 2 * sizeof *ranges);
+            nranges--;
+            return;
+        }
+}
+
+size_t hp_mem_ranges(uintptr_t *out, size_t max)
+{
+    size_t n = nranges < max ? nranges : max;
+    if (n)
+        memcpy(out, ranges, n * 2 * sizeof *out);
+    return nranges;
+}
+
 static void *map(size_t len)
 {
     void *p = hp_os_map(len);
     if (!p)
         return NULL;
     __atomic_fetch_add(&mapped, len, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&ranges_lock);
+    ranges_add((uintptr_t)p, (uintptr_t)p + len);
+    pthread_mutex_unlock(&ranges_lock);
     return p;
 }
 
 static void unmap(void *p, size_t len)
 {
+    pthread_mutex_lock(&ranges_lock);
+    ranges_remove((uintptr_t)p);
+    pthread_mutex_unlock(&ranges_lock);
     hp_os_unmap(p, len);
     __atomic_fetch_sub(&mapped, len, __ATOMIC_RELAXED);
 }
@@ -109,16 +176,19 @@ void hp_free(void *p, size_t size)
 void hp_mem_lock(void)
 {
     pthread_mutex_lock(&mem_lock);
+    pthread_mutex_lock(&ranges_lock);
 }
 
 void hp_mem_unlock(void)
 {
+    pthread_mutex_unlock(&ranges_lock);
     pthread_mutex_unlock(&mem_lock);
 }
 
 void hp_mem_child(void)
 {
     pthread_mutex_init(&mem_lock, NULL);
+    pthread_mutex_init(&ranges_lock, NULL);
 }
 
 size_t hp_mem_mapped(void)

@@ -201,6 +201,9 @@ void hp_config_load(void)
         absolute_path("HEAPPROF_SUPPRESSIONS", supp, hp_cfg.suppressions,
                       sizeof hp_cfg.suppressions);
     hp_cfg.leaks_exit_code = (int)env_long("HEAPPROF_LEAKS_EXIT_CODE", 0, 255, 0);
+    hp_cfg.leaks_exit_any = env_bool("HEAPPROF_LEAKS_EXIT_ANY", false);
+    hp_cfg.leak_scan = env_bool("HEAPPROF_LEAK_SCAN", true);
+    hp_cfg.leak_reachable = env_bool("HEAPPROF_LEAK_REACHABLE", false);
     const char *http = getenv("HEAPPROF_HTTP");
     if (http && *http) {
         if (strlen(http) >= sizeof hp_cfg.http)

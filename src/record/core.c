@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +78,7 @@ static void fork_child(void)
     hp_table_child();
     hp_labels_child();
     hp_loader_fork_child();
+    hp_threads_child();
     not_root = true;
     hp_sampler_child();
     if (hp_report)
@@ -108,6 +110,7 @@ void hp_init(void)
         return;
     }
     hp_table_init();
+    hp_threads_init();
     hp_live_init(hp_cfg.rate <= 1);
     hp_peak_on = hp_cfg.peak || hp_cfg.http[0];
     if (hp_peak_on)
@@ -337,6 +340,27 @@ void hp_on_unfree(void *p, struct hp_live_rec rec)
         track(rec.size, 1);
 }
 
+pid_t hp_freeze_fork(void)
+{
+    hp_live_lock_all();
+    hp_mem_lock();
+    /* No exit signal and no flags: a copy of the address space, as fork
+     * makes, that the program's SIGCHLD handler and waitpid(-1) never see,
+     * and without the atfork handlers. The child runs on a copy of this
+     * thread's stack and returns from here. */
+    pid_t pid = (pid_t)syscall(SYS_clone, 0UL, NULL, NULL, NULL, NULL);
+    int saved = errno;
+    if (pid == 0) {
+        hp_mem_child();
+        hp_live_child();
+        return 0;
+    }
+    hp_mem_unlock();
+    hp_live_unlock_all();
+    errno = saved;
+    return pid;
+}
+
 int hp_process_path(char *out, size_t len)
 {
     return hp_output_path(out, len, hp_cfg.path, not_root);
@@ -355,15 +379,55 @@ int64_t hp_start_ns(void)
     return start_ns;
 }
 
+/* Zeroes the stack below the caller's frame: what the program's calls left
+ * there (a pointer returned by malloc, copied through heapprof's own hooks)
+ * would otherwise be read as roots by the leak check. Only as deep as the
+ * thread's stack allows. */
+__attribute__((noinline)) static void scrub_stack(size_t want)
+{
+    char here;
+    uintptr_t sp = (uintptr_t)&here;
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+    }
+    uintptr_t lo = (uintptr_t)addr;
+    if (!lo || sp < lo + 65536)
+        return;
+    size_t room = sp - lo - 65536; /* leave 64 KiB for the dump itself */
+    if (want > room)
+        want = room;
+    char *buf = __builtin_alloca(want);
+    memset(buf, 0, want);
+    __asm__ volatile("" : : "r"(buf) : "memory");
+}
+
 /* At exit, after the program's atexit handlers and C++ static destructors
  * (those run before the shared objects' destructors), so what they free is
  * not reported as leaked. Runs once, on whichever thread called exit. */
+static void exit_dump(void);
+
 __attribute__((destructor)) static void hp_exit_dump(void)
 {
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
         return;
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;
+    /* Before the frames of the dump are made: they have room left
+     * uninitialised (path buffers, say), which would keep what was there. */
+    if (!hp_cfg.leaks_off && hp_cfg.leak_scan) {
+        bool was = hp_busy_begin(); /* pthread_getattr_np allocates */
+        scrub_stack(256 << 10);
+        hp_busy_end(was);
+    }
+    exit_dump();
+}
+
+__attribute__((noinline)) static void exit_dump(void)
+{
     char path[4096], peak_path[4200];
     if (hp_process_path(path, sizeof path) != 0) {
         hp_log("heapprof: the profile path is too long; no profile written");

@@ -78,11 +78,13 @@ static void block_add(const void *p, int delta)
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
 struct slot {
-    uintptr_t key; /* 0: empty */
-    uint32_t bucket;
-    uint32_t size; /* HUGE: the size is in the shard's huge list */
+    uintptr_t key;   /* 0: empty */
+    uint32_t bucket; /* and, above VERDICT_SHIFT, the leak check's verdict */
+    uint32_t size;   /* HUGE: the size is in the shard's huge list */
 };
 #define HUGE UINT32_MAX
+/* Bucket numbers stay below HP_MAX_BUCKETS (2^24). */
+enum { VERDICT_SHIFT = 28, BUCKET_MASK = (1u << VERDICT_SHIFT) - 1 };
 
 struct huge {
     struct huge *next;
@@ -283,7 +285,7 @@ struct hp_live_rec hp_live_remove(void *p)
         while (s->slots[i].key && s->slots[i].key != key)
             i = (i + 1) & mask;
         if (s->slots[i].key == key) {
-            rec.bucket = s->slots[i].bucket;
+            rec.bucket = s->slots[i].bucket & BUCKET_MASK;
             rec.size = slot_size(s, &s->slots[i]);
             if (s->slots[i].size == HUGE)
                 drop_huge(s, key);
@@ -315,18 +317,25 @@ struct hp_live_rec hp_live_remove(void *p)
     return rec;
 }
 
-void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate)
+void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate,
+                 bool verdicts)
 {
     for (int k = 0; k < NSHARDS; k++) {
         struct shard *s = &shards[k];
         shard_lock(s);
         for (size_t i = 0; i < s->cap; i++) {
             const struct slot *sl = &s->slots[i];
-            if (!sl->key || sl->bucket >= n)
+            uint32_t bucket = sl->bucket & BUCKET_MASK;
+            if (!sl->key || bucket >= n)
                 continue; /* empty, or a bucket newer than the snapshot */
             uint64_t size = slot_size(s, sl);
             double w = hp_unbias_scale(size, rate);
-            struct hp_snap_bucket *b = &sb[pos[sl->bucket]];
+            size_t at = pos[bucket];
+            if (verdicts) {
+                uint32_t v = sl->bucket >> VERDICT_SHIFT;
+                at = at * HP_NVERDICTS + (v ? v : HP_V_REACHABLE);
+            }
+            struct hp_snap_bucket *b = &sb[at];
             b->live++;
             b->w[2] += w;
             b->w[3] += w * (double)size;
@@ -335,6 +344,49 @@ void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, lon
         }
         shard_unlock(s);
     }
+}
+
+size_t hp_live_count_frozen(void)
+{
+    size_t n = 0;
+    for (int k = 0; k < NSHARDS; k++)
+        n += shards[k].count;
+    return n;
+}
+
+size_t hp_live_copy_frozen(struct hp_live_obj *out, size_t max)
+{
+    size_t n = 0;
+    for (int k = 0; k < NSHARDS; k++) {
+        const struct shard *s = &shards[k];
+        for (size_t i = 0; i < s->cap && n < max; i++)
+            if (s->slots[i].key) {
+                out[n].start = s->slots[i].key;
+                out[n].size = slot_size(s, &s->slots[i]);
+                n++;
+            }
+    }
+    return n;
+}
+
+bool hp_live_set_verdict(const void *p, enum hp_verdict v)
+{
+    struct shard *s = shard_of(p);
+    uintptr_t key = (uintptr_t)p;
+    bool found = false;
+    shard_lock(s);
+    if (s->cap) {
+        size_t i = home(s, key);
+        while (s->slots[i].key && s->slots[i].key != key)
+            i = (i + 1) & (s->cap - 1);
+        if (s->slots[i].key == key) {
+            s->slots[i].bucket =
+                (s->slots[i].bucket & BUCKET_MASK) | ((uint32_t)v << VERDICT_SHIFT);
+            found = true;
+        }
+    }
+    shard_unlock(s);
+    return found;
 }
 
 size_t hp_live_bytes(void)

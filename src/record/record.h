@@ -90,8 +90,10 @@ bool hp_live_insert(void *p, struct hp_live_rec rec);
 struct hp_live_rec hp_live_remove(void *p);
 struct hp_snap_bucket;
 /* Adds every live sampled object of buckets below n to sb[pos[bucket]]:
- * .live and the in-use weights w[2], w[3]. */
-void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate);
+ * .live and the in-use weights w[2], w[3]. With verdicts, to
+ * sb[pos[bucket] * HP_NVERDICTS + its verdict] (reachable when it has none). */
+void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate,
+                 bool verdicts);
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a bitmap of the 512-byte
  * blocks of address space that hold a live sample (512K bits, 64 KiB,
@@ -144,6 +146,11 @@ void hp_live_pin(const void *p, size_t len);
 void hp_live_lock_all(void);
 void hp_live_unlock_all(void);
 void hp_live_child(void);
+
+/* The program's threads (record/threads.c). */
+void hp_threads_init(void);
+void hp_threads_seen(void); /* at a thread's first allocation, profiling on */
+void hp_threads_child(void);
 
 /* The whole sampled-allocation path and the free path (record/core.c). */
 void hp_on_alloc(void *p, size_t size);

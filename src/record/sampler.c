@@ -180,6 +180,11 @@ bool hp_sampler_take(size_t size)
         }
         hp_rng_seed(t->rng, thread_seed());
         t->ready = true;
+        if (hp_cfg.leak_scan && !hp_cfg.leaks_off) {
+            t->busy = true;
+            hp_threads_seen();
+            t->busy = false;
+        }
         /* The countdown started at -1 and already lost `size`. */
         t->countdown += hp_sampler_gap(t->rng, hp_cfg.rate);
         if (t->countdown >= 0 && hp_cfg.rate > 1)

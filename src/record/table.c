@@ -621,11 +621,14 @@ static size_t npeak, peak_cap;
  * counts and the in-use ones summed from the live set. The live set is read
  * first: an object found there has had its allocation counted, so in-use
  * never exceeds allocated. */
-static int take(struct hp_snapshot *s, struct hp_arena *a)
+static int take(struct hp_snapshot *s, struct hp_arena *a, bool verdicts)
 {
     uint32_t n = __atomic_load_n(&nbuckets, __ATOMIC_ACQUIRE);
     uint32_t nn = __atomic_load_n(&nnodes, __ATOMIC_ACQUIRE);
-    struct hp_snap_bucket *sb = hp_arena_alloc(a, (size_t)n * sizeof *sb);
+    /* With verdicts, each bucket has HP_NVERDICTS entries in a row: its
+     * counts on the first, its live objects on the one of their verdict. */
+    size_t per = verdicts ? HP_NVERDICTS : 1;
+    struct hp_snap_bucket *sb = hp_arena_alloc(a, (size_t)n * per * sizeof *sb);
     uint32_t *pos = hp_arena_alloc(a, (size_t)n * sizeof *pos);
     if (!sb || !pos)
         return -ENOMEM;
@@ -635,12 +638,15 @@ static int take(struct hp_snapshot *s, struct hp_arena *a)
              b = hp_bucket_at(b)->next)
             if (b < n) /* not newer than the snapshot */
                 pos[b] = k++;
-    hp_live_sum(sb, pos, n, hp_cfg.rate);
+    hp_live_sum(sb, pos, n, hp_cfg.rate, verdicts);
     for (uint32_t b = 1; b < n; b++) {
-        struct hp_snap_bucket *e = &sb[pos[b]];
-        e->bucket = b;
-        e->stack = hp_bucket_at(b)->stack;
-        e->labels = hp_bucket_at(b)->labels;
+        struct hp_snap_bucket *e = &sb[pos[b] * per];
+        for (size_t v = 0; v < per; v++) {
+            e[v].bucket = b;
+            e[v].stack = hp_bucket_at(b)->stack;
+            e[v].labels = hp_bucket_at(b)->labels;
+            e[v].verdict = (uint32_t)v;
+        }
         for (int st = 0; st < NSTRIPES; st++) {
             const struct counts *cc =
                 __atomic_load_n(&count_dir[st][b >> BUCKET_CHUNK_BITS], __ATOMIC_ACQUIRE);
@@ -651,11 +657,16 @@ static int take(struct hp_snapshot *s, struct hp_arena *a)
             e->w[0] += load_double(&c->w_objects);
             e->w[1] += load_double(&c->w_bytes);
         }
-        if (e->live > e->allocs) /* not possible, but never report it */
-            e->live = e->allocs;
+        int64_t live = 0;
+        for (size_t v = 0; v < per; v++)
+            live += e[v].live;
+        if (live > e->allocs) /* not possible, but never report it */
+            for (size_t v = 0; v < per; v++)
+                e[v].live = e[v].live < e->allocs ? e[v].live : e->allocs;
     }
     s->buckets = sb;
-    s->nbuckets = k;
+    s->nbuckets = k * per;
+    s->verdicts = verdicts;
     return 0;
 }
 
@@ -664,7 +675,7 @@ void hp_peak_capture(void)
     struct hp_arena a = {0};
     struct hp_snapshot s;
     memset(&s, 0, sizeof s);
-    if (take(&s, &a) == 0) {
+    if (take(&s, &a, false) == 0) {
         pthread_mutex_lock(&table_lock);
         if (s.nbuckets > peak_cap) {
             /* Grow geometrically so that repeated captures rarely reallocate.
@@ -709,17 +720,27 @@ static void compact(struct hp_snapshot *s)
     s->nbuckets = out;
 }
 
-int hp_snapshot_take(struct hp_snapshot *s)
+static int snapshot_take(struct hp_snapshot *s, bool verdicts)
 {
     memset(s, 0, sizeof *s);
     s->rate = hp_cfg.rate;
     s->time_ns = hp_now_ns();
-    int r = take(s, &s->arena);
+    int r = take(s, &s->arena, verdicts);
     if (r)
         return r;
     compact(s);
     hp_snapshot_estimate(s);
     return 0;
+}
+
+int hp_snapshot_take(struct hp_snapshot *s)
+{
+    return snapshot_take(s, false);
+}
+
+int hp_snapshot_take_verdicts(struct hp_snapshot *s)
+{
+    return snapshot_take(s, true);
 }
 
 int hp_snapshot_peak(struct hp_snapshot *s)
@@ -795,7 +816,9 @@ static int by_stack(const void *x, const void *y)
     const struct hp_snap_bucket *a = x, *b = y;
     if (a->stack != b->stack)
         return a->stack < b->stack ? -1 : 1;
-    return a->bucket < b->bucket ? -1 : a->bucket > b->bucket;
+    if (a->bucket != b->bucket)
+        return a->bucket < b->bucket ? -1 : 1;
+    return a->verdict < b->verdict ? -1 : a->verdict > b->verdict;
 }
 
 /* The profile needs integers. Go truncates every bucket, which loses up to

@@ -66,8 +66,9 @@ static const char *const builtin_suppressions[] = {
 
 enum { LEAK_THREADS = 4 };
 struct leak {
-    uint32_t stack; /* leaf node */
-    bool live;      /* some sampled object of the stack is in use */
+    uint32_t stack;   /* leaf node */
+    uint32_t verdict; /* enum hp_verdict; HP_V_NONE without the leak check */
+    bool live;        /* some sampled object of the stack is in use */
     uint64_t bytes, objects;
     double var;      /* of the bytes estimate */
     int64_t samples; /* live samples behind it */
@@ -266,93 +267,174 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
             total - shown == 1 ? "" : "s", hp_cfg.leak_frames);
 }
 
+static const char *const verdict_words[HP_NVERDICTS] = {"", "definitely lost", "indirectly lost",
+                                                        "still reachable"};
+
+static void put_stack(struct text *t, struct hp_symbolizer *sym, const struct leak *l, size_t num,
+                      bool exact, const char *verdict)
+{
+    if (exact)
+        put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s allocated from:\n", num,
+            (unsigned long long)l->bytes, (unsigned long long)l->objects, *verdict ? " " : "",
+            verdict);
+    else
+        /* How sure: the standard error of the estimate (the square root of
+         * its estimated variance) and the samples behind it. */
+        put(t,
+            "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s "
+            "allocated from:\n",
+            num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
+            (long long)l->samples, l->samples == 1 ? "" : "s", (unsigned long long)l->objects,
+            *verdict ? " " : "", verdict);
+    put_frames(t, sym, l->stack);
+    if (l->nthreads) {
+        put(t, "    threads:");
+        for (int k = 0; k < l->nthreads; k++)
+            put(t, "%s %s", k ? "," : "", l->threads[k]);
+        put(t, "%s\n", l->more_threads ? ", ..." : "");
+    }
+}
+
+static int by_verdict_bytes(const void *x, const void *y)
+{
+    const struct leak *a = x, *b = y;
+    if (a->verdict != b->verdict)
+        return a->verdict < b->verdict ? -1 : 1;
+    return by_bytes_desc(x, y);
+}
+
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
 {
     struct hp_arena *a = &s->arena;
-    /* Aggregate the buckets of each stack: hp_snapshot_estimate left them
-     * sorted by (stack, class), so each stack's buckets are one run. */
+    /* Aggregate the buckets of each stack (per verdict, when the leak check
+     * gave them): hp_snapshot_estimate left them sorted by stack, so each
+     * stack's buckets are one run. */
     struct leak *leaks = hp_arena_alloc(a, (s->nbuckets + 1) * sizeof *leaks);
     if (!leaks)
         return 0;
     struct supp sp;
     load_suppressions(a, &sp);
     size_t n = 0, nsupp = 0;
-    uint64_t total_bytes = 0, total_objects = 0;
+    /* Per verdict (HP_V_NONE: no verdicts): bytes, objects, stacks. */
+    uint64_t vbytes[HP_NVERDICTS] = {0}, vobjects[HP_NVERDICTS] = {0};
+    size_t vstacks[HP_NVERDICTS] = {0};
     for (size_t i = 0; i < s->nbuckets;) {
-        struct leak l = {0};
+        struct leak l[HP_NVERDICTS];
+        memset(l, 0, sizeof l);
         uint32_t stack = s->buckets[i].stack;
-        l.stack = stack;
         for (; i < s->nbuckets && s->buckets[i].stack == stack; i++) {
             /* Every bucket of the stack counts: their rounded values sum to
              * the stack's estimate. */
             const struct hp_snap_bucket *b = &s->buckets[i];
-            l.objects += (uint64_t)b->est[2];
-            l.bytes += (uint64_t)b->est[3];
-            l.var += b->var_inuse;
-            l.samples += b->live;
+            uint32_t v = s->verdicts && b->verdict < HP_NVERDICTS ? b->verdict : HP_V_NONE;
+            struct leak *e = &l[v];
+            e->objects += (uint64_t)b->est[2];
+            e->bytes += (uint64_t)b->est[3];
+            e->var += b->var_inuse;
+            e->samples += b->live;
             if (b->live > 0) {
-                l.live = true;
+                e->live = true;
                 const struct hp_labelset *ls = hp_labelset_at(b->labels);
                 if (ls && ls->thread)
-                    note_thread(&l, ls->thread);
+                    note_thread(e, ls->thread);
             }
         }
-        if (!l.live)
+        bool any = false;
+        for (int v = 0; v < HP_NVERDICTS; v++)
+            any |= l[v].live;
+        if (!any)
             continue;
-        if (suppressed(&sp, sym, l.stack)) {
+        if (suppressed(&sp, sym, stack)) {
             nsupp++;
             continue;
         }
-        leaks[n++] = l;
-        total_bytes += l.bytes;
-        total_objects += l.objects;
+        for (int v = 0; v < HP_NVERDICTS; v++) {
+            if (!l[v].live)
+                continue;
+            l[v].stack = stack;
+            l[v].verdict = v;
+            leaks[n++] = l[v];
+            vbytes[v] += l[v].bytes;
+            vobjects[v] += l[v].objects;
+            vstacks[v]++;
+        }
     }
-    qsort(leaks, n, sizeof *leaks, by_bytes_desc);
+    qsort(leaks, n, sizeof *leaks, by_verdict_bytes);
 
     struct text t = {.a = a};
     bool exact = s->rate <= 1;
-    if (n == 0) {
-        put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
-        if (nsupp)
-            put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
-    } else {
-        put(&t,
-            "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate %ld)\n",
-            (unsigned long long)total_bytes, (unsigned long long)total_objects, n,
-            exact ? "exact" : "estimated", s->rate);
-        size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
-        uint64_t rest_bytes = total_bytes, rest_objects = total_objects;
-        for (size_t i = 0; i < shown; i++) {
-            if (exact)
-                put(&t, "heapprof: leak #%zu: %llu bytes in %llu objects allocated from:\n", i + 1,
-                    (unsigned long long)leaks[i].bytes, (unsigned long long)leaks[i].objects);
-            else
-                /* How sure: the standard error of the estimate (the square
-                 * root of its estimated variance) and the samples behind it. */
-                put(&t,
-                    "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects "
-                    "allocated from:\n",
-                    i + 1, (unsigned long long)leaks[i].bytes,
-                    (unsigned long long)(sqrt(leaks[i].var) + 0.5), (long long)leaks[i].samples,
-                    leaks[i].samples == 1 ? "" : "s", (unsigned long long)leaks[i].objects);
-            put_frames(&t, sym, leaks[i].stack);
-            if (leaks[i].nthreads) {
-                put(&t, "    threads:");
-                for (int k = 0; k < leaks[i].nthreads; k++)
-                    put(&t, "%s %s", k ? "," : "", leaks[i].threads[k]);
-                put(&t, "%s\n", leaks[i].more_threads ? ", ..." : "");
+    const char *kind = exact ? "exact" : "estimated";
+    int gate;
+    if (!s->verdicts) {
+        /* No leak check: every stack with memory never freed. */
+        gate = (int)n;
+        if (n == 0) {
+            put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
+        } else {
+            put(&t,
+                "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
+                "%ld)\n",
+                (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind, s->rate);
+            size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
+            uint64_t rest_bytes = vbytes[0], rest_objects = vobjects[0];
+            for (size_t i = 0; i < shown; i++) {
+                put_stack(&t, sym, &leaks[i], i + 1, exact, "");
+                rest_bytes -= leaks[i].bytes;
+                rest_objects -= leaks[i].objects;
             }
-            rest_bytes -= leaks[i].bytes;
-            rest_objects -= leaks[i].objects;
+            if (shown < n)
+                put(&t,
+                    "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                    "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+                    n - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects, n);
         }
-        if (shown < n)
+    } else {
+        /* Lost first (definitely, then indirectly), then what is still
+         * reachable: one line, or its stacks with HEAPPROF_LEAK_REACHABLE. In
+         * sampled mode "reachable" is "still referenced" (report/reach.c). */
+        size_t nlost = vstacks[HP_V_DEFINITE] + vstacks[HP_V_INDIRECT];
+        const char *reach_word = exact ? "still reachable" : "still referenced";
+        uint64_t lost_bytes = vbytes[HP_V_DEFINITE] + vbytes[HP_V_INDIRECT];
+        uint64_t lost_objects = vobjects[HP_V_DEFINITE] + vobjects[HP_V_INDIRECT];
+        if (nlost == 0)
+            put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
+        else
+            put(&t,
+                "heapprof: %llu bytes in %llu objects lost, from %zu stacks (%s, rate %ld): "
+                "definitely %llu bytes in %llu objects, indirectly %llu bytes in %llu objects\n",
+                (unsigned long long)lost_bytes, (unsigned long long)lost_objects, nlost, kind,
+                s->rate, (unsigned long long)vbytes[HP_V_DEFINITE],
+                (unsigned long long)vobjects[HP_V_DEFINITE],
+                (unsigned long long)vbytes[HP_V_INDIRECT],
+                (unsigned long long)vobjects[HP_V_INDIRECT]);
+        size_t listed = hp_cfg.leak_reachable ? n : nlost;
+        size_t shown = listed < (size_t)hp_cfg.leak_stacks ? listed : (size_t)hp_cfg.leak_stacks;
+        uint64_t rest_bytes = 0, rest_objects = 0;
+        for (size_t i = 0; i < listed; i++) {
+            if (i < shown) {
+                put_stack(&t, sym, &leaks[i], i + 1, exact,
+                          leaks[i].verdict == HP_V_REACHABLE ? reach_word
+                                                             : verdict_words[leaks[i].verdict]);
+            } else {
+                rest_bytes += leaks[i].bytes;
+                rest_objects += leaks[i].objects;
+            }
+        }
+        if (shown < listed)
             put(&t,
                 "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
                 "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
-                n - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects, n);
-        if (nsupp)
-            put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
+                listed - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects,
+                listed);
+        if (vstacks[HP_V_REACHABLE])
+            put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n", reach_word,
+                (unsigned long long)vbytes[HP_V_REACHABLE],
+                (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
+                hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
+        gate = hp_cfg.leaks_exit_any ? (int)n : (int)nlost;
     }
+    if (nsupp)
+        put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
     if (hp_cfg.leaks_path[0]) {
         char path[4096];
         int r = hp_process_leaks_path(path, sizeof path);
@@ -364,5 +446,5 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     } else if (t.len) {
         hp_write_all(hp_stderr_fd(), t.buf, t.len);
     }
-    return (int)n;
+    return gate;
 }

@@ -411,7 +411,7 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
         sm.value = values;
         sm.n_value = 4;
-        Label label[2 + HEAPPROF_LABELS_MAX], *labels[2 + HEAPPROF_LABELS_MAX];
+        Label label[3 + HEAPPROF_LABELS_MAX], *labels[3 + HEAPPROF_LABELS_MAX];
         size_t nl = 0;
         perftools__profiles__label__init(&label[nl]);
         label[nl].key = bytes_key;
@@ -430,6 +430,15 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
             perftools__profiles__label__init(&label[nl]);
             label[nl].key = str_index(&b, ls->kv[2 * k]);
             label[nl++].str = str_index(&b, ls->kv[2 * k + 1]);
+        }
+        /* The leak check's verdict on the in-use objects (an exit profile
+         * taken with verdicts): -tagfocus=leak=definite shows lost memory. */
+        static const char *const verdict_names[HP_NVERDICTS] = {NULL, "definite", "indirect",
+                                                                "reachable"};
+        if (s->verdicts && sb->verdict > HP_V_NONE && sb->verdict < HP_NVERDICTS) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = str_index(&b, "leak");
+            label[nl++].str = str_index(&b, verdict_names[sb->verdict]);
         }
         for (size_t k = 0; k < nl; k++)
             labels[k] = &label[k];

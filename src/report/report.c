@@ -21,7 +21,26 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
     int r;
     struct hp_snapshot snap;
     char comment[256];
-    r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap) : hp_snapshot_take(&snap);
+    /* At exit, with the leak summary on: the leak check's verdicts first. */
+    bool verdicts = false;
+    if (kind == HP_DUMP_NOW && nleaks && hp_cfg.leak_scan) {
+        struct hp_reach_stats st;
+        int rr = hp_reach_check(&st);
+        if (rr)
+            hp_log("heapprof: the leak check could not be made (%s); the leak summary lists "
+                   "memory never freed",
+                   strerror(-rr));
+        verdicts = rr == 0;
+        if (verdicts && hp_cfg.announce)
+            hp_log("heapprof: leak check: %llu objects, %llu lost, %.1f MiB of roots and %.1f MiB "
+                   "of objects read in %.1f ms",
+                   (unsigned long long)st.objects, (unsigned long long)(st.definite + st.indirect),
+                   (double)st.root_bytes / 1048576.0, (double)st.heap_bytes / 1048576.0,
+                   (double)st.ns / 1e6);
+    }
+    r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap)
+        : verdicts           ? hp_snapshot_take_verdicts(&snap)
+                             : hp_snapshot_take(&snap);
     if (r == 0) {
         int n = 0;
         if (kind == HP_DUMP_PEAK) {

@@ -61,8 +61,23 @@ int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const cha
 int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
                       const char *default_type, uint8_t **out, size_t *outlen);
 
+/* ---- the leak check (report/reach.c) ---- */
+struct hp_reach_stats {
+    uint64_t objects;            /* live objects checked */
+    uint64_t definite, indirect; /* of them, lost */
+    uint64_t root_bytes;         /* roots read */
+    uint64_t heap_bytes;         /* objects read (exact mode) */
+    uint64_t faults;             /* pages skipped as unreadable */
+    int64_t ns;                  /* how long it took, the fork included */
+};
+/* Gives every lost live object its verdict (hp_live_set_verdict); 0, or
+ * -errno when the check could not be made or finish (no verdicts then). */
+int hp_reach_check(struct hp_reach_stats *stats);
+
 /* ---- leak summary (report/leaks.c) ---- */
-/* Returns the number of leaking stacks reported (after suppressions). */
+/* Returns the number of stacks that fail the CI gate (after suppressions):
+ * with verdicts, those with lost memory (or, with HEAPPROF_LEAKS_EXIT_ANY,
+ * any never freed); without, every stack never freed. */
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym);
 
 #endif

@@ -58,6 +58,7 @@ def hp_env(profile, rate=None, leaks="off", preload=True, pidlog=None, extra=Non
     the library's default; leaks None sends the leak summary to stderr;
     pidlog names a file in which rb_pidlog lists every process that exits."""
     env = clean_env()
+    env["HEAPPROF_LEAK_SCAN"] = "0"  # the never-freed summary: see helpers.base_env
     libs = []
     if preload:
         libs.append(helpers.lib_path())
