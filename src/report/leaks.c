@@ -274,18 +274,18 @@ static void put_stack(struct text *t, struct hp_symbolizer *sym, const struct le
                       bool exact, const char *verdict)
 {
     if (exact)
-        put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s allocated from:\n", num,
+        put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s%s allocated from:\n", num,
             (unsigned long long)l->bytes, (unsigned long long)l->objects, *verdict ? " " : "",
-            verdict);
+            verdict, *verdict ? "," : "");
     else
         /* How sure: the standard error of the estimate (the square root of
          * its estimated variance) and the samples behind it. */
         put(t,
-            "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s "
+            "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s%s "
             "allocated from:\n",
             num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
             (long long)l->samples, l->samples == 1 ? "" : "s", (unsigned long long)l->objects,
-            *verdict ? " " : "", verdict);
+            *verdict ? " " : "", verdict, *verdict ? "," : "");
     put_frames(t, sym, l->stack);
     if (l->nthreads) {
         put(t, "    threads:");
