@@ -111,10 +111,23 @@ struct scan {
 
 /* ---- memory of the child's own: mmap only ---- */
 
+static size_t child_mapped, child_peak; /* the child's own memory, for the statistics */
+
 static void *cmap(size_t len)
 {
     void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    child_mapped += len;
+    if (child_mapped > child_peak)
+        child_peak = child_mapped;
+    return p;
+}
+
+static void cunmap(void *p, size_t len)
+{
+    munmap(p, len);
+    child_mapped -= len;
 }
 
 /* ---- the objects: sorted by start, found by any address inside ---- */
@@ -461,7 +474,7 @@ static char *read_maps(void)
             char *nb = cmap(cap * 2);
             if (nb)
                 memcpy(nb, buf, len);
-            munmap(buf, cap);
+            cunmap(buf, cap);
             buf = nb;
             cap *= 2;
         }
@@ -523,7 +536,7 @@ static void child_main(struct scan *sc, int out)
         _exit(2);
     sc->nobjs = hp_live_copy_frozen(sc->objs, n);
     radix_sort(sc->objs, tmp, sc->nobjs);
-    munmap(tmp, n * sizeof *tmp);
+    cunmap(tmp, n * sizeof *tmp);
     /* Everything the child mapped is its own, not the program's. */
     exclude(sc, (uintptr_t)sc->objs, (uintptr_t)sc->objs + n * sizeof *sc->objs);
     exclude(sc, (uintptr_t)sc->state, (uintptr_t)sc->state + n);
@@ -575,6 +588,7 @@ static void child_main(struct scan *sc, int out)
     buf[k++] = sc->root_bytes;
     buf[k++] = sc->heap_bytes;
     buf[k++] = sc->faults;
+    buf[k++] = child_peak;
     uint64_t nlost = 0;
     for (size_t i = 0; i < sc->nobjs; i++) {
         uint8_t st = sc->state[i];
@@ -709,7 +723,7 @@ int hp_reach_check(struct hp_reach_stats *stats)
         return err;
     }
     /* Read the report as it comes, giving verdicts to the lost objects. */
-    uint64_t hdr[5] = {0}, buf[1024];
+    uint64_t hdr[6] = {0}, buf[1024];
     size_t have = 0, ngiven = 0;
     bool header = false, done = false;
     int64_t deadline = hp_mono_ms() + SCAN_TIMEOUT_S * 1000;
@@ -734,14 +748,14 @@ int hp_reach_check(struct hp_reach_stats *stats)
             break;
         have += (size_t)r;
         size_t words = have / 8, i = 0;
-        if (!header && words >= 5) {
+        if (!header && words >= 6) {
             memcpy(hdr, buf, sizeof hdr);
             if (hdr[0] != MSG_MAGIC) {
                 err = -EPROTO;
                 break;
             }
             header = true;
-            i = 5;
+            i = 6;
         }
         if (!header) {
             continue;
@@ -782,6 +796,7 @@ int hp_reach_check(struct hp_reach_stats *stats)
     stats->root_bytes = hdr[2];
     stats->heap_bytes = hdr[3];
     stats->faults = hdr[4];
+    stats->child_bytes = hdr[5];
     stats->ns = hp_mono_ns() - t0;
     hp_free(sc, sizeof *sc);
     return err;

@@ -33,10 +33,10 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
         verdicts = rr == 0;
         if (verdicts && hp_cfg.announce)
             hp_log("heapprof: leak check: %llu objects, %llu lost, %.1f MiB of roots and %.1f MiB "
-                   "of objects read in %.1f ms",
+                   "of objects read in %.1f ms; %.1f MiB of memory of its own",
                    (unsigned long long)st.objects, (unsigned long long)(st.definite + st.indirect),
                    (double)st.root_bytes / 1048576.0, (double)st.heap_bytes / 1048576.0,
-                   (double)st.ns / 1e6);
+                   (double)st.ns / 1e6, (double)st.child_bytes / 1048576.0);
     }
     r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap)
         : verdicts           ? hp_snapshot_take_verdicts(&snap)

@@ -68,6 +68,7 @@ struct hp_reach_stats {
     uint64_t root_bytes;         /* roots read */
     uint64_t heap_bytes;         /* objects read (exact mode) */
     uint64_t faults;             /* pages skipped as unreadable */
+    uint64_t child_bytes;        /* the child's own memory at its peak */
     int64_t ns;                  /* how long it took, the fork included */
 };
 /* Gives every lost live object its verdict (hp_live_set_verdict); 0, or
