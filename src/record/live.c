@@ -337,6 +337,24 @@ void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, lon
     }
 }
 
+/* The timeline's cheaper walk (report/timeline.c): only the in-use bytes,
+ * per bucket, into bytes[bucket]. */
+void hp_live_inuse(double *bytes, uint32_t n, long rate)
+{
+    for (int k = 0; k < NSHARDS; k++) {
+        struct shard *s = &shards[k];
+        shard_lock(s);
+        for (size_t i = 0; i < s->cap; i++) {
+            const struct slot *sl = &s->slots[i];
+            if (!sl->key || sl->bucket >= n)
+                continue;
+            uint64_t size = slot_size(s, sl);
+            bytes[sl->bucket] += hp_unbias_scale(size, rate) * (double)size;
+        }
+        shard_unlock(s);
+    }
+}
+
 size_t hp_live_bytes(void)
 {
     size_t total = 0;
