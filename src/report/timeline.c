@@ -750,9 +750,13 @@ int hp_timeline_write(const char *profile, char *html, char *json, size_t len)
             hp_log("heapprof: cannot write the timeline %s: %s",
                    r == -ENAMETOOLONG ? profile : path, strerror(-r));
             path[0] = 0; /* not written: not announced */
+            if (k == 0)
+                json[0] = 0;
             result = r;
         }
         hp_arena_release(&a);
+        if (r)
+            break; /* one line for the two files */
     }
     hp_busy_end(was_busy);
     return result;
