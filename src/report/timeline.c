@@ -313,7 +313,8 @@ static int view_take(struct view *v, struct hp_arena *a)
 
 /* The allocator's side of a stack, skipped to find the function that
  * called it: heapprof (cut at capture already), the C and C++ runtimes'
- * allocating functions (strdup, operator new, fopen), the loader. */
+ * allocating functions (strdup, operator new, fopen), the loader; and the
+ * C++ library's templates compiled into the program (cxx_library). */
 static bool runtime_module(const char *module)
 {
     static const char *const prefixes[] = {"libc.so",  "libc-",    "libstdc++", "libheapprof",
@@ -323,6 +324,26 @@ static bool runtime_module(const char *module)
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(module, prefixes[i], strlen(prefixes[i])))
             return true;
+    return false;
+}
+
+/* C++ standard library code instantiated in the program (std::vector's
+ * growth, std::string's constructor, the allocator's allocate): its
+ * caller is the one to name. Demangled template names may start with their
+ * return type ("void std::vector<long>::_M_realloc_insert<long>"), so the
+ * namespace is looked for up to the first '<' or '('. */
+static bool cxx_library(const char *fn)
+{
+    if (!fn)
+        return false;
+    static const char *const spaces[] = {"std::", "__gnu_cxx::"};
+    size_t head = strcspn(fn, "<(");
+    for (size_t k = 0; k < sizeof spaces / sizeof *spaces; k++) {
+        size_t n = strlen(spaces[k]);
+        for (size_t i = 0; i + n <= head; i++)
+            if ((i == 0 || fn[i - 1] == ' ') && !strncmp(fn + i, spaces[k], n))
+                return true;
+    }
     return false;
 }
 
@@ -373,52 +394,103 @@ static void view_name(struct view *v, struct hp_arena *a)
     for (int s = 0; s < v->nseries; s++) {
         struct hp_frame fs[HP_MAX_FRAMES];
         int depth = hp_stack_frames(v->stacks[s], fs, HP_MAX_FRAMES);
-        int leaf = -1;
+        /* The first (frame, line) outside the runtimes, innermost first;
+         * the leaf itself when every frame is theirs. */
+        int leaf = -1, leaf_line = 0;
         struct hp_symbolized fr, first = {0};
         struct str frames = {.a = a};
         for (int d = 0; d < depth; d++) {
             hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
             const char *module =
                 fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
-            if (leaf < 0 && (!runtime_module(module) || d == depth - 1)) {
-                leaf = d;
-                first = fr;
+            int from = 0;
+            if (leaf < 0 && !runtime_module(module)) {
+                while (from < fr.nlines && cxx_library(fr.lines[from].function))
+                    from++;
+                if (from < fr.nlines || !fr.nlines) {
+                    leaf = d;
+                    leaf_line = from;
+                    first = fr;
+                }
             }
             if (leaf >= 0 && d - leaf < 8) {
-                for (int l = 0; l < fr.nlines; l++)
+                for (int l = d == leaf ? leaf_line : 0; l < fr.nlines; l++)
                     sput(&frames, "%s%s", frames.len ? " < " : "", fr.lines[l].function);
                 if (!fr.nlines)
                     sput(&frames, "%s%#lx", frames.len ? " < " : "", (unsigned long)fs[d].ip - 1);
             }
         }
+        if (leaf < 0 && depth > 0) {
+            leaf = 0;
+            hp_sym_lookup(sym, fs[0].ip, fs[0].epoch, &first);
+            for (int l = 0; l < first.nlines; l++)
+                sput(&frames, "%s%s", frames.len ? " < " : "", first.lines[l].function);
+            if (!first.nlines)
+                sput(&frames, "%#lx", (unsigned long)fs[0].ip - 1);
+        }
         pcs[s] = leaf >= 0 ? fs[leaf].ip : 0;
         epochs[s] = leaf >= 0 ? fs[leaf].epoch : 0;
-        char addr[32];
-        snprintf(addr, sizeof addr, "%#lx", (unsigned long)(pcs[s] ? pcs[s] - 1 : 0));
-        v->function[s] = first.nlines ? first.lines[0].function : hp_arena_strdup(a, addr);
-        v->file[s] = first.nlines ? first.lines[0].file : NULL;
-        v->line[s] = first.nlines ? first.lines[0].line : 0;
+        /* No name: the address, and the file it is in. */
+        char addr[300];
+        snprintf(addr, sizeof addr, "%#lx in %s", (unsigned long)(pcs[s] ? pcs[s] - 1 : 0),
+                 first.mapping >= 0 && first.mapping < nmaps ? hp_basename(maps[first.mapping].file)
+                                                             : "?");
+        const struct hp_frame_line *ln = first.nlines ? &first.lines[leaf_line] : NULL;
+        v->function[s] = ln ? ln->function : hp_arena_strdup(a, addr);
+        v->file[s] = ln ? ln->file : NULL;
+        v->line[s] = ln ? ln->line : 0;
         v->frames[s] = frames.p ? frames.p : "";
         v->name[s] = v->function[s];
     }
-    /* Two series that read alike get their file:line, or the call's offset
-     * in the function (as the leak summary does). */
+    /* Series that read alike are told apart, each by the first of these
+     * that no other series shares: the function; with its file:line (or,
+     * without lines, the call's offset in the function, as the leak
+     * summary does); with both; with its caller too; with the stack's
+     * number. */
+    enum { LEVELS = 4 };
+    const char **labels[LEVELS];
+    for (int k = 0; k < LEVELS; k++)
+        labels[k] = hp_arena_alloc(a, MAX_SERIES * sizeof *labels[k]);
+    if (!labels[0] || !labels[1] || !labels[2] || !labels[3]) {
+        hp_sym_close(sym);
+        return; /* the plain function names stay */
+    }
     for (int s = 0; s < v->nseries; s++) {
-        bool dup = false;
-        for (int o = 0; o < v->nseries && !dup; o++)
-            dup = o != s && v->function[o] && v->function[s] &&
-                  !strcmp(v->function[o], v->function[s]);
-        if (!dup)
-            continue;
-        char label[512];
+        char label[1024], offset[32] = "", where[600] = "";
         uint64_t off;
+        if (sym && pcs[s] && hp_sym_offset(sym, pcs[s], epochs[s], &off))
+            snprintf(offset, sizeof offset, "+%#llx", (unsigned long long)off);
         if (v->file[s] && v->line[s] > 0)
-            snprintf(label, sizeof label, "%s (%s:%d)", v->function[s], hp_basename(v->file[s]),
-                     v->line[s]);
-        else if (sym && pcs[s] && hp_sym_offset(sym, pcs[s], epochs[s], &off))
-            snprintf(label, sizeof label, "%s+%#llx", v->function[s], (unsigned long long)off);
-        else
-            snprintf(label, sizeof label, "%s [stack %u]", v->function[s], v->stacks[s]);
+            snprintf(where, sizeof where, " (%s:%d)", hp_basename(v->file[s]), v->line[s]);
+        labels[0][s] = v->function[s];
+        snprintf(label, sizeof label, "%s%s", v->function[s], where[0] ? where : offset);
+        labels[1][s] = hp_arena_strdup(a, label);
+        snprintf(label, sizeof label, "%s%s%s", v->function[s], offset, where);
+        labels[2][s] = hp_arena_strdup(a, label);
+        const char *caller = strstr(v->frames[s], " < ");
+        const char *next = caller ? strstr(caller + 3, " < ") : NULL;
+        size_t clen = !caller ? 0 : next ? (size_t)(next - caller - 3) : strlen(caller + 3);
+        int n = (int)strlen(label);
+        if (caller && (size_t)n < sizeof label)
+            snprintf(label + n, sizeof label - (size_t)n, " from %.*s", (int)clen, caller + 3);
+        labels[3][s] = hp_arena_strdup(a, label);
+    }
+    for (int s = 0; s < v->nseries; s++) {
+        int k;
+        for (k = 0; k < LEVELS; k++) {
+            bool shared = !labels[k][s];
+            for (int o = 0; o < v->nseries && !shared; o++)
+                shared = o != s && labels[k][o] && !strcmp(labels[k][o], labels[k][s]);
+            if (!shared)
+                break;
+        }
+        if (k < LEVELS) {
+            v->name[s] = labels[k][s];
+            continue;
+        }
+        char label[1100];
+        snprintf(label, sizeof label, "%s [stack %u]", labels[3][s] ? labels[3][s] : v->function[s],
+                 v->stacks[s]);
         v->name[s] = hp_arena_strdup(a, label);
         if (!v->name[s])
             v->name[s] = v->function[s];

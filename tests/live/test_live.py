@@ -580,6 +580,27 @@ def check_timeline_bounded():
     check_timeline_doc(doc, 3)
 
 
+def check_timeline_cxx():
+    """C++: every allocation is made inside std::vector's and std::string's
+    templates; the series are named by the program's functions that called
+    them."""
+    tmp = h.tempdir()
+    profile = os.path.join(tmp, "cxx.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile, "HEAPPROF_RATE": "65536",
+                   "HEAPPROF_LEAKS": "off", "HEAPPROF_TIMELINE": "1"})
+    proc = h.run([h.env_path("HEAPPROF_GROWER_CXX"), "1.5"], env=env)
+    h.check(proc.returncode == 0 and proc.stdout == "grower_cxx: done\n", h.describe(proc))
+    with open(os.path.join(tmp, "cxx.timeline.json")) as f:
+        doc = json.load(f)
+    functions = {s["function"] for s in doc["series"]}
+    for name in ("grow_vector", "grow_names"):
+        h.check(name in functions, f"no series named {name}: {sorted(functions)}")
+    h.check(not [f for f in functions if "std::" in f],
+            f"a series is named by a standard library template: {sorted(functions)}")
+    names = [s["name"] for s in doc["series"]]
+    h.check(len(set(names)) == len(names), f"two series with one label: {names}")
+
+
 def chromium_or_skip(tmp):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
@@ -662,6 +683,7 @@ CHECKS = {
     "timeline-endpoint": check_timeline_endpoint,
     "timeline-bounded": check_timeline_bounded,
     "timeline-browser": check_timeline_browser,
+    "timeline-cxx": check_timeline_cxx,
 }
 
 if __name__ == "__main__":
