@@ -9,10 +9,9 @@
  * bucket from the live set (hp_table_inuse: one pass over its slots, no
  * snapshot: no bucket array, no pass over the nodes or the count stripes),
  * adds them up per stack and finds the TOP stacks that hold the most. A
- * stack that enters the top gets a series of its own and keeps it, up to
- * MAX_SERIES; its bytes before that, and those of every stack without a
- * series, are in "other". So a point's series and its other always add up
- * to its total.
+ * stack that enters the top, with at least MIN_SHARE of the total, gets a
+ * series of its own and keeps it, up to MAX_SERIES; its bytes before that, and those of every stack
+ * without a series, are in "other". So a point's series and its other always add up to its total.
  *
  * Memory is bounded however long the program runs: at most MAX_POINTS
  * points. A point is the mean of per_point ticks; when the buffer fills,
@@ -44,6 +43,7 @@
 #include <unistd.h>
 
 enum { TOP = 10, MAX_SERIES = 32, MAX_POINTS = 512, COST_FACTOR = 100 };
+#define MIN_SHARE 0.01
 
 struct point {
     double t_ms; /* since the timeline started */
@@ -209,7 +209,12 @@ static void sample(int64_t now_ms)
         }
         top[j] = i;
     }
+    /* A stack of the top that holds less than MIN_SHARE of the total (when
+     * there are few stacks, all are in the top) gets no series yet: the
+     * series are kept for the stacks that matter. */
     for (int i = 0; i < ntop && tl.nseries < MAX_SERIES; i++) {
+        if (tl.pairs[top[i]].bytes < total * MIN_SHARE)
+            break;
         bool have = false;
         for (int s = 0; s < tl.nseries && !have; s++)
             have = tl.stacks[s] == tl.pairs[top[i]].stack;
