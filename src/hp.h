@@ -64,6 +64,8 @@ struct hp_config {
     bool peak;           /* HEAPPROF_PEAK: write the peak profile at exit */
     bool announce;       /* HEAPPROF_ANNOUNCE: say where the profile went */
     bool debuginfo;      /* HEAPPROF_DEBUGINFO: read separate debug info files */
+    bool timeline;       /* HEAPPROF_TIMELINE: write the heap over time at exit */
+    long timeline_ms;    /* HEAPPROF_TIMELINE_MS (for tests): ms between its points */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);

@@ -108,6 +108,13 @@ void hp_snapshot_release(struct hp_snapshot *s);
  * take/peak/delta functions call it; a hand-made snapshot must. */
 void hp_snapshot_estimate(struct hp_snapshot *s);
 
+/* ---- the timeline's walk (record/table.c) ---- */
+/* Fills bytes[0..n) with each bucket's estimated in-use bytes and returns
+ * n, the number of buckets so far; when n > cap, returns n and fills
+ * nothing (ask again with room for n). */
+uint32_t hp_table_inuse(double *bytes, uint32_t cap);
+uint32_t hp_bucket_stack(uint32_t bucket); /* its stack's leaf node */
+
 /* ---- label sets (record/labels.c) ---- */
 /* A thread's name and the labels in force, interned: a bucket's key holds
  * its number (0: no labels). Never freed. */
@@ -179,6 +186,9 @@ struct hp_report {
     /* The background thread (HTTP, signal and interval snapshots). */
     void (*agent_start)(void);
     void (*agent_child)(void); /* in a forked child */
+    /* At exit, with HEAPPROF_TIMELINE: the heap over time beside the
+     * profile (report/timeline.c). */
+    int (*timeline_write)(const char *profile, char *html, char *json, size_t len);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

@@ -220,5 +220,8 @@ void hp_config_load(void)
     hp_cfg.peak = env_bool("HEAPPROF_PEAK", false);
     hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
     hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO", false);
+    hp_cfg.timeline = env_bool("HEAPPROF_TIMELINE", false);
+    /* Undocumented but for tests: the timeline's sampling period. */
+    hp_cfg.timeline_ms = env_long("HEAPPROF_TIMELINE_MS", 1, 60000, 100);
     hp_cfg.enabled = true;
 }

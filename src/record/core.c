@@ -440,11 +440,30 @@ __attribute__((noinline)) static void exit_dump(void)
             hp_log("heapprof: no peak profile: nothing was sampled");
         peak_written = pr == 0;
     }
+    char tl_html[4200] = "", tl_json[4200] = "";
+    if (hp_cfg.timeline)
+        hp_report->timeline_write(path, tl_html, tl_json, sizeof tl_html);
     int nleaks = 0;
     int r = hp_report->dump_to(path, HP_DUMP_NOW, hp_cfg.leaks_off ? NULL : &nleaks);
-    if (r == 0 && hp_cfg.announce)
-        hp_log("heapprof: wrote %s%s%s (see it with: go tool pprof -http=: %s)", path,
-               peak_written ? " and " : "", peak_written ? peak_path : "", path);
+    if (r == 0 && hp_cfg.announce) {
+        /* Every file written, the profile first: "A", "A and B", "A, B and C". */
+        const char *files[] = {path, peak_written ? peak_path : "", tl_html, tl_json};
+        char list[17000];
+        size_t len = 0;
+        int n = 0, total = 0;
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+            total += files[i][0] != 0;
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            if (!files[i][0])
+                continue;
+            n++;
+            const char *sep = n == 1 ? "" : n == total ? " and " : ", ";
+            int w = snprintf(list + len, sizeof list - len, "%s%s", sep, files[i]);
+            if (w > 0 && (size_t)w < sizeof list - len)
+                len += (size_t)w;
+        }
+        hp_log("heapprof: wrote %s (see it with: go tool pprof -http=: %s)", list, path);
+    }
     if (nleaks > 0 && hp_cfg.leaks_exit_code) {
         /* As LeakSanitizer's exitcode: the CI gate the user asked for.
          * Flush the program's streams first, as exit() would have. */

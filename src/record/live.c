@@ -389,6 +389,25 @@ bool hp_live_set_verdict(const void *p, enum hp_verdict v)
     return found;
 }
 
+/* The timeline's cheaper walk (report/timeline.c): only the in-use bytes,
+ * per bucket, into bytes[bucket]. */
+void hp_live_inuse(double *bytes, uint32_t n, long rate)
+{
+    for (int k = 0; k < NSHARDS; k++) {
+        struct shard *s = &shards[k];
+        shard_lock(s);
+        for (size_t i = 0; i < s->cap; i++) {
+            const struct slot *sl = &s->slots[i];
+            uint32_t bucket = sl->bucket & BUCKET_MASK;
+            if (!sl->key || bucket >= n)
+                continue;
+            uint64_t size = slot_size(s, sl);
+            bytes[bucket] += hp_unbias_scale(size, rate) * (double)size;
+        }
+        shard_unlock(s);
+    }
+}
+
 size_t hp_live_bytes(void)
 {
     size_t total = 0;

@@ -94,6 +94,9 @@ struct hp_snap_bucket;
  * sb[pos[bucket] * HP_NVERDICTS + its verdict] (reachable when it has none). */
 void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate,
                  bool verdicts);
+/* Adds the in-use bytes (estimated) of every live sampled object of buckets
+ * below n to bytes[bucket]. */
+void hp_live_inuse(double *bytes, uint32_t n, long rate);
 /* The free path's test (see live.c): false means p was certainly not
  * sampled. Inline, since every free runs it. First a bitmap of the 512-byte
  * blocks of address space that hold a live sample (512K bits, 64 KiB,

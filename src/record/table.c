@@ -603,6 +603,25 @@ bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi)
     return found;
 }
 
+/* ---- the timeline's walk (report/timeline.c) ---- */
+
+/* Cheaper than a snapshot: no bucket array, no pass over the nodes or the
+ * count stripes, only the live set's slots. */
+uint32_t hp_table_inuse(double *bytes, uint32_t cap)
+{
+    uint32_t n = __atomic_load_n(&nbuckets, __ATOMIC_ACQUIRE);
+    if (n > cap)
+        return n;
+    memset(bytes, 0, (size_t)n * sizeof *bytes);
+    hp_live_inuse(bytes, n, hp_cfg.rate);
+    return n;
+}
+
+uint32_t hp_bucket_stack(uint32_t bucket)
+{
+    return hp_bucket_at(bucket)->stack;
+}
+
 /* ---- snapshots ---- */
 
 /* The copy of the tables at the last peak: per bucket, the samples and

@@ -1,8 +1,8 @@
 /* The background thread: numbered snapshots on a signal or at an interval,
- * and the HTTP endpoint (http.c).
+ * the HTTP endpoint (http.c) and the heap over time (timeline.c).
  *
- * Started only when one of HEAPPROF_HTTP, HEAPPROF_SIGNAL or
- * HEAPPROF_INTERVAL asks for it. The signal handler does nothing but write a
+ * Started only when one of HEAPPROF_HTTP, HEAPPROF_SIGNAL,
+ * HEAPPROF_INTERVAL or HEAPPROF_TIMELINE asks for it. The signal handler does nothing but write a
  * byte to a pipe, which is async-signal-safe; the snapshot is taken here.
  * The thread blocks every signal, so the program's own signals are never
  * delivered to it, and it is marked busy, so nothing it allocates is
@@ -43,7 +43,8 @@ static void *agent_main(void *arg)
     struct pollfd fds[256];
     for (;;) {
         int n = 0;
-        int64_t deadline = next_snap;
+        int64_t next_point = hp_timeline_tick();
+        int64_t deadline = next_snap < next_point ? next_snap : next_point;
         if (pipe_r >= 0) {
             fds[n].fd = pipe_r;
             fds[n].events = POLLIN;
@@ -78,11 +79,14 @@ static void *agent_main(void *arg)
 
 void hp_agent_start(void)
 {
-    if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval)
+    if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval && !hp_cfg.timeline)
         return;
     bool was_busy = hp_busy_begin();
     if (hp_cfg.http[0])
         http = hp_http_open(hp_cfg.http);
+    /* The endpoint serves the timeline, so it keeps one too. */
+    if (hp_cfg.timeline || http)
+        hp_timeline_start();
     if (hp_cfg.snap_signal) {
         int p[2];
         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
@@ -100,7 +104,7 @@ void hp_agent_start(void)
             hp_log("heapprof: cannot make a pipe: %s; no snapshots on signal", strerror(errno));
         }
     }
-    if (http || pipe_r >= 0 || hp_cfg.interval) {
+    if (http || pipe_r >= 0 || hp_cfg.interval || hp_timeline_on()) {
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -123,6 +127,7 @@ void hp_agent_start(void)
 
 void hp_agent_child(void)
 {
+    hp_timeline_child();
     if (!running)
         return;
     running = false;

@@ -10,7 +10,8 @@
  * real allocator and are never counted in the program's profile.
  *
  * Served: /debug/pprof/ (index), heap, allocs, peak (heapprof's own: the
- * in-use profile at the peak), cmdline. Left out: profile, trace, goroutine,
+ * in-use profile at the peak), cmdline, timeline (heapprof's own: the heap
+ * over time as a chart, or ?format=json, timeline.c). Left out: profile, trace, goroutine,
  * block, mutex, threadcreate (Go runtime profiles a C program does not
  * have) and symbol (heapprof's profiles carry their own symbols).
  */
@@ -353,6 +354,7 @@ static void serve_index(struct conn *c)
     bprintf(&b, "<tr><td>1</td><td><a href='cmdline'>cmdline</a></td></tr>\n");
     bprintf(&b, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
     bprintf(&b, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
+    bprintf(&b, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
     bprintf(&b,
             "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
             "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
@@ -364,6 +366,9 @@ static void serve_index(struct conn *c)
             "many seconds, and debug=1 for a text form.</li>\n"
             "<li><div class=profile-name>peak: </div> The live objects when the estimated in-use "
             "bytes were at their highest (heapprof's own; within about 6%% below the peak)</li>\n"
+            "<li><div class=profile-name>timeline: </div> The heap over time: the estimated "
+            "in-use bytes of the stacks that hold the most, as a stacked area chart "
+            "(heapprof's own; format=json for the series)</li>\n"
             "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
             "heap</code>.</p>\n</body>\n</html>\n");
     if (b.oom)
@@ -488,6 +493,30 @@ static bool query_param(const char *query, const char *key, char *out, size_t le
     return false;
 }
 
+static void serve_timeline(struct conn *c, const char *query)
+{
+    char val[16];
+    bool json = false;
+    if (query && query_param(query, "format", val, sizeof val)) {
+        json = !strcmp(val, "json");
+        if (!json && strcmp(val, "html") != 0) {
+            respond_text(c, 400, "bad format: want json or html\n");
+            return;
+        }
+    }
+    struct hp_arena a = {0};
+    char *text;
+    size_t len;
+    int r = hp_timeline_render(&a, json, &text, &len);
+    if (r == -ENOENT)
+        respond_text(c, 404, "the timeline is off\n");
+    else if (r)
+        respond_text(c, 500, "could not make the timeline: %s\n", strerror(-r));
+    else
+        respond(c, 200, json ? "application/json" : "text/html; charset=utf-8", NULL, text, len);
+    hp_arena_release(&a);
+}
+
 static void handle_request(struct conn *c)
 {
     /* Request line: METHOD SP TARGET SP HTTP/x.y */
@@ -512,7 +541,7 @@ static void handle_request(struct conn *c)
     const char *path = target;
     const char *prefix = "/debug/pprof";
     size_t pl = strlen(prefix);
-    enum { R_INDEX, R_HEAP, R_ALLOCS, R_PEAK, R_CMDLINE, R_NONE } route = R_NONE;
+    enum { R_INDEX, R_HEAP, R_ALLOCS, R_PEAK, R_CMDLINE, R_TIMELINE, R_NONE } route = R_NONE;
     if (!strncmp(path, prefix, pl)) {
         const char *rest = path + pl;
         if (!*rest || !strcmp(rest, "/"))
@@ -525,6 +554,8 @@ static void handle_request(struct conn *c)
             route = R_PEAK;
         else if (!strcmp(rest, "/cmdline"))
             route = R_CMDLINE;
+        else if (!strcmp(rest, "/timeline"))
+            route = R_TIMELINE;
     }
     if (route == R_NONE) {
         respond_text(c, 404, "404 page not found\n");
@@ -546,6 +577,10 @@ static void handle_request(struct conn *c)
         return;
     }
     char val[64];
+    if (route == R_TIMELINE) {
+        serve_timeline(c, query);
+        return;
+    }
     long debug = 0, seconds = 0;
     if (query && query_param(query, "debug", val, sizeof val))
         debug = strtol(val, NULL, 10);

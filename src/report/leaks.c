@@ -235,7 +235,24 @@ static int by_bytes_desc(const void *x, const void *y)
     return a->stack < b->stack ? -1 : a->stack > b->stack;
 }
 
-static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
+/* The function's name, with the call's offset in it when asked:
+ * "func+0x1a" (the offset of the call instruction, return address - 1, from
+ * the function's symbol), or "func@0xADDR" when no symbol gives its start. */
+static void offset_name(char *out, size_t len, struct hp_symbolizer *sym, const char *function,
+                        const struct hp_frame *f, bool with_offset)
+{
+    uint64_t off;
+    if (!with_offset)
+        snprintf(out, len, "%s", function);
+    else if (hp_sym_offset(sym, f->ip, f->epoch, &off))
+        snprintf(out, len, "%s+%#llx", function, (unsigned long long)off);
+    else
+        snprintf(out, len, "%s@%#lx", function, (unsigned long)(f->ip - 1));
+}
+
+/* offsets: bit d set prints frame d with its call's offset in its function
+ * (same_text_offsets). */
+static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st, uint64_t offsets)
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
@@ -256,10 +273,15 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st)
         }
         for (int l = 0; l < fr.nlines && shown < hp_cfg.leak_frames; l++) {
             const struct hp_frame_line *ln = &fr.lines[l];
+            char fn[1024];
+            /* The offset goes on the function the address is in: the last
+             * line (the first ones are functions inlined into it). */
+            offset_name(fn, sizeof fn, sym, ln->function, &fs[d],
+                        l == fr.nlines - 1 && d < 64 && (offsets >> d & 1));
             if (ln->file && ln->line > 0)
-                put(t, "    #%d %s at %s:%d\n", shown++, ln->function, ln->file, ln->line);
+                put(t, "    #%d %s at %s:%d\n", shown++, fn, ln->file, ln->line);
             else
-                put(t, "    #%d %s in %s\n", shown++, ln->function, module);
+                put(t, "    #%d %s in %s\n", shown++, fn, module);
         }
     }
     if (total > shown)
@@ -271,7 +293,7 @@ static const char *const verdict_words[HP_NVERDICTS] = {"", "definitely lost", "
                                                         "still reachable"};
 
 static void put_stack(struct text *t, struct hp_symbolizer *sym, const struct leak *l, size_t num,
-                      bool exact, const char *verdict)
+                      bool exact, const char *verdict, uint64_t offsets)
 {
     if (exact)
         put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s%s allocated from:\n", num,
@@ -286,7 +308,7 @@ static void put_stack(struct text *t, struct hp_symbolizer *sym, const struct le
             num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
             (long long)l->samples, l->samples == 1 ? "" : "s", (unsigned long long)l->objects,
             *verdict ? " " : "", verdict, *verdict ? "," : "");
-    put_frames(t, sym, l->stack);
+    put_frames(t, sym, l->stack, offsets);
     if (l->nthreads) {
         put(t, "    threads:");
         for (int k = 0; k < l->nthreads; k++)
@@ -301,6 +323,65 @@ static int by_verdict_bytes(const void *x, const void *y)
     if (a->verdict != b->verdict)
         return a->verdict < b->verdict ? -1 : 1;
     return by_bytes_desc(x, y);
+}
+
+struct rendered {
+    const char *text;
+    size_t len, i;
+};
+
+static int by_text(const void *x, const void *y)
+{
+    const struct rendered *a = x, *b = y;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    int c = a->len ? memcmp(a->text, b->text, a->len) : 0;
+    return c ? c : (a->i < b->i ? -1 : a->i > b->i);
+}
+
+/* Two distinct stacks can print the same once symbolized: two calls in one
+ * function built without line info, or two calls on one line. Rule: among
+ * the n stacks shown, each group that prints identically gets, on every
+ * frame whose address is not the same in all of the group, the call's
+ * offset in its function (func+0x1a), which tells them apart wherever the
+ * difference is in the frames shown. Returns a mask per stack for
+ * put_frames (all zero when nothing reads alike); NULL without memory. */
+static uint64_t *same_text_offsets(struct hp_arena *a, struct hp_symbolizer *sym,
+                                   const struct leak *leaks, size_t n)
+{
+    uint64_t *mask = hp_arena_alloc(a, (n ? n : 1) * sizeof *mask);
+    struct rendered *r = hp_arena_alloc(a, (n ? n : 1) * sizeof *r);
+    if (!mask || !r)
+        return mask;
+    for (size_t i = 0; i < n; i++) {
+        struct text t = {.a = a};
+        put_frames(&t, sym, leaks[i].stack, 0);
+        r[i].text = t.buf;
+        r[i].len = t.len;
+        r[i].i = i;
+    }
+    qsort(r, n, sizeof *r, by_text);
+    for (size_t g = 0; g < n;) {
+        size_t end = g + 1;
+        while (end < n && r[end].len == r[g].len &&
+               (!r[g].len || !memcmp(r[end].text, r[g].text, r[g].len)))
+            end++;
+        if (end - g > 1) {
+            struct hp_frame first[HP_MAX_FRAMES], other[HP_MAX_FRAMES];
+            int d0 = hp_stack_frames(leaks[r[g].i].stack, first, HP_MAX_FRAMES);
+            uint64_t differ = 0;
+            for (size_t k = g + 1; k < end; k++) {
+                int dk = hp_stack_frames(leaks[r[k].i].stack, other, HP_MAX_FRAMES);
+                for (int d = 0; d < d0 && d < dk && d < 64; d++)
+                    if (first[d].ip != other[d].ip)
+                        differ |= (uint64_t)1 << d;
+            }
+            for (size_t k = g; k < end; k++)
+                mask[r[k].i] = differ;
+        }
+        g = end;
+    }
+    return mask;
 }
 
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
@@ -377,8 +458,9 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
                 (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind, s->rate);
             size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
             uint64_t rest_bytes = vbytes[0], rest_objects = vobjects[0];
+            uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
             for (size_t i = 0; i < shown; i++) {
-                put_stack(&t, sym, &leaks[i], i + 1, exact, "");
+                put_stack(&t, sym, &leaks[i], i + 1, exact, "", offsets ? offsets[i] : 0);
                 rest_bytes -= leaks[i].bytes;
                 rest_objects -= leaks[i].objects;
             }
@@ -410,11 +492,13 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         size_t listed = hp_cfg.leak_reachable ? n : nlost;
         size_t shown = listed < (size_t)hp_cfg.leak_stacks ? listed : (size_t)hp_cfg.leak_stacks;
         uint64_t rest_bytes = 0, rest_objects = 0;
+        uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
         for (size_t i = 0; i < listed; i++) {
             if (i < shown) {
                 put_stack(&t, sym, &leaks[i], i + 1, exact,
                           leaks[i].verdict == HP_V_REACHABLE ? reach_word
-                                                             : verdict_words[leaks[i].verdict]);
+                                                             : verdict_words[leaks[i].verdict],
+                          offsets ? offsets[i] : 0);
             } else {
                 rest_bytes += leaks[i].bytes;
                 rest_objects += leaks[i].objects;

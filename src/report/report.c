@@ -84,4 +84,5 @@ HEAPPROF_API const struct hp_report hp_report_entry = {
     .dump_to = hp_dump_to,
     .agent_start = hp_agent_start,
     .agent_child = child,
+    .timeline_write = hp_timeline_write,
 };

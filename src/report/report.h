@@ -48,6 +48,9 @@ struct hp_symbolizer *hp_sym_open(struct hp_arena *a);
 void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch,
                    struct hp_symbolized *out);
 int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out);
+/* The offset of pc - 1 (the call instruction) from the start of the
+ * function symbol that holds it: false when no symbol does. */
+bool hp_sym_offset(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, uint64_t *off);
 void hp_sym_close(struct hp_symbolizer *s);
 
 /* ---- the profile writer (report/profile.c) ---- */
@@ -74,6 +77,21 @@ struct hp_reach_stats {
 /* Gives every lost live object its verdict (hp_live_set_verdict); 0, or
  * -errno when the check could not be made or finish (no verdicts then). */
 int hp_reach_check(struct hp_reach_stats *stats);
+
+/* ---- the heap over time (report/timeline.c) ---- */
+void hp_timeline_start(void);
+void hp_timeline_child(void);
+bool hp_timeline_on(void);
+/* Takes a point when one is due; returns when the next one is (hp_mono_ms
+ * time), INT64_MAX when the timeline is off. */
+int64_t hp_timeline_tick(void);
+/* The chart as a self-contained HTML page, or the series as JSON, in a
+ * buffer of the arena: 0, or -ENOENT when the timeline is off, -ENOMEM. */
+int hp_timeline_render(struct hp_arena *a, bool json, char **out, size_t *len);
+/* At exit: a last point, then NAME.timeline.html and NAME.timeline.json
+ * beside the profile path; the path of each file written into html and
+ * json (size len), "" for one not written. 0 or the last -errno. */
+int hp_timeline_write(const char *profile, char *html, char *json, size_t len);
 
 /* ---- leak summary (report/leaks.c) ---- */
 /* Returns the number of stacks that fail the CI gate (after suppressions):

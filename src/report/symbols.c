@@ -872,3 +872,18 @@ void hp_sym_lookup(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, struct
             hp_free(e, sizeof *e);
     }
 }
+
+bool hp_sym_offset(struct hp_symbolizer *s, uintptr_t pc, uint32_t epoch, uint64_t *off)
+{
+    struct hp_symbolized unused;
+    if (!s || pc == HP_OTHER_IP || lookup_retained(s, pc, epoch, &unused))
+        return false; /* an unloaded library's symbols are not at hand here */
+    Dwfl *dwfl = sym_dwfl(s);
+    Dwfl_Module *mod = dwfl ? dwfl_addrmodule(dwfl, pc - 1) : NULL;
+    GElf_Off symoff;
+    GElf_Sym sym;
+    if (!mod || !dwfl_module_addrinfo(mod, pc - 1, &symoff, &sym, NULL, NULL, NULL))
+        return false;
+    *off = symoff;
+    return true;
+}

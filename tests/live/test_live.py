@@ -8,6 +8,7 @@ environment: HEAPPROF_LIB, HEAPPROF_DECODE, HEAPPROF_SERVICE, HEAPPROF_PEAK_EXE,
 HEAPPROF_LEAKY, HEAPPROF_WRAPPER)
 """
 
+import json
 import os
 import re
 import select
@@ -24,7 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import helpers as h  # noqa: E402
 
 LIVE_VARS = ("HEAPPROF_HTTP", "HEAPPROF_SIGNAL", "HEAPPROF_INTERVAL", "HEAPPROF_PEAK",
-             "HEAPPROF_ANNOUNCE", "HEAPPROF_LEAKS_EXIT_CODE", "HEAPPROF_SUPPRESSIONS")
+             "HEAPPROF_ANNOUNCE", "HEAPPROF_LEAKS_EXIT_CODE", "HEAPPROF_SUPPRESSIONS",
+             "HEAPPROF_TIMELINE", "HEAPPROF_TIMELINE_MS")
 
 
 def env_for(extra):
@@ -39,15 +41,15 @@ class Service:
     """The long-running example under the preloaded library, serving on an
     ephemeral loopback port that it announces on stderr."""
 
-    def __init__(self, tmp, seconds=6, phase_ms=1500, extra=None):
+    def __init__(self, tmp, seconds=6, phase_ms=1500, extra=None, argv=None):
         self.profile = os.path.join(tmp, "service.pb.gz")
         # A rate of 64 KiB: enough samples for every site to show in a
         # second even on a loaded machine.
         env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": self.profile,
                        "HEAPPROF_HTTP": "127.0.0.1:0", "HEAPPROF_RATE": "65536",
                        **(extra or {})})
-        self.proc = subprocess.Popen([h.env_path("HEAPPROF_SERVICE"), str(seconds),
-                                      str(phase_ms)], env=env, stdout=subprocess.PIPE,
+        argv = argv or [h.env_path("HEAPPROF_SERVICE"), str(seconds), str(phase_ms)]
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, universal_newlines=True)
         self.started = time.monotonic()
         line = ""
@@ -437,6 +439,233 @@ def check_api():
             f"snapshot with profiling off: {lines}")
 
 
+# ---- the heap over time (issue 15) ----------------------------------------
+
+def timeline_series(doc, function):
+    """The values of the series whose function is `function` (summed when
+    several stacks end there)."""
+    found = [s["values"] for s in doc["series"] if s["function"] == function]
+    h.check(found, f"no series for {function}: "
+                   f"{[s['name'] for s in doc['series']]}")
+    return [sum(v) for v in zip(*found)]
+
+
+def check_timeline_doc(doc, seconds):
+    """What every timeline of grower SECONDS must show: grow_site rising
+    through the run, flat_site flat once allocated, and each point's series
+    and other adding up to its total."""
+    n = doc["points"]
+    times = doc["times_s"]
+    h.check(n >= 5 and len(times) == n and len(doc["total"]) == n,
+            f"{n} points over a {seconds} s run: {doc}")
+    h.check(times == sorted(times), f"times out of order: {times}")
+    h.check(times[-1] >= seconds * 0.8, f"the series ends at {times[-1]} s of a {seconds} s run")
+    grow = timeline_series(doc, "grow_site")
+    flat = timeline_series(doc, "flat_site")
+    # grow_site adds 64 KiB every 10 ms: about 6.4 MB/s (less on a busy
+    # machine). Its values at the quarters of the run must rise.
+    q = [grow[min(n - 1, int(n * f))] for f in (0.25, 0.5, 0.75)] + [grow[-1]]
+    h.check(q[0] < q[1] < q[2] < q[3], f"grow_site does not grow: quarters {q}")
+    h.check(q[3] > 2 * q[0] and q[3] >= 4 << 20,
+            f"grow_site ends at {q[3]} bytes, from {q[0]} at a quarter of the run")
+    late = [v for v in flat[n // 4:]]
+    h.check(min(late) > 0 and max(late) <= min(late) * 1.02,
+            f"flat_site is not flat after it was allocated: {min(late)}..{max(late)}")
+    # Exact 4 MiB, estimated at rate 65536 from 64 KiB blocks: within 40%.
+    h.check(0.6 * (4 << 20) <= late[-1] <= 1.4 * (4 << 20), f"flat_site holds {late[-1]}")
+    for i in range(n):
+        parts = doc["other"][i] + sum(s["values"][i] for s in doc["series"])
+        h.check(abs(parts - doc["total"][i]) <= len(doc["series"]) + 2,
+                f"point {i}: series and other add up to {parts}, total {doc['total'][i]}")
+
+
+def grower_env(tmp, extra):
+    profile = os.path.join(tmp, "grow.pb.gz")
+    return profile, env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile,
+                             "HEAPPROF_RATE": "65536", "HEAPPROF_LEAKS": "off", **extra})
+
+
+def check_timeline_exit():
+    """HEAPPROF_TIMELINE=1 leaves NAME.timeline.html and .json beside the
+    profile, named in the wrote line; so does the wrapper's --timeline; a
+    bad spelling gets one line and no timeline."""
+    tmp = h.tempdir()
+    grower = h.env_path("HEAPPROF_GROWER")
+    plain = h.run([grower, "2.5"], env=env_for({}))
+    profile, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "yes", "HEAPPROF_ANNOUNCE": "1"})
+    proc = h.run([grower, "2.5"], env=env)
+    h.check(proc.returncode == plain.returncode == 0 and proc.stdout == plain.stdout,
+            h.describe(proc))
+    html = os.path.join(tmp, "grow.timeline.html")
+    js = os.path.join(tmp, "grow.timeline.json")
+    h.check(f"wrote {profile}, {html} and {js}" in proc.stderr,
+            f"the wrote line does not name the timeline files:\n{proc.stderr[-1000:]}")
+    with open(js) as f:
+        doc = json.load(f)
+    check_timeline_doc(doc, 2.5)
+    with open(html) as f:
+        page = f.read()
+    h.check("<svg" in page and 'class="area"' in page and "grow_site" in page
+            and "flat_site" in page, "the HTML file lacks the chart or the names")
+    h.check(not [f for f in os.listdir(tmp) if ".tmp" in f], f"stray files: {os.listdir(tmp)}")
+    # The wrapper's flag.
+    out = os.path.join(tmp, "w.pb.gz")
+    wrapped = h.run([wrapper(), "-o", out, "--timeline", "--leaks", "off", "--", grower, "1"],
+                    env=env_for({}))
+    whtml, wjs = os.path.join(tmp, "w.timeline.html"), os.path.join(tmp, "w.timeline.json")
+    h.check(wrapped.returncode == 0 and os.path.exists(whtml) and os.path.exists(wjs)
+            and f"wrote {out}, {whtml} and {wjs}" in wrapped.stderr,
+            f"heapprof --timeline: {h.describe(wrapped)}")
+    # A bad spelling: one heapprof: line, no timeline, the program unchanged.
+    bad_tmp = os.path.join(tmp, "bad")
+    os.mkdir(bad_tmp)
+    _, env = grower_env(bad_tmp, {"HEAPPROF_TIMELINE": "maybe"})
+    bad = h.run([grower, "0.3"], env=env)
+    h.check(bad.returncode == 0 and bad.stdout == "grower: done\n"
+            and bad.stderr.count("heapprof:") == 1 and "HEAPPROF_TIMELINE" in bad.stderr,
+            f"HEAPPROF_TIMELINE=maybe: {h.describe(bad)}")
+    h.check(sorted(os.listdir(bad_tmp)) == ["grow.pb.gz"], f"files: {os.listdir(bad_tmp)}")
+
+
+def check_timeline_endpoint():
+    """/debug/pprof/timeline, linked from the index: HTML with the chart,
+    and ?format=json with the grower rising while the program runs."""
+    tmp = h.tempdir()
+    svc = Service(tmp, argv=[h.env_path("HEAPPROF_GROWER"), "4"],
+                  extra={"HEAPPROF_LEAKS": "off"})
+    time.sleep(2.5)
+    st_js, hd_js, body_js = get(svc.base + "timeline?format=json")
+    st_html, hd_html, body_html = get(svc.base + "timeline")
+    st_idx, _, index = get(svc.base)
+    st_bad, _, _ = get(svc.base + "timeline?format=xml")
+    code, out, err = svc.finish()
+    h.check(st_js == 200 and hd_js.get("Content-Type") == "application/json",
+            f"timeline?format=json: {st_js} {hd_js}")
+    doc = json.loads(body_js)
+    check_timeline_doc(doc, 2.5 * 0.8)
+    page = body_html.decode()
+    h.check(st_html == 200 and "text/html" in hd_html.get("Content-Type", "")
+            and "<svg" in page and "grow_site" in page, f"timeline page: {st_html}")
+    h.check(st_idx == 200 and "href='timeline'" in index.decode(),
+            "the index does not link the timeline")
+    h.check(st_bad == 400, f"format=xml answered {st_bad}")
+    h.check(code == 0 and out == "grower: done\n", f"grower disturbed: {code} {out!r}")
+    h.check(not os.path.exists(os.path.join(tmp, "service.timeline.html")),
+            "a timeline file was written without HEAPPROF_TIMELINE")
+
+
+def check_timeline_bounded():
+    """Ticks every millisecond for 3 s: far more ticks than the buffer
+    holds, yet the points stay under the cap and still span the run."""
+    tmp = h.tempdir()
+    _, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "1", "HEAPPROF_TIMELINE_MS": "1"})
+    t0 = time.monotonic()
+    proc = h.run([h.env_path("HEAPPROF_GROWER"), "3"], env=env)
+    took = time.monotonic() - t0
+    h.check(proc.returncode == 0, h.describe(proc))
+    with open(os.path.join(tmp, "grow.timeline.json")) as f:
+        doc = json.load(f)
+    cap = doc["max_points"]
+    h.check(doc["ticks"] > cap, f"only {doc['ticks']} ticks: the buffer never filled")
+    h.check(doc["points"] <= cap, f"{doc['points']} points, cap {cap}")
+    h.check(doc["merges"] >= 1 and doc["ticks_per_point"] == 2 ** doc["merges"],
+            f"merges {doc['merges']}, ticks per point {doc['ticks_per_point']}")
+    # Every tick is in some point: points times ticks per point covers them.
+    h.check(doc["points"] * doc["ticks_per_point"] >= doc["ticks"],
+            f"{doc['points']} points of {doc['ticks_per_point']} cover fewer than "
+            f"{doc['ticks']} ticks")
+    times = doc["times_s"]
+    h.check(times[0] < 0.5 and times[-1] >= 2.7 and times[-1] <= took + 0.5,
+            f"points span {times[0]}..{times[-1]} s of a {took:.2f} s run")
+    check_timeline_doc(doc, 3)
+
+
+def check_timeline_cxx():
+    """C++: every allocation is made inside std::vector's and std::string's
+    templates; the series are named by the program's functions that called
+    them."""
+    tmp = h.tempdir()
+    profile = os.path.join(tmp, "cxx.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile, "HEAPPROF_RATE": "65536",
+                   "HEAPPROF_LEAKS": "off", "HEAPPROF_TIMELINE": "1"})
+    proc = h.run([h.env_path("HEAPPROF_GROWER_CXX"), "1.5"], env=env)
+    h.check(proc.returncode == 0 and proc.stdout == "grower_cxx: done\n", h.describe(proc))
+    with open(os.path.join(tmp, "cxx.timeline.json")) as f:
+        doc = json.load(f)
+    functions = {s["function"] for s in doc["series"]}
+    for name in ("grow_vector", "grow_names"):
+        h.check(name in functions, f"no series named {name}: {sorted(functions)}")
+    h.check(not [f for f in functions if "std::" in f],
+            f"a series is named by a standard library template: {sorted(functions)}")
+    names = [s["name"] for s in doc["series"]]
+    h.check(len(set(names)) == len(names), f"two series with one label: {names}")
+
+
+def chromium_or_skip(tmp):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        h.skip("chromium is not installed (Debian package chromium)")
+    try:
+        ver = subprocess.run([chromium, "--headless", "--no-sandbox", "--version"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        h.skip(f"chromium cannot run here: {e}")
+    if ver.returncode != 0:
+        h.skip(f"chromium cannot run here: {ver.stderr.strip()[-300:]}")
+    return chromium
+
+
+def render_dom(chromium, url, tmp, shot):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={os.path.join(tmp, 'chrome')}", "--virtual-time-budget=3000",
+             "--window-size=1100,900"]
+    dom = h.run([chromium] + flags + ["--dump-dom", url], env=env_for({}), timeout=120)
+    if dom.returncode != 0 and not dom.stdout:
+        h.skip(f"chromium could not render a page here: {dom.stderr.strip()[-300:]}")
+    h.run([chromium] + flags + [f"--screenshot={shot}", url], env=env_for({}), timeout=120)
+    return dom.stdout
+
+
+def check_rendered_chart(dom, what):
+    """The chart as Chromium built it: an svg with filled area paths, the
+    functions' names in the legend and the paths' titles."""
+    m = re.search(r"<svg[^>]*id=\"timeline\".*?</svg>", dom, re.S)
+    h.check(m is not None, f"{what}: no timeline svg in the rendered DOM:\n{dom[:1500]}")
+    svg = m.group(0)
+    areas = re.findall(r"<path class=\"area\"[^>]* d=\"M[^\"]+Z\"", svg)
+    h.check(len(areas) >= 3, f"{what}: {len(areas)} area paths in the chart")
+    for name in ("grow_site", "flat_site"):
+        h.check(re.search(r"<title>" + name, svg) is not None,
+                f"{what}: no area titled {name}")
+        h.check(re.search(r"<td class=\"n\">" + name, dom) is not None,
+                f"{what}: {name} missing from the legend")
+
+
+def check_timeline_browser():
+    """Headless Chromium loads the endpoint's page and the exit file and
+    finds the chart with the grower's function names."""
+    tmp = h.tempdir()
+    chromium = chromium_or_skip(tmp)
+    svc = Service(tmp, argv=[h.env_path("HEAPPROF_GROWER"), "6"],
+                  extra={"HEAPPROF_LEAKS": "off", "HEAPPROF_TIMELINE": "1"})
+    time.sleep(1.5)
+    shot = os.path.join(tmp, "live.png")
+    dom = render_dom(chromium, svc.base + "timeline", tmp, shot)
+    code, out, err = svc.finish()
+    h.check(code == 0, f"grower exit status {code}: {err[-1000:]}")
+    check_rendered_chart(dom, "/debug/pprof/timeline")
+    h.check(os.path.getsize(shot) > 1000, "no screenshot of the endpoint's page")
+    page = os.path.join(tmp, "service.timeline.html")
+    h.check(os.path.exists(page), f"no {page}: {os.listdir(tmp)}")
+    shot2 = os.path.join(tmp, "exit.png")
+    dom = render_dom(chromium, "file://" + page, tmp, shot2)
+    check_rendered_chart(dom, page)
+    print(f"screenshots: {shot} {shot2}")
+
+
 CHECKS = {
     "heap-allocs": check_heap_and_allocs,
     "delta": check_delta,
@@ -450,12 +679,18 @@ CHECKS = {
     "leak-gate": check_leak_gate,
     "browser": check_browser,
     "api": check_api,
+    "timeline-exit": check_timeline_exit,
+    "timeline-endpoint": check_timeline_endpoint,
+    "timeline-bounded": check_timeline_bounded,
+    "timeline-browser": check_timeline_browser,
+    "timeline-cxx": check_timeline_cxx,
 }
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api"):
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api") and \
+            not sys.argv[1].startswith("timeline-"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])

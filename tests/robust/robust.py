@@ -1611,6 +1611,39 @@ def check_installed():
     print(f"installed: {lib} and its reporting half; plugin_leak {got}")
 
 
+def check_leak_same_text():
+    """Two leaking calls in one function built without debug info read the
+    same once symbolized; the leak summary tells them apart with the call's
+    offset in the function, and only there."""
+    d = helpers.tempdir()
+    leaks = os.path.join(d, "leaks.txt")
+    r = run([exe("rb_twosites")], hp_env(os.path.join(d, "t.pb.gz"), 1, leaks=leaks))
+    check(r.returncode == 0, describe(r))
+    text = read_text(leaks, "the leak summary")
+    stacks = helpers.parse_leaks(text)["stacks"]
+    two = [st for st in stacks if st["frames"] and
+           st["frames"][0]["func"].startswith("two_sites")]
+    one = [st for st in stacks if st["frames"] and
+           st["frames"][0]["func"].startswith("one_site")]
+    check(sorted((st["bytes"], st["objects"]) for st in two) == [(8000, 8), (12000, 4)],
+          f"two_sites' two stacks: {[(st['bytes'], st['objects']) for st in two]}\n{text}")
+    check(all(st["frames"][0]["line"] is None for st in two),
+          f"rb_twosites has line info; the test needs none:\n{text}")
+    rendered = [[(f["func"], f["module"]) for f in st["frames"]] for st in two]
+    check(rendered[0] != rendered[1],
+          f"the two stacks of two_sites read the same in the leak summary:\n{text}")
+    leaf = [st["frames"][0]["func"] for st in two]
+    check(all(re.fullmatch(r"two_sites\+0x[0-9a-f]+", f) for f in leaf),
+          f"two_sites' frames do not carry the call's offset: {leaf}")
+    # Frames that are the same in both (main's call of two_sites) stay plain.
+    check(all(st["frames"][1]["func"] == "main" for st in two),
+          f"main should read plain in both: {[st['frames'][1] for st in two]}")
+    check(len(one) == 1 and one[0]["bytes"] == 1000 and
+          [f["func"] for f in one[0]["frames"][:2]] == ["one_site", "main"],
+          f"one_site, which reads differently, got an offset: {one}")
+    print(f"leak-same-text: {leaf[0]} and {leaf[1]}")
+
+
 CHECKS = {
     "split-off": check_split_off,
     "split-on": check_split_on,
@@ -1639,6 +1672,7 @@ CHECKS = {
     "bad-other": check_bad_other,
     "spellings": check_spellings,
     "leak-frames": check_leak_frames,
+    "leak-same-text": check_leak_same_text,
     "run-as": check_run_as,
     "bad-max-memory": check_bad_max_memory,
     "unwritable": check_unwritable,
