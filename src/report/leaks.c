@@ -1,10 +1,14 @@
-/* The leak summary: stacks whose sampled allocations are still live at exit.
- *
- * Like heaptrack's and bytehound's "never freed", not LeakSanitizer's
- * reachability: memory still referenced at exit but never released counts.
- * Per stack the in-use estimate is the sum over its (stack, size class) buckets of
+/* The leak summary: the stacks whose sampled allocations are still live at
+ * exit, by the leak check's verdict (report/reach.c): definitely lost, then
+ * indirectly lost, each stack with its bytes, objects and frames; memory
+ * still reachable (in sampled mode: still referenced) is one line, or its
+ * stacks too with HEAPPROF_LEAK_REACHABLE. Without the check
+ * (HEAPPROF_LEAK_SCAN=0, or when it could not be made) every stack with
+ * memory never freed is listed, as heaptrack's and bytehound's "never
+ * freed" do. Per stack the in-use estimate is the sum over its buckets of
  * the same unbiased values the profile holds, so the summary and
- * `go tool pprof -sample_index=inuse_space` agree to the byte.
+ * `go tool pprof -sample_index=inuse_space` (with -tagfocus=leak=...) agree
+ * to the byte.
  *
  * Suppressions use LeakSanitizer's file format: lines `leak:PATTERN`, where
  * PATTERN is matched against each frame's function (demangled and mangled),
