@@ -58,7 +58,9 @@ def hp_env(profile, rate=None, leaks="off", preload=True, pidlog=None, extra=Non
     the library's default; leaks None sends the leak summary to stderr;
     pidlog names a file in which rb_pidlog lists every process that exits."""
     env = clean_env()
-    env["HEAPPROF_LEAK_SCAN"] = "0"  # the never-freed summary: see helpers.base_env
+    # The never-freed summary (see helpers.base_env); ROBUST_LEAK_SCAN=1 runs
+    # these programs under the leak check instead, to look for hangs and crashes.
+    env["HEAPPROF_LEAK_SCAN"] = os.environ.get("ROBUST_LEAK_SCAN", "0")
     libs = []
     if preload:
         libs.append(helpers.lib_path())
