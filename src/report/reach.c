@@ -108,6 +108,7 @@ struct scan {
     size_t pages_cap, pages_len;
     uintptr_t lo_all, hi_all;
     uint64_t root_bytes, heap_bytes, faults;
+    int pagemap; /* /proc/self/pagemap, or -1 */
 };
 
 /* ---- memory of the child's own: mmap only ---- */
@@ -340,6 +341,46 @@ static void drain(struct scan *sc, long leader)
 
 /* ---- roots ---- */
 
+/* Reads the roots in [lo, hi) but for the pages that were never written:
+ * neither present nor swapped out, by /proc/self/pagemap. Such a page holds
+ * zeros, or its file's own contents, never a pointer the program stored;
+ * reading it would only cost time (a thread's stack of 8 MiB is mostly
+ * untouched, and a mapping of a large file would be read from disk). */
+static void scan_resident(struct scan *sc, uintptr_t lo, uintptr_t hi)
+{
+    if (sc->pagemap < 0) {
+        scan_words(sc, lo, hi, -1, -1, &sc->root_bytes);
+        return;
+    }
+    uint64_t pm[512];
+    uintptr_t pg = lo & ~(uintptr_t)4095, run = 0;
+    bool in_run = false;
+    while (pg < hi) {
+        size_t n = (hi - pg + 4095) / 4096;
+        if (n > 512)
+            n = 512;
+        ssize_t r = pread(sc->pagemap, pm, n * 8, (off_t)(pg / 4096 * 8));
+        if (r != (ssize_t)(n * 8)) { /* cannot tell: read it all */
+            scan_words(sc, in_run ? run : (pg > lo ? pg : lo), hi, -1, -1, &sc->root_bytes);
+            return;
+        }
+        for (size_t k = 0; k < n; k++) {
+            uintptr_t page = pg + k * 4096;
+            bool used = (pm[k] >> 62) & 3; /* present or swapped */
+            if (used && !in_run) {
+                run = page > lo ? page : lo;
+                in_run = true;
+            } else if (!used && in_run) {
+                scan_words(sc, run, page, -1, -1, &sc->root_bytes);
+                in_run = false;
+            }
+        }
+        pg += n * 4096;
+    }
+    if (in_run)
+        scan_words(sc, run, hi, -1, -1, &sc->root_bytes);
+}
+
 /* Scans [lo, hi) but for the pages that hold part of a live object (exact
  * mode: those are heap, and followed only through the objects). */
 static void scan_root(struct scan *sc, uintptr_t lo, uintptr_t hi)
@@ -347,7 +388,7 @@ static void scan_root(struct scan *sc, uintptr_t lo, uintptr_t hi)
     if (lo >= hi)
         return;
     if (!sc->exact) {
-        scan_words(sc, lo, hi, -1, -1, &sc->root_bytes);
+        scan_resident(sc, lo, hi);
         return;
     }
     /* The first object that ends after lo. */
@@ -369,7 +410,7 @@ static void scan_root(struct scan *sc, uintptr_t lo, uintptr_t hi)
         if (next == hi)
             to = hi;
         if (from < to)
-            scan_words(sc, from, to, -1, -1, &sc->root_bytes);
+            scan_resident(sc, from, to);
         if (i >= sc->nobjs || sc->objs[i].start >= hi)
             break;
         uintptr_t end = obj_end(&sc->objs[i]);
@@ -619,6 +660,7 @@ static void child_main(struct scan *sc, int out)
             sc->hi_all = end;
     }
 
+    sc->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     char *maps = read_maps();
     if (!maps)
         _exit(2);
