@@ -268,6 +268,16 @@ def check_real():
             check(got["none"] and got["header"] is None,
                   f"{argv[0]} (rate {rate}): lost memory reported:\n{proc.stderr[-3000:]}")
             check(proc.stdout == base.stdout, f"{argv[0]}: output differs")
+        wrapper = os.environ.get("HEAPPROF_WRAPPER")
+        if wrapper:
+            env = h.base_env()
+            env.pop("HEAPPROF_LEAK_SCAN", None)
+            env["HOME"] = tmp
+            proc = h.run([wrapper, "-o", os.path.join(tmp, "w.pb.gz"), "--leaks-exit-code", "3",
+                          "--"] + argv, env=env, timeout=120)
+            check(proc.returncode == base.returncode and parse(proc.stderr)["none"],
+                  f"heapprof --leaks-exit-code 3 -- {' '.join(argv)}: exit {proc.returncode}, "
+                  f"{base.returncode} alone:\n{proc.stderr[-3000:]}")
 
 
 if __name__ == "__main__":
