@@ -7,7 +7,7 @@ compare with valgrind memcheck's on real Debian programs.
 1. Cost. bench/bigheap fills a heap of --heap-mib MiB with objects of
    16..2048 bytes that point at one another, and exits. Under heapprof, in
    exact mode and at the default rate, the check's own line
-   (HEAPPROF_ANNOUNCE=1) gives what it read, how long it took and its memory;
+   (HEAPPROF_LEAK_STATS=1) gives what it read, how long it took and its memory;
    the whole run is also timed with the check on and off (medians).
 2. Verdicts. Each program runs under heapprof in exact mode and under
    memcheck (--leak-check=full); the table gives heapprof's definitely and
@@ -65,7 +65,7 @@ def cost(build, runs, mib):
         for i in range(runs):
             for on in (True, False):
                 env = hp_env(build, rate, {"HEAPPROF": os.path.join(tmp, "b.pb.gz"),
-                                           "HEAPPROF_ANNOUNCE": "1",
+                                           "HEAPPROF_LEAK_STATS": "1",
                                            "HEAPPROF_LEAKS": os.path.join(tmp, "leaks.txt"),
                                            "HEAPPROF_LEAK_SCAN": "1" if on else "0"})
                 t0 = time.monotonic()

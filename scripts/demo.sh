@@ -22,6 +22,10 @@ echo
 echo "== go tool pprof -top -sample_index=inuse_space $OUT/leaky.pb.gz"
 go tool pprof -top -sample_index=inuse_space "$OUT/leaky.pb.gz" 2>/dev/null
 echo
+echo "== go tool pprof -top -tagfocus=leak=definite -sample_index=inuse_space $OUT/leaky.pb.gz"
+echo "   (only the memory the leak check found lost)"
+go tool pprof -top -tagfocus=leak=definite -sample_index=inuse_space "$OUT/leaky.pb.gz" 2>/dev/null
+echo
 echo "== go tool pprof -top -sample_index=alloc_space $OUT/leaky.pb.gz"
 go tool pprof -top -sample_index=alloc_space "$OUT/leaky.pb.gz" 2>/dev/null
 echo

@@ -58,6 +58,7 @@ struct hp_config {
     bool leaks_exit_any; /* HEAPPROF_LEAKS_EXIT_ANY: the code for memory never freed, lost or not */
     bool leak_scan;      /* HEAPPROF_LEAK_SCAN: the leak check's verdicts (report/reach.c) */
     bool leak_reachable; /* HEAPPROF_LEAK_REACHABLE: list reachable stacks too */
+    bool leak_stats;     /* HEAPPROF_LEAK_STATS: say what the leak check read, and how fast */
     char http[256];      /* HEAPPROF_HTTP: HOST:PORT to serve /debug/pprof/ on */
     int snap_signal;     /* HEAPPROF_SIGNAL: 0, or the signal that takes a snapshot */
     long interval;       /* HEAPPROF_INTERVAL: seconds between snapshots, 0: none */

@@ -204,6 +204,7 @@ void hp_config_load(void)
     hp_cfg.leaks_exit_any = env_bool("HEAPPROF_LEAKS_EXIT_ANY", false);
     hp_cfg.leak_scan = env_bool("HEAPPROF_LEAK_SCAN", true);
     hp_cfg.leak_reachable = env_bool("HEAPPROF_LEAK_REACHABLE", false);
+    hp_cfg.leak_stats = env_bool("HEAPPROF_LEAK_STATS", false);
     const char *http = getenv("HEAPPROF_HTTP");
     if (http && *http) {
         if (strlen(http) >= sizeof hp_cfg.http)

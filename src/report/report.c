@@ -31,12 +31,15 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
                    "memory never freed",
                    strerror(-rr));
         verdicts = rr == 0;
-        if (verdicts && hp_cfg.announce)
+        /* What it read and how long it took: asked for, or when it took
+         * long enough for the wait at exit to want an explanation. */
+        if (verdicts && (hp_cfg.leak_stats || st.ns >= 1000000000))
             hp_log("heapprof: leak check: %llu objects, %llu lost, %.1f MiB of roots and %.1f MiB "
-                   "of objects read in %.1f ms; %.1f MiB of memory of its own",
+                   "of objects read in %.1f ms; %.1f MiB of memory of its own%s",
                    (unsigned long long)st.objects, (unsigned long long)(st.definite + st.indirect),
                    (double)st.root_bytes / 1048576.0, (double)st.heap_bytes / 1048576.0,
-                   (double)st.ns / 1e6, (double)st.child_bytes / 1048576.0);
+                   (double)st.ns / 1e6, (double)st.child_bytes / 1048576.0,
+                   hp_cfg.leak_stats ? "" : " (HEAPPROF_LEAK_SCAN=0 turns it off)");
     }
     r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap)
         : verdicts           ? hp_snapshot_take_verdicts(&snap)
