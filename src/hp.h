@@ -61,6 +61,10 @@ struct hp_config {
     bool peak;           /* HEAPPROF_PEAK: write the peak profile at exit */
     bool announce;       /* HEAPPROF_ANNOUNCE: say where the profile went */
     bool debuginfo;      /* HEAPPROF_DEBUGINFO: read separate debug info files */
+    /* CPU profiles (record/cpu.c): read whether HEAPPROF is set or not. */
+    char cpu_path[4096];    /* HEAPPROF_CPU: absolute path, or "" */
+    int cpu_hz;             /* HEAPPROF_CPU_HZ: samples per CPU second */
+    bool cpu_process_timer; /* HEAPPROF_CPU_TIMER=process: setitimer, not per-thread timers */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);

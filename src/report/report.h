@@ -61,6 +61,16 @@ int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const cha
 int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
                       const char *default_type, uint8_t **out, size_t *outlen);
 
+/* A CPU profile (record/cpu.c) as Go writes one: sample types samples/count
+ * and cpu/nanoseconds, period type cpu/nanoseconds, period 1e9/hz. comment:
+ * NULL or one line for the profile's comments. */
+int hp_cpu_encode(struct hp_cpu_profile *p, struct hp_symbolizer *sym, const char *comment,
+                  uint8_t **out, size_t *outlen);
+/* The line hp_cpu_encode is given for p (drops, [other], SIGPROF taken by
+ * the program, the fallback timer), into buf; NULL when there is nothing
+ * to say. */
+const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len);
+
 /* ---- leak summary (report/leaks.c) ---- */
 /* Returns the number of leaking stacks reported (after suppressions). */
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym);
