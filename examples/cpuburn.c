@@ -127,6 +127,7 @@ static void *worker(void *arg)
 /* --churn: each round on a thread of its own. */
 struct churn_arg {
     unsigned seed;
+    int64_t used_ns; /* the CPU time of the last thread, all of its life */
 };
 
 static void *one_round(void *arg)
@@ -134,24 +135,22 @@ static void *one_round(void *arg)
     struct churn_arg *a = arg;
     for (int i = 0; i < 20; i++)
         round_of_work(&a->seed);
+    a->used_ns = cpu_ns();
     return NULL;
 }
 
 static void *churner(void *arg)
 {
-    struct churn_arg a = {(unsigned)(uintptr_t)arg * 2654435761u + 7};
-    /* Until this chain of threads has run SECONDS (wall time, each thread's
-     * life summed): the split within each thread is by CPU time. */
-    double used = 0;
-    while (used < seconds) {
+    struct churn_arg a = {(unsigned)(uintptr_t)arg * 2654435761u + 7, 0};
+    /* Until this chain of threads has used SECONDS of CPU, each thread's
+     * whole life summed. */
+    int64_t used = 0;
+    while (used < (int64_t)(seconds * 1e9)) {
         pthread_t th;
-        struct timespec a0, a1;
-        clock_gettime(CLOCK_MONOTONIC, &a0);
         if (pthread_create(&th, NULL, one_round, &a) != 0)
             break;
         pthread_join(th, NULL);
-        clock_gettime(CLOCK_MONOTONIC, &a1);
-        used += (a1.tv_sec - a0.tv_sec) + (a1.tv_nsec - a0.tv_nsec) / 1e9;
+        used += a.used_ns;
         a.seed = a.seed * 1103515245u + 12345u;
     }
     return NULL;

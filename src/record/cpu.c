@@ -128,9 +128,10 @@ static int session_hz;
 static int64_t session_start_ns;
 static char session_path[4096];
 static int64_t dropped;
-static bool yielded;   /* the program took SIGPROF: never again */
-static int yield_todo; /* timers to delete after a yield (drain thread) */
-static bool installed; /* heapprof's handler is SIGPROF's */
+static bool yielded;        /* the program took SIGPROF: never again */
+static int yield_todo;      /* timers to delete after a yield (drain thread) */
+static bool installed;      /* heapprof's handler is SIGPROF's */
+static pid_t installed_pid; /* in this process (see hp_cpu_sigprof_set) */
 static bool session_yielded;
 static bool drainer_running;
 static bool run_not_root; /* HEAPPROF_CPU's file gets a pid */
@@ -497,6 +498,11 @@ void hp_cpu_sigprof_set(const struct sigaction *act)
 {
     if (!__atomic_load_n(&installed, __ATOMIC_ACQUIRE))
         return;
+    /* A vfork child (Python's subprocess, posix_spawn) shares this memory
+     * and resets every handler before it execs: that is not this process
+     * taking SIGPROF, and the timers are not the child's. */
+    if (getpid() != __atomic_load_n(&installed_pid, __ATOMIC_ACQUIRE))
+        return;
     if (act && (act->sa_flags & SA_SIGINFO) && act->sa_sigaction == on_sigprof)
         return; /* the program putting back what it found */
     yield_sigprof();
@@ -523,6 +529,7 @@ static int install_handler(void)
     sigemptyset(&sa.sa_mask);
     if (__sigaction(SIGPROF, &sa, NULL) != 0)
         return -errno;
+    __atomic_store_n(&installed_pid, getpid(), __ATOMIC_RELEASE);
     __atomic_store_n(&installed, true, __ATOMIC_RELEASE);
     return 0;
 }
@@ -632,6 +639,7 @@ static void fork_child(void)
         setitimer(ITIMER_PROF, &off, NULL); /* a child inherits none, but be sure */
     }
     run_not_root = true;
+    installed_pid = getpid(); /* the handler is inherited */
     /* A whole-run profile goes on in the child, into its own file. */
     if (was == HP_CPU_RUN)
         hp_cpu_start(session_hz, HP_CPU_RUN, hp_cfg.cpu_path);
