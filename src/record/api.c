@@ -49,6 +49,8 @@ HEAPPROF_API int heapprof_snapshot(void)
     static int seq_counter;
     if (!heapprof_enabled() || !hp_report)
         return -ENOTSUP;
+    if (!hp_cfg.path[0])
+        return -ENOTSUP; /* HEAPPROF_HTTP alone: no file to number */
     int seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
     char base[4096], path[4200], tag[16];
     if (hp_process_path(base, sizeof base) != 0)

@@ -187,17 +187,24 @@ void hp_config_load(void)
     hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
     cpu_config_load();
     const char *out = secure_getenv("HEAPPROF");
-    if (!out || !*out)
+    /* HEAPPROF_HTTP alone: record and serve, with no exit profile and no
+     * leak summary (the live profiles are what was asked for). */
+    const char *serve = getenv("HEAPPROF_HTTP");
+    bool serve_only = (!out || !*out) && serve && *serve;
+    if ((!out || !*out) && !serve_only)
         return;
-    if (!absolute_path("HEAPPROF", out, hp_cfg.path, sizeof hp_cfg.path))
-        return;
-    size_t plen = strlen(hp_cfg.path);
-    if (plen && hp_cfg.path[plen - 1] == '/') {
-        hp_log("heapprof: HEAPPROF=%.200s names a directory, not a file; profiling is off", out);
-        return;
+    if (!serve_only) {
+        if (!absolute_path("HEAPPROF", out, hp_cfg.path, sizeof hp_cfg.path))
+            return;
+        size_t plen = strlen(hp_cfg.path);
+        if (plen && hp_cfg.path[plen - 1] == '/') {
+            hp_log("heapprof: HEAPPROF=%.200s names a directory, not a file; profiling is off",
+                   out);
+            return;
+        }
+        if (!dir_writable(hp_cfg.path, "profile", "profiling is off"))
+            return;
     }
-    if (!dir_writable(hp_cfg.path, "profile", "profiling is off"))
-        return;
 
     hp_cfg.rate = env_long("HEAPPROF_RATE", 1, 1L << 40, DEFAULT_RATE);
     hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY", (size_t)4 << 20, (size_t)1 << 40,
@@ -244,5 +251,7 @@ void hp_config_load(void)
     hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
     hp_cfg.peak = env_bool("HEAPPROF_PEAK", false);
     hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO", false);
+    if (serve_only)
+        hp_cfg.leaks_off = true;
     hp_cfg.enabled = true;
 }

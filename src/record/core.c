@@ -428,6 +428,8 @@ __attribute__((destructor)) static void hp_exit_dump(void)
     cpu_exit();
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
         return;
+    if (!hp_cfg.path[0])
+        return; /* HEAPPROF_HTTP alone: live profiles only */
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;
     char path[4096], peak_path[4200];

@@ -168,12 +168,13 @@ class Served:
     """cpuburn under the preloaded library with the endpoint on an
     ephemeral port."""
 
-    def __init__(self, tmp, args, extra=None):
-        env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": os.path.join(tmp, "heap.pb.gz"),
-                       "HEAPPROF_HTTP": "127.0.0.1:0", "HEAPPROF_RATE": "65536",
-                       "HEAPPROF_LEAKS": "off", **(extra or {})})
+    def __init__(self, tmp, args, extra=None, heap=True):
+        env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_HTTP": "127.0.0.1:0",
+                       "HEAPPROF_RATE": "65536", **(extra or {})})
+        if heap:
+            env.update({"HEAPPROF": os.path.join(tmp, "heap.pb.gz"), "HEAPPROF_LEAKS": "off"})
         self.proc = subprocess.Popen([burn()] + args, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, universal_newlines=True)
+                                     stderr=subprocess.PIPE, universal_newlines=True, cwd=tmp)
         line = ""
         ready, _, _ = select.select([self.proc.stderr], [], [], 10)
         if ready:
@@ -275,6 +276,26 @@ def check_endpoint_window():
         paths.append(p)
     code, out, err = svc.finish()
     h.check(code == 0, f"status {code}: {err[-500:]}")
+
+
+def check_http_only():
+    """HEAPPROF_HTTP alone (the README's first example): the CPU and heap
+    endpoints answer; no file and no leak summary at exit."""
+    tmp = h.tempdir()
+    svc = Served(tmp, ["-t", "2", "-s", "2.5", "--alloc"], heap=False)
+    time.sleep(0.3)
+    st, _, body = get(svc.base + "profile?seconds=1")
+    st2, _, heap = get(svc.base + "heap")
+    code, out, err = svc.finish()
+    h.check(st == 200 and st2 == 200, f"profile {st}, heap {st2}: {body[:200]!r}")
+    for name, data in (("p.pb.gz", body), ("h.pb.gz", heap)):
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(data)
+    check_go_shape(os.path.join(tmp, "p.pb.gz"))
+    h.decode_ok(os.path.join(tmp, "h.pb.gz"))
+    # (the "serving" line was read by Served)
+    h.check(code == 0 and err == "", f"status {code}, stderr {err!r}")
+    h.check(sorted(os.listdir(tmp)) == ["h.pb.gz", "p.pb.gz"], f"files {os.listdir(tmp)}")
 
 
 def check_own_sigprof():
@@ -455,6 +476,7 @@ CHECKS = {
     "wrapper": check_wrapper,
     "endpoint": check_endpoint,
     "endpoint-window": check_endpoint_window,
+    "http-only": check_http_only,
     "own-sigprof": check_own_sigprof,
     "fork": check_fork,
     "threads": check_threads,
