@@ -10,7 +10,8 @@
  * its time is its own (flat), not the clock's.
  *
  * usage: cpuburn [-t THREADS] [-s SECONDS] [-x STATUS] [--alloc] [--fork]
- *                [--churn] [--mask] [--own-sigprof MS] [--api FILE]
+ *                [--churn] [--mask] [--block-all]
+ *                [--own-sigprof MS] [--api FILE]
  *   --alloc          also allocate (keep_some), for the heap endpoints
  *   --fork           fork first: the child burns burn_c alone for SECONDS and
  *                    exits normally; the parent waits for it
@@ -19,6 +20,7 @@
  *                    starting mid-profile)
  *   --mask           workers block SIGPROF for their first half, then
  *                    unblock it
+ *   --block-all      workers block every signal for good (as liblzma's do)
  *   --own-sigprof MS after MS ms, install the program's own SIGPROF handler
  *                    and ITIMER_PROF, and say whether it ran
  *   --api FILE       (cpuburn-linked) heapprof_cpu_start(FILE) before the
@@ -42,7 +44,7 @@
 #endif
 
 static double seconds = 2.0;
-static int alloc_too, churn, mask;
+static int alloc_too, churn, mask, block_all;
 static volatile uint64_t sink;
 
 static int64_t cpu_ns(void)
@@ -110,6 +112,12 @@ static void *worker(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u + 1;
     int64_t total = (int64_t)(seconds * 1e9), start = cpu_ns();
+    if (block_all) {
+        /* As liblzma and some thread pools do: no signal, ever. */
+        sigset_t s;
+        sigfillset(&s);
+        pthread_sigmask(SIG_BLOCK, &s, NULL);
+    }
     if (mask) {
         sigset_t s;
         sigemptyset(&s);
@@ -183,6 +191,8 @@ int main(int argc, char **argv)
             churn = 1;
         else if (!strcmp(argv[i], "--mask"))
             mask = 1;
+        else if (!strcmp(argv[i], "--block-all"))
+            block_all = 1;
         else if (!strcmp(argv[i], "--own-sigprof") && i + 1 < argc)
             own_ms = atol(argv[++i]);
         else if (!strcmp(argv[i], "--api") && i + 1 < argc)

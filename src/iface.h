@@ -150,6 +150,10 @@ struct hp_cpu_profile {
     bool folded;     /* the table was full: later stacks under [other] */
     bool yielded;    /* the program took SIGPROF during the profile */
     bool process_timer;
+    /* Threads blocking SIGPROF at the end, and their CPU time during the
+     * profile: never sampled (cpu.c). */
+    int blocked_threads;
+    int64_t blocked_cpu_ns;
     char path[4096]; /* the file it goes to, for RUN (pattern) and API */
 };
 /* Starts a profile at hz samples per CPU second: 0; -EBUSY while one runs;

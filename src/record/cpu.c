@@ -144,6 +144,7 @@ struct treg {
     UT_hash_handle hh;
     int tid;
     timer_t timer;
+    int64_t cpu0; /* the thread's CPU time when its timer was made */
 };
 static struct treg *timers;
 
@@ -332,6 +333,40 @@ static int timer_for(int tid, bool self, timer_t *out)
     return 0;
 }
 
+static clockid_t thread_clock(int tid)
+{
+    return (clockid_t)(((~(uint32_t)tid) << 3) | 6u);
+}
+
+/* A thread's CPU time (any thread of this process), or -1 if it is gone. */
+static int64_t thread_cpu_ns(int tid)
+{
+    struct timespec ts;
+    if (clock_gettime(thread_clock(tid), &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whether thread tid blocks SIGPROF now (its SigBlk in /proc). Such a
+ * thread never gets its timer's signal: libraries that create their threads
+ * with every signal blocked (liblzma's, some thread pools) cannot be
+ * sampled by any signal, and the profile says how much CPU they used. */
+static bool blocks_sigprof(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+    struct hp_arena a = {0};
+    const char *text = hp_read_file(&a, path, NULL);
+    const char *p = text ? strstr(text, "\nSigBlk:") : NULL;
+    bool blocked = false;
+    if (p) {
+        unsigned long long mask = strtoull(p + 8, NULL, 16);
+        blocked = mask >> (SIGPROF - 1) & 1;
+    }
+    hp_arena_release(&a);
+    return blocked;
+}
+
 static bool is_own(int tid)
 {
     for (int i = 0; i < n_own; i++)
@@ -361,6 +396,7 @@ static int arm_thread(int tid, bool self)
         return r;
     }
     t->tid = tid;
+    t->cpu0 = thread_cpu_ns(tid);
     HASH_ADD_INT(timers, tid, t);
     if (!t->hh.tbl) {
         timer_delete(t->timer);
@@ -368,6 +404,28 @@ static int arm_thread(int tid, bool self)
         return -ENOMEM;
     }
     return 0;
+}
+
+/* Threads that blocked SIGPROF when they exited during this profile (under
+ * reg_mu): see count_blocked. */
+static int gone_blocked_threads;
+static int64_t gone_blocked_cpu;
+
+/* At the end of a profile: the threads that block SIGPROF, and the CPU
+ * they used since their timer was made, which no sample could show. */
+static void count_blocked(int *threads, int64_t *cpu)
+{
+    *threads += gone_blocked_threads;
+    *cpu += gone_blocked_cpu;
+    struct treg *t, *tmp;
+    HASH_ITER(hh, timers, t, tmp)
+    {
+        int64_t now = thread_cpu_ns(t->tid);
+        if (now < 0 || t->cpu0 < 0 || !blocks_sigprof(t->tid))
+            continue;
+        ++*threads;
+        *cpu += now - t->cpu0;
+    }
 }
 
 static void disarm_all(void)
@@ -424,10 +482,17 @@ static void thread_gone(void *unused)
     (void)unused;
     int tid = my_tid();
     bool was = hp_busy_begin();
+    sigset_t mine;
+    bool blocked = pthread_sigmask(SIG_BLOCK, NULL, &mine) == 0 && sigismember(&mine, SIGPROF);
     pthread_mutex_lock(&reg_mu);
     struct treg *t;
     HASH_FIND_INT(timers, &tid, t);
     if (t) {
+        int64_t now = thread_cpu_ns(tid);
+        if (blocked && now >= 0 && t->cpu0 >= 0) {
+            gone_blocked_threads++;
+            gone_blocked_cpu += now - t->cpu0;
+        }
         timer_delete(t->timer);
         HASH_DEL(timers, t);
         hp_free(t, sizeof *t);
@@ -685,6 +750,8 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
         ring_head = ring_tail = 0;
         __atomic_store_n(&dropped, 0, __ATOMIC_RELAXED);
         session_yielded = false;
+        gone_blocked_threads = 0;
+        gone_blocked_cpu = 0;
         session_hz = hz;
         session_start_ns = hp_now_ns();
         snprintf(session_path, sizeof session_path, "%s", path ? path : "");
@@ -733,6 +800,7 @@ int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
         return -ENOENT;
     }
     __atomic_store_n(&sampling, 0, __ATOMIC_SEQ_CST);
+    count_blocked(&out->blocked_threads, &out->blocked_cpu_ns);
     disarm_all();
     /* Handlers that saw sampling on finish their slot first. */
     while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST))

@@ -72,6 +72,11 @@ const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len
         n += (size_t)snprintf(buf + n, len - n,
                               "heapprof: the program installed its own SIGPROF handler; the "
                               "profile stops there. ");
+    if (p->blocked_threads && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: %d threads block SIGPROF and could not be sampled: "
+                              "%.2f s of their CPU time is not in this profile. ",
+                              p->blocked_threads, (double)p->blocked_cpu_ns / 1e9);
     if (p->process_timer && n < len)
         n += (size_t)snprintf(buf + n, len - n,
                               "heapprof: sampled with setitimer(ITIMER_PROF), not per-thread "

@@ -388,6 +388,29 @@ def check_mask():
     check_share(share, "threads that block SIGPROF")
 
 
+def check_blocked():
+    """Threads that block every signal for good (as liblzma's workers do)
+    cannot be sampled: the program runs as it would, and the profile's
+    comment says how many threads and how much of their CPU are missing."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    args = ["-t", "2", "-s", "1", "--block-all"]
+    plain = plain_run(args)
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out}),
+              timeout=120)
+    h.check(r.returncode == 0 and r.stdout == plain.stdout and r.stderr == "", h.describe(r))
+    doc = check_go_shape(out)
+    table = flat(out)
+    h.check("burn_a" not in table and "burn_b" not in table, f"samples from blocked threads: "
+            f"{table}")
+    m = [re.search(r"(\d+) threads block SIGPROF .*: ([0-9.]+) s of their CPU", c)
+         for c in doc["comments"]]
+    m = [x for x in m if x]
+    h.check(len(m) == 1, f"the comments do not say what was missed: {doc['comments']}")
+    h.check(m[0].group(1) == "2" and 1.7 <= float(m[0].group(2)) <= 2.3,
+            f"want 2 threads and about 2 s of CPU: {m[0].group(0)}")
+
+
 def check_process_timer():
     """HEAPPROF_CPU_TIMER=process: the setitimer fallback, said in the
     profile's comment."""
@@ -481,6 +504,7 @@ CHECKS = {
     "fork": check_fork,
     "threads": check_threads,
     "mask": check_mask,
+    "blocked": check_blocked,
     "process-timer": check_process_timer,
     "exec": check_exec,
     "bad-input": check_bad_input,
