@@ -9,9 +9,11 @@
  * and reads the clock only every few tens of microseconds, so nearly all of
  * its time is its own (flat), not the clock's.
  *
- * usage: cpuburn [-t THREADS] [-s SECONDS] [-x STATUS] [--alloc] [--fork]
+ * usage: cpuburn [-t THREADS] [-s SECONDS | -w ROUNDS] [-x STATUS] [--alloc] [--fork]
  *                [--churn] [--mask] [--block-all]
  *                [--own-sigprof MS] [--api FILE]
+ *   -w ROUNDS        a fixed amount of work instead (ROUNDS rounds per
+ *                    thread, the same split in iterations), for timing
  *   --alloc          also allocate (keep_some), for the heap endpoints
  *   --fork           fork first: the child burns burn_c alone for SECONDS and
  *                    exits normally; the parent waits for it
@@ -45,6 +47,7 @@
 
 static double seconds = 2.0;
 static int alloc_too, churn, mask, block_all;
+static long fixed_work; /* -w: rounds per thread, a fixed amount of work */
 static volatile uint64_t sink;
 
 static int64_t cpu_ns(void)
@@ -60,15 +63,16 @@ void burn_b(int64_t ns);
 void burn_c(int64_t ns);
 void keep_some(unsigned *seed);
 
-/* Spins until the thread has used ns more CPU. */
+/* Spins until the thread has used ns more CPU; or, with -w (fixed work),
+ * for ns / 20000 passes without reading the clock. */
 #define BURN_BODY(ns, mul)                                                                         \
     do {                                                                                           \
-        int64_t end = cpu_ns() + (ns);                                                             \
+        int64_t end = fixed_work ? 0 : cpu_ns() + (ns), passes = (ns) / 20000;                     \
         uint64_t x = sink;                                                                         \
         do {                                                                                       \
             for (int i = 0; i < 20000; i++)                                                        \
                 x = x * (mul) + (uint64_t)i;                                                       \
-        } while (cpu_ns() < end);                                                                  \
+        } while (fixed_work ? --passes > 0 : cpu_ns() < end);                                      \
         sink = x;                                                                                  \
     } while (0)
 
@@ -112,6 +116,11 @@ static void *worker(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u + 1;
     int64_t total = (int64_t)(seconds * 1e9), start = cpu_ns();
+    if (fixed_work) {
+        for (long i = 0; i < fixed_work; i++)
+            round_of_work(&seed);
+        return NULL;
+    }
     if (block_all) {
         /* As liblzma and some thread pools do: no signal, ever. */
         sigset_t s;
@@ -181,6 +190,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-s") && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "-w") && i + 1 < argc)
+            fixed_work = atol(argv[++i]);
         else if (!strcmp(argv[i], "-x") && i + 1 < argc)
             status = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--alloc"))
