@@ -187,7 +187,7 @@ static void take_sample(void *uc, int overrun)
             __atomic_add_fetch(&dropped, overrun - extra, __ATOMIC_RELAXED);
     }
     if (hp_thread.busy || !hp_loader_try_enter()) {
-        __atomic_add_fetch(&dropped, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&dropped, weight, __ATOMIC_RELAXED);
         return;
     }
     uint64_t pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
@@ -202,7 +202,7 @@ static void take_sample(void *uc, int overrun)
                 break;
         } else if (dif < 0) {
             /* Full: the drain thread is behind. */
-            __atomic_add_fetch(&dropped, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&dropped, weight, __ATOMIC_RELAXED);
             hp_loader_leave();
             return;
         } else {

@@ -61,8 +61,9 @@ const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len
     buf[0] = 0;
     if (p->dropped)
         n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples dropped (taken inside heapprof, libunwind "
-                              "or the loader, during a fork, or with the buffer full). ",
+                              "heapprof: %lld samples dropped (landed inside heapprof, libunwind "
+                              "or the loader, or during a fork; the buffer was full; or the "
+                              "signal was held back while the thread blocked SIGPROF). ",
                               (long long)p->dropped);
     if (p->folded && n < len)
         n += (size_t)snprintf(buf + n, len - n,
