@@ -10,7 +10,7 @@
  * its time is its own (flat), not the clock's.
  *
  * usage: cpuburn [-t THREADS] [-s SECONDS | -w ROUNDS] [-x STATUS] [--alloc] [--fork]
- *                [--churn] [--mask] [--block-all]
+ *                [--churn] [--mask] [--block-all] [--loader]
  *                [--own-sigprof MS] [--api FILE]
  *   -w ROUNDS        a fixed amount of work instead (ROUNDS rounds per
  *                    thread, the same split in iterations), for timing
@@ -23,6 +23,8 @@
  *   --mask           workers block SIGPROF for their first half, then
  *                    unblock it
  *   --block-all      workers block every signal for good (as liblzma's do)
+ *   --loader         walk_objects (dl_iterate_phdr in a loop) instead of
+ *                    burn_b
  *   --own-sigprof MS after MS ms, install the program's own SIGPROF handler
  *                    and ITIMER_PROF, and say whether it ran
  *   --api FILE       (cpuburn-linked) heapprof_cpu_start(FILE) before the
@@ -31,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -46,7 +49,7 @@
 #endif
 
 static double seconds = 2.0;
-static int alloc_too, churn, mask, block_all;
+static int alloc_too, churn, mask, block_all, loader;
 static long fixed_work; /* -w: rounds per thread, a fixed amount of work */
 static volatile uint64_t sink;
 
@@ -62,6 +65,7 @@ void burn_a(int64_t ns);
 void burn_b(int64_t ns);
 void burn_c(int64_t ns);
 void keep_some(unsigned *seed);
+void walk_objects(int64_t ns);
 
 /* Spins until the thread has used ns more CPU; or, with -w (fixed work),
  * for ns / 20000 passes without reading the clock. */
@@ -91,6 +95,28 @@ __attribute__((noinline)) void burn_c(int64_t ns)
     BURN_BODY(ns, 3202034522624059733ull);
 }
 
+static int count_objects(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    ++*(int *)data;
+    return 0;
+}
+
+/* --loader: walks the loader's list of objects for ns of CPU, as C++
+ * exception unwinding and profilers do (glibc's loader lock, taken and
+ * released at every call). */
+__attribute__((noinline)) void walk_objects(int64_t ns)
+{
+    int64_t end = cpu_ns() + ns;
+    int n = 0;
+    do {
+        for (int i = 0; i < 100; i++)
+            dl_iterate_phdr(count_objects, &n);
+    } while (cpu_ns() < end);
+    sink += (uint64_t)n;
+}
+
 /* Keeps a window of 64 blocks alive, so the heap profile has something. */
 __attribute__((noinline)) void keep_some(unsigned *seed)
 {
@@ -107,7 +133,10 @@ static void round_of_work(unsigned *seed)
 {
     int64_t u = 500000 + (int64_t)(rand_r(seed) % 2000000);
     burn_a(3 * u);
-    burn_b(u);
+    if (loader)
+        walk_objects(u);
+    else
+        burn_b(u);
     if (alloc_too)
         keep_some(seed);
 }
@@ -204,6 +233,8 @@ int main(int argc, char **argv)
             mask = 1;
         else if (!strcmp(argv[i], "--block-all"))
             block_all = 1;
+        else if (!strcmp(argv[i], "--loader"))
+            loader = 1;
         else if (!strcmp(argv[i], "--own-sigprof") && i + 1 < argc)
             own_ms = atol(argv[++i]);
         else if (!strcmp(argv[i], "--api") && i + 1 < argc)

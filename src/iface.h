@@ -145,10 +145,11 @@ struct hp_cpu_profile {
     int64_t start_ns, end_ns; /* real-time clock */
     size_t nstacks;
     struct hp_cpu_stack **stacks;
-    int64_t samples; /* in the stacks */
-    int64_t dropped; /* taken but not counted (cpu.c says when) */
-    bool folded;     /* the table was full: later stacks under [other] */
-    bool yielded;    /* the program took SIGPROF during the profile */
+    int64_t samples;   /* in the stacks */
+    int64_t dropped;   /* taken but not counted (cpu.c says when) */
+    int64_t leaf_only; /* counted with their leaf frame only (cpu.c) */
+    bool folded;       /* the table was full: later stacks under [other] */
+    bool yielded;      /* the program took SIGPROF during the profile */
     bool process_timer;
     /* Threads blocking SIGPROF at the end, and their CPU time during the
      * profile: never sampled (cpu.c). */

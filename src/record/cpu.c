@@ -30,32 +30,39 @@
  *
  * The handler only takes the stack of the interrupted code (libunwind, from
  * the signal's context: record/stack.c) into a slot of a preallocated ring
- * (a bounded multi-producer queue with a sequence number per slot), and
- * counts what it had to drop. It allocates nothing, takes no lock, and calls
- * only async-signal-safe functions and libunwind's local unwinder (which
- * takes its own locks with every signal blocked, so it cannot be interrupted
- * while holding one). A background thread drains the ring every 25 ms into
- * a table of stacks and counts (heapprof's own memory, bounded: past
- * MAX_TABLE_BYTES new stacks are counted under [other]).
+ * (a bounded multi-producer queue with a sequence number per slot). Where
+ * unwinding is not safe (below), it keeps only the leaf, the interrupted
+ * address read from the signal's context, and counts such samples: the
+ * profile's totals and its flat shares stay right, only their callers are
+ * missing. It drops a sample only when the ring is full. It allocates nothing, takes no lock, and
+ * calls only async-signal-safe functions and libunwind's local unwinder (which takes its own locks
+ * with every signal blocked, so it cannot be interrupted while holding one). A background thread
+ * drains the ring every 25 ms into a table of stacks and counts (heapprof's own memory, bounded:
+ * past MAX_TABLE_BYTES new stacks are counted under [other]).
  *
  * How the handler avoids deadlock, wherever the signal lands:
  * - in malloc (the program's, or glibc's arena locks held): the handler never
  *   allocates, so it never waits for those locks;
  * - in heapprof itself while it works (the heap sampler's unwinding, a dump,
  *   the profile writer): those run with the thread's busy mark set, and a
- *   sample landing there is dropped and counted, since libunwind's caches
- *   and heapprof's loader guard are not reentrant;
+ *   sample landing there keeps only its leaf, since libunwind's caches and
+ *   heapprof's loader guard are not reentrant (heapprof's own cost then
+ *   shows in the profile, under its own functions);
  * - in libunwind (the program's own use, which shares heapprof's instance)
  *   or in the dynamic loader (ld.so's lists may be half-updated): the
- *   interrupted address is checked against their code ranges and the sample
- *   dropped and counted;
+ *   interrupted address is checked against their code ranges, and the
+ *   sample keeps only its leaf;
  * - inside a fork: unwinding reads the loader's list under glibc's loader
  *   lock, and a child must not inherit it held. The handler takes heapprof's
  *   loader guard only with a try that never waits (a fork may be running on
- *   this very thread), and drops the sample when a fork is under way.
- * libunwind's calls to dl_iterate_phdr take glibc's loader lock, which is
- * recursive: a signal that lands on a thread holding it (its own
- * dl_iterate_phdr, dlopen) takes it again rather than waiting.
+ *   this very thread), and takes only the leaf when a fork is under way;
+ * - inside anything that takes glibc's loader write lock, which libunwind
+ *   takes again through dl_iterate_phdr: that lock is recursive, but its
+ *   owner is set only after it is taken and cleared before it is released,
+ *   so a signal landing in between would wait for its own thread. dlopen and
+ *   dlclose (heapprof's, around the real ones, hold its loader guard) and
+ *   dl_iterate_phdr (interposed, cpu_hooks.c, with a thread-local depth)
+ *   are the ways in; a sample landing inside one keeps only its leaf.
  *
  * SIGPROF belongs to the program when it wants it. A profile does not start
  * if the program already handles SIGPROF (500 from the endpoint, -EPERM from
@@ -128,6 +135,7 @@ static int session_hz;
 static int64_t session_start_ns;
 static char session_path[4096];
 static int64_t dropped;
+static int64_t leaf_only;   /* samples with only their leaf frame */
 static bool yielded;        /* the program took SIGPROF: never again */
 static int yield_todo;      /* timers to delete after a yield (drain thread) */
 static bool installed;      /* heapprof's handler is SIGPROF's */
@@ -163,6 +171,8 @@ static struct entry *table;
 static size_t table_bytes;
 static bool table_folded;
 
+HP_TLS int hp_in_dl_iterate;
+
 static pid_t my_tid(void)
 {
     return (pid_t)syscall(SYS_gettid);
@@ -186,10 +196,9 @@ static void take_sample(void *uc, int overrun)
         if (overrun > extra)
             __atomic_add_fetch(&dropped, overrun - extra, __ATOMIC_RELAXED);
     }
-    if (hp_thread.busy || !hp_loader_try_enter()) {
-        __atomic_add_fetch(&dropped, weight, __ATOMIC_RELAXED);
-        return;
-    }
+    /* Where unwinding is not safe (see the top of this file), the sample
+     * keeps only its leaf, read from the signal's context. */
+    bool guarded = !hp_thread.busy && !hp_in_dl_iterate && hp_loader_try_enter();
     uint64_t pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
     struct slot *s;
     for (;;) {
@@ -203,17 +212,21 @@ static void take_sample(void *uc, int overrun)
         } else if (dif < 0) {
             /* Full: the drain thread is behind. */
             __atomic_add_fetch(&dropped, weight, __ATOMIC_RELAXED);
-            hp_loader_leave();
+            if (guarded)
+                hp_loader_leave();
             return;
         } else {
             pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
         }
     }
-    int depth = hp_stack_signal(uc, s->ips, HP_MAX_FRAMES);
-    s->depth = depth > 0 ? depth : 0;
+    bool partial = false;
+    s->depth = hp_stack_signal(uc, s->ips, HP_MAX_FRAMES, !guarded, &partial);
     s->weight = weight;
     __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
-    hp_loader_leave();
+    if (partial)
+        __atomic_add_fetch(&leaf_only, weight, __ATOMIC_RELAXED);
+    if (guarded)
+        hp_loader_leave();
 }
 
 static void on_sigprof(int sig, siginfo_t *si, void *uc)
@@ -749,6 +762,7 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
             ring[i].seq = i;
         ring_head = ring_tail = 0;
         __atomic_store_n(&dropped, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&leaf_only, 0, __ATOMIC_RELAXED);
         session_yielded = false;
         gone_blocked_threads = 0;
         gone_blocked_cpu = 0;
@@ -840,6 +854,7 @@ int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
     table_clear();
     pthread_mutex_unlock(&table_mu);
     out->dropped += __atomic_exchange_n(&dropped, 0, __ATOMIC_RELAXED);
+    out->leaf_only = __atomic_exchange_n(&leaf_only, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&session, HP_CPU_NONE, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&reg_mu);
     hp_busy_end(was);

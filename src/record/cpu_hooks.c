@@ -1,7 +1,9 @@
 /* The entry points the CPU profiler (cpu.c) interposes: pthread_create, so
- * that threads created while a profile runs get their own timer, and
- * sigaction and signal, so that the program taking SIGPROF stops heapprof's
- * timers first. Built into libheapprof.so only (like hooks.c), not into
+ * that threads created while a profile runs get their own timer; sigaction
+ * and signal, so that the program taking SIGPROF stops heapprof's timers
+ * first; and dl_iterate_phdr, so that the handler knows when it interrupted
+ * one (see hp_loader_try_enter: unwinding then could wait for the loader's
+ * lock held by its own thread). Built into libheapprof.so only (like hooks.c), not into
  * the archive the unit tests link.
  */
 #define _GNU_SOURCE
@@ -9,6 +11,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -70,4 +73,20 @@ HEAPPROF_API sighandler_t signal(int sig, sighandler_t handler)
     if (sig == SIGPROF)
         hp_cpu_sigprof_set(NULL);
     return real(sig, handler);
+}
+
+/* Resolved at its first call, which is never in the signal handler:
+ * hp_stack_init calls it before any profile starts. */
+HEAPPROF_API int dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+    static int (*real)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
+    if (!real)
+        real = (int (*)(int (*)(struct dl_phdr_info *, size_t, void *), void *))dlsym(
+            RTLD_NEXT, "dl_iterate_phdr");
+    if (!real)
+        return 0;
+    hp_in_dl_iterate++;
+    int r = real(cb, data);
+    hp_in_dl_iterate--;
+    return r;
 }

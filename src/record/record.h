@@ -52,10 +52,10 @@ double hp_unbias_scale(uint64_t size, long rate);
 bool hp_stack_init(void);
 int hp_stack_capture(void **ips, int max);
 /* For the CPU profiler (cpu.c): whether the signal-frame unwinder loaded,
- * and the stack of the code a signal interrupted (async-signal-safe; -1:
- * drop this sample). */
+ * and the stack of the code a signal interrupted (async-signal-safe; with
+ * leaf_only, or where unwinding is not safe, only the leaf: *partial). */
 bool hp_stack_signal_ready(void);
-int hp_stack_signal(void *ucontext, uintptr_t *ips, int max);
+int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial);
 
 /* ---- the stack table (record/table.c) ---- */
 void hp_table_init(void);
@@ -172,6 +172,8 @@ int hp_cpu_support(void);
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
 bool hp_cpu_wrap_threads(void);
+/* Calls of dl_iterate_phdr under way on this thread (cpu_hooks.c). */
+extern HP_TLS int hp_in_dl_iterate;
 void hp_cpu_thread_begin(void);
 struct sigaction;
 void hp_cpu_sigprof_set(const struct sigaction *act);

@@ -158,22 +158,23 @@ bool hp_stack_signal_ready(void)
  * Only libunwind's local, signal-safe calls are used: unw_init_local2,
  * unw_step and unw_get_reg (not unw_backtrace, whose per-thread trace cache
  * is thread-local storage of a dlopen'ed library, which glibc may allocate
- * with malloc on a thread's first touch). Returns -1, and the caller drops
- * the sample, when the interrupted code is the loader's or libunwind's:
- * the loader's lists may be half-updated, and libunwind's caches are not
- * reentrant. (heapprof's own unwinding is excluded by the caller, by its
- * busy mark: see cpu.c.) */
-int hp_stack_signal(void *ucontext, uintptr_t *ips, int max)
+ * with malloc on a thread's first touch). With leaf_only, or when the
+ * interrupted code is the loader's or libunwind's (the loader's lists may
+ * be half-updated, and libunwind's caches are not reentrant), only the
+ * leaf is taken: reading it from the context is always safe. *partial
+ * says so. (The caller decides leaf_only: see cpu.c.) */
+int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial)
 {
     ucontext_t *uc = ucontext;
     uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    if (inside(&loader_text, pc) || inside(&unwind_text, pc))
-        return -1;
-    unw_cursor_t cursor;
-    if (max <= 0 || init_local2_fn(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
-        return -1;
+    if (max <= 0)
+        return 0;
     int n = 0;
     ips[n++] = pc + 1;
+    *partial = leaf_only || inside(&loader_text, pc) || inside(&unwind_text, pc);
+    unw_cursor_t cursor;
+    if (*partial || init_local2_fn(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
+        return n;
     while (n < max && step_fn(&cursor) > 0) {
         unw_word_t ip;
         if (get_reg_fn(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0)

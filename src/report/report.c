@@ -59,10 +59,15 @@ const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len
 {
     size_t n = 0;
     buf[0] = 0;
-    if (p->dropped)
+    if (p->leaf_only)
         n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples dropped (landed inside heapprof, libunwind "
-                              "or the loader, or during a fork; the buffer was full; or the "
+                              "heapprof: %lld samples have their leaf frame only (they landed "
+                              "inside heapprof's own work, libunwind, the loader or a fork, "
+                              "where unwinding is not safe). ",
+                              (long long)p->leaf_only);
+    if (p->dropped && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: %lld samples dropped (the buffer was full, or the "
                               "signal was held back while the thread blocked SIGPROF). ",
                               (long long)p->dropped);
     if (p->folded && n < len)

@@ -443,6 +443,76 @@ def check_exec():
     check_share(shares(flat(other))[0], "the exec'd program")
 
 
+def check_loader():
+    """Threads that spend a quarter of their CPU in dl_iterate_phdr (cpuburn
+    --loader), at 1000 Hz: glibc's loader lock is recursive but records its
+    owner only once taken, so unwinding from a signal that lands there would
+    wait for its own thread (this hung every run before heapprof took only
+    the leaf there). No hang; every sample counted; burn_a's share of all
+    CPU right; the comment says how many samples have their leaf only."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "1", "--loader"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_HZ": "1000"}), timeout=60)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    doc = check_go_shape(out, hz=1000)
+    table = flat(out)
+    total = sum(v[0] for v in table.values())
+    h.check(1700 <= total <= 2300, f"{total} samples for 2 s of CPU at 1000 Hz")
+    share = table.get("burn_a", [0])[0] / total
+    h.check(0.65 <= share <= 0.80, f"burn_a has {100 * share:.1f}% of all samples, want about "
+            "73 (75, less its clock reads)")
+    h.check(any("leaf frame only" in c for c in doc["comments"]), f"comments {doc['comments']}")
+
+
+def check_stress():
+    """rb_stress (tests/robust) under the heap profiler and a whole-run CPU
+    profile at 1000 Hz: four threads allocating, a fork every 150 ms, a
+    library dlopen'ed and dlclose'd in a loop, while SIGPROF lands
+    everywhere (in malloc, in heapprof's sampler, in the loader, in fork).
+    No hang, status 0, the program's totals printed, every profile valid:
+    the parent's and each child's that exited normally."""
+    tmp = h.tempdir()
+    cpu = os.path.join(tmp, "cpu.pb.gz")
+    heap = os.path.join(tmp, "heap.pb.gz")
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_stress")
+    r = h.run([rb, "4", h.env_path("RB_PLUGIN")],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": cpu, "HEAPPROF": heap,
+                           "HEAPPROF_CPU_HZ": "1000", "HEAPPROF_LEAKS": "off"}), timeout=90)
+    h.check(r.returncode == 0, h.describe(r))
+    h.check(len(re.findall(r"^site \S+ \d+ \d+$", r.stdout, re.M)) == 4,
+            f"the program's totals are missing: {r.stdout[-500:]}")
+    normal = [int(p) for p in re.findall(r"^child (\d+) exit$", r.stdout, re.M)]
+    h.check(normal, "no child exited normally")
+    check_go_shape(cpu, hz=1000)
+    h.decode_ok(heap)
+    for pid in normal:
+        check_go_shape(os.path.join(tmp, f"cpu.{pid}.pb.gz"), hz=1000)
+    h.check(sum(v[0] for v in flat(cpu).values()) > 0, "no CPU sample in the parent")
+
+
+def check_exit_thread():
+    """exit(3) from a thread while three others allocate (tests/robust's
+    rb_exit): status 3, the CPU profile written, valid, before the
+    destructor of a library loaded before heapprof (rb_late, which allocates
+    and frees after it) runs."""
+    tmp = h.tempdir()
+    cpu = os.path.join(tmp, "cpu.pb.gz")
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_exit")
+    for heap in (False, True):
+        extra = {"HEAPPROF": os.path.join(tmp, "heap.pb.gz"), "HEAPPROF_LEAKS": "off"} \
+            if heap else {}
+        r = h.run([rb, "thread-exit", "3"],
+                  env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": cpu,
+                               "HEAPPROF_CPU_HZ": "1000", "RB_PROFILE": cpu, **extra}),
+                  timeout=60)
+        h.check(r.returncode == 3 and r.stderr == "rb_late: destructor ran after the dump\n",
+                h.describe(r))
+        check_go_shape(cpu, hz=1000)
+        os.unlink(cpu)
+
+
 def check_bad_input():
     """Bad values: one heapprof: line each, the program's output and status
     unchanged, no file left behind."""
@@ -508,6 +578,9 @@ CHECKS = {
     "process-timer": check_process_timer,
     "exec": check_exec,
     "bad-input": check_bad_input,
+    "loader": check_loader,
+    "stress": check_stress,
+    "exit-thread": check_exit_thread,
 }
 
 if __name__ == "__main__":
