@@ -76,6 +76,20 @@ HEAPPROF_API long heapprof_rate(void);
 HEAPPROF_API int heapprof_label_push(const char *key, const char *value);
 HEAPPROF_API void heapprof_label_pop(void);
 
+/* CPU profiles (see the README, "CPU profiles"): heapprof_cpu_start starts
+ * sampling every thread's stack at HEAPPROF_CPU_HZ (100 by default) per
+ * second of CPU time it uses; heapprof_cpu_stop ends it and writes a gzipped
+ * pprof CPU profile (as Go's) to the path given to start, atomically. They
+ * work whether HEAPPROF is set or not. One profile runs at a time, in the
+ * process: start returns -EBUSY while another runs (the HTTP endpoint's,
+ * HEAPPROF_CPU's or an earlier start's), -EPERM when the program handles
+ * SIGPROF itself, -ENOTSUP when libunwind or the reporting half cannot be
+ * loaded, -EINVAL for a NULL or empty path. stop returns 0, -ENOENT when no
+ * profile started by heapprof_cpu_start runs, or the error of writing the
+ * file. A profile still running at exit is written then. */
+HEAPPROF_API int heapprof_cpu_start(const char *path);
+HEAPPROF_API int heapprof_cpu_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,6 +67,10 @@ struct hp_config {
     bool debuginfo;      /* HEAPPROF_DEBUGINFO: read separate debug info files */
     bool timeline;       /* HEAPPROF_TIMELINE: write the heap over time at exit */
     long timeline_ms;    /* HEAPPROF_TIMELINE_MS (for tests): ms between its points */
+    /* CPU profiles (record/cpu.c): read whether HEAPPROF is set or not. */
+    char cpu_path[4096];    /* HEAPPROF_CPU: absolute path, or "" */
+    int cpu_hz;             /* HEAPPROF_CPU_HZ: samples per CPU second */
+    bool cpu_process_timer; /* HEAPPROF_CPU_TIMER=process: setitimer, not per-thread timers */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);

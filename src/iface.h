@@ -176,6 +176,48 @@ struct hp_unloaded {
 };
 const struct hp_unloaded *hp_unloaded_list(void);
 
+/* ---- CPU profiles (record/cpu.c) ---- */
+/* Who started the running profile: one runs at a time. */
+enum hp_cpu_owner { HP_CPU_NONE = 0, HP_CPU_RUN, HP_CPU_API, HP_CPU_HTTP, HP_CPU_ANY };
+/* A stack and its samples. The leaf is stored as its address + 1, so that
+ * every frame reads as a return address (the writer takes 1 off each). */
+struct hp_cpu_stack {
+    int64_t count;
+    uint32_t epoch; /* dlclose calls counted when it was first drained */
+    int depth;
+    uintptr_t ips[];
+};
+struct hp_cpu_profile {
+    struct hp_arena arena;
+    enum hp_cpu_owner owner;
+    int hz;
+    int64_t start_ns, end_ns; /* real-time clock */
+    size_t nstacks;
+    struct hp_cpu_stack **stacks;
+    int64_t samples;   /* in the stacks */
+    int64_t dropped;   /* taken but not counted (cpu.c says when) */
+    int64_t leaf_only; /* counted with their leaf frame only (cpu.c) */
+    bool folded;       /* the table was full: later stacks under [other] */
+    bool yielded;      /* the program took SIGPROF during the profile */
+    bool process_timer;
+    /* Threads blocking SIGPROF at the end, and their CPU time during the
+     * profile: never sampled (cpu.c). */
+    int blocked_threads;
+    int64_t blocked_cpu_ns;
+    char path[4096]; /* the file it goes to, for RUN (pattern) and API */
+};
+/* Starts a profile at hz samples per CPU second: 0; -EBUSY while one runs;
+ * -EPERM when the program handles SIGPROF itself; -ENOTSUP without the
+ * signal unwinder; or another -errno. */
+int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path);
+/* Ends the running profile if owner started it (or with HP_CPU_ANY): its
+ * samples into out, which hp_cpu_release frees. 0, -ENOENT when none
+ * runs, -EBUSY when another owner's does. */
+int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out);
+void hp_cpu_release(struct hp_cpu_profile *p);
+/* Marks the calling thread as heapprof's own: never profiled. */
+void hp_cpu_own_thread(void);
+
 HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */
@@ -189,6 +231,8 @@ struct hp_report {
     /* At exit, with HEAPPROF_TIMELINE: the heap over time beside the
      * profile (report/timeline.c). */
     int (*timeline_write)(const char *profile, char *html, char *json, size_t len);
+    /* Writes a CPU profile to path. 0 or -errno. */
+    int (*cpu_write)(const char *path, struct hp_cpu_profile *p);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

@@ -49,6 +49,8 @@ HEAPPROF_API int heapprof_snapshot(void)
     static int seq_counter;
     if (!heapprof_enabled() || !hp_report)
         return -ENOTSUP;
+    if (!hp_cfg.path[0])
+        return -ENOTSUP; /* HEAPPROF_HTTP alone: no file to number */
     int seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
     char base[4096], path[4200], tag[16];
     if (hp_process_path(base, sizeof base) != 0)
@@ -71,4 +73,32 @@ HEAPPROF_API void heapprof_label_pop(void)
 {
     if (heapprof_enabled())
         hp_labels_pop();
+}
+
+/* CPU profiles into a file: the reporting half and libunwind are loaded on
+ * the first call if HEAPPROF did not load them. */
+HEAPPROF_API int heapprof_cpu_start(const char *path)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    char abs[4096];
+    int r = hp_absolute_path(abs, sizeof abs, path);
+    if (r)
+        return r;
+    hp_init(); /* the configuration (HEAPPROF_CPU_HZ), if nothing allocated yet */
+    r = hp_cpu_support();
+    if (r)
+        return r;
+    return hp_cpu_start(hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : 100, HP_CPU_API, abs);
+}
+
+HEAPPROF_API int heapprof_cpu_stop(void)
+{
+    struct hp_cpu_profile p;
+    int r = hp_cpu_stop(HP_CPU_API, &p);
+    if (r)
+        return r;
+    r = hp_report ? hp_report->cpu_write(p.path, &p) : -ENOTSUP;
+    hp_cpu_release(&p);
+    return r;
 }

@@ -22,6 +22,7 @@
 struct hp_config hp_cfg;
 
 enum { DEFAULT_MAX_MEMORY_MIB = 64 };
+enum { DEFAULT_CPU_HZ = 100 };
 enum { DEFAULT_RATE = 524288, DEFAULT_LEAK_STACKS = 10, DEFAULT_LEAK_FRAMES = 8 };
 
 /* Parses a whole decimal integer in [min, max]; false on anything else. */
@@ -92,7 +93,7 @@ static bool absolute_path(const char *name, const char *value, char *out, size_t
 
 /* The directory part of path must exist and be writable now, or the profile
  * could only fail at exit, when it is too late to say so usefully. */
-static bool dir_writable(const char *path)
+static bool dir_writable(const char *path, const char *what, const char *off)
 {
     char dir[4096];
     const char *slash = strrchr(path, '/');
@@ -105,12 +106,11 @@ static bool dir_writable(const char *path)
     }
     struct stat st;
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        hp_log("heapprof: cannot write the profile in %s (not a directory); profiling is off", dir);
+        hp_log("heapprof: cannot write the %s in %s (not a directory); %s", what, dir, off);
         return false;
     }
     if (access(dir, W_OK | X_OK) != 0) {
-        hp_log("heapprof: cannot write the profile in %s (%s); profiling is off", dir,
-               strerror(errno));
+        hp_log("heapprof: cannot write the %s in %s (%s); %s", what, dir, strerror(errno), off);
         return false;
     }
     return true;
@@ -154,22 +154,57 @@ static int parse_signal(const char *s)
     return 0;
 }
 
+/* HEAPPROF_CPU and HEAPPROF_CPU_HZ: read whether HEAPPROF is set or not. */
+static void cpu_config_load(void)
+{
+    hp_cfg.cpu_hz = (int)env_long("HEAPPROF_CPU_HZ", 1, 1000, DEFAULT_CPU_HZ);
+    const char *timer = getenv("HEAPPROF_CPU_TIMER");
+    if (timer && !strcasecmp(timer, "process"))
+        hp_cfg.cpu_process_timer = true;
+    else if (timer && *timer && strcasecmp(timer, "thread") != 0)
+        hp_log("heapprof: HEAPPROF_CPU_TIMER=\"%.32s\" is not thread or process; using thread",
+               timer);
+    const char *cpu = secure_getenv("HEAPPROF_CPU");
+    if (!cpu || !*cpu)
+        return;
+    char path[sizeof hp_cfg.cpu_path];
+    if (!absolute_path("HEAPPROF_CPU", cpu, path, sizeof path))
+        return;
+    size_t plen = strlen(path);
+    if (plen && path[plen - 1] == '/') {
+        hp_log("heapprof: HEAPPROF_CPU=%.200s names a directory, not a file; no CPU profile", cpu);
+        return;
+    }
+    if (!dir_writable(path, "CPU profile", "no CPU profile"))
+        return;
+    strcpy(hp_cfg.cpu_path, path);
+}
+
 void hp_config_load(void)
 {
     memset(&hp_cfg, 0, sizeof hp_cfg);
     hp_cfg.rate = DEFAULT_RATE;
+    hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
+    cpu_config_load();
     const char *out = secure_getenv("HEAPPROF");
-    if (!out || !*out)
+    /* HEAPPROF_HTTP alone: record and serve, with no exit profile and no
+     * leak summary (the live profiles are what was asked for). */
+    const char *serve = getenv("HEAPPROF_HTTP");
+    bool serve_only = (!out || !*out) && serve && *serve;
+    if ((!out || !*out) && !serve_only)
         return;
-    if (!absolute_path("HEAPPROF", out, hp_cfg.path, sizeof hp_cfg.path))
-        return;
-    size_t plen = strlen(hp_cfg.path);
-    if (plen && hp_cfg.path[plen - 1] == '/') {
-        hp_log("heapprof: HEAPPROF=%.200s names a directory, not a file; profiling is off", out);
-        return;
+    if (!serve_only) {
+        if (!absolute_path("HEAPPROF", out, hp_cfg.path, sizeof hp_cfg.path))
+            return;
+        size_t plen = strlen(hp_cfg.path);
+        if (plen && hp_cfg.path[plen - 1] == '/') {
+            hp_log("heapprof: HEAPPROF=%.200s names a directory, not a file; profiling is off",
+                   out);
+            return;
+        }
+        if (!dir_writable(hp_cfg.path, "profile", "profiling is off"))
+            return;
     }
-    if (!dir_writable(hp_cfg.path))
-        return;
 
     hp_cfg.rate = env_long("HEAPPROF_RATE", 1, 1L << 40, DEFAULT_RATE);
     hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY", (size_t)4 << 20, (size_t)1 << 40,
@@ -219,10 +254,11 @@ void hp_config_load(void)
                sig);
     hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
     hp_cfg.peak = env_bool("HEAPPROF_PEAK", false);
-    hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
     hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO", false);
     hp_cfg.timeline = env_bool("HEAPPROF_TIMELINE", false);
     /* Undocumented but for tests: the timeline's sampling period. */
     hp_cfg.timeline_ms = env_long("HEAPPROF_TIMELINE_MS", 1, 60000, 100);
+    if (serve_only)
+        hp_cfg.leaks_off = true;
     hp_cfg.enabled = true;
 }

@@ -45,10 +45,10 @@ static void note_start(void);
  * LD_PRELOAD): it must not overwrite its parent's profile. The parent's
  * environment as it was started is in /proc/PPID/environ; if it holds the
  * same HEAPPROF, this process is a descendant. */
-static bool parent_is_profiled(const char *value)
+static bool parent_is_profiled(const char *name, const char *value)
 {
     char want[4200];
-    int n = snprintf(want, sizeof want, "HEAPPROF=%s", value);
+    int n = snprintf(want, sizeof want, "%s=%s", name, value);
     return n > 0 && (size_t)n < sizeof want && hp_proc_environ_has(getppid(), want);
 }
 
@@ -103,7 +103,7 @@ void hp_init(void)
         hp_stderr_keep();
     note_start();
     const char *raw = secure_getenv("HEAPPROF");
-    not_root = raw && parent_is_profiled(raw);
+    not_root = raw && parent_is_profiled("HEAPPROF", raw);
     if (!hp_math_init() || !hp_stack_init()) {
         __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
         hp_busy_end(was_busy);
@@ -217,19 +217,61 @@ static void load_report(void)
     hp_report = r;
 }
 
+/* What CPU profiles need, loaded on first use when the heap profiler did
+ * not load it (HEAPPROF unset): libunwind and the reporting half. Never
+ * from a signal handler: from the constructor, or heapprof_cpu_start. */
+int hp_cpu_support(void)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int result = 1; /* 1: not tried yet */
+    pthread_mutex_lock(&mu);
+    if (result == 1) {
+        bool was_busy = hp_busy_begin();
+        if (!hp_stack_signal_ready() && !hp_stack_init())
+            result = -ENOTSUP;
+        else if (!hp_stack_signal_ready()) {
+            hp_log("heapprof: libunwind has no unw_init_local2; no CPU profiles");
+            result = -ENOTSUP;
+        } else {
+            if (!hp_report)
+                load_report();
+            result = hp_report ? 0 : -ENOTSUP;
+        }
+        hp_busy_end(was_busy);
+    }
+    pthread_mutex_unlock(&mu);
+    return result;
+}
+
+/* HEAPPROF_CPU: a CPU profile of the whole run, from here to exit. */
+static void start_run_profile(void)
+{
+    const char *raw = secure_getenv("HEAPPROF_CPU");
+    hp_cpu_set_not_root(raw && parent_is_profiled("HEAPPROF_CPU", raw));
+    if (hp_cpu_support() != 0)
+        return;
+    int r = hp_cpu_start(hp_cfg.cpu_hz, HP_CPU_RUN, hp_cfg.cpu_path);
+    if (r == -EPERM)
+        hp_log("heapprof: the program handles SIGPROF itself; no CPU profile");
+    else if (r)
+        hp_log("heapprof: cannot start the CPU profile: %s", strerror(-r));
+}
+
 /* The background thread (HTTP, signal and interval snapshots) starts here,
  * not in hp_init: the first allocation can come before libc is ready to
  * create threads. */
 __attribute__((constructor)) static void hp_constructor(void)
 {
     hp_init();
-    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON)
-        return;
-    bool was_busy = hp_busy_begin();
-    load_report();
-    hp_busy_end(was_busy);
-    if (hp_report && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON)
-        hp_report->agent_start();
+    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON) {
+        bool was_busy = hp_busy_begin();
+        load_report();
+        hp_busy_end(was_busy);
+        if (hp_report && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON)
+            hp_report->agent_start();
+    }
+    if (hp_cfg.cpu_path[0])
+        start_run_profile();
 }
 
 /* Estimated in-use bytes, for peak tracking. Updated only on the sampled
@@ -408,12 +450,38 @@ __attribute__((noinline)) static void scrub_stack(size_t want)
 /* At exit, after the program's atexit handlers and C++ static destructors
  * (those run before the shared objects' destructors), so what they free is
  * not reported as leaked. Runs once, on whichever thread called exit. */
+/* A CPU profile still running at exit: HEAPPROF_CPU's (into its file, with
+ * a pid in a child) or one the API started is written; an HTTP window's is
+ * dropped. */
+static void cpu_exit(void)
+{
+    struct hp_cpu_profile p;
+    if (hp_cpu_stop(HP_CPU_ANY, &p) != 0)
+        return;
+    char path[4096];
+    int r = -1;
+    if (p.owner == HP_CPU_RUN)
+        r = hp_output_path(path, sizeof path, p.path, hp_cpu_run_not_root());
+    else if (p.owner == HP_CPU_API)
+        r = snprintf(path, sizeof path, "%s", p.path) < (int)sizeof path ? 0 : -1;
+    if (r == 0 && hp_report) {
+        r = hp_report->cpu_write(path, &p);
+        if (r == 0 && hp_cfg.announce)
+            hp_log("heapprof: wrote the CPU profile %s (see it with: go tool pprof -top %s)", path,
+                   path);
+    }
+    hp_cpu_release(&p);
+}
+
 static void exit_dump(void);
 
 __attribute__((destructor)) static void hp_exit_dump(void)
 {
+    cpu_exit();
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
         return;
+    if (!hp_cfg.path[0])
+        return; /* HEAPPROF_HTTP alone: live profiles only */
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;
     /* Before the frames of the dump are made: they have room left

@@ -80,6 +80,29 @@ void hp_loader_leave(void)
         __atomic_fetch_sub(my_readers(), 1, __ATOMIC_RELEASE);
 }
 
+/* From the CPU profiler's signal handler (cpu.c), which must never wait:
+ * false, and the sample is dropped, when a fork is waiting or running (the
+ * handler may have interrupted the forking thread itself, inside
+ * hp_loader_fork_prepare, which would then wait for this read forever), or
+ * when this thread is already inside a loader section (unwinding, dlopen,
+ * dlclose): glibc's loader lock is recursive, but its owner is recorded
+ * only after the lock is taken and cleared before it is released, so a
+ * signal landing in between would wait in dl_iterate_phdr for its own
+ * thread. */
+bool hp_loader_try_enter(void)
+{
+    if (guard_depth > 0 || __atomic_load_n(&guard_writer, __ATOMIC_SEQ_CST))
+        return false;
+    int *r = my_readers();
+    __atomic_fetch_add(r, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&guard_writer, __ATOMIC_SEQ_CST)) {
+        __atomic_fetch_sub(r, 1, __ATOMIC_RELEASE);
+        return false;
+    }
+    guard_depth = 1;
+    return true;
+}
+
 void hp_loader_fork_prepare(void)
 {
     /* A fork from inside dlopen (a constructor that forks) already holds a

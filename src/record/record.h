@@ -51,6 +51,11 @@ double hp_unbias_scale(uint64_t size, long rate);
 /* Loads libunwind; false (and one line said) if it cannot. */
 bool hp_stack_init(void);
 int hp_stack_capture(void **ips, int max);
+/* For the CPU profiler (cpu.c): whether the signal-frame unwinder loaded,
+ * and the stack of the code a signal interrupted (async-signal-safe; with
+ * leaf_only, or where unwinding is not safe, only the leaf: *partial). */
+bool hp_stack_signal_ready(void);
+int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial);
 
 /* ---- the stack table (record/table.c) ---- */
 void hp_table_init(void);
@@ -165,6 +170,24 @@ void hp_on_unfree(void *p, struct hp_live_rec rec);
 /* The reporting half, once loaded (NULL before, or if it could not be). */
 extern const struct hp_report *hp_report;
 
+/* ---- CPU profiles (record/cpu.c) ---- */
+/* A whole-run profile's file gets a pid (a forked child, or a program exec'd
+ * by a profiled one). */
+bool hp_cpu_run_not_root(void);
+void hp_cpu_set_not_root(bool v);
+/* Loads what CPU profiles need when the heap profiler did not (libunwind,
+ * the reporting half): 0 or -ENOTSUP (record/core.c). */
+int hp_cpu_support(void);
+/* For cpu_hooks.c: whether a new thread must be wrapped, the wrapped
+ * thread's first step, and the program setting SIGPROF's disposition (act
+ * NULL: through signal()). */
+bool hp_cpu_wrap_threads(void);
+/* Calls of dl_iterate_phdr under way on this thread (cpu_hooks.c). */
+extern HP_TLS int hp_in_dl_iterate;
+void hp_cpu_thread_begin(void);
+struct sigaction;
+void hp_cpu_sigprof_set(const struct sigaction *act);
+
 /* ---- labels (record/labels.c) ---- */
 /* The calling thread's label set now: its name and pushed labels. */
 uint32_t hp_labels_current(void);
@@ -181,6 +204,7 @@ extern uint32_t hp_dl_epoch;
  * dlclose): fork waits until no thread is inside. */
 void hp_loader_enter(void);
 void hp_loader_leave(void);
+bool hp_loader_try_enter(void); /* never waits: for signal handlers */
 void hp_loader_fork_prepare(void);
 void hp_loader_fork_parent(void);
 void hp_loader_fork_child(void);

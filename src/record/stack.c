@@ -21,11 +21,12 @@
 #include <stdio.h>
 #include <link.h>
 #include <string.h>
+#include <ucontext.h>
 
 struct range {
     uintptr_t lo, hi;
 };
-static struct range self_text, unwind_text;
+static struct range self_text, unwind_text, loader_text;
 
 struct find_arg {
     uintptr_t base;
@@ -68,6 +69,21 @@ static void text_of(const void *addr, struct range *out)
 #define HP_XSTR(x) HP_STR(x)
 
 static int (*backtrace_fn)(void **, int);
+/* For the CPU profiler's signal handler (hp_stack_signal). */
+static int (*init_local2_fn)(unw_cursor_t *, unw_context_t *, int);
+static int (*step_fn)(unw_cursor_t *);
+static int (*get_reg_fn)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+
+/* The dynamic loader's code: ld-linux-x86-64.so.2 (whatever its name, the
+ * object whose file name starts with "ld-" or "ld.so"). */
+static int find_loader(struct dl_phdr_info *info, size_t size, void *data)
+{
+    const char *base = info->dlpi_name ? hp_basename(info->dlpi_name) : "";
+    if (strncmp(base, "ld-", 3) != 0 && strncmp(base, "ld.so", 5) != 0)
+        return 0;
+    struct find_arg a = {info->dlpi_addr, data};
+    return find_text(info, size, &a);
+}
 
 bool hp_stack_init(void)
 {
@@ -89,6 +105,12 @@ bool hp_stack_init(void)
     set_size(*space, 4096, 0);
     text_of((const void *)hp_stack_init, &self_text);
     text_of((const void *)bt, &unwind_text);
+    dl_iterate_phdr(find_loader, &loader_text);
+    init_local2_fn =
+        (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(h, HP_XSTR(unw_init_local2));
+    step_fn = (int (*)(unw_cursor_t *))dlsym(h, HP_XSTR(unw_step));
+    get_reg_fn =
+        (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(h, HP_XSTR(unw_get_reg));
     __atomic_store_n(&backtrace_fn, bt, __ATOMIC_RELEASE);
     return true;
 }
@@ -118,4 +140,46 @@ int hp_stack_capture(void **ips, int max)
         depth = 0;
     memcpy(ips, buf + skip, (size_t)depth * sizeof(void *));
     return depth;
+}
+
+bool hp_stack_signal_ready(void)
+{
+    return __atomic_load_n(&backtrace_fn, __ATOMIC_ACQUIRE) && init_local2_fn && step_fn &&
+           get_reg_fn;
+}
+
+/* The stack of the code a signal interrupted, from the signal's context:
+ * libunwind starts at the interrupted instruction (UNW_INIT_SIGNAL_FRAME:
+ * an exact address, not a return address) and walks out from there, so
+ * neither the handler's frames nor the kernel's return trampoline appear.
+ * The leaf is stored as its address + 1, so that it reads as the return
+ * addresses after it do (the profile writes address - 1 for every frame).
+ *
+ * Only libunwind's local, signal-safe calls are used: unw_init_local2,
+ * unw_step and unw_get_reg (not unw_backtrace, whose per-thread trace cache
+ * is thread-local storage of a dlopen'ed library, which glibc may allocate
+ * with malloc on a thread's first touch). With leaf_only, or when the
+ * interrupted code is the loader's or libunwind's (the loader's lists may
+ * be half-updated, and libunwind's caches are not reentrant), only the
+ * leaf is taken: reading it from the context is always safe. *partial
+ * says so. (The caller decides leaf_only: see cpu.c.) */
+int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial)
+{
+    ucontext_t *uc = ucontext;
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    if (max <= 0)
+        return 0;
+    int n = 0;
+    ips[n++] = pc + 1;
+    *partial = leaf_only || inside(&loader_text, pc) || inside(&unwind_text, pc);
+    unw_cursor_t cursor;
+    if (*partial || init_local2_fn(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
+        return n;
+    while (n < max && step_fn(&cursor) > 0) {
+        unw_word_t ip;
+        if (get_reg_fn(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0)
+            break;
+        ips[n++] = (uintptr_t)ip;
+    }
+    return n;
 }

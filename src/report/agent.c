@@ -38,7 +38,8 @@ static void on_signal(int sig)
 
 static void *agent_main(void *arg)
 {
-    hp_busy_begin(); /* for good: nothing this thread does is recorded */
+    hp_busy_begin();     /* for good: nothing this thread does is recorded */
+    hp_cpu_own_thread(); /* nor profiled */
     int64_t next_snap = hp_cfg.interval ? hp_mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
     struct pollfd fds[256];
     for (;;) {

@@ -11,7 +11,12 @@
  *
  * Served: /debug/pprof/ (index), heap, allocs, peak (heapprof's own: the
  * in-use profile at the peak), cmdline, timeline (heapprof's own: the heap
- * over time as a chart, or ?format=json, timeline.c). Left out: profile, trace, goroutine,
+ * over time as a chart, or ?format=json, timeline.c), and profile: a CPU profile over
+ * ?seconds=N (30 by default, as Go's; at most MAX_SECONDS), whose timers run
+ * only during the window (record/cpu.c); like a delta, its connection waits
+ * in the loop, so the other endpoints keep answering meanwhile. A second
+ * profile request while one runs gets Go's answer: 500, "Could not enable
+ * CPU profiling: cpu profiling already in use". Left out: trace, goroutine,
  * block, mutex, threadcreate (Go runtime profiles a C program does not
  * have) and symbol (heapprof's profiles carry their own symbols).
  */
@@ -57,6 +62,7 @@ struct conn {
     long seconds;
     enum profile_kind kind;
     bool head;
+    bool cpu; /* a CPU profile's window */
 };
 
 struct hp_http {
@@ -192,6 +198,11 @@ static const char *reason(int status)
 
 static void conn_close(struct conn *c)
 {
+    if (c->cpu && c->state == WAITING) {
+        struct hp_cpu_profile p;
+        if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
+            hp_cpu_release(&p);
+    }
     if (c->fd >= 0)
         close(c->fd);
     free(c->out);
@@ -355,6 +366,7 @@ static void serve_index(struct conn *c)
     bprintf(&b, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
     bprintf(&b, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
     bprintf(&b, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
+    bprintf(&b, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
     bprintf(&b,
             "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
             "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
@@ -369,6 +381,9 @@ static void serve_index(struct conn *c)
             "<li><div class=profile-name>timeline: </div> The heap over time: the estimated "
             "in-use bytes of the stacks that hold the most, as a stacked area chart "
             "(heapprof's own; format=json for the series)</li>\n"
+            "<li><div class=profile-name>profile: </div> CPU profile. You can specify the "
+            "duration in the seconds GET parameter (30 by default). After you get the profile "
+            "file, use the go tool pprof command to investigate the profile.</li>\n"
             "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
             "heap</code>.</p>\n</body>\n</html>\n");
     if (b.oom)
@@ -517,6 +532,61 @@ static void serve_timeline(struct conn *c, const char *query)
     hp_arena_release(&a);
 }
 
+/* A CPU profile's window starts; the answer comes when it ends. */
+static void start_cpu(struct conn *c, const char *query)
+{
+    char val[64];
+    long seconds = 30; /* Go's default, also for a value it cannot use */
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        long v = strtol(val, &end, 10);
+        if (!*end && v > MAX_SECONDS) {
+            respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n", MAX_SECONDS);
+            return;
+        }
+        if (!*end && end != val && v > 0)
+            seconds = v;
+    }
+    int r = hp_cpu_start(hp_cfg.cpu_hz, HP_CPU_HTTP, NULL);
+    if (r) {
+        char body[256];
+        int n = snprintf(body, sizeof body, "Could not enable CPU profiling: %s\n",
+                         r == -EBUSY   ? "cpu profiling already in use"
+                         : r == -EPERM ? "the program handles SIGPROF itself"
+                                       : strerror(-r));
+        respond(c, 500, "text/plain; charset=utf-8", "X-Go-Pprof: 1\r\n", body,
+                n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
+        return;
+    }
+    c->cpu = true;
+    c->seconds = seconds;
+    c->state = WAITING;
+    c->deadline = hp_mono_ms() + seconds * 1000;
+}
+
+static void finish_cpu(struct conn *c)
+{
+    struct hp_cpu_profile p;
+    int r = hp_cpu_stop(HP_CPU_HTTP, &p);
+    c->cpu = false;
+    if (r) {
+        respond_text(c, 500, "the CPU profile was stopped: %s\n", strerror(-r));
+        return;
+    }
+    char comment[512];
+    struct hp_symbolizer *sym = hp_sym_open(&p.arena);
+    uint8_t *gz;
+    size_t len;
+    r = hp_cpu_encode(&p, sym, hp_cpu_comment(&p, comment, sizeof comment), &gz, &len);
+    hp_sym_close(sym);
+    if (r)
+        respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
+    else
+        respond(c, 200, "application/octet-stream",
+                "Content-Disposition: attachment; filename=\"profile\"\r\n", gz, len);
+    hp_cpu_release(&p);
+}
+
 static void handle_request(struct conn *c)
 {
     /* Request line: METHOD SP TARGET SP HTTP/x.y */
@@ -541,7 +611,7 @@ static void handle_request(struct conn *c)
     const char *path = target;
     const char *prefix = "/debug/pprof";
     size_t pl = strlen(prefix);
-    enum { R_INDEX, R_HEAP, R_ALLOCS, R_PEAK, R_CMDLINE, R_TIMELINE, R_NONE } route = R_NONE;
+    enum { R_INDEX, R_HEAP, R_ALLOCS, R_PEAK, R_CMDLINE, R_TIMELINE, R_PROFILE, R_NONE } route = R_NONE;
     if (!strncmp(path, prefix, pl)) {
         const char *rest = path + pl;
         if (!*rest || !strcmp(rest, "/"))
@@ -556,6 +626,8 @@ static void handle_request(struct conn *c)
             route = R_CMDLINE;
         else if (!strcmp(rest, "/timeline"))
             route = R_TIMELINE;
+        else if (!strcmp(rest, "/profile"))
+            route = R_PROFILE;
     }
     if (route == R_NONE) {
         respond_text(c, 404, "404 page not found\n");
@@ -579,6 +651,10 @@ static void handle_request(struct conn *c)
     char val[64];
     if (route == R_TIMELINE) {
         serve_timeline(c, query);
+        return;
+    }
+    if (route == R_PROFILE) {
+        start_cpu(c, query);
         return;
     }
     long debug = 0, seconds = 0;
@@ -777,7 +853,10 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
         if (c->state == FREE || c->deadline > now)
             continue;
         if (c->state == WAITING) {
-            finish_delta(c);
+            if (c->cpu)
+                finish_cpu(c);
+            else
+                finish_delta(c);
             if (c->state == WRITING)
                 on_writable(c);
             else

@@ -1,6 +1,9 @@
 /* The profile writer: a snapshot of the tables as a gzipped pprof profile,
- * shaped as Go's runtime writes a heap profile.
+ * shaped as Go's runtime writes a heap profile; and a CPU profile
+ * (record/cpu.c) as Go writes one. Both go through one encoder (enc_*): the
+ * same self-contained symbols, mappings and streaming.
  *
+ * Heap profiles:
  * Sample types alloc_objects/count, alloc_space/bytes, inuse_objects/count,
  * inuse_space/bytes; period_type space/bytes; period = the sampling rate;
  * one sample per (stack, size class) bucket with a numeric label "bytes"
@@ -376,125 +379,119 @@ static void put_field(struct gz_out *g, unsigned field, const uint8_t *data, siz
     gz_put(g, data, len);
 }
 
-int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
-                      const char *default_type, uint8_t **out, size_t *outlen)
-{
+/* ---- the encoder both profiles share ---- */
+
+/* One profile being written: the tables of strings, locations and
+ * functions, and the compressed stream the samples go into. */
+struct enc {
     struct builder b;
-    memset(&b, 0, sizeof b);
-    b.a = &s->arena;
-    b.sym = sym;
-    b.nnodes = hp_table_nodes();
-    b.node_loc = hp_arena_alloc(b.a, (size_t)b.nnodes * sizeof *b.node_loc);
-    if (!b.node_loc)
-        b.nnodes = 0;
-    str_index(&b, ""); /* string_table[0] must be "" */
-    int64_t bytes_key = str_index(&b, "bytes");
-    int64_t thread_key = str_index(&b, "thread");
+    struct gz_out *g;
+    int64_t bytes_key, thread_key;
+};
 
-    struct gz_out *g = hp_arena_alloc(b.a, sizeof *g);
-    if (!g || gz_begin(g, b.a) != 0)
-        return -ENOMEM;
-
-    /* The samples, one per bucket, each packed on the stack. */
-    for (size_t i = 0; i < s->nbuckets && !b.oom && !g->err; i++) {
-        struct hp_snap_bucket *sb = &s->buckets[i];
-        struct hp_frame fs[HP_MAX_FRAMES];
-        uint64_t ids[HP_MAX_FRAMES];
-        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
-        for (int d = 0; d < depth; d++)
-            ids[d] = frame_location(&b, &fs[d]);
-        Sample sm;
-        perftools__profiles__sample__init(&sm);
-        sm.location_id = ids;
-        sm.n_location_id = (size_t)depth;
-        int64_t values[4];
-        memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
-        sm.value = values;
-        sm.n_value = 4;
-        Label label[3 + HEAPPROF_LABELS_MAX], *labels[3 + HEAPPROF_LABELS_MAX];
-        size_t nl = 0;
-        perftools__profiles__label__init(&label[nl]);
-        label[nl].key = bytes_key;
-        /* Go's label is the size of every object in the bucket; a bucket here
-         * holds one size class, and the label is the average size of the
-         * objects it stands for. */
-        label[nl++].num = (int64_t)hp_snap_avg_size(sb);
-        /* The thread's name and the program's labels, as string labels. */
-        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
-        if (ls && ls->thread) {
-            perftools__profiles__label__init(&label[nl]);
-            label[nl].key = thread_key;
-            label[nl++].str = str_index(&b, ls->thread);
-        }
-        for (int k = 0; ls && k < ls->n && nl < 2 + HEAPPROF_LABELS_MAX; k++) {
-            perftools__profiles__label__init(&label[nl]);
-            label[nl].key = str_index(&b, ls->kv[2 * k]);
-            label[nl++].str = str_index(&b, ls->kv[2 * k + 1]);
-        }
-        /* The leak check's verdict on the in-use objects (an exit profile
-         * taken with verdicts): -tagfocus=leak=definite shows lost memory. */
-        static const char *const verdict_names[HP_NVERDICTS] = {NULL, "definite", "indirect",
-                                                                "reachable"};
-        if (s->verdicts && sb->verdict > HP_V_NONE && sb->verdict < HP_NVERDICTS) {
-            perftools__profiles__label__init(&label[nl]);
-            label[nl].key = str_index(&b, "leak");
-            label[nl++].str = str_index(&b, verdict_names[sb->verdict]);
-        }
-        for (size_t k = 0; k < nl; k++)
-            labels[k] = &label[k];
-        sm.label = labels;
-        sm.n_label = nl;
-        size_t len = perftools__profiles__sample__get_packed_size(&sm);
-        uint8_t small[HP_MAX_FRAMES * 10 + 256];
-        uint8_t *packed = len <= sizeof small ? small : hp_arena_alloc(b.a, len);
-        if (!packed) {
-            b.oom = true;
-            break;
-        }
-        perftools__profiles__sample__pack(&sm, packed);
-        put_field(g, 2, packed, len);
+/* nodes: frames carry node numbers of the stack table (heap profiles), so
+ * locations can be cached by node. */
+static int enc_begin(struct enc *e, struct hp_arena *a, struct hp_symbolizer *sym, bool nodes)
+{
+    memset(e, 0, sizeof *e);
+    struct builder *b = &e->b;
+    b->a = a;
+    b->sym = sym;
+    if (nodes) {
+        b->nnodes = hp_table_nodes();
+        b->node_loc = hp_arena_alloc(b->a, (size_t)b->nnodes * sizeof *b->node_loc);
+        if (!b->node_loc)
+            b->nnodes = 0;
     }
+    str_index(b, ""); /* string_table[0] must be "" */
+    e->bytes_key = str_index(b, "bytes");
+    e->thread_key = str_index(b, "thread");
+    e->g = hp_arena_alloc(b->a, sizeof *e->g);
+    if (!e->g || gz_begin(e->g, b->a) != 0)
+        return -ENOMEM;
+    return 0;
+}
 
-    /* Everything else, as one more piece of the same message. */
+static bool enc_ok(const struct enc *e)
+{
+    return !e->b.oom && !e->g->err;
+}
+
+/* One sample, packed on the stack and compressed at once. */
+static void enc_sample(struct enc *e, const struct hp_frame *fs, int depth, int64_t *values,
+                       size_t nvalues, Label **labels, size_t nlabels)
+{
+    struct builder *b = &e->b;
+    uint64_t ids[HP_MAX_FRAMES];
+    if (depth > HP_MAX_FRAMES)
+        depth = HP_MAX_FRAMES;
+    for (int d = 0; d < depth; d++)
+        ids[d] = frame_location(b, &fs[d]);
+    Sample sm;
+    perftools__profiles__sample__init(&sm);
+    sm.location_id = ids;
+    sm.n_location_id = (size_t)depth;
+    sm.value = values;
+    sm.n_value = nvalues;
+    sm.label = labels;
+    sm.n_label = nlabels;
+    size_t len = perftools__profiles__sample__get_packed_size(&sm);
+    uint8_t small[HP_MAX_FRAMES * 10 + 256];
+    uint8_t *packed = len <= sizeof small ? small : hp_arena_alloc(b->a, len);
+    if (!packed) {
+        b->oom = true;
+        return;
+    }
+    perftools__profiles__sample__pack(&sm, packed);
+    put_field(e->g, 2, packed, len);
+}
+
+/* What the Profile message says besides its samples. */
+struct enc_head {
+    const char *types[4][2]; /* sample types: type, unit */
+    int ntypes;
+    const char *period_type[2];
+    int64_t period;
+    int64_t time_nanos, duration_nanos;
+    const char *default_type; /* NULL: none */
+    const char *comment;      /* NULL: none */
+};
+
+/* Everything but the samples, as one more piece of the same message; then
+ * the gzip stream's end. */
+static int enc_end(struct enc *e, const struct enc_head *h, uint8_t **out, size_t *outlen)
+{
+    struct builder *b = &e->b;
     Profile p;
     perftools__profiles__profile__init(&p);
-    ValueType *types[4] = {
-        value_type(&b, "alloc_objects", "count"),
-        value_type(&b, "alloc_space", "bytes"),
-        value_type(&b, "inuse_objects", "count"),
-        value_type(&b, "inuse_space", "bytes"),
-    };
+    ValueType *types[4];
+    for (int i = 0; i < h->ntypes && i < 4; i++)
+        types[i] = value_type(b, h->types[i][0], h->types[i][1]);
     p.sample_type = types;
-    p.n_sample_type = 4;
-    p.period_type = value_type(&b, "space", "bytes");
-    p.period = s->rate;
-    if (s->since_ns && s->time_ns) {
-        /* A delta, as Go writes one: it starts when its window did. */
-        p.time_nanos = s->since_ns;
-        p.duration_nanos = s->time_ns - s->since_ns;
-    } else {
-        p.time_nanos = hp_now_ns();
-        p.duration_nanos = start_ns ? p.time_nanos - start_ns : 0;
-    }
-    if (default_type)
-        p.default_sample_type = str_index(&b, default_type);
+    p.n_sample_type = (size_t)h->ntypes;
+    p.period_type = value_type(b, h->period_type[0], h->period_type[1]);
+    p.period = h->period;
+    p.time_nanos = h->time_nanos;
+    p.duration_nanos = h->duration_nanos;
+    if (h->default_type)
+        p.default_sample_type = str_index(b, h->default_type);
     int64_t comment;
-    if (s->comment) {
-        comment = str_index(&b, s->comment);
+    if (h->comment) {
+        comment = str_index(b, h->comment);
         p.comment = &comment;
         p.n_comment = 1;
     }
 
     /* Mappings last: symbolizing the locations set their has_* flags. */
     struct hp_mapping *maps;
-    int nmaps = hp_sym_mappings(sym, &maps);
-    Mapping **mps = nmaps ? hp_arena_alloc(b.a, (size_t)nmaps * sizeof *mps) : NULL;
+    int nmaps = hp_sym_mappings(b->sym, &maps);
+    Mapping **mps = nmaps ? hp_arena_alloc(b->a, (size_t)nmaps * sizeof *mps) : NULL;
     if (nmaps && !mps)
-        b.oom = true;
-    for (int i = 0; i < nmaps && mps && !b.oom; i++) {
-        Mapping *m = hp_arena_alloc(b.a, sizeof *m);
+        b->oom = true;
+    for (int i = 0; i < nmaps && mps && !b->oom; i++) {
+        Mapping *m = hp_arena_alloc(b->a, sizeof *m);
         if (!m) {
-            b.oom = true;
+            b->oom = true;
             break;
         }
         perftools__profiles__mapping__init(m);
@@ -502,8 +499,8 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         m->memory_start = maps[i].start;
         m->memory_limit = maps[i].limit;
         m->file_offset = maps[i].offset;
-        m->filename = str_index(&b, maps[i].file);
-        m->build_id = str_index(&b, maps[i].build_id);
+        m->filename = str_index(b, maps[i].file);
+        m->build_id = str_index(b, maps[i].build_id);
         m->has_functions = maps[i].has_functions;
         m->has_filenames = maps[i].has_filenames;
         m->has_line_numbers = maps[i].has_lines;
@@ -512,26 +509,139 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     }
     p.mapping = mps;
     p.n_mapping = mps ? (size_t)nmaps : 0;
-    p.location = b.locations;
-    p.n_location = b.nlocs;
-    p.function = b.functions;
-    p.n_function = b.nfns;
-    p.string_table = b.string_table;
-    p.n_string_table = b.nstrings;
+    p.location = b->locations;
+    p.n_location = b->nlocs;
+    p.function = b->functions;
+    p.n_function = b->nfns;
+    p.string_table = b->string_table;
+    p.n_string_table = b->nstrings;
 
-    if (!b.oom) {
+    if (!b->oom) {
         size_t len = perftools__profiles__profile__get_packed_size(&p);
-        uint8_t *raw = hp_arena_alloc(b.a, len + 1);
+        uint8_t *raw = hp_arena_alloc(b->a, len + 1);
         if (raw) {
             perftools__profiles__profile__pack(&p, raw);
-            gz_put(g, raw, len);
+            gz_put(e->g, raw, len);
         } else {
-            b.oom = true;
+            b->oom = true;
         }
     }
-    int r = gz_finish(g, out, outlen);
-    free_indexes(&b);
-    return b.oom ? -ENOMEM : r;
+    int r = gz_finish(e->g, out, outlen);
+    free_indexes(b);
+    return b->oom ? -ENOMEM : r;
+}
+
+/* ---- the heap profile ---- */
+
+int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
+                      const char *default_type, uint8_t **out, size_t *outlen)
+{
+    struct enc e;
+    if (enc_begin(&e, &s->arena, sym, true) != 0) {
+        free_indexes(&e.b);
+        return -ENOMEM;
+    }
+    struct builder *b = &e.b;
+
+    /* The samples, one per bucket. */
+    for (size_t i = 0; i < s->nbuckets && enc_ok(&e); i++) {
+        struct hp_snap_bucket *sb = &s->buckets[i];
+        struct hp_frame fs[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
+        int64_t values[4];
+        memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
+        Label label[3 + HEAPPROF_LABELS_MAX], *labels[3 + HEAPPROF_LABELS_MAX];
+        size_t nl = 0;
+        perftools__profiles__label__init(&label[nl]);
+        label[nl].key = e.bytes_key;
+        /* Go's label is the size of every object in the bucket; a bucket here
+         * holds one size class, and the label is the average size of the
+         * objects it stands for. */
+        label[nl++].num = (int64_t)hp_snap_avg_size(sb);
+        /* The thread's name and the program's labels, as string labels. */
+        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
+        if (ls && ls->thread) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = e.thread_key;
+            label[nl++].str = str_index(b, ls->thread);
+        }
+        for (int k = 0; ls && k < ls->n && nl < 2 + HEAPPROF_LABELS_MAX; k++) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = str_index(b, ls->kv[2 * k]);
+            label[nl++].str = str_index(b, ls->kv[2 * k + 1]);
+        }
+        /* The leak check's verdict on the in-use objects (an exit profile
+         * taken with verdicts): -tagfocus=leak=definite shows lost memory. */
+        static const char *const verdict_names[HP_NVERDICTS] = {NULL, "definite", "indirect",
+                                                                "reachable"};
+        if (s->verdicts && sb->verdict > HP_V_NONE && sb->verdict < HP_NVERDICTS) {
+            perftools__profiles__label__init(&label[nl]);
+            label[nl].key = str_index(b, "leak");
+            label[nl++].str = str_index(b, verdict_names[sb->verdict]);
+        }
+        for (size_t k = 0; k < nl; k++)
+            labels[k] = &label[k];
+        enc_sample(&e, fs, depth, values, 4, labels, nl);
+    }
+
+    struct enc_head h = {
+        .types = {{"alloc_objects", "count"},
+                  {"alloc_space", "bytes"},
+                  {"inuse_objects", "count"},
+                  {"inuse_space", "bytes"}},
+        .ntypes = 4,
+        .period_type = {"space", "bytes"},
+        .period = s->rate,
+        .default_type = default_type,
+        .comment = s->comment,
+    };
+    if (s->since_ns && s->time_ns) {
+        /* A delta, as Go writes one: it starts when its window did. */
+        h.time_nanos = s->since_ns;
+        h.duration_nanos = s->time_ns - s->since_ns;
+    } else {
+        h.time_nanos = hp_now_ns();
+        h.duration_nanos = start_ns ? h.time_nanos - start_ns : 0;
+    }
+    return enc_end(&e, &h, out, outlen);
+}
+
+/* ---- the CPU profile ---- */
+
+int hp_cpu_encode(struct hp_cpu_profile *p, struct hp_symbolizer *sym, const char *comment,
+                  uint8_t **out, size_t *outlen)
+{
+    struct enc e;
+    if (enc_begin(&e, &p->arena, sym, false) != 0) {
+        free_indexes(&e.b);
+        return -ENOMEM;
+    }
+    int64_t period = 1000000000LL / (p->hz > 0 ? p->hz : 100);
+    for (size_t i = 0; i < p->nstacks && enc_ok(&e); i++) {
+        const struct hp_cpu_stack *st = p->stacks[i];
+        struct hp_frame fs[HP_MAX_FRAMES];
+        int depth = st->depth < HP_MAX_FRAMES ? st->depth : HP_MAX_FRAMES;
+        for (int d = 0; d < depth; d++) {
+            fs[d].ip = st->ips[d];
+            fs[d].node = UINT32_MAX; /* not a node of the heap's stack table */
+            fs[d].epoch = st->epoch;
+        }
+        int64_t values[2] = {st->count, st->count * period};
+        enc_sample(&e, fs, depth, values, 2, NULL, 0);
+    }
+    /* As Go's runtime/pprof writes a CPU profile: samples/count and
+     * cpu/nanoseconds, period 1e9/hz nanoseconds of CPU, the window's start
+     * and length. */
+    struct enc_head h = {
+        .types = {{"samples", "count"}, {"cpu", "nanoseconds"}},
+        .ntypes = 2,
+        .period_type = {"cpu", "nanoseconds"},
+        .period = period,
+        .time_nanos = p->start_ns,
+        .duration_nanos = p->end_ns - p->start_ns,
+        .comment = comment,
+    };
+    return enc_end(&e, &h, out, outlen);
 }
 
 int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const char *path,

@@ -77,6 +77,65 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
     return r;
 }
 
+const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    if (p->leaf_only)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: %lld samples have their leaf frame only (they landed "
+                              "inside heapprof's own work, libunwind, the loader or a fork, "
+                              "where unwinding is not safe). ",
+                              (long long)p->leaf_only);
+    if (p->dropped && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: %lld samples dropped (the buffer was full, or the "
+                              "signal was held back while the thread blocked SIGPROF). ",
+                              (long long)p->dropped);
+    if (p->folded && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: the stack table was full; later stacks are under "
+                              "[other]. ");
+    if (p->yielded && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: the program installed its own SIGPROF handler; the "
+                              "profile stops there. ");
+    if (p->blocked_threads && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: %d threads block SIGPROF and could not be sampled: "
+                              "%.2f s of their CPU time is not in this profile. ",
+                              p->blocked_threads, (double)p->blocked_cpu_ns / 1e9);
+    if (p->process_timer && n < len)
+        n += (size_t)snprintf(buf + n, len - n,
+                              "heapprof: sampled with setitimer(ITIMER_PROF), not per-thread "
+                              "timers. ");
+    if (n && n < len && buf[n - 1] == ' ')
+        buf[n - 1] = 0;
+    return n ? buf : NULL;
+}
+
+/* A CPU profile into a file, atomically: symbolized here, inside the
+ * program, like the heap profiles. */
+static int cpu_write(const char *path, struct hp_cpu_profile *p)
+{
+    bool was_busy = hp_busy_begin();
+    pthread_mutex_lock(&dump_lock);
+    hp_stderr_choose();
+    char comment[512];
+    struct hp_symbolizer *sym = hp_sym_open(&p->arena);
+    uint8_t *gz;
+    size_t len;
+    int r = hp_cpu_encode(p, sym, hp_cpu_comment(p, comment, sizeof comment), &gz, &len);
+    hp_sym_close(sym);
+    if (r == 0)
+        r = hp_write_file_atomic(path, gz, len);
+    if (r)
+        hp_log("heapprof: cannot write the CPU profile %s: %s", path, strerror(-r));
+    pthread_mutex_unlock(&dump_lock);
+    hp_busy_end(was_busy);
+    return r;
+}
+
 static void child(void)
 {
     pthread_mutex_init(&dump_lock, NULL);
@@ -88,4 +147,5 @@ HEAPPROF_API const struct hp_report hp_report_entry = {
     .agent_start = hp_agent_start,
     .agent_child = child,
     .timeline_write = hp_timeline_write,
+    .cpu_write = cpu_write,
 };

@@ -92,6 +92,15 @@ int hp_timeline_render(struct hp_arena *a, bool json, char **out, size_t *len);
  * beside the profile path; the path of each file written into html and
  * json (size len), "" for one not written. 0 or the last -errno. */
 int hp_timeline_write(const char *profile, char *html, char *json, size_t len);
+/* A CPU profile (record/cpu.c) as Go writes one: sample types samples/count
+ * and cpu/nanoseconds, period type cpu/nanoseconds, period 1e9/hz. comment:
+ * NULL or one line for the profile's comments. */
+int hp_cpu_encode(struct hp_cpu_profile *p, struct hp_symbolizer *sym, const char *comment,
+                  uint8_t **out, size_t *outlen);
+/* The line hp_cpu_encode is given for p (drops, [other], SIGPROF taken by
+ * the program, the fallback timer), into buf; NULL when there is nothing
+ * to say. */
+const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len);
 
 /* ---- leak summary (report/leaks.c) ---- */
 /* Returns the number of stacks that fail the CI gate (after suppressions):

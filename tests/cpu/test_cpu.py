@@ -1,0 +1,593 @@
+"""CPU profiles (issue 14): examples/cpuburn splits each thread's CPU time
+3:1 between burn_a and burn_b (by CPU time, so the truth does not depend on
+the machine's load); the profiles must show that split, be shaped like Go's
+CPU profile, and leave the program's output and exit status as they are.
+
+Usage: test_cpu.py CHECK   (run by meson test; paths come from the
+environment: HEAPPROF_LIB, HEAPPROF_DECODE, HEAPPROF_CPUBURN,
+HEAPPROF_CPUBURN_LINKED, HEAPPROF_WRAPPER)
+"""
+
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import helpers as h  # noqa: E402
+
+CPU_VARS = ("HEAPPROF_CPU", "HEAPPROF_CPU_HZ", "HEAPPROF_CPU_TIMER", "HEAPPROF_HTTP",
+            "HEAPPROF_ANNOUNCE", "HEAPPROF_SIGNAL", "HEAPPROF_INTERVAL")
+# burn_a's share of burn_a + burn_b, and how far a profile may stray from it
+# (points). Every check that holds a profile to it has 500 samples or more
+# (250 Hz, the kernel's tick here: higher rates only add overruns): a
+# binomial standard deviation under 2 points, so 6 points is over 3.
+TRUTH = 0.75
+TOLERANCE = 0.06
+
+
+def env_for(extra):
+    env = h.base_env()
+    for v in CPU_VARS:
+        env.pop(v, None)
+    env.update(extra)
+    return env
+
+
+def burn():
+    return h.env_path("HEAPPROF_CPUBURN")
+
+
+def plain_run(args):
+    """The program alone: its output and status, to compare with."""
+    r = h.run([burn()] + args, env=env_for({}), timeout=120)
+    h.check(r.returncode in (0, 3), f"cpuburn alone failed: {h.describe(r)}")
+    return r
+
+
+def shares(table):
+    """burn_a's share of burn_a + burn_b, and the total, from {name: (flat, ...)}."""
+    a = table.get("burn_a", [0])[0]
+    b = table.get("burn_b", [0])[0]
+    h.check(a + b > 0, f"neither burn_a nor burn_b in the profile: {table}")
+    return a / (a + b), a + b
+
+
+def check_share(share, what):
+    h.check(abs(share - TRUTH) <= TOLERANCE,
+            f"{what}: burn_a has {100 * share:.1f}% of burn_a + burn_b, want "
+            f"{100 * TRUTH:.0f} +- {100 * TOLERANCE:.0f}")
+
+
+def check_go_shape(path, hz=100):
+    """Go's CPU profile shape, read back with heapprof-decode."""
+    doc = h.decode_json(path)
+    types = [tuple(t) for t in doc["sample_types"]]
+    h.check(types == [("samples", "count"), ("cpu", "nanoseconds")],
+            f"sample types {types}, want samples/count and cpu/nanoseconds")
+    pt = tuple(doc["period_type"])
+    h.check(pt == ("cpu", "nanoseconds"), f"period type {pt}")
+    h.check(doc["period"] == 1000000000 // hz, f"period {doc['period']}, want {10**9 // hz}")
+    h.check(doc["duration_nanos"] > 0, "duration_nanos not set")
+    h.check(abs(doc["time_nanos"] / 1e9 - time.time()) < 600, f"time_nanos {doc['time_nanos']}")
+    for s in doc["samples"]:
+        h.check(s["values"][1] == s["values"][0] * doc["period"],
+                f"a sample's cpu value is not its count times the period: {s['values']}")
+    return doc
+
+
+def flat(path):
+    return {h.short_name(k): v for k, v in h.functions(path, "flat").items()}
+
+
+def pprof_shares(target, tmp):
+    """burn_a's share of burn_a + burn_b in `go tool pprof -top` (flat)."""
+    rows = h.pprof_top(target, "cpu", tmp)
+    return shares({h.short_name(k): [v[0]] for k, v in rows.items()})
+
+
+# ---- checks ------------------------------------------------------------------
+
+def check_file():
+    """HEAPPROF_CPU=FILE without HEAPPROF: a CPU profile of the whole run
+    with the 3:1 split, no heap profile and no leak summary, the program's
+    output and status unchanged."""
+    tmp = h.tempdir()
+    args = ["-t", "2", "-s", "1.5", "-x", "3"]
+    plain = plain_run(args)
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                                            "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == plain.returncode == 3, f"status {r.returncode}: {h.describe(r)}")
+    h.check(r.stdout == plain.stdout, f"output changed: {r.stdout!r} vs {plain.stdout!r}")
+    h.check(r.stderr == "", f"heapprof said something: {r.stderr!r}")
+    h.check(os.path.exists(out), "no CPU profile written")
+    h.check(sorted(os.listdir(tmp)) == ["cpu.pb.gz"], f"other files: {os.listdir(tmp)}")
+    check_go_shape(out, hz=250)
+    share, total = shares(flat(out))
+    # 2 threads x 1.5 s of CPU at 250 Hz: 750 periods, less the rest of
+    # the program's time.
+    h.check(600 <= total <= 800, f"{total} samples in burn_a + burn_b, want about 750")
+    check_share(share, "heapprof-decode")
+    if h.go_or_skip_soft():
+        check_share(pprof_shares(out, tmp)[0], "go tool pprof -top")
+
+
+def check_file_and_heap():
+    """HEAPPROF and HEAPPROF_CPU together: both profiles, each valid."""
+    tmp = h.tempdir()
+    cpu = os.path.join(tmp, "cpu.pb.gz")
+    heap = os.path.join(tmp, "heap.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "1.5", "--alloc"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": cpu,
+                           "HEAPPROF_CPU_HZ": "250", "HEAPPROF": heap,
+                           "HEAPPROF_RATE": "65536", "HEAPPROF_LEAKS": "off"}), timeout=120)
+    h.check(r.returncode == 0, h.describe(r))
+    check_go_shape(cpu, hz=250)
+    check_share(shares(flat(cpu))[0], "with the heap profiler on")
+    heap_table = {h.short_name(k): v for k, v in h.functions(heap, "cum").items()}
+    h.check(heap_table.get("keep_some", [0, 0])[1] > 0,
+            f"keep_some missing from the heap profile: {heap_table}")
+
+
+def check_api():
+    """heapprof_cpu_start/stop in a linked program, without HEAPPROF: the file
+    is written at stop; a second start while one runs is -EBUSY (cpuburn
+    says so on stderr otherwise)."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "api.pb.gz")
+    r = h.run([h.env_path("HEAPPROF_CPUBURN_LINKED"), "-t", "2", "-s", "1.5", "--api", out],
+              env=env_for({"HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    check_go_shape(out, hz=250)
+    check_share(shares(flat(out))[0], "heapprof_cpu_start/stop")
+
+
+def check_wrapper():
+    """heapprof --cpu FILE -- PROG: the CPU profile only, announced."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "w.pb.gz")
+    args = ["-t", "2", "-s", "1.5", "-x", "3"]
+    plain = plain_run(args)
+    r = h.run([h.env_path("HEAPPROF_WRAPPER"), "--cpu", out, "--cpu-hz", "250", "--", burn()]
+              + args, env=env_for({}), cwd=tmp, timeout=120)
+    h.check(r.returncode == 3 and r.stdout == plain.stdout, h.describe(r))
+    h.check(f"wrote the CPU profile {out}" in r.stderr, f"not announced: {r.stderr!r}")
+    h.check(sorted(os.listdir(tmp)) == ["w.pb.gz"], f"other files: {os.listdir(tmp)}")
+    check_go_shape(out, hz=250)
+    check_share(shares(flat(out))[0], "heapprof --cpu")
+    bad = h.run([h.env_path("HEAPPROF_WRAPPER"), "--cpu-hz", "x", burn()], env=env_for({}))
+    h.check(bad.returncode == 2 and "--cpu-hz" in bad.stderr, f"--cpu-hz x: {h.describe(bad)}")
+
+
+class Served:
+    """cpuburn under the preloaded library with the endpoint on an
+    ephemeral port."""
+
+    def __init__(self, tmp, args, extra=None, heap=True):
+        env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_HTTP": "127.0.0.1:0",
+                       "HEAPPROF_RATE": "65536", **(extra or {})})
+        if heap:
+            env.update({"HEAPPROF": os.path.join(tmp, "heap.pb.gz"), "HEAPPROF_LEAKS": "off"})
+        self.proc = subprocess.Popen([burn()] + args, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, universal_newlines=True, cwd=tmp)
+        line = ""
+        ready, _, _ = select.select([self.proc.stderr], [], [], 10)
+        if ready:
+            line = self.proc.stderr.readline()
+        m = re.search(r"serving http://(127\.0\.0\.1:\d+)/debug/pprof/", line)
+        if not m:
+            self.proc.kill()
+            raise h.Failure(f"cpuburn did not announce the endpoint: {line!r}")
+        self.base = f"http://{m.group(1)}/debug/pprof/"
+
+    def finish(self):
+        out, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, out, err
+
+
+def get(url, timeout=60):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def check_endpoint():
+    """go tool pprof -top URL/profile?seconds=3 while the program burns: the
+    3:1 split; a second request meanwhile gets Go's 500; the heap endpoint
+    answers meanwhile; the program's output and status are unchanged."""
+    tmp = h.tempdir()
+    go = h.go_or_skip_soft()
+    args = ["-t", "2", "-s", "5", "-x", "3", "--alloc"]
+    plain = plain_run(["-t", "2", "-s", "0.2", "-x", "3", "--alloc"])
+    svc = Served(tmp, args, extra={"HEAPPROF_CPU_HZ": "250"})
+    time.sleep(0.3)
+    result = {}
+
+    def profile():
+        if go:
+            result["rows"] = h.pprof_top(svc.base + "profile?seconds=3", "cpu", tmp)
+        else:
+            result["raw"] = get(svc.base + "profile?seconds=3")
+
+    t = threading.Thread(target=profile)
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(1.0)
+    st2, hd2, body2 = get(svc.base + "profile?seconds=1")
+    st3, _, heap = get(svc.base + "heap")
+    index_st, _, index = get(svc.base)
+    heap_took = time.monotonic() - t0
+    t.join(timeout=90)
+    code, out, err = svc.finish()
+    h.check(st2 == 500 and body2 == b"Could not enable CPU profiling: cpu profiling already in "
+            b"use\n", f"a second request while one ran: {st2} {body2!r}")
+    h.check(st3 == 200 and heap_took < 2.9,
+            f"the heap endpoint during the window: {st3} after {heap_took:.1f} s")
+    path = os.path.join(tmp, "heap.pb.gz")
+    with open(path, "wb") as f:
+        f.write(heap)
+    h.decode_ok(path)
+    h.check(index_st == 200 and b"href='profile'" in index, "the index does not list profile")
+    if go:
+        h.check("rows" in result, "go tool pprof did not finish")
+        share, total = shares({h.short_name(k): [v[0]] for k, v in result["rows"].items()})
+        check_share(share, "go tool pprof -top URL/profile?seconds=3")
+    else:
+        st, _, body = result["raw"]
+        h.check(st == 200, f"profile answered {st}")
+        p = os.path.join(tmp, "p.pb.gz")
+        with open(p, "wb") as f:
+            f.write(body)
+        check_go_shape(p, hz=250)
+        check_share(shares(flat(p))[0], "URL/profile?seconds=3")
+    h.check(code == 3 and out == plain.stdout, f"status {code}, output {out!r}")
+
+
+def check_endpoint_window():
+    """A window's profile: its duration and start are the window's, the
+    timers run only during it (a 1 s window on 2 busy threads holds at most
+    about 2 s of samples), and a new window can follow."""
+    tmp = h.tempdir()
+    svc = Served(tmp, ["-t", "2", "-s", "4"])
+    time.sleep(0.3)
+    paths = []
+    for i in range(2):
+        t0 = time.time()
+        st, hd, body = get(svc.base + "profile?seconds=1")
+        h.check(st == 200, f"window {i}: {st} {body[:200]!r}")
+        h.check(hd.get("Content-Type") == "application/octet-stream", f"headers {hd}")
+        p = os.path.join(tmp, f"w{i}.pb.gz")
+        with open(p, "wb") as f:
+            f.write(body)
+        doc = check_go_shape(p)
+        h.check(0.9e9 <= doc["duration_nanos"] <= 3e9,
+                f"a 1 s window lasted {doc['duration_nanos'] / 1e9:.2f} s")
+        h.check(abs(doc["time_nanos"] / 1e9 - t0) < 1, "time_nanos is not the window's start")
+        total = sum(s["values"][0] for s in doc["samples"])
+        h.check(total <= 2 * 100 * doc["duration_nanos"] / 1e9 * 1.1 + 5,
+                f"{total} samples in a {doc['duration_nanos'] / 1e9:.2f} s window of 2 threads")
+        paths.append(p)
+    code, out, err = svc.finish()
+    h.check(code == 0, f"status {code}: {err[-500:]}")
+
+
+def check_http_only():
+    """HEAPPROF_HTTP alone (the README's first example): the CPU and heap
+    endpoints answer; no file and no leak summary at exit."""
+    tmp = h.tempdir()
+    svc = Served(tmp, ["-t", "2", "-s", "2.5", "--alloc"], heap=False)
+    time.sleep(0.3)
+    st, _, body = get(svc.base + "profile?seconds=1")
+    st2, _, heap = get(svc.base + "heap")
+    code, out, err = svc.finish()
+    h.check(st == 200 and st2 == 200, f"profile {st}, heap {st2}: {body[:200]!r}")
+    for name, data in (("p.pb.gz", body), ("h.pb.gz", heap)):
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(data)
+    check_go_shape(os.path.join(tmp, "p.pb.gz"))
+    h.decode_ok(os.path.join(tmp, "h.pb.gz"))
+    # (the "serving" line was read by Served)
+    h.check(code == 0 and err == "", f"status {code}, stderr {err!r}")
+    h.check(sorted(os.listdir(tmp)) == ["h.pb.gz", "p.pb.gz"], f"files {os.listdir(tmp)}")
+
+
+def check_own_sigprof():
+    """The program's own SIGPROF handler wins: installed half a second into
+    a whole-run profile, heapprof stops its timers and says so in one line;
+    the program's handler runs, its output and status are unchanged, and the
+    profile keeps what was taken before. And a window asked for after that
+    gets a 500."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    args = ["-t", "2", "-s", "2", "-x", "3", "--own-sigprof", "500"]
+    plain = plain_run(args)
+    h.check("own SIGPROF handler ran" in plain.stdout, f"cpuburn alone: {plain.stdout!r}")
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out}),
+              timeout=120)
+    h.check(r.returncode == 3 and r.stdout == plain.stdout, h.describe(r))
+    lines = r.stderr.splitlines()
+    h.check(len(lines) == 1 and lines[0].startswith("heapprof: ")
+            and "SIGPROF" in lines[0], f"want one heapprof: line about SIGPROF: {r.stderr!r}")
+    doc = check_go_shape(out)
+    h.check(any("SIGPROF" in c for c in doc["comments"]), f"comments {doc['comments']}")
+    total = sum(s["values"][0] for s in doc["samples"])
+    # Half a second of two threads before the program took SIGPROF: about
+    # 100 samples at 100 Hz, certainly fewer than the whole run's 400.
+    h.check(10 <= total <= 250, f"{total} samples, want those of the first half second only")
+    # The endpoint, once the program owns SIGPROF.
+    svc = Served(tmp, ["-t", "1", "-s", "2", "--own-sigprof", "0"])
+    time.sleep(0.8)
+    st, _, body = get(svc.base + "profile?seconds=1")
+    code, sout, _ = svc.finish()
+    h.check(st == 500 and b"SIGPROF" in body, f"a window after the program took SIGPROF: {st} "
+            f"{body!r}")
+    h.check(code == 0 and "own SIGPROF handler ran" in sout, f"status {code}, output {sout!r}")
+
+
+def check_fork():
+    """A forked child has none of its parent's timers: the parent's profile
+    holds burn_a and burn_b, never the child's burn_c; the child, which
+    profiles itself (HEAPPROF_CPU), writes its own pid-named file with
+    burn_c only."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn(), "-t", "1", "-s", "2", "--fork"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == 0 and "child ended badly" not in r.stdout, h.describe(r))
+    files = sorted(os.listdir(tmp))
+    h.check(len(files) == 2 and "cpu.pb.gz" in files, f"files {files}")
+    child = os.path.join(tmp, [f for f in files if f != "cpu.pb.gz"][0])
+    h.check(re.fullmatch(r"cpu\.\d+\.pb\.gz", os.path.basename(child)), f"child file {child}")
+    parent = flat(out)
+    h.check("burn_c" not in parent, f"the child's burn_c is in the parent's profile: {parent}")
+    check_share(shares(parent)[0], "the parent")
+    kid = flat(child)
+    h.check(kid.get("burn_c", [0])[0] >= 250 and "burn_a" not in kid,
+            f"the child's profile: {kid}")
+
+
+def check_threads():
+    """Threads created and exiting while the profile runs (each round of
+    work on a new thread): all are sampled, the split holds, and the total
+    is the CPU they used."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "1.5", "--churn"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    check_go_shape(out, hz=250)
+    share, total = shares(flat(out))
+    # 2 chains x 1.5 s of CPU at 250 Hz: 750 periods in all.
+    h.check(600 <= total <= 800, f"{total} samples from threads that come and go, want about "
+            "750")
+    check_share(share, "threads coming and going")
+
+
+def check_mask():
+    """Threads that block SIGPROF for half their work: the program runs as
+    it would, the profile is valid, the split holds, and the blocked half is
+    not charged to where the threads unblocked."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    args = ["-t", "2", "-s", "2", "--mask"]
+    plain = plain_run(args)
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                                            "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == 0 and r.stdout == plain.stdout and r.stderr == "", h.describe(r))
+    check_go_shape(out, hz=250)
+    share, total = shares(flat(out))
+    h.check(400 <= total <= 650, f"{total} samples: want about 500 (the unblocked halves)")
+    check_share(share, "threads that block SIGPROF")
+
+
+def check_blocked():
+    """Threads that block every signal for good (as liblzma's workers do)
+    cannot be sampled: the program runs as it would, and the profile's
+    comment says how many threads and how much of their CPU are missing."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    args = ["-t", "2", "-s", "1", "--block-all"]
+    plain = plain_run(args)
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out}),
+              timeout=120)
+    h.check(r.returncode == 0 and r.stdout == plain.stdout and r.stderr == "", h.describe(r))
+    doc = check_go_shape(out)
+    table = flat(out)
+    h.check("burn_a" not in table and "burn_b" not in table, f"samples from blocked threads: "
+            f"{table}")
+    m = [re.search(r"(\d+) threads block SIGPROF .*: ([0-9.]+) s of their CPU", c)
+         for c in doc["comments"]]
+    m = [x for x in m if x]
+    h.check(len(m) == 1, f"the comments do not say what was missed: {doc['comments']}")
+    h.check(m[0].group(1) == "2" and 1.7 <= float(m[0].group(2)) <= 2.3,
+            f"want 2 threads and about 2 s of CPU: {m[0].group(0)}")
+
+
+def check_process_timer():
+    """HEAPPROF_CPU_TIMER=process: the setitimer fallback, said in the
+    profile's comment."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "1.5"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_TIMER": "process", "HEAPPROF_CPU_HZ": "250"}),
+              timeout=120)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    doc = check_go_shape(out, hz=250)
+    h.check(any("setitimer" in c for c in doc["comments"]), f"comments {doc['comments']}")
+    check_share(shares(flat(out))[0], "setitimer")
+
+
+def check_exec():
+    """A program (python3) that runs cpuburn: it writes FILE; the program it
+    forks and execs writes FILE with its pid, holding the burn. (A shell
+    would do, but dash ends with _exit, which writes no profile.)"""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    script = f"import subprocess; subprocess.run(['{burn()}', '-t', '1', '-s', '2'], check=True)"
+    r = h.run([sys.executable, "-c", script],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    files = sorted(os.listdir(tmp))
+    h.check(len(files) == 2 and "cpu.pb.gz" in files, f"files {files}")
+    other = os.path.join(tmp, [f for f in files if f != "cpu.pb.gz"][0])
+    h.check("burn_a" not in flat(out), "the shell's profile holds the program's burn")
+    check_share(shares(flat(other))[0], "the exec'd program")
+
+
+def check_loader():
+    """Threads that spend a quarter of their CPU in dl_iterate_phdr (cpuburn
+    --loader), at 1000 Hz: glibc's loader lock is recursive but records its
+    owner only once taken, so unwinding from a signal that lands there would
+    wait for its own thread (this hung every run before heapprof took only
+    the leaf there). No hang; every sample counted; burn_a's share of all
+    CPU right; the comment says how many samples have their leaf only."""
+    tmp = h.tempdir()
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "1", "--loader"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                           "HEAPPROF_CPU_HZ": "1000"}), timeout=60)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    doc = check_go_shape(out, hz=1000)
+    table = flat(out)
+    total = sum(v[0] for v in table.values())
+    h.check(1700 <= total <= 2300, f"{total} samples for 2 s of CPU at 1000 Hz")
+    share = table.get("burn_a", [0])[0] / total
+    h.check(0.65 <= share <= 0.80, f"burn_a has {100 * share:.1f}% of all samples, want about "
+            "73 (75, less its clock reads)")
+    h.check(any("leaf frame only" in c for c in doc["comments"]), f"comments {doc['comments']}")
+
+
+def check_stress():
+    """rb_stress (tests/robust) under the heap profiler and a whole-run CPU
+    profile at 1000 Hz: four threads allocating, a fork every 150 ms, a
+    library dlopen'ed and dlclose'd in a loop, while SIGPROF lands
+    everywhere (in malloc, in heapprof's sampler, in the loader, in fork).
+    No hang, status 0, the program's totals printed, every profile valid:
+    the parent's and each child's that exited normally."""
+    tmp = h.tempdir()
+    cpu = os.path.join(tmp, "cpu.pb.gz")
+    heap = os.path.join(tmp, "heap.pb.gz")
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_stress")
+    r = h.run([rb, "4", h.env_path("RB_PLUGIN")],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": cpu, "HEAPPROF": heap,
+                           "HEAPPROF_CPU_HZ": "1000", "HEAPPROF_LEAKS": "off"}), timeout=90)
+    h.check(r.returncode == 0, h.describe(r))
+    h.check(len(re.findall(r"^site \S+ \d+ \d+$", r.stdout, re.M)) == 4,
+            f"the program's totals are missing: {r.stdout[-500:]}")
+    normal = [int(p) for p in re.findall(r"^child (\d+) exit$", r.stdout, re.M)]
+    h.check(normal, "no child exited normally")
+    check_go_shape(cpu, hz=1000)
+    h.decode_ok(heap)
+    for pid in normal:
+        check_go_shape(os.path.join(tmp, f"cpu.{pid}.pb.gz"), hz=1000)
+    h.check(sum(v[0] for v in flat(cpu).values()) > 0, "no CPU sample in the parent")
+
+
+def check_exit_thread():
+    """exit(3) from a thread while three others allocate (tests/robust's
+    rb_exit): status 3, the CPU profile written, valid, before the
+    destructor of a library loaded before heapprof (rb_late, which allocates
+    and frees after it) runs."""
+    tmp = h.tempdir()
+    cpu = os.path.join(tmp, "cpu.pb.gz")
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_exit")
+    for heap in (False, True):
+        extra = {"HEAPPROF": os.path.join(tmp, "heap.pb.gz"), "HEAPPROF_LEAKS": "off"} \
+            if heap else {}
+        r = h.run([rb, "thread-exit", "3"],
+                  env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": cpu,
+                               "HEAPPROF_CPU_HZ": "1000", "RB_PROFILE": cpu, **extra}),
+                  timeout=60)
+        h.check(r.returncode == 3 and r.stderr == "rb_late: destructor ran after the dump\n",
+                h.describe(r))
+        check_go_shape(cpu, hz=1000)
+        os.unlink(cpu)
+
+
+def check_bad_input():
+    """Bad values: one heapprof: line each, the program's output and status
+    unchanged, no file left behind."""
+    tmp = h.tempdir()
+    args = ["-t", "1", "-s", "0.3", "-x", "3"]
+    plain = plain_run(args)
+    out = os.path.join(tmp, "cpu.pb.gz")
+    r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                                            "HEAPPROF_CPU_HZ": "abc"}), timeout=60)
+    h.check(r.returncode == 3 and r.stdout == plain.stdout, h.describe(r))
+    h.check(r.stderr.count("\n") == 1 and r.stderr.startswith("heapprof: HEAPPROF_CPU_HZ=")
+            and "using 100" in r.stderr, f"HEAPPROF_CPU_HZ=abc: {r.stderr!r}")
+    h.check(check_go_shape(out)["period"] == 10000000, "not the default period")
+    for bad, say in ((os.path.join(tmp, "missing", "cpu.pb.gz"), "cannot write the CPU profile"),
+                     (tmp + "/", "names a directory")):
+        r = h.run([burn()] + args, env=env_for({"LD_PRELOAD": h.lib_path(),
+                                                "HEAPPROF_CPU": bad}), timeout=60)
+        h.check(r.returncode == 3 and r.stdout == plain.stdout, h.describe(r))
+        h.check(r.stderr.count("\n") == 1 and r.stderr.startswith("heapprof: ") and say in r.stderr,
+                f"HEAPPROF_CPU={bad}: {r.stderr!r}")
+    h.check(sorted(os.listdir(tmp)) == ["cpu.pb.gz"], f"files left: {os.listdir(tmp)}")
+    # A directory that becomes unwritable before exit: one line, no file, no
+    # temporary file.
+    d = os.path.join(tmp, "ro")
+    os.mkdir(d)
+    ro = os.path.join(d, "cpu.pb.gz")
+    env = env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": ro})
+    p = subprocess.Popen([burn(), "-t", "1", "-s", "1", "-x", "3"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    time.sleep(0.3)
+    os.chmod(d, 0o555)
+    sout, serr = p.communicate(timeout=60)
+    os.chmod(d, 0o755)
+    if os.geteuid() != 0:
+        h.check(p.returncode == 3 and sout == plain.stdout, f"status {p.returncode}")
+        h.check(serr.count("\n") == 1 and "cannot write the CPU profile" in serr, repr(serr))
+        h.check(os.listdir(d) == [], f"left in an unwritable directory: {os.listdir(d)}")
+    else:
+        h.check(p.returncode == 3, f"status {p.returncode}")
+    # Bad seconds on the endpoint: 400, and nothing starts.
+    svc = Served(tmp, ["-t", "1", "-s", "4"])
+    st, _, body = get(svc.base + "profile?seconds=99999")
+    st2, _, body2 = get(svc.base + "profile?seconds=1")
+    code, _, _ = svc.finish()
+    h.check(st == 400, f"seconds=99999: {st} {body!r}")
+    h.check(st2 == 200, f"a window after a refused one: {st2} {body2[:200]!r}")
+    h.check(code == 0, f"status {code}")
+
+
+CHECKS = {
+    "file": check_file,
+    "file-and-heap": check_file_and_heap,
+    "api": check_api,
+    "wrapper": check_wrapper,
+    "endpoint": check_endpoint,
+    "endpoint-window": check_endpoint_window,
+    "http-only": check_http_only,
+    "own-sigprof": check_own_sigprof,
+    "fork": check_fork,
+    "threads": check_threads,
+    "mask": check_mask,
+    "blocked": check_blocked,
+    "process-timer": check_process_timer,
+    "exec": check_exec,
+    "bad-input": check_bad_input,
+    "loader": check_loader,
+    "stress": check_stress,
+    "exit-thread": check_exit_thread,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
+        print("usage: test_cpu.py " + "|".join(CHECKS))
+        sys.exit(2)
+    h.main(CHECKS[sys.argv[1]])
