@@ -92,38 +92,6 @@ static void note_thread(struct leak *l, const char *name)
         l->more_threads++;
 }
 
-struct text {
-    struct hp_arena *a;
-    char *buf;
-    size_t len, cap;
-};
-
-static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct text *t, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof line)
-        n = sizeof line - 1;
-    if (t->len + (size_t)n + 1 > t->cap) {
-        size_t nc = (t->cap ? t->cap * 2 : 8192) + (size_t)n;
-        char *nb = hp_arena_alloc(t->a, nc);
-        if (!nb)
-            return;
-        if (t->len)
-            memcpy(nb, t->buf, t->len);
-        t->buf = nb;
-        t->cap = nc;
-    }
-    memcpy(t->buf + t->len, line, (size_t)n);
-    t->len += (size_t)n;
-}
-
 /* Glob match of pattern (with * and optional ^/$ anchors) within s. */
 static bool glob_at(const char *p, const char *s, bool anchored_end)
 {
@@ -256,7 +224,7 @@ static void offset_name(char *out, size_t len, struct hp_symbolizer *sym, const 
 
 /* offsets: bit d set prints frame d with its call's offset in its function
  * (same_text_offsets). */
-static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st, uint64_t offsets)
+static void put_frames(struct hp_text *t, struct hp_symbolizer *sym, uint32_t st, uint64_t offsets)
 {
     struct hp_mapping *maps;
     int nmaps = hp_sym_mappings(sym, &maps);
@@ -272,7 +240,7 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st, u
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : "?";
         if (fr.nlines == 0) {
-            put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)(fs[d].ip - 1), module);
+            hp_text_put(t, "    #%d 0x%lx in %s\n", shown++, (unsigned long)(fs[d].ip - 1), module);
             continue;
         }
         for (int l = 0; l < fr.nlines && shown < hp_cfg.leak_frames; l++) {
@@ -283,41 +251,42 @@ static void put_frames(struct text *t, struct hp_symbolizer *sym, uint32_t st, u
             offset_name(fn, sizeof fn, sym, ln->function, &fs[d],
                         l == fr.nlines - 1 && d < 64 && (offsets >> d & 1));
             if (ln->file && ln->line > 0)
-                put(t, "    #%d %s at %s:%d\n", shown++, fn, ln->file, ln->line);
+                hp_text_put(t, "    #%d %s at %s:%d\n", shown++, fn, ln->file, ln->line);
             else
-                put(t, "    #%d %s in %s\n", shown++, fn, module);
+                hp_text_put(t, "    #%d %s in %s\n", shown++, fn, module);
         }
     }
     if (total > shown)
-        put(t, "    ... %d more frame%s (HEAPPROF_LEAK_FRAMES=%d)\n", total - shown,
-            total - shown == 1 ? "" : "s", hp_cfg.leak_frames);
+        hp_text_put(t, "    ... %d more frame%s (HEAPPROF_LEAK_FRAMES=%d)\n", total - shown,
+                    total - shown == 1 ? "" : "s", hp_cfg.leak_frames);
 }
 
 static const char *const verdict_words[HP_NVERDICTS] = {"", "definitely lost", "indirectly lost",
                                                         "still reachable"};
 
-static void put_stack(struct text *t, struct hp_symbolizer *sym, const struct leak *l, size_t num,
-                      bool exact, const char *verdict, uint64_t offsets)
+static void put_stack(struct hp_text *t, struct hp_symbolizer *sym, const struct leak *l,
+                      size_t num, bool exact, const char *verdict, uint64_t offsets)
 {
     if (exact)
-        put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s%s allocated from:\n", num,
-            (unsigned long long)l->bytes, (unsigned long long)l->objects, *verdict ? " " : "",
-            verdict, *verdict ? "," : "");
+        hp_text_put(t, "heapprof: leak #%zu: %llu bytes in %llu objects%s%s%s allocated from:\n",
+                    num, (unsigned long long)l->bytes, (unsigned long long)l->objects,
+                    *verdict ? " " : "", verdict, *verdict ? "," : "");
     else
         /* How sure: the standard error of the estimate (the square root of
          * its estimated variance) and the samples behind it. */
-        put(t,
-            "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s%s "
-            "allocated from:\n",
-            num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
-            (long long)l->samples, l->samples == 1 ? "" : "s", (unsigned long long)l->objects,
-            *verdict ? " " : "", verdict, *verdict ? "," : "");
+        hp_text_put(t,
+                    "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s%s "
+                    "allocated from:\n",
+                    num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
+                    (long long)l->samples, l->samples == 1 ? "" : "s",
+                    (unsigned long long)l->objects, *verdict ? " " : "", verdict,
+                    *verdict ? "," : "");
     put_frames(t, sym, l->stack, offsets);
     if (l->nthreads) {
-        put(t, "    threads:");
+        hp_text_put(t, "    threads:");
         for (int k = 0; k < l->nthreads; k++)
-            put(t, "%s %s", k ? "," : "", l->threads[k]);
-        put(t, "%s\n", l->more_threads ? ", ..." : "");
+            hp_text_put(t, "%s %s", k ? "," : "", l->threads[k]);
+        hp_text_put(t, "%s\n", l->more_threads ? ", ..." : "");
     }
 }
 
@@ -358,9 +327,9 @@ static uint64_t *same_text_offsets(struct hp_arena *a, struct hp_symbolizer *sym
     if (!mask || !r)
         return mask;
     for (size_t i = 0; i < n; i++) {
-        struct text t = {.a = a};
+        struct hp_text t = {.a = a};
         put_frames(&t, sym, leaks[i].stack, 0);
-        r[i].text = t.buf;
+        r[i].text = t.p;
         r[i].len = t.len;
         r[i].i = i;
     }
@@ -446,7 +415,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     }
     qsort(leaks, n, sizeof *leaks, by_verdict_bytes);
 
-    struct text t = {.a = a};
+    struct hp_text t = {.a = a};
     bool exact = s->rate <= 1;
     const char *kind = exact ? "exact" : "estimated";
     int gate;
@@ -454,9 +423,10 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         /* No leak check: every stack with memory never freed. */
         gate = (int)n;
         if (n == 0) {
-            put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
+            hp_text_put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
         } else {
-            put(&t,
+            hp_text_put(
+                &t,
                 "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
                 "%ld)\n",
                 (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind, s->rate);
@@ -469,10 +439,11 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
                 rest_objects -= leaks[i].objects;
             }
             if (shown < n)
-                put(&t,
-                    "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
-                    "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
-                    n - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects, n);
+                hp_text_put(&t,
+                            "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                            "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+                            n - shown, (unsigned long long)rest_bytes,
+                            (unsigned long long)rest_objects, n);
         }
     } else {
         /* Lost first (definitely, then indirectly), then what is still
@@ -483,9 +454,10 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         uint64_t lost_bytes = vbytes[HP_V_DEFINITE] + vbytes[HP_V_INDIRECT];
         uint64_t lost_objects = vobjects[HP_V_DEFINITE] + vobjects[HP_V_INDIRECT];
         if (nlost == 0)
-            put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
+            hp_text_put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
         else
-            put(&t,
+            hp_text_put(
+                &t,
                 "heapprof: %llu bytes in %llu objects lost, from %zu stacks (%s, rate %ld): "
                 "definitely %llu bytes in %llu objects, indirectly %llu bytes in %llu objects\n",
                 (unsigned long long)lost_bytes, (unsigned long long)lost_objects, nlost, kind,
@@ -509,30 +481,30 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             }
         }
         if (shown < listed)
-            put(&t,
-                "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
-                "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
-                listed - shown, (unsigned long long)rest_bytes, (unsigned long long)rest_objects,
-                listed);
+            hp_text_put(&t,
+                        "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                        "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+                        listed - shown, (unsigned long long)rest_bytes,
+                        (unsigned long long)rest_objects, listed);
         if (vstacks[HP_V_REACHABLE])
-            put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n", reach_word,
-                (unsigned long long)vbytes[HP_V_REACHABLE],
-                (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
-                hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
+            hp_text_put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n",
+                        reach_word, (unsigned long long)vbytes[HP_V_REACHABLE],
+                        (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
+                        hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
         gate = hp_cfg.leaks_exit_any ? (int)n : (int)nlost;
     }
     if (nsupp)
-        put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
+        hp_text_put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
     if (hp_cfg.leaks_path[0]) {
         char path[4096];
         int r = hp_process_leaks_path(path, sizeof path);
         if (r == 0)
-            r = hp_write_file_atomic(path, t.buf ? t.buf : "", t.len);
+            r = hp_write_file_atomic(path, t.p ? t.p : "", t.len);
         if (r)
             hp_log("heapprof: cannot write the leak summary %s: %s",
                    r == -ENAMETOOLONG ? hp_cfg.leaks_path : path, strerror(-r));
     } else if (t.len) {
-        hp_write_all(hp_stderr_fd(), t.buf, t.len);
+        hp_write_all(hp_stderr_fd(), t.p, t.len);
     }
     return gate;
 }

@@ -560,35 +560,6 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static char *read_maps(void)
-{
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = cmap(cap);
-    while (buf) {
-        ssize_t r = read(fd, buf + len, cap - len - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len + 1 == cap) {
-            char *nb = cmap(cap * 2);
-            if (nb)
-                memcpy(nb, buf, len);
-            cunmap(buf, cap);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    if (buf)
-        buf[len] = 0;
-    return buf;
-}
-
 /* Adds [lo, hi) to the sorted exclusions. */
 static void exclude(struct scan *sc, uintptr_t lo, uintptr_t hi)
 {
@@ -661,7 +632,9 @@ static void child_main(struct scan *sc, int out)
     }
 
     sc->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    char *maps = read_maps();
+    /* heapprof's own memory works here: hp_freeze_fork reset its locks. */
+    struct hp_arena arena = {0};
+    char *maps = hp_read_file(&arena, "/proc/self/maps", NULL);
     if (!maps)
         _exit(2);
     if (sc->nobjs)

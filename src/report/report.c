@@ -7,9 +7,37 @@
 #include "report.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+void hp_text_put(struct hp_text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = t->cap - t->len;
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || t->oom)
+            return;
+        if (t->p && (size_t)n < room) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t nc = (t->cap ? t->cap * 2 : 16384) + (size_t)n;
+        char *np = hp_arena_alloc(t->a, nc);
+        if (!np) {
+            t->oom = true;
+            return;
+        }
+        if (t->len)
+            memcpy(np, t->p, t->len);
+        t->p = np;
+        t->cap = nc;
+    }
+}
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 

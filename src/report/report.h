@@ -64,6 +64,15 @@ int hp_profile_write(struct hp_snapshot *s, struct hp_symbolizer *sym, const cha
 int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
                       const char *default_type, uint8_t **out, size_t *outlen);
 
+/* ---- text in a dump's arena (report/report.c) ---- */
+struct hp_text {
+    struct hp_arena *a;
+    char *p; /* NUL-terminated when not NULL */
+    size_t len, cap;
+    bool oom; /* some text could not be added */
+};
+void hp_text_put(struct hp_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- the leak check (report/reach.c) ---- */
 struct hp_reach_stats {
     uint64_t objects;            /* live objects checked */

@@ -352,41 +352,6 @@ static bool cxx_library(const char *fn)
     return false;
 }
 
-struct str {
-    struct hp_arena *a;
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sput(struct str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sput(struct str *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || b->oom)
-            return;
-        if (b->p && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t nc = (b->cap ? b->cap * 2 : 16384) + (size_t)n;
-        char *np = hp_arena_alloc(b->a, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        if (b->len)
-            memcpy(np, b->p, b->len);
-        b->p = np;
-        b->cap = nc;
-    }
-}
-
 /* Names each series: its stack's first frame outside the runtimes, with
  * file:line, or the offset in the function, where two would read alike. */
 static void view_name(struct view *v, struct hp_arena *a)
@@ -403,7 +368,7 @@ static void view_name(struct view *v, struct hp_arena *a)
          * the leaf itself when every frame is theirs. */
         int leaf = -1, leaf_line = 0;
         struct hp_symbolized fr, first = {0};
-        struct str frames = {.a = a};
+        struct hp_text frames = {.a = a};
         for (int d = 0; d < depth; d++) {
             hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
             const char *module =
@@ -420,18 +385,19 @@ static void view_name(struct view *v, struct hp_arena *a)
             }
             if (leaf >= 0 && d - leaf < 8) {
                 for (int l = d == leaf ? leaf_line : 0; l < fr.nlines; l++)
-                    sput(&frames, "%s%s", frames.len ? " < " : "", fr.lines[l].function);
+                    hp_text_put(&frames, "%s%s", frames.len ? " < " : "", fr.lines[l].function);
                 if (!fr.nlines)
-                    sput(&frames, "%s%#lx", frames.len ? " < " : "", (unsigned long)fs[d].ip - 1);
+                    hp_text_put(&frames, "%s%#lx", frames.len ? " < " : "",
+                                (unsigned long)fs[d].ip - 1);
             }
         }
         if (leaf < 0 && depth > 0) {
             leaf = 0;
             hp_sym_lookup(sym, fs[0].ip, fs[0].epoch, &first);
             for (int l = 0; l < first.nlines; l++)
-                sput(&frames, "%s%s", frames.len ? " < " : "", first.lines[l].function);
+                hp_text_put(&frames, "%s%s", frames.len ? " < " : "", first.lines[l].function);
             if (!first.nlines)
-                sput(&frames, "%#lx", (unsigned long)fs[0].ip - 1);
+                hp_text_put(&frames, "%#lx", (unsigned long)fs[0].ip - 1);
         }
         pcs[s] = leaf >= 0 ? fs[leaf].ip : 0;
         epochs[s] = leaf >= 0 ? fs[leaf].epoch : 0;
@@ -512,74 +478,75 @@ static void view_name(struct view *v, struct hp_arena *a)
     }
 }
 
-static void json_string(struct str *b, const char *s)
+static void json_string(struct hp_text *b, const char *s)
 {
-    sput(b, "\"");
+    hp_text_put(b, "\"");
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            sput(b, "\\%c", c);
+            hp_text_put(b, "\\%c", c);
         else if (c < 0x20)
-            sput(b, "\\u%04x", c);
+            hp_text_put(b, "\\u%04x", c);
         else
-            sput(b, "%c", c);
+            hp_text_put(b, "%c", c);
     }
-    sput(b, "\"");
+    hp_text_put(b, "\"");
 }
 
-static void render_json(struct str *b, const struct view *v)
+static void render_json(struct hp_text *b, const struct view *v)
 {
-    sput(b, "{\"heapprof\":\"%s\",\"pid\":%ld,\"start_unix_ns\":%lld,", HEAPPROF_VERSION,
-         (long)getpid(), (long long)hp_start_ns());
-    sput(b,
-         "\"tick_ms\":%ld,\"ticks_per_point\":%d,\"merges\":%d,\"max_points\":%d,"
-         "\"ticks\":%llu,\"tick_cpu_ns_mean\":%.0f,\"tick_cpu_ns_max\":%.0f,"
-         "\"rate\":%ld,\"points\":%d,\n",
-         hp_cfg.timeline_ms, v->per_point, v->merges, MAX_POINTS, (unsigned long long)v->ticks,
-         v->cpu_ns_mean, v->cpu_ns_max, hp_cfg.rate, v->npoints);
-    sput(b, "\"times_s\":[");
+    hp_text_put(b, "{\"heapprof\":\"%s\",\"pid\":%ld,\"start_unix_ns\":%lld,", HEAPPROF_VERSION,
+                (long)getpid(), (long long)hp_start_ns());
+    hp_text_put(b,
+                "\"tick_ms\":%ld,\"ticks_per_point\":%d,\"merges\":%d,\"max_points\":%d,"
+                "\"ticks\":%llu,\"tick_cpu_ns_mean\":%.0f,\"tick_cpu_ns_max\":%.0f,"
+                "\"rate\":%ld,\"points\":%d,\n",
+                hp_cfg.timeline_ms, v->per_point, v->merges, MAX_POINTS,
+                (unsigned long long)v->ticks, v->cpu_ns_mean, v->cpu_ns_max, hp_cfg.rate,
+                v->npoints);
+    hp_text_put(b, "\"times_s\":[");
     for (int i = 0; i < v->npoints; i++)
-        sput(b, "%s%.3f", i ? "," : "", v->points[i].t_ms / 1000);
-    sput(b, "],\n\"total\":[");
+        hp_text_put(b, "%s%.3f", i ? "," : "", v->points[i].t_ms / 1000);
+    hp_text_put(b, "],\n\"total\":[");
     for (int i = 0; i < v->npoints; i++)
-        sput(b, "%s%.0f", i ? "," : "", v->points[i].total);
-    sput(b, "],\n\"other\":[");
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->points[i].total);
+    hp_text_put(b, "],\n\"other\":[");
     for (int i = 0; i < v->npoints; i++)
-        sput(b, "%s%.0f", i ? "," : "", v->points[i].other);
-    sput(b, "],\n\"series\":[");
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->points[i].other);
+    hp_text_put(b, "],\n\"series\":[");
     for (int s = 0; s < v->nseries; s++) {
-        sput(b, "%s\n{\"stack\":%u,\"name\":", s ? "," : "", v->stacks[s]);
+        hp_text_put(b, "%s\n{\"stack\":%u,\"name\":", s ? "," : "", v->stacks[s]);
         json_string(b, v->name[s]);
-        sput(b, ",\"function\":");
+        hp_text_put(b, ",\"function\":");
         json_string(b, v->function[s]);
         if (v->file[s]) {
-            sput(b, ",\"file\":");
+            hp_text_put(b, ",\"file\":");
             json_string(b, v->file[s]);
-            sput(b, ",\"line\":%d", v->line[s]);
+            hp_text_put(b, ",\"line\":%d", v->line[s]);
         }
-        sput(b, ",\"frames\":");
+        hp_text_put(b, ",\"frames\":");
         json_string(b, v->frames[s]);
-        sput(b, ",\"values\":[");
+        hp_text_put(b, ",\"values\":[");
         for (int i = 0; i < v->npoints; i++)
-            sput(b, "%s%.0f", i ? "," : "", v->points[i].v[s]);
-        sput(b, "]}");
+            hp_text_put(b, "%s%.0f", i ? "," : "", v->points[i].v[s]);
+        hp_text_put(b, "]}");
     }
-    sput(b, "]}\n");
+    hp_text_put(b, "]}\n");
 }
 
-static void html_text(struct str *b, const char *s)
+static void html_text(struct hp_text *b, const char *s)
 {
     for (; s && *s; s++) {
         if (*s == '<')
-            sput(b, "&lt;");
+            hp_text_put(b, "&lt;");
         else if (*s == '>')
-            sput(b, "&gt;");
+            hp_text_put(b, "&gt;");
         else if (*s == '&')
-            sput(b, "&amp;");
+            hp_text_put(b, "&amp;");
         else if (*s == '"')
-            sput(b, "&quot;");
+            hp_text_put(b, "&quot;");
         else
-            sput(b, "%c", *s);
+            hp_text_put(b, "%c", *s);
     }
 }
 
@@ -616,7 +583,7 @@ static const char *const palette[] = {
     "#9c755f", "#1f77b4", "#17becf", "#bcbd22", "#8c564b", "#d62728", "#2ca02c", "#9467bd",
 };
 
-static void render_html(struct str *b, const struct view *v)
+static void render_html(struct hp_text *b, const struct view *v)
 {
     enum { W = 960, H = 420, L = 80, R = 20, T = 20, B = 40 };
     const double pw = W - L - R, ph = H - T - B;
@@ -656,40 +623,42 @@ static void render_html(struct str *b, const struct view *v)
             cmd[i] = ' ';
     cmd[cl] = 0;
 
-    sput(b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-            "<title>heapprof: heap over time</title>\n"
-            "<style>body{font-family:sans-serif;margin:1rem}"
-            "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
-            "td.n,th.n{text-align:left}.sw{display:inline-block;width:12px;height:12px}"
-            "svg text{font-size:12px;fill:#333}</style>\n</head>\n<body>\n"
-            "<h2>Heap over time</h2>\n<p>");
+    hp_text_put(b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+                   "<title>heapprof: heap over time</title>\n"
+                   "<style>body{font-family:sans-serif;margin:1rem}"
+                   "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
+                   "td.n,th.n{text-align:left}.sw{display:inline-block;width:12px;height:12px}"
+                   "svg text{font-size:12px;fill:#333}</style>\n</head>\n<body>\n"
+                   "<h2>Heap over time</h2>\n<p>");
     html_text(b, cmd);
-    sput(b,
-         " (process %ld): estimated in-use bytes of the stacks that held the most (each that "
-         "was ever in the top %d, at most %d), the rest as other; sampling rate %ld bytes. "
-         "%d points, each the mean of %d tick%s of %ld ms (merged %d time%s).</p>\n",
-         (long)getpid(), TOP, MAX_SERIES, hp_cfg.rate, v->npoints, v->per_point,
-         v->per_point == 1 ? "" : "s", hp_cfg.timeline_ms, v->merges, v->merges == 1 ? "" : "s");
-    sput(b,
-         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-         "viewBox=\"0 0 %d %d\">\n",
-         W, H, W, H);
+    hp_text_put(
+        b,
+        " (process %ld): estimated in-use bytes of the stacks that held the most (each that "
+        "was ever in the top %d, at most %d), the rest as other; sampling rate %ld bytes. "
+        "%d points, each the mean of %d tick%s of %ld ms (merged %d time%s).</p>\n",
+        (long)getpid(), TOP, MAX_SERIES, hp_cfg.rate, v->npoints, v->per_point,
+        v->per_point == 1 ? "" : "s", hp_cfg.timeline_ms, v->merges, v->merges == 1 ? "" : "s");
+    hp_text_put(
+        b,
+        "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+        "viewBox=\"0 0 %d %d\">\n",
+        W, H, W, H);
     /* Grid and axes. */
     for (double y = 0; y <= ymax * 1.0001; y += ystep) {
         double py = T + ph - y / ymax * ph;
         char label[32];
         bytes_text(label, sizeof label, y);
-        sput(b,
-             "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-             "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-             L, py, W - R, py, L - 6, py + 4, label);
+        hp_text_put(b,
+                    "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                    L, py, W - R, py, L - 6, py + 4, label);
     }
     for (double x = 0; x <= tmax * 1.0001; x += xstep) {
         double px = L + x / tmax * pw;
-        sput(b,
-             "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
-             "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g s</text>\n",
-             px, T, px, H - B, px, H - B + 16, x);
+        hp_text_put(b,
+                    "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
+                    "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g s</text>\n",
+                    px, T, px, H - B, px, H - B + 16, x);
     }
     /* The areas, each from the top of the layer below to its own top. */
     double *below = hp_arena_alloc(b->a, (size_t)(v->npoints ? v->npoints : 1) * sizeof *below);
@@ -701,42 +670,43 @@ static void render_html(struct str *b, const struct view *v)
         bool other = k == v->nseries;
         int s = other ? -1 : order[k];
         const char *colour = other ? "#bbbbbb" : palette[k % (sizeof palette / sizeof *palette)];
-        sput(b, "<path class=\"area\" fill=\"%s\" stroke=\"%s\" stroke-width=\"0.5\" d=\"", colour,
-             colour);
+        hp_text_put(b, "<path class=\"area\" fill=\"%s\" stroke=\"%s\" stroke-width=\"0.5\" d=\"",
+                    colour, colour);
         /* A single point shows as a narrow bar. */
         double half = v->npoints == 1 ? 2 : 0;
         for (int i = 0; i < v->npoints; i++) {
             double val = other ? v->points[i].other : v->points[i].v[s];
             double px = L + v->points[i].t_ms / 1000 / tmax * pw;
             double py = T + ph - (below[i] + val) / ymax * ph;
-            sput(b, "%s%.1f,%.1f", i ? " L" : "M", px - half, py);
+            hp_text_put(b, "%s%.1f,%.1f", i ? " L" : "M", px - half, py);
             if (half)
-                sput(b, " L%.1f,%.1f", px + half, py);
+                hp_text_put(b, " L%.1f,%.1f", px + half, py);
         }
         for (int i = v->npoints - 1; i >= 0; i--) {
             double px = L + v->points[i].t_ms / 1000 / tmax * pw;
             double py = T + ph - below[i] / ymax * ph;
             if (half)
-                sput(b, " L%.1f,%.1f", px + half, py);
-            sput(b, " L%.1f,%.1f", px - half, py);
+                hp_text_put(b, " L%.1f,%.1f", px + half, py);
+            hp_text_put(b, " L%.1f,%.1f", px - half, py);
             below[i] += other ? v->points[i].other : v->points[i].v[s];
         }
-        sput(b, " Z\"><title>");
+        hp_text_put(b, " Z\"><title>");
         html_text(b, other ? "other" : v->name[s]);
-        sput(b, "</title></path>\n");
+        hp_text_put(b, "</title></path>\n");
     }
-    sput(b,
-         "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>"
-         "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n",
-         L, T, L, H - B, L, H - B, W - R, H - B);
+    hp_text_put(b,
+                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>"
+                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n",
+                L, T, L, H - B, L, H - B, W - R, H - B);
     if (!v->npoints)
-        sput(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no points yet</text>\n",
-             L + (int)pw / 2, T + (int)ph / 2);
-    sput(b, "</svg>\n");
+        hp_text_put(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no points yet</text>\n",
+                    L + (int)pw / 2, T + (int)ph / 2);
+    hp_text_put(b, "</svg>\n");
     /* The legend, top of the chart first. */
-    sput(b, "<table id=\"legend\">\n<tr><th></th><th class=\"n\">function (first frame outside "
-            "the allocator)</th><th>now</th><th>highest point</th><th class=\"n\">stack</th>"
-            "</tr>\n");
+    hp_text_put(b,
+                "<table id=\"legend\">\n<tr><th></th><th class=\"n\">function (first frame outside "
+                "the allocator)</th><th>now</th><th>highest point</th><th class=\"n\">stack</th>"
+                "</tr>\n");
     const struct point *last = v->npoints ? &v->points[v->npoints - 1] : NULL;
     for (int k = v->nseries; k >= 0; k--) {
         bool other = k == v->nseries;
@@ -749,25 +719,26 @@ static void render_html(struct str *b, const struct view *v)
                 omax = v->points[i].other;
         bytes_text(now, sizeof now, !last ? 0 : other ? last->other : last->v[s]);
         bytes_text(top, sizeof top, other ? omax : v->max[s]);
-        sput(b, "<tr><td><span class=\"sw\" style=\"background:%s\"></span></td><td class=\"n\">",
-             colour);
+        hp_text_put(
+            b, "<tr><td><span class=\"sw\" style=\"background:%s\"></span></td><td class=\"n\">",
+            colour);
         html_text(b, other ? "other" : v->name[s]);
-        sput(b, "</td><td>%s</td><td>%s</td><td class=\"n\">", now, top);
+        hp_text_put(b, "</td><td>%s</td><td>%s</td><td class=\"n\">", now, top);
         html_text(b, other ? "stacks never in the top, and the others before they entered it"
                            : v->frames[s]);
-        sput(b, "</td></tr>\n");
+        hp_text_put(b, "</td></tr>\n");
     }
     char tot[32];
     bytes_text(tot, sizeof tot, last ? last->total : 0);
-    sput(b,
-         "<tr><td></td><td class=\"n\"><b>total</b></td><td><b>%s</b></td><td></td><td></td>"
-         "</tr>\n</table>\n",
-         tot);
-    sput(b,
-         "<p>heapprof %s. The same series as JSON: <code>/debug/pprof/timeline?format=json"
-         "</code> on the endpoint, <code>NAME.timeline.json</code> at exit.</p>\n"
-         "</body>\n</html>\n",
-         HEAPPROF_VERSION);
+    hp_text_put(b,
+                "<tr><td></td><td class=\"n\"><b>total</b></td><td><b>%s</b></td><td></td><td></td>"
+                "</tr>\n</table>\n",
+                tot);
+    hp_text_put(b,
+                "<p>heapprof %s. The same series as JSON: <code>/debug/pprof/timeline?format=json"
+                "</code> on the endpoint, <code>NAME.timeline.json</code> at exit.</p>\n"
+                "</body>\n</html>\n",
+                HEAPPROF_VERSION);
 }
 
 int hp_timeline_render(struct hp_arena *a, bool json, char **out, size_t *len)
@@ -779,7 +750,7 @@ int hp_timeline_render(struct hp_arena *a, bool json, char **out, size_t *len)
     if (r)
         return r;
     view_name(v, a);
-    struct str b = {.a = a};
+    struct hp_text b = {.a = a};
     if (json)
         render_json(&b, v);
     else
