@@ -314,6 +314,8 @@ static void scan_words(struct scan *sc, uintptr_t lo, uintptr_t hi, long self, l
     volatile uintptr_t from = (lo + 7) & ~(uintptr_t)7;
     if (sigsetjmp(fault_jump, 0)) {
         sc->faults++;
+        if (fault_addr < lo || fault_addr >= hi)
+            return; /* not in the range (a chunk header read for it): give it up */
         from = (fault_addr | 4095) + 1;
     }
     bool libc_seg = self < 0 && in_libc(sc, lo);
