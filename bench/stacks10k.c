@@ -48,7 +48,8 @@ static fn fns[10];
         return r;                                                                                  \
     }
 F(0)
-F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9)
+F(1)
+F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9)
 
     static fn fns[10] = {f0, f1, f2, f3, f4, f5, f6, f7, f8, f9};
 

@@ -611,7 +611,16 @@ static void handle_request(struct conn *c)
     const char *path = target;
     const char *prefix = "/debug/pprof";
     size_t pl = strlen(prefix);
-    enum { R_INDEX, R_HEAP, R_ALLOCS, R_PEAK, R_CMDLINE, R_TIMELINE, R_PROFILE, R_NONE } route = R_NONE;
+    enum {
+        R_INDEX,
+        R_HEAP,
+        R_ALLOCS,
+        R_PEAK,
+        R_CMDLINE,
+        R_TIMELINE,
+        R_PROFILE,
+        R_NONE
+    } route = R_NONE;
     if (!strncmp(path, prefix, pl)) {
         const char *rest = path + pl;
         if (!*rest || !strcmp(rest, "/"))

@@ -43,13 +43,13 @@ struct node {
     char pad[32];
 };
 
-void *volatile hold;  /* overwritten: what it held is lost */
-void *kept;           /* kept_global */
-void **chain;         /* chain_holder -> chain_target */
-char *interior;       /* 40 bytes into kept_interior's object */
+void *volatile hold; /* overwritten: what it held is lost */
+void *kept;          /* kept_global */
+void **chain;        /* chain_holder -> chain_target */
+char *interior;      /* 40 bytes into kept_interior's object */
 __thread void *tls_kept;
 void **mm_region;
-void **many;          /* many_kept */
+void **many; /* many_kept */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;

@@ -78,8 +78,7 @@ int main(int argc, char **argv)
      * and s/p(s) bytes per sample. */
 #define BUCKET(st, size, nalloc, nlive)                                                            \
     {                                                                                              \
-        .stack = (st), .allocs = (nalloc),                                                         \
-        .live = (nlive), .w = {                                                                    \
+        .stack = (st), .allocs = (nalloc), .live = (nlive), .w = {                                 \
             go_exact(nalloc, size, 524288, false),                                                 \
             go_exact(nalloc, size, 524288, true),                                                  \
             go_exact(nlive, size, 524288, false),                                                  \
