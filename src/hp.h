@@ -87,6 +87,9 @@ int hp_write_all(int fd, const void *buf, size_t len);
 int64_t hp_now_ns(void);  /* the real-time clock */
 int64_t hp_mono_ns(void); /* the monotonic clock */
 int64_t hp_mono_ms(void); /* the same in milliseconds */
+/* One of heapprof's own threads: detached, named, every signal blocked
+ * (the program's signals are never delivered to it). 0 or the errno. */
+int hp_thread_spawn(void *(*fn)(void *), const char *name);
 /* Anonymous private memory, zeroed; NULL on failure. */
 void *hp_os_map(size_t len);
 void hp_os_unmap(void *p, size_t len);

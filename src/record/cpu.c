@@ -388,11 +388,9 @@ static bool is_own(int tid)
     return false;
 }
 
-/* One timer for thread tid (replacing any it had). */
-static int arm_thread(int tid, bool self)
+/* reg_mu held: thread tid's timer, if it has one, deleted. */
+static void disarm_thread(int tid)
 {
-    if (is_own(tid))
-        return 0;
     struct treg *t;
     HASH_FIND_INT(timers, &tid, t);
     if (t) {
@@ -400,7 +398,15 @@ static int arm_thread(int tid, bool self)
         HASH_DEL(timers, t);
         hp_free(t, sizeof *t);
     }
-    t = hp_alloc(sizeof *t);
+}
+
+/* One timer for thread tid (replacing any it had). */
+static int arm_thread(int tid, bool self)
+{
+    if (is_own(tid))
+        return 0;
+    disarm_thread(tid);
+    struct treg *t = hp_alloc(sizeof *t);
     if (!t)
         return -ENOMEM;
     int r = timer_for(tid, self, &t->timer);
@@ -537,13 +543,7 @@ void hp_cpu_own_thread(void)
     pthread_mutex_lock(&reg_mu);
     if (n_own < MAX_OWN && !is_own(tid))
         own_tids[n_own++] = tid;
-    struct treg *t;
-    HASH_FIND_INT(timers, &tid, t);
-    if (t) {
-        timer_delete(t->timer);
-        HASH_DEL(timers, t);
-        hp_free(t, sizeof *t);
-    }
+    disarm_thread(tid);
     pthread_mutex_unlock(&reg_mu);
     hp_busy_end(was);
 }
@@ -642,19 +642,9 @@ static int drainer_start(void)
 {
     if (drainer_running)
         return 0;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t tid;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int r = pthread_create(&tid, &attr, drain_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int r = hp_thread_spawn(drain_main, "heapprof-cpu");
     if (r)
         return -r;
-    pthread_setname_np(tid, "heapprof-cpu");
     drainer_running = true;
     return 0;
 }

@@ -106,22 +106,11 @@ void hp_agent_start(void)
         }
     }
     if (http || pipe_r >= 0 || hp_cfg.interval || hp_timeline_on()) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        pthread_t tid;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&tid, &attr, agent_main, NULL);
-        pthread_attr_destroy(&attr);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        int r = hp_thread_spawn(agent_main, "heapprof");
         if (r != 0)
             hp_log("heapprof: cannot start the background thread: %s", strerror(r));
-        else {
-            pthread_setname_np(tid, "heapprof");
+        else
             running = true;
-        }
     }
     hp_busy_end(was_busy);
 }

@@ -418,81 +418,61 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     struct hp_text t = {.a = a};
     bool exact = s->rate <= 1;
     const char *kind = exact ? "exact" : "estimated";
-    int gate;
-    if (!s->verdicts) {
-        /* No leak check: every stack with memory never freed. */
-        gate = (int)n;
-        if (n == 0) {
-            hp_text_put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
+    /* Without the leak check: every stack with memory never freed. With it:
+     * lost first (definitely, then indirectly), then what is still
+     * reachable, one line, or its stacks with HEAPPROF_LEAK_REACHABLE. In
+     * sampled mode "reachable" is "still referenced" (report/reach.c). */
+    size_t nlost = vstacks[HP_V_DEFINITE] + vstacks[HP_V_INDIRECT];
+    const char *reach_word = exact ? "still reachable" : "still referenced";
+    if (!s->verdicts && n == 0)
+        hp_text_put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
+    else if (!s->verdicts)
+        hp_text_put(&t,
+                    "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
+                    "%ld)\n",
+                    (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind,
+                    s->rate);
+    else if (nlost == 0)
+        hp_text_put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
+    else
+        hp_text_put(
+            &t,
+            "heapprof: %llu bytes in %llu objects lost, from %zu stacks (%s, rate %ld): "
+            "definitely %llu bytes in %llu objects, indirectly %llu bytes in %llu objects\n",
+            (unsigned long long)(vbytes[HP_V_DEFINITE] + vbytes[HP_V_INDIRECT]),
+            (unsigned long long)(vobjects[HP_V_DEFINITE] + vobjects[HP_V_INDIRECT]), nlost, kind,
+            s->rate, (unsigned long long)vbytes[HP_V_DEFINITE],
+            (unsigned long long)vobjects[HP_V_DEFINITE], (unsigned long long)vbytes[HP_V_INDIRECT],
+            (unsigned long long)vobjects[HP_V_INDIRECT]);
+    size_t listed = !s->verdicts || hp_cfg.leak_reachable ? n : nlost;
+    size_t shown = listed < (size_t)hp_cfg.leak_stacks ? listed : (size_t)hp_cfg.leak_stacks;
+    uint64_t rest_bytes = 0, rest_objects = 0;
+    uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
+    for (size_t i = 0; i < listed; i++) {
+        if (i < shown) {
+            put_stack(&t, sym, &leaks[i], i + 1, exact,
+                      leaks[i].verdict == HP_V_REACHABLE ? reach_word
+                                                         : verdict_words[leaks[i].verdict],
+                      offsets ? offsets[i] : 0);
         } else {
-            hp_text_put(
-                &t,
-                "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
-                "%ld)\n",
-                (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind, s->rate);
-            size_t shown = n < (size_t)hp_cfg.leak_stacks ? n : (size_t)hp_cfg.leak_stacks;
-            uint64_t rest_bytes = vbytes[0], rest_objects = vobjects[0];
-            uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
-            for (size_t i = 0; i < shown; i++) {
-                put_stack(&t, sym, &leaks[i], i + 1, exact, "", offsets ? offsets[i] : 0);
-                rest_bytes -= leaks[i].bytes;
-                rest_objects -= leaks[i].objects;
-            }
-            if (shown < n)
-                hp_text_put(&t,
-                            "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
-                            "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
-                            n - shown, (unsigned long long)rest_bytes,
-                            (unsigned long long)rest_objects, n);
+            rest_bytes += leaks[i].bytes;
+            rest_objects += leaks[i].objects;
         }
-    } else {
-        /* Lost first (definitely, then indirectly), then what is still
-         * reachable: one line, or its stacks with HEAPPROF_LEAK_REACHABLE. In
-         * sampled mode "reachable" is "still referenced" (report/reach.c). */
-        size_t nlost = vstacks[HP_V_DEFINITE] + vstacks[HP_V_INDIRECT];
-        const char *reach_word = exact ? "still reachable" : "still referenced";
-        uint64_t lost_bytes = vbytes[HP_V_DEFINITE] + vbytes[HP_V_INDIRECT];
-        uint64_t lost_objects = vobjects[HP_V_DEFINITE] + vobjects[HP_V_INDIRECT];
-        if (nlost == 0)
-            hp_text_put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
-        else
-            hp_text_put(
-                &t,
-                "heapprof: %llu bytes in %llu objects lost, from %zu stacks (%s, rate %ld): "
-                "definitely %llu bytes in %llu objects, indirectly %llu bytes in %llu objects\n",
-                (unsigned long long)lost_bytes, (unsigned long long)lost_objects, nlost, kind,
-                s->rate, (unsigned long long)vbytes[HP_V_DEFINITE],
-                (unsigned long long)vobjects[HP_V_DEFINITE],
-                (unsigned long long)vbytes[HP_V_INDIRECT],
-                (unsigned long long)vobjects[HP_V_INDIRECT]);
-        size_t listed = hp_cfg.leak_reachable ? n : nlost;
-        size_t shown = listed < (size_t)hp_cfg.leak_stacks ? listed : (size_t)hp_cfg.leak_stacks;
-        uint64_t rest_bytes = 0, rest_objects = 0;
-        uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
-        for (size_t i = 0; i < listed; i++) {
-            if (i < shown) {
-                put_stack(&t, sym, &leaks[i], i + 1, exact,
-                          leaks[i].verdict == HP_V_REACHABLE ? reach_word
-                                                             : verdict_words[leaks[i].verdict],
-                          offsets ? offsets[i] : 0);
-            } else {
-                rest_bytes += leaks[i].bytes;
-                rest_objects += leaks[i].objects;
-            }
-        }
-        if (shown < listed)
-            hp_text_put(&t,
-                        "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
-                        "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
-                        listed - shown, (unsigned long long)rest_bytes,
-                        (unsigned long long)rest_objects, listed);
-        if (vstacks[HP_V_REACHABLE])
-            hp_text_put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n",
-                        reach_word, (unsigned long long)vbytes[HP_V_REACHABLE],
-                        (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
-                        hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
-        gate = hp_cfg.leaks_exit_any ? (int)n : (int)nlost;
     }
+    if (shown < listed)
+        hp_text_put(&t,
+                    "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
+                    "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
+                    listed - shown, (unsigned long long)rest_bytes,
+                    (unsigned long long)rest_objects, listed);
+    if (s->verdicts && vstacks[HP_V_REACHABLE])
+        hp_text_put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n", reach_word,
+                    (unsigned long long)vbytes[HP_V_REACHABLE],
+                    (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
+                    hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
+    /* The CI gate: lost memory, or anything never freed without the check
+     * or with HEAPPROF_LEAKS_EXIT_ANY. */
+    int gate = !s->verdicts || hp_cfg.leaks_exit_any ? (int)n : (int)nlost;
     if (nsupp)
         hp_text_put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
     if (hp_cfg.leaks_path[0]) {
