@@ -67,9 +67,10 @@ struct hp_snap_bucket {
     uint32_t bucket;  /* its number */
     uint32_t stack;   /* leaf node */
     uint32_t labels;  /* label set (hp_labelset_at) */
-    uint32_t verdict; /* enum hp_verdict: the in-use part of the bucket with
-                       * that verdict, in a snapshot taken with verdicts; its
-                       * allocation counts are on the HP_V_NONE entry */
+    uint32_t verdict; /* enum hp_verdict. In a snapshot taken with verdicts,
+                       * HP_V_NONE is the bucket's entry (its counts, and
+                       * its objects still reachable); HP_V_DEFINITE and
+                       * HP_V_INDIRECT entries hold only its lost objects */
     int64_t allocs;   /* sampled objects allocated (in a delta: in the window) */
     int64_t live;     /* sampled objects in use (in a delta: the change) */
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
@@ -94,9 +95,9 @@ struct hp_snapshot {
 /* The bucket's average object size (estimated), for the "bytes" label. */
 uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b);
 int hp_snapshot_take(struct hp_snapshot *s);
-/* The same, with each bucket's live objects split by the verdicts given
- * with hp_live_set_verdict (objects without one count as reachable);
- * s->verdicts is set. */
+/* The same, with each bucket's lost live objects (hp_live_set_verdict) in
+ * entries of their own, one per verdict; objects without one are reachable
+ * and stay on the bucket's entry. s->verdicts is set. */
 int hp_snapshot_take_verdicts(struct hp_snapshot *s);
 /* The tables as they were when the estimated in-use bytes last set a peak
  * (see core.c); -ENOENT when peak tracking is off or nothing was captured. */

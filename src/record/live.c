@@ -317,8 +317,33 @@ struct hp_live_rec hp_live_remove(void *p)
     return rec;
 }
 
+/* The key of a lost object's entry: bucket and verdict, definite or indirect. */
+static inline size_t lost_key(uint32_t slot_bucket)
+{
+    uint32_t v = slot_bucket >> VERDICT_SHIFT;
+    if (v != HP_V_DEFINITE && v != HP_V_INDIRECT)
+        return SIZE_MAX;
+    return (size_t)(slot_bucket & BUCKET_MASK) * 2 + (v - HP_V_DEFINITE);
+}
+
+uint32_t hp_live_lost_pairs(uint32_t *lost, uint32_t n)
+{
+    uint32_t count = 0;
+    for (int k = 0; k < NSHARDS; k++) {
+        struct shard *s = &shards[k];
+        shard_lock(s);
+        for (size_t i = 0; i < s->cap; i++) {
+            size_t key = lost_key(s->slots[i].bucket);
+            if (s->slots[i].key && key != SIZE_MAX && key / 2 < n && lost[key] == UINT32_MAX)
+                lost[key] = count++;
+        }
+        shard_unlock(s);
+    }
+    return count;
+}
+
 void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate,
-                 bool verdicts)
+                 const uint32_t *lost, size_t lost_at)
 {
     for (int k = 0; k < NSHARDS; k++) {
         struct shard *s = &shards[k];
@@ -331,9 +356,10 @@ void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, lon
             uint64_t size = slot_size(s, sl);
             double w = hp_unbias_scale(size, rate);
             size_t at = pos[bucket];
-            if (verdicts) {
-                uint32_t v = sl->bucket >> VERDICT_SHIFT;
-                at = at * HP_NVERDICTS + (v ? v : HP_V_REACHABLE);
+            if (lost) {
+                size_t key = lost_key(sl->bucket);
+                if (key != SIZE_MAX && lost[key] != UINT32_MAX)
+                    at = lost_at + lost[key];
             }
             struct hp_snap_bucket *b = &sb[at];
             b->live++;

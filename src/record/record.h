@@ -94,11 +94,16 @@ bool hp_live_insert(void *p, struct hp_live_rec rec);
 /* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
 struct hp_live_rec hp_live_remove(void *p);
 struct hp_snap_bucket;
+/* The leak check's lost objects (record/live.c): numbers the distinct
+ * (bucket, verdict) pairs of live objects definitely or indirectly lost, in
+ * lost[bucket * 2 + verdict - HP_V_DEFINITE] (all UINT32_MAX before), for
+ * buckets below n; returns how many. */
+uint32_t hp_live_lost_pairs(uint32_t *lost, uint32_t n);
 /* Adds every live sampled object of buckets below n to sb[pos[bucket]]:
- * .live and the in-use weights w[2], w[3]. With verdicts, to
- * sb[pos[bucket] * HP_NVERDICTS + its verdict] (reachable when it has none). */
+ * .live and the in-use weights w[2], w[3]. With lost (numbered by
+ * hp_live_lost_pairs), a lost object goes to sb[lost_at + its number]. */
 void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, long rate,
-                 bool verdicts);
+                 const uint32_t *lost, size_t lost_at);
 /* Adds the in-use bytes (estimated) of every live sampled object of buckets
  * below n to bytes[bucket]. */
 void hp_live_inuse(double *bytes, uint32_t n, long rate);

@@ -644,10 +644,19 @@ static int take(struct hp_snapshot *s, struct hp_arena *a, bool verdicts)
 {
     uint32_t n = __atomic_load_n(&nbuckets, __ATOMIC_ACQUIRE);
     uint32_t nn = __atomic_load_n(&nnodes, __ATOMIC_ACQUIRE);
-    /* With verdicts, each bucket has HP_NVERDICTS entries in a row: its
-     * counts on the first, its live objects on the one of their verdict. */
-    size_t per = verdicts ? HP_NVERDICTS : 1;
-    struct hp_snap_bucket *sb = hp_arena_alloc(a, (size_t)n * per * sizeof *sb);
+    /* With verdicts, the objects the leak check found lost get entries of
+     * their own, one per (bucket, verdict), after the buckets' entries,
+     * which keep the counts and the reachable objects: 8 bytes a bucket
+     * and an entry per lost pair, not an entry per verdict and bucket. */
+    uint32_t *lost = NULL, nlost = 0;
+    if (verdicts) {
+        lost = hp_arena_alloc(a, (size_t)n * 2 * sizeof *lost);
+        if (!lost)
+            return -ENOMEM;
+        memset(lost, 0xff, (size_t)n * 2 * sizeof *lost);
+        nlost = hp_live_lost_pairs(lost, n);
+    }
+    struct hp_snap_bucket *sb = hp_arena_alloc(a, ((size_t)n + nlost) * sizeof *sb);
     uint32_t *pos = hp_arena_alloc(a, (size_t)n * sizeof *pos);
     if (!sb || !pos)
         return -ENOMEM;
@@ -657,14 +666,21 @@ static int take(struct hp_snapshot *s, struct hp_arena *a, bool verdicts)
              b = hp_bucket_at(b)->next)
             if (b < n) /* not newer than the snapshot */
                 pos[b] = k++;
-    hp_live_sum(sb, pos, n, hp_cfg.rate, verdicts);
+    hp_live_sum(sb, pos, n, hp_cfg.rate, lost, k);
     for (uint32_t b = 1; b < n; b++) {
-        struct hp_snap_bucket *e = &sb[pos[b] * per];
-        for (size_t v = 0; v < per; v++) {
-            e[v].bucket = b;
-            e[v].stack = hp_bucket_at(b)->stack;
-            e[v].labels = hp_bucket_at(b)->labels;
-            e[v].verdict = (uint32_t)v;
+        struct hp_snap_bucket *e = &sb[pos[b]];
+        e->bucket = b;
+        e->stack = hp_bucket_at(b)->stack;
+        e->labels = hp_bucket_at(b)->labels;
+        for (uint32_t v = 0; lost && v < 2; v++) {
+            uint32_t at = lost[(size_t)b * 2 + v];
+            if (at == UINT32_MAX)
+                continue;
+            struct hp_snap_bucket *l = &sb[k + at];
+            l->bucket = b;
+            l->stack = e->stack;
+            l->labels = e->labels;
+            l->verdict = HP_V_DEFINITE + v;
         }
         for (int st = 0; st < NSTRIPES; st++) {
             const struct counts *cc =
@@ -676,15 +692,11 @@ static int take(struct hp_snapshot *s, struct hp_arena *a, bool verdicts)
             e->w[0] += load_double(&c->w_objects);
             e->w[1] += load_double(&c->w_bytes);
         }
-        int64_t live = 0;
-        for (size_t v = 0; v < per; v++)
-            live += e[v].live;
-        if (live > e->allocs) /* not possible, but never report it */
-            for (size_t v = 0; v < per; v++)
-                e[v].live = e[v].live < e->allocs ? e[v].live : e->allocs;
+        if (e->live > e->allocs) /* not possible, but never report it */
+            e->live = e->allocs;
     }
     s->buckets = sb;
-    s->nbuckets = k * per;
+    s->nbuckets = (size_t)k + nlost;
     s->verdicts = verdicts;
     return 0;
 }

@@ -380,7 +380,11 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
             /* Every bucket of the stack counts: their rounded values sum to
              * the stack's estimate. */
             const struct hp_snap_bucket *b = &s->buckets[i];
-            uint32_t v = s->verdicts && b->verdict < HP_NVERDICTS ? b->verdict : HP_V_NONE;
+            /* With verdicts, a bucket's own entry holds its reachable objects. */
+            uint32_t v = !s->verdicts                ? HP_V_NONE
+                         : b->verdict == HP_V_NONE   ? HP_V_REACHABLE
+                         : b->verdict < HP_NVERDICTS ? b->verdict
+                                                     : HP_V_REACHABLE;
             struct leak *e = &l[v];
             e->objects += (uint64_t)b->est[2];
             e->bytes += (uint64_t)b->est[3];

@@ -548,8 +548,6 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
         struct hp_snap_bucket *sb = &s->buckets[i];
         struct hp_frame fs[HP_MAX_FRAMES];
         int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
-        int64_t values[4];
-        memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
         Label label[3 + HEAPPROF_LABELS_MAX], *labels[3 + HEAPPROF_LABELS_MAX];
         size_t nl = 0;
         perftools__profiles__label__init(&label[nl]);
@@ -571,17 +569,33 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
             label[nl++].str = str_index(b, ls->kv[2 * k + 1]);
         }
         /* The leak check's verdict on the in-use objects (an exit profile
-         * taken with verdicts): -tagfocus=leak=definite shows lost memory. */
+         * taken with verdicts): -tagfocus=leak=definite shows lost memory.
+         * A bucket's own entry holds its counts and its reachable objects:
+         * written as two samples, the counts without the label. */
         static const char *const verdict_names[HP_NVERDICTS] = {NULL, "definite", "indirect",
                                                                 "reachable"};
-        if (s->verdicts && sb->verdict > HP_V_NONE && sb->verdict < HP_NVERDICTS) {
-            perftools__profiles__label__init(&label[nl]);
-            label[nl].key = str_index(b, "leak");
-            label[nl++].str = str_index(b, verdict_names[sb->verdict]);
+        bool split = s->verdicts && sb->verdict == HP_V_NONE && (sb->est[2] || sb->est[3]);
+        int first = split && !sb->est[0] && !sb->est[1]; /* 1: no counts to write apart */
+        for (int part = first; part <= (int)split; part++) {
+            int64_t values[4];
+            memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
+            uint32_t verdict = sb->verdict;
+            if (split && part == 0)
+                values[2] = values[3] = 0;
+            else if (split) {
+                values[0] = values[1] = 0;
+                verdict = HP_V_REACHABLE;
+            }
+            size_t n = nl;
+            if (s->verdicts && verdict > HP_V_NONE && verdict < HP_NVERDICTS) {
+                perftools__profiles__label__init(&label[n]);
+                label[n].key = str_index(b, "leak");
+                label[n++].str = str_index(b, verdict_names[verdict]);
+            }
+            for (size_t k = 0; k < n; k++)
+                labels[k] = &label[k];
+            enc_sample(&e, fs, depth, values, 4, labels, n);
         }
-        for (size_t k = 0; k < nl; k++)
-            labels[k] = &label[k];
-        enc_sample(&e, fs, depth, values, 4, labels, nl);
     }
 
     struct enc_head h = {
