@@ -41,6 +41,36 @@ void hp_busy_end(bool was);
 extern bool hp_peak_on;
 void hp_peak_levels(int64_t *seen, int64_t *copied);
 
+/* ---- the thread running the exit dump (record/exit.c) ---- */
+/* Where it still holds the program's data (record/stack.c says how they
+ * are found): each sp[i] and up, on whatever stack it is (with the 128
+ * bytes below it when it is code a signal interrupted), and the registers
+ * of those frames. */
+enum { HP_EXIT_POINTS = 4, HP_EXIT_REGS = 64 };
+struct hp_exit_roots {
+    int npoints;
+    uintptr_t sp[HP_EXIT_POINTS];
+    bool interrupted[HP_EXIT_POINTS];
+    int nregs;
+    uintptr_t regs[HP_EXIT_REGS];
+};
+/* NULL outside the exit dump, or when exit() was not found on the stack
+ * (then the leak check reads the dumping thread's stack from its own frames
+ * up, as for any other dump). */
+const struct hp_exit_roots *hp_exit_roots(void);
+/* Gives back placeholder `which` (0 or 1) of address space reserved for the
+ * exit (see record/exit.c): 1 is the leak check's. */
+void hp_exit_room_release(int which);
+
+/* ---- memory the program took without malloc (record/hooks.c) ---- */
+/* The ranges it took with sbrk/brk: its own, although inside the mapping
+ * the kernel calls [heap] that malloc's main arena lives in. Returns how
+ * many there are; fills in at most max (lo, hi pairs). */
+int hp_brk_ranges(uintptr_t *out, int max);
+/* The ranges it marked MADV_DONTFORK or MADV_WIPEONFORK, which a copy made
+ * by fork would not have: (lo, hi, advice) triples, as for hp_brk_ranges. */
+int hp_fork_marks(uintptr_t *out, int max);
+
 /* ---- stacks (record/table.c) ---- */
 /* One frame of a recorded stack: the return address, its node in the tree
  * of frames, and the dlclose calls seen when that node was made (addresses
@@ -148,6 +178,13 @@ bool hp_live_set_verdict(const void *p, enum hp_verdict v);
  * whole. In the child: no malloc, no stdio, no locks but heapprof's own.
  * Returns as fork does. */
 pid_t hp_freeze_fork(void);
+/* The same in three steps, for a caller that has work to do while the locks
+ * are held (report/reach.c holds the program's running threads): take the
+ * locks, make the copy (in the child the locks are reset), give them back
+ * (in the parent only). */
+void hp_freeze_hold(void);
+pid_t hp_freeze_clone(void);
+void hp_freeze_release(void);
 
 /* ---- the program's threads (record/threads.c) ---- */
 struct hp_thread_stack {

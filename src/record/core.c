@@ -37,7 +37,6 @@ static int64_t start_ns;
  * forked child, or a program exec'd by a profiled process. Its profile gets
  * its pid in the name unless HEAPPROF already has %p. */
 static bool not_root;
-static int exit_dumped;
 static void peak_init(void);
 static void note_start(void);
 
@@ -116,6 +115,7 @@ void hp_init(void)
     if (hp_peak_on)
         peak_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    hp_exit_reserve();
     __atomic_store_n(&hp_state, HP_STATE_ON, __ATOMIC_RELEASE);
     hp_busy_end(was_busy);
 }
@@ -236,6 +236,8 @@ int hp_cpu_support(void)
             if (!hp_report)
                 load_report();
             result = hp_report ? 0 : -ENOTSUP;
+            if (result == 0)
+                hp_exit_reserve();
         }
         hp_busy_end(was_busy);
     }
@@ -382,23 +384,40 @@ void hp_on_unfree(void *p, struct hp_live_rec rec)
         track(rec.size, 1);
 }
 
-pid_t hp_freeze_fork(void)
+void hp_freeze_hold(void)
 {
     hp_live_lock_all();
     hp_mem_lock();
+}
+
+void hp_freeze_release(void)
+{
+    hp_mem_unlock();
+    hp_live_unlock_all();
+}
+
+pid_t hp_freeze_clone(void)
+{
     /* No exit signal and no flags: a copy of the address space, as fork
      * makes, that the program's SIGCHLD handler and waitpid(-1) never see,
      * and without the atfork handlers. The child runs on a copy of this
      * thread's stack and returns from here. */
     pid_t pid = (pid_t)syscall(SYS_clone, 0UL, NULL, NULL, NULL, NULL);
-    int saved = errno;
     if (pid == 0) {
         hp_mem_child();
         hp_live_child();
-        return 0;
     }
-    hp_mem_unlock();
-    hp_live_unlock_all();
+    return pid;
+}
+
+pid_t hp_freeze_fork(void)
+{
+    hp_freeze_hold();
+    pid_t pid = hp_freeze_clone();
+    if (pid == 0)
+        return 0;
+    int saved = errno;
+    hp_freeze_release();
     errno = saved;
     return pid;
 }
@@ -419,123 +438,4 @@ int hp_process_leaks_path(char *out, size_t len)
 int64_t hp_start_ns(void)
 {
     return start_ns;
-}
-
-/* Zeroes the stack below the caller's frame: what the program's calls left
- * there (a pointer returned by malloc, copied through heapprof's own hooks)
- * would otherwise be read as roots by the leak check. Only as deep as the
- * thread's stack allows. */
-__attribute__((noinline)) static void scrub_stack(size_t want)
-{
-    char here;
-    uintptr_t sp = (uintptr_t)&here;
-    pthread_attr_t attr;
-    void *addr = NULL;
-    size_t size = 0;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        pthread_attr_getstack(&attr, &addr, &size);
-        pthread_attr_destroy(&attr);
-    }
-    uintptr_t lo = (uintptr_t)addr;
-    if (!lo || sp < lo + 65536)
-        return;
-    size_t room = sp - lo - 65536; /* leave 64 KiB for the dump itself */
-    if (want > room)
-        want = room;
-    char *buf = __builtin_alloca(want);
-    memset(buf, 0, want);
-    __asm__ volatile("" : : "r"(buf) : "memory");
-}
-
-/* At exit, after the program's atexit handlers and C++ static destructors
- * (those run before the shared objects' destructors), so what they free is
- * not reported as leaked. Runs once, on whichever thread called exit. */
-/* A CPU profile still running at exit: HEAPPROF_CPU's (into its file, with
- * a pid in a child) or one the API started is written; an HTTP window's is
- * dropped. */
-static void cpu_exit(void)
-{
-    struct hp_cpu_profile p;
-    if (hp_cpu_stop(HP_CPU_ANY, &p) != 0)
-        return;
-    char path[4096];
-    int r = -1;
-    if (p.owner == HP_CPU_RUN)
-        r = hp_output_path(path, sizeof path, p.path, hp_cpu_run_not_root());
-    else if (p.owner == HP_CPU_API)
-        r = snprintf(path, sizeof path, "%s", p.path) < (int)sizeof path ? 0 : -1;
-    if (r == 0 && hp_report) {
-        r = hp_report->cpu_write(path, &p);
-        if (r == 0 && hp_cfg.announce)
-            hp_log("heapprof: wrote the CPU profile %s (see it with: go tool pprof -top %s)", path,
-                   path);
-    }
-    hp_cpu_release(&p);
-}
-
-static void exit_dump(void);
-
-__attribute__((destructor)) static void hp_exit_dump(void)
-{
-    cpu_exit();
-    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
-        return;
-    if (!hp_cfg.path[0])
-        return; /* HEAPPROF_HTTP alone: live profiles only */
-    if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
-        return;
-    /* Before the frames of the dump are made: they have room left
-     * uninitialised (path buffers, say), which would keep what was there. */
-    if (!hp_cfg.leaks_off && hp_cfg.leak_scan) {
-        bool was = hp_busy_begin(); /* pthread_getattr_np allocates */
-        scrub_stack(256 << 10);
-        hp_busy_end(was);
-    }
-    exit_dump();
-}
-
-__attribute__((noinline)) static void exit_dump(void)
-{
-    char path[4096], peak_path[4200];
-    if (hp_process_path(path, sizeof path) != 0) {
-        hp_log("heapprof: the profile path is too long; no profile written");
-        return;
-    }
-    bool peak_written = false;
-    if (hp_cfg.peak && hp_path_with_tag(peak_path, sizeof peak_path, path, "peak") == 0) {
-        int pr = hp_report->dump_to(peak_path, HP_DUMP_PEAK, NULL);
-        if (pr == -ENOENT)
-            hp_log("heapprof: no peak profile: nothing was sampled");
-        peak_written = pr == 0;
-    }
-    char tl_html[4200] = "", tl_json[4200] = "";
-    if (hp_cfg.timeline)
-        hp_report->timeline_write(path, tl_html, tl_json, sizeof tl_html);
-    int nleaks = 0;
-    int r = hp_report->dump_to(path, HP_DUMP_NOW, hp_cfg.leaks_off ? NULL : &nleaks);
-    if (r == 0 && hp_cfg.announce) {
-        /* Every file written, the profile first: "A", "A and B", "A, B and C". */
-        const char *files[] = {path, peak_written ? peak_path : "", tl_html, tl_json};
-        char list[17000];
-        size_t len = 0;
-        int n = 0, total = 0;
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-            total += files[i][0] != 0;
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            if (!files[i][0])
-                continue;
-            n++;
-            const char *sep = n == 1 ? "" : n == total ? " and " : ", ";
-            int w = snprintf(list + len, sizeof list - len, "%s%s", sep, files[i]);
-            if (w > 0 && (size_t)w < sizeof list - len)
-                len += (size_t)w;
-        }
-        hp_log("heapprof: wrote %s (see it with: go tool pprof -http=: %s)", list, path);
-    }
-    if (nleaks > 0 && hp_cfg.leaks_exit_code) {
-        /* As LeakSanitizer's exitcode: the CI gate the user asked for.
-         * Flush the program's streams first, as exit() would have. */
-        fflush(NULL);
-        _exit(hp_cfg.leaks_exit_code);
-    }
 }

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static void *first_malloc(size_t size);
@@ -344,4 +345,68 @@ HEAPPROF_API size_t malloc_usable_size(void *p)
     if (HP_UNLIKELY(!ready()))
         return 0;
     return hp_real.malloc_usable_size(p);
+}
+
+/* ---- memory the program takes without malloc (record/regions.c) ---- */
+
+static struct {
+    void *(*sbrk)(intptr_t);
+    int (*brk)(void *);
+    int (*madvise)(void *, size_t, int);
+    int (*munmap)(void *, size_t);
+} region_real;
+
+/* At load, before the program runs: never later, where dlsym could wait
+ * for a loader lock another thread held at a fork. */
+__attribute__((constructor)) static void region_resolve(void)
+{
+    region_real.sbrk = (void *(*)(intptr_t))dlsym(RTLD_NEXT, "sbrk");
+    region_real.brk = (int (*)(void *))dlsym(RTLD_NEXT, "brk");
+    region_real.madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+    region_real.munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+}
+
+HEAPPROF_API void *sbrk(intptr_t increment)
+{
+    if (!region_real.sbrk)
+        region_resolve();
+    void *old = region_real.sbrk ? region_real.sbrk(increment) : (void *)-1;
+    if (old != (void *)-1 && increment)
+        hp_regions_brk((uintptr_t)old, (uintptr_t)old + (uintptr_t)increment);
+    return old;
+}
+
+HEAPPROF_API int brk(void *addr)
+{
+    if (!region_real.brk)
+        region_resolve();
+    if (!region_real.brk || !region_real.sbrk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    void *old = region_real.sbrk(0);
+    int r = region_real.brk(addr);
+    if (r == 0 && old != (void *)-1)
+        hp_regions_brk((uintptr_t)old, (uintptr_t)addr);
+    return r;
+}
+
+HEAPPROF_API int madvise(void *addr, size_t len, int advice)
+{
+    if (!region_real.madvise)
+        region_resolve();
+    int r = region_real.madvise ? region_real.madvise(addr, len, advice) : (errno = ENOSYS, -1);
+    if (r == 0)
+        hp_regions_madvise((uintptr_t)addr, len, advice);
+    return r;
+}
+
+HEAPPROF_API int munmap(void *addr, size_t len)
+{
+    if (!region_real.munmap)
+        region_resolve();
+    int r = region_real.munmap ? region_real.munmap(addr, len) : (errno = ENOSYS, -1);
+    if (r == 0)
+        hp_regions_unmap((uintptr_t)addr, len);
+    return r;
 }

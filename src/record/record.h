@@ -33,6 +33,13 @@ struct hp_thread {
 extern HP_TLS struct hp_thread hp_thread;
 
 void hp_init(void);
+/* The exit's own stack and room (record/exit.c), reserved at start-up. */
+void hp_exit_reserve(void);
+/* What the program's own sbrk, brk, madvise and munmap calls did
+ * (record/regions.c). */
+void hp_regions_brk(uintptr_t from, uintptr_t to);
+void hp_regions_madvise(uintptr_t lo, size_t len, int advice);
+void hp_regions_unmap(uintptr_t lo, size_t len);
 /* Called when the countdown went negative: decides whether the allocation of
  * size bytes is sampled, and redraws the countdown. */
 bool hp_sampler_take(size_t size);
@@ -56,6 +63,7 @@ int hp_stack_capture(void **ips, int max);
  * leaf_only, or where unwinding is not safe, only the leaf: *partial). */
 bool hp_stack_signal_ready(void);
 int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial);
+bool hp_stack_exit_roots(void *ucontext, struct hp_exit_roots *out);
 
 /* ---- the stack table (record/table.c) ---- */
 void hp_table_init(void);

@@ -73,6 +73,7 @@ static int (*backtrace_fn)(void **, int);
 static int (*init_local2_fn)(unw_cursor_t *, unw_context_t *, int);
 static int (*step_fn)(unw_cursor_t *);
 static int (*get_reg_fn)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+static int (*is_signal_frame_fn)(unw_cursor_t *);
 
 /* The dynamic loader's code: ld-linux-x86-64.so.2 (whatever its name, the
  * object whose file name starts with "ld-" or "ld.so"). */
@@ -111,6 +112,7 @@ bool hp_stack_init(void)
     step_fn = (int (*)(unw_cursor_t *))dlsym(h, HP_XSTR(unw_step));
     get_reg_fn =
         (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(h, HP_XSTR(unw_get_reg));
+    is_signal_frame_fn = (int (*)(unw_cursor_t *))dlsym(h, HP_XSTR(unw_is_signal_frame));
     __atomic_store_n(&backtrace_fn, bt, __ATOMIC_RELEASE);
     return true;
 }
@@ -182,4 +184,75 @@ int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, boo
         ips[n++] = (uintptr_t)ip;
     }
     return n;
+}
+
+/* Where the exiting thread still holds the program's data, from the
+ * context saved as the exit dump began (record/exit.c): the frames from the
+ * code that called exit() up, and, when exit() ran in a signal handler, the
+ * frames of the code the signal interrupted (on the same stack or another),
+ * each with the registers it had. What lies below those frames (exit's
+ * own, the exit handlers', heapprof's) was written by the exit path over
+ * what the program left there, and holds only stale copies; memcheck and
+ * LeakSanitizer do not see them as live either. Registers: at the caller of
+ * exit() the callee-saved ones (the others are dead across a call, by the
+ * ABI); at an interrupted frame every general register. Returns false when
+ * exit() is not on the stack (then nothing is filled in). */
+bool hp_stack_exit_roots(void *ucontext, struct hp_exit_roots *out)
+{
+    if (!hp_stack_signal_ready())
+        return false;
+    uintptr_t exit_lo = (uintptr_t)exit, exit_hi = 0;
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1((void *)exit, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size)
+        exit_hi = exit_lo + sym->st_size;
+    if (!exit_hi)
+        return false;
+    unw_cursor_t cursor;
+    if (init_local2_fn(&cursor, (unw_context_t *)ucontext, 0) < 0)
+        return false;
+    memset(out, 0, sizeof *out);
+    bool past_exit = false, after_signal = false;
+    for (int depth = 0; depth < 512; depth++) {
+        unw_word_t ip = 0, sp = 0;
+        if (get_reg_fn(&cursor, UNW_REG_IP, &ip) < 0 || get_reg_fn(&cursor, UNW_REG_SP, &sp) < 0)
+            break;
+        bool signal_frame = is_signal_frame_fn && is_signal_frame_fn(&cursor) > 0;
+        if (!past_exit && ip - 1 >= exit_lo && ip - 1 < exit_hi) {
+            past_exit = true; /* the next frame is exit()'s caller */
+        } else if (past_exit && out->npoints < HP_EXIT_POINTS && !signal_frame) {
+            /* The first frame after exit(), and the first after each
+             * signal frame: every frame above one of these on the same
+             * stack is live. */
+            bool interrupted = out->npoints > 0 && after_signal;
+            bool first = out->npoints == 0;
+            if (first || after_signal) {
+                out->sp[out->npoints] = (uintptr_t)sp;
+                out->interrupted[out->npoints] = interrupted;
+                out->npoints++;
+                static const int callee_saved[] = {UNW_X86_64_RBX, UNW_X86_64_RBP, UNW_X86_64_R12,
+                                                   UNW_X86_64_R13, UNW_X86_64_R14, UNW_X86_64_R15};
+                if (first) {
+                    for (size_t r = 0; r < sizeof callee_saved / sizeof *callee_saved; r++) {
+                        unw_word_t v;
+                        if (out->nregs < HP_EXIT_REGS &&
+                            get_reg_fn(&cursor, callee_saved[r], &v) == 0)
+                            out->regs[out->nregs++] = (uintptr_t)v;
+                    }
+                } else {
+                    for (int r = UNW_X86_64_RAX; r <= UNW_X86_64_R15; r++) {
+                        unw_word_t v;
+                        if (out->nregs < HP_EXIT_REGS && get_reg_fn(&cursor, r, &v) == 0)
+                            out->regs[out->nregs++] = (uintptr_t)v;
+                    }
+                }
+            }
+            after_signal = false;
+        }
+        if (past_exit && signal_frame)
+            after_signal = true;
+        if (step_fn(&cursor) <= 0)
+            break;
+    }
+    return past_exit && out->npoints > 0;
 }

@@ -64,8 +64,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
+#include <linux/futex.h>
 #include <unistd.h>
 
 enum {
@@ -81,19 +84,44 @@ enum { ST_UNREACHED = 0, ST_REACHABLE, ST_INDIRECT, ST_LEADER };
 #define MSG_MAGIC 0x6865617072656163ull /* the report's first and last words */
 
 /* What the parent learns before the fork, for the child to use. */
+enum { PARK_NONE = 0, PARK_ASKED, PARK_HELD, PARK_GIVEN_UP };
+enum { TASK_REGS = 16 };
 struct task {
     pid_t tid;
-    uintptr_t sp; /* 0: unknown (running, or not readable) */
+    bool gone;    /* a zombie: the main thread after pthread_exit */
+    int park;     /* PARK_*: PARK_HELD when it was stopped with its registers */
+    uintptr_t sp; /* 0: unknown */
+    int nregs;
+    uintptr_t regs[TASK_REGS]; /* its registers, or a system call's arguments */
+};
+
+enum { MAX_BRK = 64, MAX_MARKS = 64, MAX_VMAS = 65536 };
+
+struct vma {
+    uintptr_t lo, hi;
+    bool rw, shared, none; /* none: ---p, a guard */
+    bool anon;             /* no file */
+    bool stack;            /* [stack] */
+    bool heap;             /* [heap] */
+    bool skip;             /* vvar, vdso, a device */
 };
 
 struct scan {
     bool exact;
-    uintptr_t my_sp; /* the dumping thread's stack, from here up */
+    pid_t pid;       /* the program's (in the child, getpid() is the child's own) */
+    uintptr_t my_sp; /* where the dump's own frames start (when no exit roots) */
     pid_t my_tid;
     struct task tasks[MAX_TASKS];
     int ntasks;
     struct hp_thread_stack stacks[MAX_STACKS];
     int nstacks;
+    bool have_exit;
+    struct hp_exit_roots exit_roots;
+    uintptr_t alt_lo, alt_hi; /* the dumping thread's alternate signal stack */
+    uintptr_t brk[2 * MAX_BRK];
+    int nbrk;
+    uintptr_t lifted[3 * MAX_MARKS]; /* fork marks lifted around the fork */
+    int nlifted;
     uintptr_t excl[2 * MAX_EXCLUDE]; /* lo, hi pairs: heapprof's own memory and libraries */
     size_t nexcl;
     uintptr_t libc_lo[8], libc_hi[8]; /* libc's writable segments */
@@ -108,7 +136,10 @@ struct scan {
     size_t pages_cap, pages_len;
     uintptr_t lo_all, hi_all;
     uint64_t root_bytes, heap_bytes, faults;
-    int pagemap; /* /proc/self/pagemap, or -1 */
+    int pagemap;     /* /proc/self/pagemap, or -1 */
+    bool cur_shared; /* the mapping being read is shared: pagemap cannot tell */
+    struct vma *vmas;
+    size_t nvmas;
 };
 
 /* ---- memory of the child's own: mmap only ---- */
@@ -128,7 +159,7 @@ static void *cmap(size_t len)
 
 static void cunmap(void *p, size_t len)
 {
-    munmap(p, len);
+    hp_os_unmap(p, len);
     child_mapped -= len;
 }
 
@@ -288,7 +319,10 @@ static void visit(struct scan *sc, uintptr_t at, uintptr_t w, long self, bool li
     long i = find(sc, w);
     if (i < 0 || i == self)
         return;
-    if (libc_seg && bookkeeping(sc, i, w))
+    /* glibc's own pointers to chunk headers: in its data, and in the first
+     * four words of a chunk (fd, bk, fd_nextsize, bk_nextsize while it was
+     * free), left there when the chunk was handed out again. */
+    if ((libc_seg || (self >= 0 && at - sc->objs[self].start < 32)) && bookkeeping(sc, i, w))
         return;
     if (!sc->exact && at >= sc->objs[i].start && at < obj_end(&sc->objs[i]))
         return; /* in the object itself */
@@ -350,25 +384,32 @@ static void drain(struct scan *sc, long leader)
  * untouched, and a mapping of a large file would be read from disk). */
 static void scan_resident(struct scan *sc, uintptr_t lo, uintptr_t hi)
 {
-    if (sc->pagemap < 0) {
+    if (sc->pagemap < 0 && !sc->cur_shared) {
         scan_words(sc, lo, hi, -1, -1, &sc->root_bytes);
         return;
     }
     uint64_t pm[512];
+    unsigned char mc[512];
     uintptr_t pg = lo & ~(uintptr_t)4095, run = 0;
     bool in_run = false;
     while (pg < hi) {
         size_t n = (hi - pg + 4095) / 4096;
         if (n > 512)
             n = 512;
-        ssize_t r = pread(sc->pagemap, pm, n * 8, (off_t)(pg / 4096 * 8));
-        if (r != (ssize_t)(n * 8)) { /* cannot tell: read it all */
+        /* A shared mapping's pages are not in the child's page tables
+         * until touched (fork does not copy them): the page cache tells
+         * which hold anything, by mincore. */
+        bool ok = sc->cur_shared
+                      ? mincore((void *)pg, n * 4096, mc) == 0
+                      : pread(sc->pagemap, pm, n * 8, (off_t)(pg / 4096 * 8)) == (ssize_t)(n * 8);
+        if (!ok) { /* cannot tell: read it all */
             scan_words(sc, in_run ? run : (pg > lo ? pg : lo), hi, -1, -1, &sc->root_bytes);
             return;
         }
         for (size_t k = 0; k < n; k++) {
             uintptr_t page = pg + k * 4096;
-            bool used = (pm[k] >> 62) & 3; /* present or swapped */
+            bool used =
+                sc->cur_shared ? (mc[k] & 1) : ((pm[k] >> 62) & 3) != 0; /* present or swapped */
             if (used && !in_run) {
                 run = page > lo ? page : lo;
                 in_run = true;
@@ -430,58 +471,21 @@ static const struct task *task_of(const struct scan *sc, pid_t tid)
     return NULL;
 }
 
-/* A piece of a writable mapping that is no one's stack, or part of one. */
-static void scan_piece(struct scan *sc, uintptr_t lo, uintptr_t hi, bool main_stack)
-{
-    if (lo >= hi)
-        return;
-    /* The dumping thread's stack: from its stack pointer up. */
-    if (sc->my_sp >= lo && sc->my_sp < hi) {
-        scan_root(sc, sc->my_sp, hi);
-        return;
-    }
-    if (main_stack) {
-        const struct task *t = task_of(sc, getpid());
-        if (!t) /* the main thread is gone: its stack is stale */
-            return;
-        scan_root(sc, t->sp && t->sp - RED_ZONE >= lo && t->sp < hi ? t->sp - RED_ZONE : lo, hi);
-        return;
-    }
-    /* The stacks noted by record/threads.c within the piece. */
-    for (int k = 0; k < sc->nstacks; k++) {
-        const struct hp_thread_stack *ts = &sc->stacks[k];
-        if (ts->hi <= lo || ts->lo >= hi)
-            continue;
-        scan_piece(sc, lo, ts->lo > lo ? ts->lo : lo, false);
-        uintptr_t slo = ts->lo > lo ? ts->lo : lo, shi = ts->hi < hi ? ts->hi : hi;
-        const struct task *t = ts->alive ? task_of(sc, ts->tid) : NULL;
-        for (int j = 0; !t && j < sc->ntasks; j++) /* a new thread on a reused stack */
-            if (sc->tasks[j].sp >= slo && sc->tasks[j].sp < shi)
-                t = &sc->tasks[j];
-        if (t) {
-            uintptr_t from =
-                t->sp && t->sp - RED_ZONE >= slo && t->sp < shi ? t->sp - RED_ZONE : slo;
-            scan_root(sc, from, shi);
-        } /* else: an exited thread's stack, stale */
-        scan_piece(sc, ts->hi, hi, false);
-        return;
-    }
-    scan_root(sc, lo, hi);
-}
-
-/* Minus heapprof's own ranges (sorted). */
-static void scan_mapping(struct scan *sc, uintptr_t lo, uintptr_t hi, bool main_stack)
+/* Scans [lo, hi) minus the exclusions (sorted by start; they may overlap):
+ * heapprof's own memory, and the stale parts of stacks. */
+static void scan_mapping(struct scan *sc, uintptr_t lo, uintptr_t hi)
 {
     for (size_t i = 0; i < sc->nexcl && lo < hi; i++) {
         uintptr_t elo = sc->excl[2 * i], ehi = sc->excl[2 * i + 1];
         if (ehi <= lo || elo >= hi)
             continue;
         if (elo > lo)
-            scan_piece(sc, lo, elo, main_stack);
-        lo = ehi;
+            scan_root(sc, lo, elo);
+        if (ehi > lo)
+            lo = ehi;
     }
     if (lo < hi)
-        scan_piece(sc, lo, hi, main_stack);
+        scan_root(sc, lo, hi);
 }
 
 static uintptr_t parse_hex(const char **s)
@@ -503,21 +507,24 @@ static bool starts_with(const char *s, const char *prefix)
     return !strncmp(s, prefix, strlen(prefix));
 }
 
-/* Every readable and writable mapping of the child (the parent's copy). */
-static void scan_maps(struct scan *sc, const char *maps)
+/* The child's mappings (the parent's copy), from /proc/self/maps. */
+static void read_vmas(struct scan *sc, const char *maps)
 {
-    for (const char *line = maps; *line;) {
+    for (const char *line = maps; *line && sc->nvmas < MAX_VMAS;) {
         const char *eol = strchr(line, '\n');
         if (!eol)
             eol = line + strlen(line);
         const char *s = line;
-        uintptr_t lo = parse_hex(&s);
+        struct vma v = {0};
+        v.lo = parse_hex(&s);
         if (*s == '-')
             s++;
-        uintptr_t hi = parse_hex(&s);
+        v.hi = parse_hex(&s);
         while (*s == ' ')
             s++;
-        bool rw = s[0] == 'r' && s[1] == 'w';
+        v.rw = s[0] == 'r' && s[1] == 'w';
+        v.none = s[0] == '-' && s[1] == '-' && s[2] == '-';
+        v.shared = s[3] == 's';
         /* The path: after five fields. */
         const char *path = s;
         for (int f = 0; f < 4 && path < eol; f++) {
@@ -531,18 +538,217 @@ static void scan_maps(struct scan *sc, const char *maps)
         memcpy(name, path, nl);
         name[nl] = 0;
         line = *eol ? eol + 1 : eol;
-        if (!rw || lo >= hi)
-            continue;
-        if (starts_with(name, "[vvar") || starts_with(name, "[vdso") ||
-            starts_with(name, "[vsyscall"))
-            continue;
-        if (starts_with(name, "/dev/") && !starts_with(name, "/dev/zero") &&
-            !starts_with(name, "/dev/shm/"))
-            continue; /* a device: reading may have effects */
-        if (sc->exact && !strcmp(name, "[heap]"))
-            continue; /* malloc's: followed through the objects only */
-        scan_mapping(sc, lo, hi, !strcmp(name, "[stack]"));
+        v.anon = !name[0];
+        v.stack = !strcmp(name, "[stack]");
+        v.heap = !strcmp(name, "[heap]");
+        v.skip = starts_with(name, "[vvar") || starts_with(name, "[vdso") ||
+                 starts_with(name, "[vsyscall") ||
+                 (starts_with(name, "/dev/") && !starts_with(name, "/dev/zero") &&
+                  !starts_with(name, "/dev/shm/")); /* a device: reading may have effects */
+        if (v.lo < v.hi)
+            sc->vmas[sc->nvmas++] = v;
     }
+}
+
+/* Adds [lo, hi) to the sorted exclusions. */
+static void exclude(struct scan *sc, uintptr_t lo, uintptr_t hi)
+{
+    if (sc->nexcl == MAX_EXCLUDE || lo >= hi)
+        return;
+    size_t i = sc->nexcl;
+    while (i > 0 && sc->excl[2 * (i - 1)] > lo) {
+        sc->excl[2 * i] = sc->excl[2 * (i - 1)];
+        sc->excl[2 * i + 1] = sc->excl[2 * (i - 1) + 1];
+        i--;
+    }
+    sc->excl[2 * i] = lo;
+    sc->excl[2 * i + 1] = hi;
+    sc->nexcl++;
+}
+
+/* ---- stacks ----
+ *
+ * A thread's stack holds the program's data from its stack pointer up (and
+ * the 128 bytes below it, the x86-64 red zone); below lies what earlier,
+ * deeper calls left, which is stale. Each live thread's stack pointer is
+ * known where it could be learnt: a thread in a system call from
+ * /proc/self/task/TID/syscall, a running thread from the signal that held
+ * it (with its registers), the dumping thread from the frames of the code
+ * that called exit (record/stack.c). Each is a live point. A stack is a
+ * region: a block record/threads.c noted (alive or not: glibc reuses an
+ * exited thread's block for a new thread, which may not have allocated
+ * yet), the main thread's [stack], the dumping thread's alternate signal
+ * stack, or a mapping that looks like a thread's stack (anonymous, above a
+ * guard page). In each region, what lies below its lowest live point is
+ * left out. A region with no live point is left out whole when it is a
+ * block whose thread is gone, or the [stack] of a main thread that is gone;
+ * but if some thread's stack pointer is unknown and it has no block of its
+ * own, it may run on any block, and blocks are then read whole. Anything
+ * else is read whole: never less than the program can still use. */
+
+struct point {
+    uintptr_t from; /* live from here up */
+};
+
+static bool in_region(uintptr_t a, uintptr_t lo, uintptr_t hi)
+{
+    return a >= lo && a < hi;
+}
+
+/* The lowest live point in [lo, hi), or 0. */
+static uintptr_t lowest_point(const struct point *pts, int n, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t m = 0;
+    for (int i = 0; i < n; i++)
+        if (in_region(pts[i].from, lo, hi) && (!m || pts[i].from < m))
+            m = pts[i].from;
+    return m;
+}
+
+static void exclude_stale_stacks(struct scan *sc)
+{
+    struct point pts[MAX_TASKS + HP_EXIT_POINTS + 1];
+    int npts = 0;
+    bool unknown = false; /* some thread's stack pointer unknown, and no block of its own */
+    for (int i = 0; i < sc->ntasks; i++) {
+        const struct task *t = &sc->tasks[i];
+        if (t->gone || t->tid == sc->my_tid)
+            continue;
+        if (t->sp) {
+            pts[npts++].from = t->sp > RED_ZONE ? t->sp - RED_ZONE : t->sp;
+            continue;
+        }
+        bool own = false;
+        for (int k = 0; k < sc->nstacks && !own; k++)
+            own = sc->stacks[k].alive && sc->stacks[k].tid == t->tid;
+        if (!own)
+            unknown = true;
+    }
+    if (sc->have_exit) {
+        for (int i = 0; i < sc->exit_roots.npoints; i++) {
+            uintptr_t sp = sc->exit_roots.sp[i];
+            pts[npts++].from = sc->exit_roots.interrupted[i] && sp > RED_ZONE ? sp - RED_ZONE : sp;
+        }
+    } else {
+        pts[npts++].from = sc->my_sp;
+    }
+
+    /* Blocks noted by record/threads.c. */
+    for (int k = 0; k < sc->nstacks; k++) {
+        const struct hp_thread_stack *ts = &sc->stacks[k];
+        const struct task *t = task_of(sc, ts->tid);
+        bool alive = ts->alive && t && !t->gone;
+        uintptr_t m = lowest_point(pts, npts, ts->lo, ts->hi);
+        if (m) {
+            exclude(sc, ts->lo, m);
+            continue;
+        }
+        if (alive || unknown)
+            continue;
+        bool reused = false; /* by a thread whose block overlaps it */
+        for (int j = 0; j < sc->nstacks && !reused; j++) {
+            const struct hp_thread_stack *o = &sc->stacks[j];
+            const struct task *ot = task_of(sc, o->tid);
+            reused = j != k && o->alive && ot && !ot->gone && o->lo < ts->hi && o->hi > ts->lo;
+        }
+        if (!reused)
+            exclude(sc, ts->lo, ts->hi);
+    }
+    /* The dumping thread's alternate signal stack. */
+    if (sc->alt_lo < sc->alt_hi) {
+        uintptr_t m = lowest_point(pts, npts, sc->alt_lo, sc->alt_hi);
+        if (m)
+            exclude(sc, sc->alt_lo, m);
+    }
+    /* The main thread's stack, and stacks of threads never noted. */
+    const struct task *main_task = task_of(sc, sc->pid);
+    bool main_gone = !main_task || main_task->gone;
+    for (size_t i = 0; i < sc->nvmas; i++) {
+        const struct vma *v = &sc->vmas[i];
+        if (!v->rw)
+            continue;
+        bool stack_like = v->stack || (v->anon && !v->shared && i > 0 && sc->vmas[i - 1].none &&
+                                       sc->vmas[i - 1].hi == v->lo);
+        if (!stack_like)
+            continue;
+        bool noted = false;
+        for (int k = 0; k < sc->nstacks && !noted; k++)
+            noted = sc->stacks[k].lo < v->hi && sc->stacks[k].hi > v->lo;
+        if (noted)
+            continue; /* done above */
+        if (sc->alt_lo < v->hi && sc->alt_hi > v->lo)
+            continue;
+        uintptr_t m = lowest_point(pts, npts, v->lo, v->hi);
+        if (m)
+            exclude(sc, v->lo, m);
+        else if (v->stack && main_gone)
+            exclude(sc, v->lo, v->hi); /* the main thread called pthread_exit */
+    }
+}
+
+/* Registers: of the threads held by a signal, the system calls' arguments
+ * of the others, the dumping thread's (exit roots). */
+static void scan_registers(struct scan *sc)
+{
+    for (int i = 0; i < sc->ntasks; i++) {
+        const struct task *t = &sc->tasks[i];
+        if (t->gone || t->tid == sc->my_tid)
+            continue;
+        for (int r = 0; r < t->nregs; r++)
+            if (t->regs[r] >= sc->lo_all && t->regs[r] < sc->hi_all)
+                visit(sc, 0, t->regs[r], -1, false, -1);
+    }
+    if (sc->have_exit)
+        for (int r = 0; r < sc->exit_roots.nregs; r++) {
+            uintptr_t w = sc->exit_roots.regs[r];
+            if (w >= sc->lo_all && w < sc->hi_all)
+                visit(sc, 0, w, -1, false, -1);
+        }
+    drain(sc, -1);
+}
+
+/* A glibc arena's heap, other than the main one: a mapping aligned to its
+ * maximum size (64 MiB) that opens with the heap's header (heap_info): the
+ * arena it belongs to, at 32 or 48 bytes into the first heap of that arena,
+ * the previous heap, and its sizes. In exact mode all of it is malloc's,
+ * followed through the live objects only: like the [heap], it holds free
+ * chunks with stale copies and the allocator's own lists. */
+static bool glibc_heap(const struct vma *v)
+{
+    const uintptr_t max = (uintptr_t)64 << 20;
+    if (!v->anon || v->shared || (v->lo & (max - 1)) || v->hi - v->lo > max)
+        return false;
+    const uintptr_t *h = (const uintptr_t *)v->lo;
+    uintptr_t ar = h[0], prev = h[1], size = h[2], mprot = h[3];
+    uintptr_t off = ar & (max - 1);
+    return ar && (off == 32 || off == 48) && (prev & (max - 1)) == 0 && size >= 4096 &&
+           size <= mprot && mprot <= max && size <= v->hi - v->lo;
+}
+
+/* Every readable and writable mapping of the child (the parent's copy). */
+static void scan_maps(struct scan *sc)
+{
+    for (size_t i = 0; i < sc->nvmas; i++) {
+        const struct vma *v = &sc->vmas[i];
+        if (!v->rw || v->skip)
+            continue;
+        sc->cur_shared = v->shared;
+        if (sc->exact && v->heap) {
+            /* malloc's: followed through the objects only, but for what the
+             * program itself took with sbrk or brk. */
+            for (int k = 0; k < sc->nbrk; k++) {
+                uintptr_t lo = sc->brk[2 * k] > v->lo ? sc->brk[2 * k] : v->lo;
+                uintptr_t hi = sc->brk[2 * k + 1] < v->hi ? sc->brk[2 * k + 1] : v->hi;
+                if (lo < hi)
+                    scan_mapping(sc, lo, hi);
+            }
+            continue;
+        }
+        if (sc->exact && glibc_heap(v))
+            continue;
+        scan_mapping(sc, v->lo, v->hi);
+    }
+    sc->cur_shared = false;
 }
 
 /* ---- the child ---- */
@@ -562,22 +768,6 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Adds [lo, hi) to the sorted exclusions. */
-static void exclude(struct scan *sc, uintptr_t lo, uintptr_t hi)
-{
-    if (sc->nexcl == MAX_EXCLUDE || lo >= hi)
-        return;
-    size_t i = sc->nexcl;
-    while (i > 0 && sc->excl[2 * (i - 1)] > lo) {
-        sc->excl[2 * i] = sc->excl[2 * (i - 1)];
-        sc->excl[2 * i + 1] = sc->excl[2 * (i - 1) + 1];
-        i--;
-    }
-    sc->excl[2 * i] = lo;
-    sc->excl[2 * i + 1] = hi;
-    sc->nexcl++;
-}
-
 static void child_main(struct scan *sc, int out)
 {
     /* Faults skip a page; nothing else of the program's may run here. */
@@ -593,6 +783,14 @@ static void child_main(struct scan *sc, int out)
     sigdelset(&mask, SIGSEGV);
     sigdelset(&mask, SIGBUS);
     sigprocmask(SIG_SETMASK, &mask, NULL);
+    /* Room under a tight RLIMIT_AS: the address space the parent kept for
+     * this (record/exit.c), and the soft limit raised as far as allowed. */
+    hp_exit_room_release(1);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_AS, &rl);
+    }
 
     /* heapprof's own memory, with the parent's locks held at the fork. */
     size_t nr = hp_mem_ranges(NULL, 0);
@@ -639,8 +837,21 @@ static void child_main(struct scan *sc, int out)
     char *maps = hp_read_file(&arena, "/proc/self/maps", NULL);
     if (!maps)
         _exit(2);
-    if (sc->nobjs)
-        scan_maps(sc, maps);
+    size_t lines = 1;
+    for (const char *c = maps; *c; c++)
+        lines += *c == '\n';
+    if (lines > MAX_VMAS)
+        lines = MAX_VMAS;
+    sc->vmas = cmap(lines * sizeof *sc->vmas);
+    if (!sc->vmas)
+        _exit(2);
+    exclude(sc, (uintptr_t)sc->vmas, (uintptr_t)(sc->vmas + lines));
+    read_vmas(sc, maps);
+    if (sc->nobjs) {
+        exclude_stale_stacks(sc);
+        scan_maps(sc);
+        scan_registers(sc);
+    }
 
     /* Exact mode: the cliques of what is left. */
     if (sc->exact)
@@ -689,6 +900,19 @@ static void child_main(struct scan *sc, int out)
 
 /* ---- the parent ---- */
 
+/* Reads a small /proc file without malloc (threads may be held in it). */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t r = read(fd, buf, len - 1);
+    close(fd);
+    if (r >= 0)
+        buf[r] = 0;
+    return r;
+}
+
 static void read_tasks(struct scan *sc)
 {
     DIR *d = opendir("/proc/self/task");
@@ -699,28 +923,286 @@ static void read_tasks(struct scan *sc)
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
         struct task *t = &sc->tasks[sc->ntasks++];
+        memset(t, 0, sizeof *t);
         t->tid = (pid_t)atoi(e->d_name);
-        t->sp = 0;
+        char path[64], text[512];
+        /* "PID (COMM) S ...": the state after the last ')'. */
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
+        if (read_small(path, text, sizeof text) > 0) {
+            const char *rp = strrchr(text, ')');
+            if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+                t->gone = true;
+        }
+        if (t->gone)
+            continue;
         /* "NR ARG1 ... ARG6 SP PC" for a thread in a system call,
-         * "running" otherwise. */
-        char path[64], text[256];
+         * "-1 SP PC" for one blocked outside any, "running" otherwise. */
         snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (read_small(path, text, sizeof text) <= 0)
             continue;
-        ssize_t r = read(fd, text, sizeof text - 1);
-        close(fd);
-        if (r <= 0)
-            continue;
-        text[r] = 0;
         char *f[9];
         int nf = 0;
-        for (char *tok = strtok(text, " \n"); tok && nf < 9; tok = strtok(NULL, " \n"))
+        char *save = NULL;
+        for (char *tok = strtok_r(text, " \n", &save); tok && nf < 9;
+             tok = strtok_r(NULL, " \n", &save))
             f[nf++] = tok;
-        if (nf == 9 && f[7][0] == '0' && f[7][1] == 'x')
+        if (nf == 9 && f[7][0] == '0' && f[7][1] == 'x') {
             t->sp = (uintptr_t)strtoull(f[7] + 2, NULL, 16);
+            for (int k = 1; k <= 6; k++) /* the call's arguments: live registers */
+                t->regs[t->nregs++] = (uintptr_t)strtoull(f[k], NULL, 16);
+        } else if (nf == 3 && !strcmp(f[0], "-1") && f[1][0] == '0') {
+            t->sp = (uintptr_t)strtoull(f[1] + 2, NULL, 16);
+        } else if (nf == 1 && !strcmp(f[0], "running")) {
+            t->park = PARK_ASKED; /* to be held by a signal, for its registers */
+        }
     }
     closedir(d);
+}
+
+/* ---- holding running threads ----
+ *
+ * A running thread's registers may hold the only pointer to an object
+ * (LeakSanitizer reads them with ptrace). Each thread found running gets a
+ * signal whose handler stores the interrupted registers and stack pointer
+ * and waits until the copy of the process is made. Only running threads
+ * are signalled: a thread blocked in poll, epoll_wait or nanosleep would
+ * see EINTR, which SA_RESTART does not prevent. A thread that blocks the
+ * signal, or is inside heapprof (whose locks the dump holds), or does not
+ * answer in time, is not held: its stack pointer stays unknown, and the
+ * check reads its stack whole. The handler stays installed after the first
+ * check, so that a signal still pending when the check ends does no harm. */
+
+static struct scan *volatile park_sc;
+static int park_hold, park_acks;
+static int park_sig;
+static uintptr_t own_text[8][2];
+static int nown_text;
+
+static long futex(int *addr, int op, int val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+static bool in_own_text(uintptr_t pc)
+{
+    for (int i = 0; i < nown_text; i++)
+        if (pc >= own_text[i][0] && pc < own_text[i][1])
+            return true;
+    return false;
+}
+
+static void on_park(int sig, siginfo_t *si, void *ucv)
+{
+    (void)sig;
+    (void)si;
+    int saved = errno;
+    struct scan *sc = park_sc;
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    const ucontext_t *uc = ucv;
+    for (int i = 0; sc && i < sc->ntasks; i++) {
+        struct task *t = &sc->tasks[i];
+        if (t->tid != me)
+            continue;
+        bool was_busy = hp_busy_begin();
+        hp_busy_end(was_busy);
+        int want = PARK_ASKED;
+        uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+        if (was_busy || in_own_text(pc)) {
+            /* In heapprof, maybe waiting for a lock the dump holds. */
+            __atomic_compare_exchange_n(&t->park, &want, PARK_GIVEN_UP, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE);
+        } else if (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE) == PARK_ASKED) {
+            /* gregs: R8..R15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP. */
+            for (int r = 0; r < TASK_REGS; r++)
+                t->regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
+            t->nregs = TASK_REGS;
+            t->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+            if (__atomic_compare_exchange_n(&t->park, &want, PARK_HELD, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                __atomic_add_fetch(&park_acks, 1, __ATOMIC_RELEASE);
+                futex(&park_acks, FUTEX_WAKE_PRIVATE, 1, NULL);
+                /* Held until the copy is made; never more than a minute. */
+                for (int k = 0; k < 600 && __atomic_load_n(&park_hold, __ATOMIC_ACQUIRE); k++) {
+                    struct timespec ts = {0, 100 * 1000 * 1000};
+                    futex(&park_hold, FUTEX_WAIT_PRIVATE, 1, &ts);
+                }
+            }
+        }
+        break;
+    }
+    errno = saved;
+}
+
+static int note_own_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (!starts_with(hp_basename(info->dlpi_name ? info->dlpi_name : ""), "libheapprof"))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && nown_text < 8; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            own_text[nown_text][0] = info->dlpi_addr + ph->p_vaddr;
+            own_text[nown_text][1] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+            nown_text++;
+        }
+    }
+    return 0;
+}
+
+/* A real-time signal nobody handles, with heapprof's handler installed. */
+static bool park_setup(void)
+{
+    if (park_sig)
+        return park_sig > 0;
+    park_sig = -1;
+    dl_iterate_phdr(note_own_text, NULL);
+    for (int sig = SIGRTMAX; sig >= SIGRTMIN + 4; sig--) {
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+            old.sa_handler != SIG_DFL)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_park;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigfillset(&sa.sa_mask);
+        if (sigaction(sig, &sa, NULL) == 0) {
+            park_sig = sig;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether thread tid blocks sig, or is gone. */
+static bool cannot_answer(pid_t tid, int sig)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    if (read_small(path, text, sizeof text) <= 0)
+        return true;
+    const char *b = strstr(text, "\nSigBlk:");
+    if (!b)
+        return false;
+    b += 8;
+    while (*b == ' ' || *b == '\t')
+        b++;
+    uint64_t mask = strtoull(b, NULL, 16);
+    return (mask >> (sig - 1)) & 1;
+}
+
+/* Signals the running threads and waits until each is held or cannot be.
+ * Returns how many are held. */
+static int park_threads(struct scan *sc)
+{
+    if (!park_setup())
+        return 0;
+    __atomic_store_n(&park_acks, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&park_hold, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&park_sc, sc, __ATOMIC_RELEASE);
+    int asked = 0;
+    pid_t pid = getpid();
+    for (int i = 0; i < sc->ntasks; i++) {
+        struct task *t = &sc->tasks[i];
+        if (t->park != PARK_ASKED)
+            continue;
+        if (t->tid == sc->my_tid || syscall(SYS_tgkill, pid, t->tid, park_sig) != 0)
+            t->park = PARK_GIVEN_UP;
+        else
+            asked++;
+    }
+    int64_t deadline = hp_mono_ms() + 2000;
+    for (;;) {
+        int held = 0, waiting = 0;
+        for (int i = 0; i < sc->ntasks; i++) {
+            int st = __atomic_load_n(&sc->tasks[i].park, __ATOMIC_ACQUIRE);
+            held += st == PARK_HELD;
+            waiting += st == PARK_ASKED;
+        }
+        if (!waiting)
+            return held;
+        bool late = hp_mono_ms() >= deadline;
+        for (int i = 0; i < sc->ntasks; i++) {
+            struct task *t = &sc->tasks[i];
+            int want = PARK_ASKED;
+            if (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE) == PARK_ASKED &&
+                (late || cannot_answer(t->tid, park_sig)))
+                __atomic_compare_exchange_n(&t->park, &want, PARK_GIVEN_UP, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE);
+        }
+        int acks = __atomic_load_n(&park_acks, __ATOMIC_ACQUIRE);
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        futex(&park_acks, FUTEX_WAIT_PRIVATE, acks, &ts);
+    }
+}
+
+static void unpark_threads(struct scan *sc)
+{
+    __atomic_store_n(&park_hold, 0, __ATOMIC_RELEASE);
+    futex(&park_hold, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    /* Those not held: what their handler may still write is not used. */
+    for (int i = 0; i < sc->ntasks; i++)
+        if (sc->tasks[i].park == PARK_GIVEN_UP)
+            sc->tasks[i].sp = 0, sc->tasks[i].nregs = 0;
+}
+
+/* ---- marks that fork would honour ---- */
+
+/* Lifts MADV_DONTFORK and MADV_WIPEONFORK from the ranges the program
+ * marked (record/regions.c), where the kernel still has them (its VmFlags
+ * "dc" and "wf": a range may have been unmapped and its addresses reused). */
+static void lift_fork_marks(struct scan *sc)
+{
+    uintptr_t marks[3 * MAX_MARKS];
+    int n = hp_fork_marks(marks, MAX_MARKS);
+    if (n > MAX_MARKS)
+        n = MAX_MARKS;
+    if (n <= 0)
+        return;
+    struct hp_arena a = {0};
+    char *smaps = hp_read_file(&a, "/proc/self/smaps", NULL);
+    uintptr_t lo = 0, hi = 0;
+    for (char *line = smaps; line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = 0;
+        const char *c = line;
+        if ((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')) {
+            uintptr_t l = parse_hex(&c);
+            if (*c == '-') {
+                c++;
+                lo = l;
+                hi = parse_hex(&c);
+            }
+        } else if (starts_with(line, "VmFlags:")) {
+            bool dc = strstr(line, " dc") != NULL, wf = strstr(line, " wf") != NULL;
+            for (int i = 0; i < n && sc->nlifted < MAX_MARKS; i++) {
+                int adv = (int)marks[3 * i + 2];
+                uintptr_t l = marks[3 * i] > lo ? marks[3 * i] : lo;
+                uintptr_t h = marks[3 * i + 1] < hi ? marks[3 * i + 1] : hi;
+                if (l >= h || !((adv == MADV_DONTFORK && dc) || (adv == MADV_WIPEONFORK && wf)))
+                    continue;
+                int undo = adv == MADV_DONTFORK ? MADV_DOFORK : MADV_KEEPONFORK;
+                if (syscall(SYS_madvise, l, h - l, undo) == 0) {
+                    sc->lifted[3 * sc->nlifted] = l;
+                    sc->lifted[3 * sc->nlifted + 1] = h;
+                    sc->lifted[3 * sc->nlifted + 2] = (uintptr_t)adv;
+                    sc->nlifted++;
+                }
+            }
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    hp_arena_release(&a);
+}
+
+static void restore_fork_marks(struct scan *sc)
+{
+    for (int i = 0; i < sc->nlifted; i++)
+        syscall(SYS_madvise, sc->lifted[3 * i], sc->lifted[3 * i + 1] - sc->lifted[3 * i],
+                (int)sc->lifted[3 * i + 2]);
+    sc->nlifted = 0;
 }
 
 static int note_lib(struct dl_phdr_info *info, size_t size, void *arg)
@@ -757,12 +1239,20 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2])
     getcontext(&regs);
     __builtin_unwind_init();
     sc->my_sp = (uintptr_t)&regs;
-    pid_t pid = hp_freeze_fork();
+    /* heapprof's locks first, so that no thread held below can be holding
+     * one (one that waits for them is not held: see on_park). */
+    hp_freeze_hold();
+    park_threads(sc);
+    pid_t pid = hp_freeze_clone();
     if (pid == 0) {
         close(p[0]);
         child_main(sc, p[1]);
         _exit(1);
     }
+    int saved = errno;
+    unpark_threads(sc);
+    hp_freeze_release();
+    errno = saved;
     __asm__ volatile("" : : "r"(&regs) : "memory");
     return pid;
 }
@@ -776,18 +1266,35 @@ int hp_reach_check(struct hp_reach_stats *stats)
     if (!sc)
         return -ENOMEM;
     sc->exact = hp_cfg.rate <= 1;
+    sc->pid = getpid();
     sc->my_tid = gettid();
     read_tasks(sc);
     sc->nstacks = hp_threads_list(sc->stacks, MAX_STACKS);
     dl_iterate_phdr(note_lib, sc);
+    const struct hp_exit_roots *er = hp_exit_roots();
+    if (er) {
+        sc->have_exit = true;
+        sc->exit_roots = *er;
+    }
+    stack_t alt;
+    if (sigaltstack(NULL, &alt) == 0 && !(alt.ss_flags & SS_DISABLE) && alt.ss_size) {
+        sc->alt_lo = (uintptr_t)alt.ss_sp;
+        sc->alt_hi = (uintptr_t)alt.ss_sp + alt.ss_size;
+    }
+    sc->nbrk = hp_brk_ranges(sc->brk, MAX_BRK);
+    if (sc->nbrk > MAX_BRK)
+        sc->nbrk = MAX_BRK;
+    lift_fork_marks(sc);
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         int e = errno;
+        restore_fork_marks(sc);
         hp_free(sc, sizeof *sc);
         return -e;
     }
     pid_t pid = fork_here(sc, p);
     int err = pid < 0 ? -errno : 0;
+    restore_fork_marks(sc);
     close(p[1]);
     if (err) {
         close(p[0]);
@@ -871,5 +1378,6 @@ int hp_reach_check(struct hp_reach_stats *stats)
     stats->child_bytes = hdr[5];
     stats->ns = hp_mono_ns() - t0;
     hp_free(sc, sizeof *sc);
+    hp_exit_room_release(1); /* the child's room: the rest of the exit may use it */
     return err;
 }
