@@ -16,7 +16,12 @@
  * anchor, and otherwise it may match anywhere. A built-in list drops the C
  * and C++ runtimes' one-time allocations (stdio buffers, the C++ exception
  * emergency pool, the loader's TLS and link maps, locale data), which no
- * program can free.
+ * program can free. Those patterns are matched only against the frames of
+ * the runtime nearest the allocation (the C library, the loader, the C++
+ * and gcc runtimes), up to the first frame of the program's own code: what
+ * the runtime allocated for itself. Memory the program's code allocated is
+ * its own, even when the loader called that code (a destructor run by
+ * _dl_fini, a dlopen'ed library's constructor).
  */
 #define _GNU_SOURCE
 #include "report.h"
@@ -41,7 +46,6 @@ static const char *const builtin_suppressions[] = {
     "__new_exitfn",                      /* atexit records */
     "^_nl_",                             /* locale data */
     "^setlocale$",
-    "^newlocale$",
     "^tzset$", /* the time zone, read once */
     "^tzset_internal$",
     "^__tzfile_",
@@ -129,17 +133,33 @@ static bool pattern_match(const char *pat, const char *s)
 struct supp {
     const char **pats;
     int n;
+    int nbuiltin; /* the first nbuiltin patterns are the built-in ones */
 };
+
+/* The runtime's own objects: their frames are where a built-in pattern may
+ * match. */
+static bool runtime_module(const char *base)
+{
+    static const char *const prefixes[] = {"libc.so", "ld-linux", "ld64.so", "libstdc++.so",
+                                           "libgcc_s.so", "libm.so", "libpthread.so", "libdl.so",
+                                           "libheapprof", NULL};
+    for (int i = 0; base && prefixes[i]; i++)
+        if (!strncmp(base, prefixes[i], strlen(prefixes[i])))
+            return true;
+    return false;
+}
 
 static void load_suppressions(struct hp_arena *a, struct supp *sp)
 {
     int cap = 64;
     sp->pats = hp_arena_alloc(a, (size_t)cap * sizeof *sp->pats);
     sp->n = 0;
+    sp->nbuiltin = 0;
     if (!sp->pats)
         return;
     for (int i = 0; builtin_suppressions[i] && sp->n < cap; i++)
         sp->pats[sp->n++] = builtin_suppressions[i];
+    sp->nbuiltin = sp->n;
     if (!hp_cfg.suppressions[0])
         return;
     char *buf = hp_read_file(a, hp_cfg.suppressions, NULL);
@@ -177,12 +197,14 @@ static bool suppressed(const struct supp *sp, struct hp_symbolizer *sym, uint32_
     int nmaps = hp_sym_mappings(sym, &maps);
     struct hp_frame fs[HP_MAX_FRAMES];
     int depth = hp_stack_frames(st, fs, HP_MAX_FRAMES);
+    bool in_runtime = true; /* still in the runtime's frames nearest the allocation */
     for (int d = 0; d < depth; d++) {
         struct hp_symbolized fr;
         hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
         const char *module =
             fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
-        for (int i = 0; i < sp->n; i++) {
+        in_runtime = in_runtime && runtime_module(module);
+        for (int i = in_runtime ? 0 : sp->nbuiltin; i < sp->n; i++) {
             if (!sp->pats[i])
                 continue;
             if (pattern_match(sp->pats[i], module))
