@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 enum {
-    EXIT_STACK = 8 << 20, /* address space; only what the dump touches is memory */
+    EXIT_STACK = 2 << 20, /* the dump touches about 200 KiB of it at most */
     ROOM = 16 << 20,      /* each placeholder */
 };
 
