@@ -9,13 +9,17 @@ compare with valgrind memcheck's on real Debian programs.
    exact mode and at the default rate, the check's own line
    (HEAPPROF_LEAK_STATS=1) gives what it read, how long it took and its memory;
    the whole run is also timed with the check on and off (medians).
-2. Verdicts. Each program runs under heapprof in exact mode and under
-   memcheck (--leak-check=full); the table gives heapprof's definitely and
-   indirectly lost bytes next to memcheck's, and what each calls reachable
-   (memcheck's "possibly lost", interior pointers only, is shown apart:
-   heapprof counts an interior pointer as a reference).
+2. Verdicts. Each program runs under heapprof in exact mode, under
+   memcheck (--leak-check=full) and under LeakSanitizer (gcc's runtime,
+   liblsan.so.0, preloaded); the table gives heapprof's definitely and
+   indirectly lost bytes next to memcheck's and LSan's direct and indirect
+   leaks, and what heapprof and memcheck call reachable (memcheck's
+   "possibly lost", interior pointers only, is shown apart: heapprof and
+   LSan count an interior pointer as a reference; LSan does not report
+   reachable memory).
 
-Needs valgrind (bench/packages.txt, bench/deps.sh). Prints Markdown.
+Needs valgrind and liblsan0 (bench/packages.txt, bench/deps.sh). Prints
+Markdown.
 """
 import argparse
 import os
@@ -36,6 +40,9 @@ HEAD = re.compile(r"^heapprof: (\d+) bytes in (\d+) objects? lost, .*: definitel
                   r"(\d+) objects?, indirectly (\d+) bytes in (\d+) objects?$", re.M)
 REACH = re.compile(r"^heapprof: still reachable: (\d+) bytes in (\d+) objects?", re.M)
 SUPP = re.compile(r"^heapprof: (\d+) runtime or suppressed stacks? not shown", re.M)
+LSAN = {k: re.compile(r"^%s leak of (\d+) byte\(s\) in (\d+) object" % k, re.M)
+        for k in ("Direct", "Indirect")}
+LSAN_LIB = "/usr/lib/x86_64-linux-gnu/liblsan.so.0"
 VG = {k: re.compile(r"==\d+==\s+%s: ([\d,]+) bytes in ([\d,]+) blocks" % k)
       for k in ("definitely lost", "indirectly lost", "possibly lost", "still reachable")}
 
@@ -129,12 +136,14 @@ def programs(tmp):
 def verdicts(build):
     if not shutil.which("valgrind"):
         sys.exit("valgrind is not installed: sh bench/deps.sh")
+    if not os.path.exists(LSAN_LIB):
+        sys.exit("liblsan0 is not installed: sh bench/deps.sh")
     tmp = tempfile.mkdtemp(prefix="hp-leakcheck-")
-    print("## Verdicts next to valgrind memcheck's (exact mode)\n")
-    print("| program | heapprof definitely lost | memcheck definitely lost | heapprof indirectly "
-          "lost | memcheck indirectly lost | memcheck possibly lost | heapprof still reachable "
-          "| memcheck still reachable |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("## Verdicts next to valgrind memcheck's and LeakSanitizer's (exact mode)\n")
+    print("| program | definitely lost: heapprof / memcheck / LSan direct | indirectly lost: "
+          "heapprof / memcheck / LSan indirect | memcheck possibly lost | still reachable: "
+          "heapprof / memcheck |")
+    print("|---|---|---|---|---|")
     for name, argv in programs(tmp):
         if not shutil.which(argv[0]):
             print("| %s | not installed |||||||" % name)
@@ -163,9 +172,13 @@ def verdicts(build):
         for k, rx in VG.items():
             mm = rx.search(v.stderr)
             vg[k] = int(mm.group(1).replace(",", "")) if mm else 0
-        print("| %s | %d | %d | %d | %d | %d | %d%s | %d |" % (
-            name, hp_def, vg["definitely lost"], hp_ind, vg["indirectly lost"],
-            vg["possibly lost"], hp_reach,
+        lenv = dict(venv, LD_PRELOAD=LSAN_LIB, LSAN_OPTIONS="exitcode=0")
+        lp = subprocess.run(argv, env=lenv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp)
+        ls = {k: sum(int(x) for x, _ in rx.findall(lp.stderr)) for k, rx in LSAN.items()}
+        print("| %s | %d / %d / %d | %d / %d / %d | %d | %d%s / %d |" % (
+            name, hp_def, vg["definitely lost"], ls["Direct"], hp_ind, vg["indirectly lost"],
+            ls["Indirect"], vg["possibly lost"], hp_reach,
             " (+%s runtime stacks)" % s.group(1) if s else "", vg["still reachable"]))
     print("\nBytes. heapprof leaves out the C and C++ runtimes' one-time allocations "
           "(its built-in suppressions: stdio buffers, locale data, the loader's), which memcheck "
