@@ -274,6 +274,8 @@ __attribute__((constructor)) static void hp_constructor(void)
     }
     if (hp_cfg.cpu_path[0])
         start_run_profile();
+    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON || hp_cfg.cpu_path[0])
+        hp_exit_signals_install();
 }
 
 /* Estimated in-use bytes, for peak tracking. Updated only on the sampled

@@ -14,6 +14,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 
 extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
@@ -58,6 +59,17 @@ HEAPPROF_API int sigaction(int sig, const struct sigaction *act, struct sigactio
 {
     if (sig == SIGPROF && act)
         hp_cpu_sigprof_set(act);
+    struct sigaction shown;
+    if (hp_exit_signal_set(sig, act, &shown)) {
+        /* heapprof's exit handler stands (record/exit.c): the program sees
+         * the default action there, and asking for it keeps the handler. */
+        int r = act && !(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_DFL
+                    ? 0
+                    : __sigaction(sig, act, NULL);
+        if (r == 0 && old)
+            *old = shown;
+        return r;
+    }
     return __sigaction(sig, act, old);
 }
 
@@ -72,6 +84,15 @@ HEAPPROF_API sighandler_t signal(int sig, sighandler_t handler)
     }
     if (sig == SIGPROF)
         hp_cpu_sigprof_set(NULL);
+    struct sigaction act, shown;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    if (handler != SIG_ERR && hp_exit_signal_set(sig, &act, &shown)) {
+        if (handler == SIG_DFL)
+            return SIG_DFL;
+        sighandler_t r = real(sig, handler);
+        return r == SIG_ERR ? SIG_ERR : SIG_DFL;
+    }
     return real(sig, handler);
 }
 

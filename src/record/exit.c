@@ -10,6 +10,23 @@
  * switch is where the leak check learns which of the thread's frames are
  * still the program's (hp_stack_exit_roots).
  *
+ * Signals. A server stopped with Ctrl-C or kill, when it has no handler of
+ * its own for SIGINT, SIGTERM or SIGHUP, dies of the signal's default
+ * action, and no exit code runs. heapprof installs a handler for each of
+ * those three that is at its default at start-up (not one the program's
+ * parent made ignored, as nohup does); the program that later installs its
+ * own, or ignores the signal, replaces it (record/cpu_hooks.c interposes
+ * sigaction and signal, and shows the program the default action where
+ * heapprof's handler stands). The handler writes the exit files, as exit
+ * would, then puts the default action back and raises the signal again:
+ * the process ends as it would have, and its parent sees the signal.
+ * Writing from a signal handler is safe only where the interrupted code
+ * holds no lock the dump needs: heapprof's own (its busy mark), and the
+ * allocator's (the dump's libraries call malloc). The handler unwinds the
+ * interrupted code and, when a frame lies in heapprof, libunwind or the
+ * allocator's functions, tries again a few milliseconds later (a timer),
+ * by which time the thread has left them.
+ *
  * Room. A program may lower its RLIMIT_AS as it runs, to just above what
  * it uses; the exit then could not map what it needs, and the leak check's
  * copy of the process could not either. Two placeholders of address space
@@ -21,11 +38,16 @@
 #include "record.h"
 #include "heapprof.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -40,6 +62,7 @@ static int exit_dumped;
 static ucontext_t program_ctx, dump_ctx;
 static struct hp_exit_roots roots;
 static bool roots_found;
+static int dying_of; /* the signal being handled, or 0 */
 
 static void *placeholder(size_t len)
 {
@@ -137,7 +160,7 @@ static void heap_exit(void)
         }
         hp_log("heapprof: wrote %s (see it with: go tool pprof -http=: %s)", list, path);
     }
-    if (nleaks > 0 && hp_cfg.leaks_exit_code) {
+    if (nleaks > 0 && hp_cfg.leaks_exit_code && !dying_of) {
         /* As LeakSanitizer's exitcode: the CI gate the user asked for.
          * Flush the program's streams first, as exit() would have. */
         fflush(NULL);
@@ -154,13 +177,27 @@ static void exit_work(void)
         return;
     if (!hp_cfg.path[0])
         return; /* HEAPPROF_HTTP alone: live profiles only */
-    if (exit_stack && !hp_cfg.leaks_off && hp_cfg.leak_scan) {
+    if (exit_stack && !dying_of && !hp_cfg.leaks_off && hp_cfg.leak_scan) {
         bool was = hp_busy_begin();
         roots_found = hp_stack_exit_roots(&program_ctx, &roots);
         hp_busy_end(was);
     }
     heap_exit();
     roots_found = false;
+}
+
+/* Runs exit_work on heapprof's own stack when it has one. */
+static void run_exit_work(void)
+{
+    if (!exit_stack || getcontext(&dump_ctx) != 0) {
+        exit_work();
+        return;
+    }
+    dump_ctx.uc_stack.ss_sp = exit_stack + 4096;
+    dump_ctx.uc_stack.ss_size = EXIT_STACK - 4096;
+    dump_ctx.uc_link = &program_ctx; /* where exit_work returns to: back here */
+    makecontext(&dump_ctx, exit_work, 0);
+    swapcontext(&program_ctx, &dump_ctx);
 }
 
 /* At exit, after the program's atexit handlers and C++ static destructors
@@ -170,17 +207,163 @@ __attribute__((destructor)) static void hp_exit_dump(void)
 {
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;
-    if (!exit_stack) {
-        exit_work();
+    run_exit_work();
+}
+
+/* ---- SIGINT, SIGTERM, SIGHUP ---- */
+
+static const int exit_signals[] = {SIGINT, SIGTERM, SIGHUP};
+enum { NSIG_EXIT = 3, RETRIES = 400, RETRY_NS = 5 * 1000 * 1000 };
+static volatile bool handler_stands[NSIG_EXIT];
+static timer_t retry_timer[NSIG_EXIT];
+static bool retry_timer_made[NSIG_EXIT];
+static int retries;
+static uintptr_t alloc_lo, alloc_hi; /* the allocator's exported functions, as one range */
+
+static int exit_signal_index(int sig)
+{
+    for (int i = 0; i < NSIG_EXIT; i++)
+        if (exit_signals[i] == sig)
+            return i;
+    return -1;
+}
+
+static void note_function(void *fn)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (!fn || !dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
         return;
+    uintptr_t lo = (uintptr_t)info.dli_saddr, hi = lo + sym->st_size;
+    if (!alloc_lo || lo < alloc_lo)
+        alloc_lo = lo;
+    if (hi > alloc_hi)
+        alloc_hi = hi;
+}
+
+/* Whether the interrupted code may hold a lock the dump needs. */
+static bool unsafe_to_dump(void *uc)
+{
+    bool was = hp_busy_begin();
+    hp_busy_end(was);
+    if (was)
+        return true; /* inside heapprof */
+    uintptr_t ips[64];
+    bool partial = false;
+    int n = hp_stack_signal(uc, ips, 64, false, &partial);
+    if (partial)
+        return true; /* in libunwind or the loader */
+    for (int i = 0; i < n; i++) {
+        uintptr_t pc = ips[i] - 1;
+        if (pc >= alloc_lo && pc < alloc_hi)
+            return true;
+        if (hp_stack_is_own(pc))
+            return true;
     }
-    if (getcontext(&dump_ctx) != 0) {
-        exit_work();
-        return;
+    return false;
+}
+
+static void die_of(int sig)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    /* The system call: sigaction itself is heapprof's (it would keep this
+     * handler where the default is asked for). 8: the kernel's sigset. */
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } k = {SIG_DFL, 0, NULL, 0};
+    (void)dfl;
+    syscall(SYS_rt_sigaction, sig, &k, NULL, 8);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+    /* Pending until here if it was blocked; then delivered: never returns. */
+    _exit(128 + sig);
+}
+
+static void on_exit_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    int i = exit_signal_index(sig);
+    if (i < 0 || !handler_stands[i] || __atomic_load_n(&exit_dumped, __ATOMIC_ACQUIRE)) {
+        /* Replaced meanwhile, or the exit already under way: as if ours
+         * had never been there. */
+        die_of(sig);
     }
-    dump_ctx.uc_stack.ss_sp = exit_stack + 4096;
-    dump_ctx.uc_stack.ss_size = EXIT_STACK - 4096;
-    dump_ctx.uc_link = &program_ctx; /* where exit_work returns to: back here */
-    makecontext(&dump_ctx, exit_work, 0);
-    swapcontext(&program_ctx, &dump_ctx);
+    if (unsafe_to_dump(uc) && retries < RETRIES && retry_timer_made[i]) {
+        retries++;
+        struct itimerspec its = {{0, 0}, {0, RETRY_NS}};
+        if (timer_settime(retry_timer[i], 0, &its, NULL) == 0)
+            return;
+    }
+    if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
+        die_of(sig);
+    dying_of = sig;
+    /* The interrupted code is where the thread's data starts: its stack
+     * pointer (and red zone) and its registers. */
+    const ucontext_t *u = uc;
+    memset(&roots, 0, sizeof roots);
+    roots.npoints = 1;
+    roots.sp[0] = (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
+    roots.interrupted[0] = true;
+    for (int r = 0; r < 16 && roots.nregs < HP_EXIT_REGS; r++)
+        roots.regs[roots.nregs++] = (uintptr_t)u->uc_mcontext.gregs[r];
+    roots_found = true;
+    run_exit_work();
+    die_of(sig);
+}
+
+void hp_exit_signals_install(void)
+{
+    if (!hp_cfg.path[0] && !hp_cfg.cpu_path[0])
+        return; /* nothing to write at exit */
+    if (!alloc_lo) {
+        /* The allocator behind heapprof's hooks. */
+        static const char *const names[] = {"malloc",  "free",     "calloc",
+                                            "realloc", "memalign", "posix_memalign",
+                                            "valloc",  "pvalloc",  "malloc_usable_size"};
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+            note_function(dlsym(RTLD_NEXT, names[k]));
+    }
+    for (int i = 0; i < NSIG_EXIT; i++) {
+        struct sigaction old;
+        if (sigaction(exit_signals[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+            old.sa_handler != SIG_DFL)
+            continue;
+        struct sigevent ev;
+        memset(&ev, 0, sizeof ev);
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = exit_signals[i];
+        retry_timer_made[i] = timer_create(CLOCK_MONOTONIC, &ev, &retry_timer[i]) == 0;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_exit_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(exit_signals[i], &sa, NULL) == 0)
+            handler_stands[i] = true;
+    }
+}
+
+bool hp_exit_signal_set(int sig, const struct sigaction *act, struct sigaction *old_shown)
+{
+    int i = exit_signal_index(sig);
+    if (i < 0 || !handler_stands[i])
+        return false;
+    if (old_shown) {
+        memset(old_shown, 0, sizeof *old_shown);
+        old_shown->sa_handler = SIG_DFL;
+    }
+    if (act && !(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_DFL)
+        return true; /* the default: heapprof's handler ends as it would */
+    if (act)
+        handler_stands[i] = false; /* the program's own, or ignored */
+    return true;
 }

@@ -7,6 +7,8 @@
 
 #include "iface.h"
 
+#include <signal.h>
+
 /* ---- real allocator (record/hooks.c) ---- */
 struct hp_real {
     void *(*malloc)(size_t);
@@ -35,6 +37,13 @@ extern HP_TLS struct hp_thread hp_thread;
 void hp_init(void);
 /* The exit's own stack and room (record/exit.c), reserved at start-up. */
 void hp_exit_reserve(void);
+/* SIGINT, SIGTERM and SIGHUP at their default: a handler that writes the
+ * exit files, then dies of the signal (record/exit.c). */
+void hp_exit_signals_install(void);
+/* For the interposed sigaction and signal: true when heapprof's handler
+ * stands for sig; then *old_shown is what the program would see (the
+ * default), and act, unless it asks for the default, replaces it. */
+bool hp_exit_signal_set(int sig, const struct sigaction *act, struct sigaction *old_shown);
 /* What the program's own sbrk, brk, madvise and munmap calls did
  * (record/regions.c). */
 void hp_regions_brk(uintptr_t from, uintptr_t to);
@@ -64,6 +73,7 @@ int hp_stack_capture(void **ips, int max);
 bool hp_stack_signal_ready(void);
 int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, bool *partial);
 bool hp_stack_exit_roots(void *ucontext, struct hp_exit_roots *out);
+bool hp_stack_is_own(uintptr_t pc); /* in heapprof's or libunwind's code */
 
 /* ---- the stack table (record/table.c) ---- */
 void hp_table_init(void);

@@ -144,6 +144,11 @@ int hp_stack_capture(void **ips, int max)
     return depth;
 }
 
+bool hp_stack_is_own(uintptr_t pc)
+{
+    return inside(&self_text, pc) || inside(&unwind_text, pc);
+}
+
 bool hp_stack_signal_ready(void)
 {
     return __atomic_load_n(&backtrace_fn, __ATOMIC_ACQUIRE) && init_local2_fn && step_fn &&
