@@ -15,6 +15,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -439,6 +440,73 @@ def check_api():
             f"snapshot with profiling off: {lines}")
 
 
+# ---- what a new user trips over (issue 20) ---------------------------------
+
+def index_text(svc):
+    st, _, body = get(svc.base)
+    h.check(st == 200, f"the index answered {st}")
+    return body.decode()
+
+
+def wait_for(what, cond, limit=60):
+    """Polls cond() until it is true; fails after `limit` seconds (far more
+    than it needs on a busy machine: a bound, not a wait)."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > limit:
+            raise h.Failure(f"gave up waiting for {what} after {limit} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def check_window_disconnect():
+    """A client that goes away during a ?seconds=N window ends it at once,
+    as Go's handlers end on the request's context (curl --max-time 2 on a
+    40 s profile): a CPU profile's window releases the profiler, so the next
+    profile request is served, not answered 500 for the rest of the 40 s.
+    Also for heap and allocs deltas, and for a client that resets the
+    connection. Each step waits for its condition on the index page (which
+    lists the windows in progress), never for a time."""
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=0, phase_ms=200)  # until SIGTERM
+    host, port = svc.addr.split(":")
+    try:
+        for path, listed, reset in (("profile?seconds=40", "a CPU profile (profile) over 40 s",
+                                     False),
+                                    ("heap?seconds=40", "a heap delta over 40 s", False),
+                                    ("allocs?seconds=40", "an allocs delta over 40 s", True),
+                                    ("profile?seconds=40", "a CPU profile (profile) over 40 s",
+                                     True)):
+            c = socket.create_connection((host, int(port)), timeout=10)
+            c.sendall(f"GET /debug/pprof/{path} HTTP/1.1\r\nHost: {svc.addr}\r\n\r\n"
+                      .encode())
+            wait_for(f"{path} to be listed in progress", lambda: listed in index_text(svc))
+            if path.startswith("profile"):
+                st, _, body = get(svc.base + "profile?seconds=1")
+                h.check(st == 500 and b"already in use" in body,
+                        f"a second profile during the window: {st} {body!r}")
+            t0 = time.monotonic()
+            if reset:  # RST, not FIN
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            wait_for(f"{path} to end when its client left",
+                     lambda: "In progress" not in index_text(svc))
+            took = time.monotonic() - t0
+            # The window was 40 s; its end must owe nothing to that.
+            h.check(took < 20, f"{path}: the window ended {took:.1f} s after its client left")
+            if path.startswith("profile"):
+                st, _, body = get(svc.base + "profile?seconds=1")
+                h.check(st == 200, f"a profile after the client left: {st} {body[:200]!r}")
+                p = os.path.join(tmp, "after.pb.gz")
+                with open(p, "wb") as f:
+                    f.write(body)
+                h.decode_ok(p)
+    finally:
+        svc.proc.terminate()
+    code, out, err = svc.finish()
+    h.check(code == 0 and out.startswith("service: done"), f"service: {code} {out!r} {err!r}")
+
+
 # ---- the heap over time (issue 15) ----------------------------------------
 
 def timeline_series(doc, function):
@@ -684,13 +752,14 @@ CHECKS = {
     "timeline-bounded": check_timeline_bounded,
     "timeline-browser": check_timeline_browser,
     "timeline-cxx": check_timeline_cxx,
+    "window-disconnect": check_window_disconnect,
 }
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api") and \
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect") and \
             not sys.argv[1].startswith("timeline-"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])
