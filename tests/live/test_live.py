@@ -506,6 +506,70 @@ def check_window_disconnect():
     code, out, err = svc.finish()
     h.check(code == 0 and out.startswith("service: done"), f"service: {code} {out!r} {err!r}")
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def announced(stderr):
+    """{file: [its wrote lines]} and every heapprof: line that is neither a
+    wrote line nor the serving line."""
+    files, other = {}, []
+    for line in stderr.splitlines():
+        m = re.match(r"heapprof: wrote (\S+) \(see it with: go tool pprof -http=: (\S+)\)$",
+                     line)
+        if m and m.group(1) == m.group(2):
+            files.setdefault(m.group(1), []).append(line)
+        elif line.startswith("heapprof: ") and "serving http://" not in line:
+            other.append(line)
+    return files, other
+
+
+def check_http_children():
+    """Only the process started with HEAPPROF_HTTP serves it. The programs
+    it runs inherit the variable but neither serve nor say anything about it
+    (`heapprof --http :PORT bash -c 'ls; /bin/true; sleep'` printed "cannot
+    serve on :PORT: Address already in use" into each program's stderr),
+    nor do exec'd grandchildren (rb_fork exec) or forked children (rb_fork
+    fork). Every process's exit profile is announced by one line of the same
+    form, forked or exec'd, even by a program that closes stderr before it
+    exits (ls, sleep). A program whose parent merely has the variable, not
+    heapprof, serves."""
+    tmp = h.tempdir()
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_fork")
+    runs = {
+        "bash": ["bash", "-c", "ls / >/dev/null; /bin/true; sleep 0.2; true"],
+        "exec": [rb, "exec"],
+        "fork": [rb, "fork", "2"],
+    }
+    for addr in (f"127.0.0.1:{free_port()}", "127.0.0.1:0"):
+        for what, argv in runs.items():
+            d = os.path.join(tmp, f"{what}-{addr.split(':')[1]}")
+            os.mkdir(d)
+            out = os.path.join(d, "p.pb.gz")
+            r = h.run([wrapper(), "--http", addr, "--leaks", "off", "-o", out, "--"] + argv,
+                      env=env_for({}), timeout=120)
+            h.check(r.returncode == 0, f"{what} on {addr}: {h.describe(r)}")
+            serving = [ln for ln in r.stderr.splitlines() if "serving http://" in ln]
+            h.check(len(serving) == 1, f"{what} on {addr}: want one process serving: "
+                    f"{r.stderr!r}")
+            files, other = announced(r.stderr)
+            h.check(not other, f"{what} on {addr}: other heapprof: lines: {other}")
+            written = sorted(os.path.join(d, f) for f in os.listdir(d))
+            h.check(len(written) >= 3 and all(re.fullmatch(r"p(\.\d+)?\.pb\.gz",
+                                                           os.path.basename(f))
+                                              for f in written),
+                    f"{what} on {addr}: files {written}")
+            h.check(sorted(files) == written and all(len(v) == 1 for v in files.values()),
+                    f"{what} on {addr}: files {written}, announced {files}")
+    # A shell without heapprof but with the variable: its child serves.
+    addr = f"127.0.0.1:{free_port()}"
+    r = h.run(["sh", "-c", f"LD_PRELOAD={h.lib_path()} /bin/true; true"],
+              env=env_for({"HEAPPROF_HTTP": addr}))
+    h.check(r.returncode == 0 and r.stderr == f"heapprof: serving http://{addr}/debug/pprof/\n",
+            f"a program under an unprofiled shell: {h.describe(r)}")
+
 
 # ---- the heap over time (issue 15) ----------------------------------------
 
@@ -753,13 +817,14 @@ CHECKS = {
     "timeline-browser": check_timeline_browser,
     "timeline-cxx": check_timeline_cxx,
     "window-disconnect": check_window_disconnect,
+    "http-children": check_http_children,
 }
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect") and \
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect", "http-children") and \
             not sys.argv[1].startswith("timeline-"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])
