@@ -570,6 +570,66 @@ def check_http_children():
     h.check(r.returncode == 0 and r.stderr == f"heapprof: serving http://{addr}/debug/pprof/\n",
             f"a program under an unprofiled shell: {h.describe(r)}")
 
+def check_timeline_nothing():
+    """A program that allocates less than the sampling rate: the timeline
+    page says that nothing was sampled and how to lower HEAPPROF_RATE, on the
+    endpoint and in the exit file, rather than an empty chart alone."""
+    tmp = h.tempdir()
+    hint = re.compile(r"Nothing was sampled.*HEAPPROF_RATE=1\b", re.S)
+    svc = Service(tmp, argv=["sleep", "60"], extra={"HEAPPROF_RATE": str(1 << 30)})
+    try:
+        # At least one tick: the page says how many points it has.
+        wait_for("a timeline point", lambda: json.loads(
+            get(svc.base + "timeline?format=json")[2])["points"] >= 1)
+        st, _, page = get(svc.base + "timeline")
+    finally:
+        svc.proc.terminate()
+    svc.finish()
+    page = page.decode()
+    h.check(st == 200 and hint.search(page) and "nothing sampled" in page,
+            f"the endpoint's timeline of an idle program:\n{page[:2000]}")
+    profile = os.path.join(tmp, "t.pb.gz")
+    r = h.run(["/bin/true"], env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile,
+                                           "HEAPPROF_LEAKS": "off", "HEAPPROF_TIMELINE": "1"}))
+    h.check(r.returncode == 0, h.describe(r))
+    with open(os.path.join(tmp, "t.timeline.html")) as f:
+        page = f.read()
+    h.check(hint.search(page), f"the exit timeline of /bin/true:\n{page[:2000]}")
+    # A program that is sampled gets no such line.
+    _, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "1"})
+    r = h.run([h.env_path("HEAPPROF_GROWER"), "0.5"], env=env)
+    with open(os.path.join(tmp, "grow.timeline.html")) as f:
+        page = f.read()
+    h.check(r.returncode == 0 and "Nothing was sampled" not in page and "grow_site" in page,
+            f"the grower's timeline: {h.describe(r)}")
+
+
+def check_timeline_twins():
+    """Series whose stacks read alike by function names are told apart in
+    the stack column, as the leak summary does: the call's offset where the
+    addresses differ (two malloc calls in grow_twins), or the first
+    differing frame past the eight shown (deep_a and deep_b under nine
+    frames of chain)."""
+    tmp = h.tempdir()
+    _, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "1"})
+    r = h.run([h.env_path("HEAPPROF_GROWER"), "1.5", "twins"], env=env)
+    h.check(r.returncode == 0, h.describe(r))
+    with open(os.path.join(tmp, "grow.timeline.json")) as f:
+        doc = json.load(f)
+    frames = [s["frames"] for s in doc["series"]]
+    h.check(len(set(frames)) == len(frames), f"two series read alike: {frames}")
+    twins = [f for f in frames if f.startswith("grow_twins")]
+    h.check(len(twins) == 2 and all(re.match(r"grow_twins\+0x[0-9a-f]+ < main", f)
+                                    for f in twins), f"grow_twins' series: {twins}")
+    deep = sorted(f for f in frames if f.startswith("chain"))
+    h.check(len(deep) == 2 and re.search(r" < \.\.\. < deep_a\+0x[0-9a-f]+$", deep[0])
+            and re.search(r" < \.\.\. < deep_b\+0x[0-9a-f]+$", deep[1]),
+            f"the deep series: {deep}")
+    with open(os.path.join(tmp, "grow.timeline.html")) as f:
+        page = f.read()
+    for f in twins + deep:
+        h.check(f.replace("<", "&lt;") in page, f"the page's legend lacks {f}")
+
 
 # ---- the heap over time (issue 15) ----------------------------------------
 
@@ -818,6 +878,8 @@ CHECKS = {
     "timeline-cxx": check_timeline_cxx,
     "window-disconnect": check_window_disconnect,
     "http-children": check_http_children,
+    "timeline-nothing": check_timeline_nothing,
+    "timeline-twins": check_timeline_twins,
 }
 
 if __name__ == "__main__":
