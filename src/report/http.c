@@ -21,7 +21,8 @@
  * profile request while one runs gets Go's answer: 500, "Could not enable
  * CPU profiling: cpu profiling already in use". Left out: trace, goroutine,
  * block, mutex, threadcreate (Go runtime profiles a C program does not
- * have) and symbol (heapprof's profiles carry their own symbols).
+ * have) and symbol (heapprof's profiles carry their own symbols): each gets
+ * a 404 that says so (left_out), not Go's bare "404 page not found".
  */
 #define _GNU_SOURCE
 #include "report.h"
@@ -358,7 +359,7 @@ static void serve_index(struct conn *c)
     html_escape(&b, cmd);
     bprintf(&b,
             ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB (stack "
-            "table %zu KiB of at most %zu, live set %zu KiB)%s</p>\n",
+            "table %zu KiB of at most %zu KiB, HEAPPROF_MAX_MEMORY; live set %zu KiB)%s</p>\n",
             hp_cfg.rate, hp_cfg.rate <= 1 ? " (exact: every allocation)" : "",
             hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
             hp_live_bytes() >> 10,
@@ -608,6 +609,35 @@ static void finish_cpu(struct conn *c)
     hp_cpu_release(&p);
 }
 
+/* A 404 for a path of net/http/pprof's that is not served here says why,
+ * and what to use instead; anything else gets Go's plain answer. */
+static void left_out(struct conn *c, const char *path, size_t pl)
+{
+    static const struct {
+        const char *name, *why;
+    } known[] = {
+        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
+                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
+        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
+                   "files and lines), so go tool pprof never needs to ask for them"},
+        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
+        {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
+                  "served for a C program"},
+        {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
+        {"threadcreate", "is a Go runtime profile: not served for a C program"},
+    };
+    if (!strncmp(path, "/debug/pprof/", pl + 1))
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (!strcmp(path + pl + 1, known[i].name)) {
+                respond_text(c, 404,
+                             "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
+                             "profile, timeline, cmdline (the index is /debug/pprof/).\n",
+                             known[i].name, known[i].why);
+                return;
+            }
+    respond_text(c, 404, "404 page not found\n");
+}
+
 static void handle_request(struct conn *c)
 {
     /* Request line: METHOD SP TARGET SP HTTP/x.y */
@@ -660,7 +690,7 @@ static void handle_request(struct conn *c)
             route = R_PROFILE;
     }
     if (route == R_NONE) {
-        respond_text(c, 404, "404 page not found\n");
+        left_out(c, path, pl);
         return;
     }
     if (strcmp(method, "GET") != 0 && !c->head) {

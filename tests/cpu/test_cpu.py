@@ -452,6 +452,15 @@ def check_blocked():
     h.check(len(m) == 1, f"the comments do not say what was missed: {doc['comments']}")
     h.check(m[0].group(1) == "2" and 1.7 <= float(m[0].group(2)) <= 2.3,
             f"want 2 threads and about 2 s of CPU: {m[0].group(0)}")
+    # Threads that block every signal but use no CPU (-s 0: they block and
+    # end) lose no sample: the comment must not say "0.00 s" of them.
+    idle = os.path.join(tmp, "idle.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "0", "--block-all"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": idle}), timeout=60)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    doc = check_go_shape(idle)
+    h.check(not [c for c in doc["comments"] if "block SIGPROF" in c],
+            f"idle threads that block SIGPROF are reported: {doc['comments']}")
 
 
 def check_process_timer():

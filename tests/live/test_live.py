@@ -153,6 +153,8 @@ def check_text_index_cmdline():
     h.check(st2 == 200 and "text/html" in hd2.get("Content-Type", ""), f"index: {st2} {hd2}")
     for name in ("heap", "allocs", "cmdline", "peak"):
         h.check(f">{name}</a>" in index, f"the index does not list {name}:\n{index}")
+    h.check(re.search(r"stack table \d+ KiB of at most \d+ KiB, HEAPPROF_MAX_MEMORY", index),
+            f"the index does not say what the stack table's ceiling counts:\n{index[:1500]}")
     h.check(st3 == 200 and b"service" in cmdline and b"\x00" in cmdline,
             f"cmdline: {cmdline!r}")
 
@@ -165,7 +167,15 @@ def check_methods():
     st_post, hd_post, _ = get(svc.base + "heap", method="POST")
     st_404, _, body_404 = get(svc.base + "nothing-here")
     st_root, _, _ = get(f"http://{svc.addr}/")
+    left_out = {name: get(svc.base + name) for name in ("trace", "symbol", "goroutine")}
     svc.finish()
+    # net/http/pprof's paths that are not served say why, and what is.
+    for name, (st, _, body) in left_out.items():
+        text = body.decode()
+        h.check(st == 404 and text.startswith(f"heapprof: /debug/pprof/{name} ")
+                and "Served: heap" in text, f"/debug/pprof/{name}: {st} {text!r}")
+    h.check("not served yet" in left_out["trace"][2].decode(), "trace's 404")
+    h.check("carry their own symbols" in left_out["symbol"][2].decode(), "symbol's 404")
     h.check(st_head == 200 and body_head == b"" and int(hd_head.get("Content-Length", 0)) > 0,
             f"HEAD: {st_head} {hd_head} {len(body_head)} bytes")
     h.check(st_post == 405 and "GET" in hd_post.get("Allow", ""), f"POST: {st_post} {hd_post}")
@@ -506,6 +516,7 @@ def check_window_disconnect():
     code, out, err = svc.finish()
     h.check(code == 0 and out.startswith("service: done"), f"service: {code} {out!r} {err!r}")
 
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -569,6 +580,7 @@ def check_http_children():
               env=env_for({"HEAPPROF_HTTP": addr}))
     h.check(r.returncode == 0 and r.stderr == f"heapprof: serving http://{addr}/debug/pprof/\n",
             f"a program under an unprofiled shell: {h.describe(r)}")
+
 
 def check_timeline_nothing():
     """A program that allocates less than the sampling rate: the timeline
@@ -886,7 +898,8 @@ if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect", "http-children") and \
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect",
+                           "http-children") and \
             not sys.argv[1].startswith("timeline-"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])
