@@ -69,6 +69,8 @@ static ino_t err_ino;
 void hp_stderr_keep(void)
 {
     struct stat st;
+    if (err_fd >= 0)
+        return; /* kept already */
     if (fstat(STDERR_FILENO, &st) != 0)
         return;
     int fd = hp_fd_dup_high(STDERR_FILENO);

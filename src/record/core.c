@@ -98,7 +98,10 @@ void hp_init(void)
         return;
     }
     start_ns = hp_now_ns();
-    if (!hp_cfg.leaks_off && !hp_cfg.leaks_path[0])
+    /* What is said at exit (the leak summary, where the profile went) must
+     * reach stderr in a program that closes it first, as coreutils do: an
+     * exec'd ls is announced as a forked child is. */
+    if ((!hp_cfg.leaks_off && !hp_cfg.leaks_path[0]) || hp_cfg.announce)
         hp_stderr_keep();
     note_start();
     const char *raw = secure_getenv("HEAPPROF");
@@ -250,6 +253,8 @@ static void start_run_profile(void)
 {
     const char *raw = secure_getenv("HEAPPROF_CPU");
     hp_cpu_set_not_root(raw && parent_is_profiled("HEAPPROF_CPU", raw));
+    if (hp_cfg.announce)
+        hp_stderr_keep(); /* as in hp_init */
     if (hp_cpu_support() != 0)
         return;
     int r = hp_cpu_start(hp_cfg.cpu_hz, HP_CPU_RUN, hp_cfg.cpu_path);

@@ -8,7 +8,11 @@
  * delivered to it, and it is marked busy, so nothing it allocates is
  * recorded. A forked child has no copy of this thread: it closes the
  * descriptors, and neither serves nor takes signal or interval snapshots;
- * it still writes its exit profile.
+ * it still writes its exit profile. A program exec'd by a profiled process
+ * inherits HEAPPROF_HTTP with the rest of the environment: it does not serve
+ * the address its ancestor serves, and says nothing about it (its stderr is
+ * the program's); only the process that was started with the address
+ * serves it (parent_serves).
  */
 #define _GNU_SOURCE
 #include "report.h"
@@ -34,6 +38,31 @@ static void on_signal(int sig)
     if (pipe_w >= 0)
         (void)!write(pipe_w, "s", 1);
     errno = saved;
+}
+
+/* Whether this process's parent (which forked it, and then it or this
+ * process exec'd) runs heapprof with the same HEAPPROF_HTTP, and so serves
+ * the address or left it to its own parent: the parent's environment as it
+ * started (/proc/PPID/environ) holds the same entry, and the parent has
+ * libheapprof mapped. The second test keeps serving a
+ * program started by an unprofiled shell that merely has the variable
+ * (`HEAPPROF_HTTP=:6060 sh run.sh`, where run.sh preloads the library). A
+ * parent whose /proc entries cannot be read counts as unprofiled. */
+static bool parent_serves(void)
+{
+    const char *raw = getenv("HEAPPROF_HTTP");
+    char want[600];
+    int n = raw ? snprintf(want, sizeof want, "HEAPPROF_HTTP=%s", raw) : -1;
+    pid_t ppid = getppid();
+    if (n <= 0 || (size_t)n >= sizeof want || ppid <= 1 || !hp_proc_environ_has(ppid, want))
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/maps", (long)ppid);
+    struct hp_arena a = {0};
+    const char *maps = hp_read_file(&a, path, NULL);
+    bool profiled = maps && strstr(maps, "/libheapprof") != NULL;
+    hp_arena_release(&a);
+    return profiled;
 }
 
 static void *agent_main(void *arg)
@@ -83,7 +112,7 @@ void hp_agent_start(void)
     if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval && !hp_cfg.timeline)
         return;
     bool was_busy = hp_busy_begin();
-    if (hp_cfg.http[0])
+    if (hp_cfg.http[0] && !parent_serves())
         http = hp_http_open(hp_cfg.http);
     /* The endpoint serves the timeline, so it keeps one too. */
     if (hp_cfg.timeline || http)

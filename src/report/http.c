@@ -5,7 +5,10 @@
  * deadline (a request must arrive complete within REQUEST_MS of the accept,
  * however slowly its bytes trickle in), a size limit on the request head,
  * and is closed after one response. A `?seconds=N` delta keeps its
- * connection waiting in the loop, not the thread. The thread is marked busy,
+ * connection waiting in the loop, not the thread; as Go's handlers stop when
+ * the request's context ends, a window ends at once when its client goes
+ * away (the socket polled for POLLRDHUP, or read to its end), and a CPU
+ * profile's window so releases the profiler. The thread is marked busy,
  * so its allocations (symbolizing, encoding, buffers) go straight to the
  * real allocator and are never counted in the program's profile.
  *
@@ -18,7 +21,8 @@
  * profile request while one runs gets Go's answer: 500, "Could not enable
  * CPU profiling: cpu profiling already in use". Left out: trace, goroutine,
  * block, mutex, threadcreate (Go runtime profiles a C program does not
- * have) and symbol (heapprof's profiles carry their own symbols).
+ * have) and symbol (heapprof's profiles carry their own symbols): each gets
+ * a 404 that says so (left_out), not Go's bare "404 page not found".
  */
 #define _GNU_SOURCE
 #include "report.h"
@@ -50,6 +54,7 @@ enum conn_state { FREE, READING, WAITING, WRITING };
 enum profile_kind { HEAP, ALLOCS, PEAK };
 
 struct conn {
+    struct hp_http *server;
     enum conn_state state;
     int fd;
     int64_t deadline;
@@ -354,11 +359,28 @@ static void serve_index(struct conn *c)
     html_escape(&b, cmd);
     bprintf(&b,
             ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB (stack "
-            "table %zu KiB of at most %zu, live set %zu KiB)%s</p>\n",
+            "table %zu KiB of at most %zu KiB, HEAPPROF_MAX_MEMORY; live set %zu KiB)%s</p>\n",
             hp_cfg.rate, hp_cfg.rate <= 1 ? " (exact: every allocation)" : "",
             hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
             hp_live_bytes() >> 10,
             hp_table_folded() ? "; new stacks are counted under [other]" : "");
+    /* The windows that clients wait on: a CPU profile among them is why a
+     * new one gets the 500 meanwhile. */
+    int64_t now = hp_mono_ms();
+    int nwin = 0;
+    for (int i = 0; i < MAX_CONNS; i++) {
+        const struct conn *w = &c->server->conns[i];
+        if (w->state != WAITING)
+            continue;
+        const char *what = w->cpu              ? "a CPU profile (profile)"
+                           : w->kind == ALLOCS ? "an allocs delta"
+                                               : "a heap delta";
+        int64_t left = (w->deadline - now + 999) / 1000;
+        bprintf(&b, "%s%s over %ld s, %lld s left", nwin++ ? "; " : "<p>In progress: ", what,
+                w->seconds, (long long)(left > 0 ? left : 0));
+    }
+    if (nwin)
+        bprintf(&b, ". A window ends early when its client disconnects.</p>\n");
     bprintf(&b, "Types of profiles available:\n<table>\n"
                 "<thead><td>Count</td><td>Profile</td></thead>\n");
     bprintf(&b, "<tr><td>%zu</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n", nb);
@@ -587,6 +609,35 @@ static void finish_cpu(struct conn *c)
     hp_cpu_release(&p);
 }
 
+/* A 404 for a path of net/http/pprof's that is not served here says why,
+ * and what to use instead; anything else gets Go's plain answer. */
+static void left_out(struct conn *c, const char *path, size_t pl)
+{
+    static const struct {
+        const char *name, *why;
+    } known[] = {
+        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
+                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
+        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
+                   "files and lines), so go tool pprof never needs to ask for them"},
+        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
+        {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
+                  "served for a C program"},
+        {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
+        {"threadcreate", "is a Go runtime profile: not served for a C program"},
+    };
+    if (!strncmp(path, "/debug/pprof/", pl + 1))
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (!strcmp(path + pl + 1, known[i].name)) {
+                respond_text(c, 404,
+                             "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
+                             "profile, timeline, cmdline (the index is /debug/pprof/).\n",
+                             known[i].name, known[i].why);
+                return;
+            }
+    respond_text(c, 404, "404 page not found\n");
+}
+
 static void handle_request(struct conn *c)
 {
     /* Request line: METHOD SP TARGET SP HTTP/x.y */
@@ -639,7 +690,7 @@ static void handle_request(struct conn *c)
             route = R_PROFILE;
     }
     if (route == R_NONE) {
-        respond_text(c, 404, "404 page not found\n");
+        left_out(c, path, pl);
         return;
     }
     if (strcmp(method, "GET") != 0 && !c->head) {
@@ -769,6 +820,30 @@ static void on_readable(struct conn *c)
     }
 }
 
+/* The client of a window is heard from before its answer: it went away
+ * (then the window ends here, and a CPU profile's releases the profiler:
+ * conn_close), or sent more, which is dropped (one request per
+ * connection). */
+static void on_waiting(struct conn *c, short revents)
+{
+    if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+        conn_close(c);
+        return;
+    }
+    char drain[512];
+    for (;;) {
+        ssize_t n = recv(c->fd, drain, sizeof drain, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+    }
+}
+
 static void on_writable(struct conn *c)
 {
     while (c->outoff < c->outlen) {
@@ -803,6 +878,7 @@ static void accept_all(struct hp_http *h)
             continue;
         }
         memset(c, 0, sizeof *c);
+        c->server = h;
         c->fd = fd;
         c->state = READING;
         c->deadline = hp_mono_ms() + REQUEST_MS;
@@ -826,10 +902,12 @@ int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *dea
             continue;
         if (c->deadline < *deadline)
             *deadline = c->deadline;
-        if (c->state == WAITING)
-            continue;
         fds[n].fd = c->fd;
-        fds[n].events = c->state == READING ? POLLIN : POLLOUT;
+        /* A window waits for its client going away: its FIN (POLLRDHUP,
+         * or a read of 0), a reset (POLLHUP, POLLERR, always reported). */
+        fds[n].events = c->state == READING   ? POLLIN
+                        : c->state == WAITING ? POLLIN | POLLRDHUP
+                                              : POLLOUT;
         fds[n].revents = 0;
         n++;
     }
@@ -851,6 +929,8 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
                 continue;
             if (c->state == READING)
                 on_readable(c);
+            else if (c->state == WAITING)
+                on_waiting(c, fds[k].revents);
             else if (c->state == WRITING)
                 on_writable(c);
             break;

@@ -135,7 +135,11 @@ const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len
         n += (size_t)snprintf(buf + n, len - n,
                               "heapprof: the program installed its own SIGPROF handler; the "
                               "profile stops there. ");
-    if (p->blocked_threads && n < len)
+    /* Threads that block SIGPROF matter only if they ran: idle ones (a
+     * pool asleep with every signal blocked) lost no sample. Said when
+     * their CPU time adds up to one sampling period or more. */
+    int64_t period = p->hz > 0 ? 1000000000 / p->hz : 10000000;
+    if (p->blocked_threads && p->blocked_cpu_ns >= period && n < len)
         n += (size_t)snprintf(buf + n, len - n,
                               "heapprof: %d threads block SIGPROF and could not be sampled: "
                               "%.2f s of their CPU time is not in this profile. ",

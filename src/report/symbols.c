@@ -9,6 +9,10 @@
  * the __cxa_demangle of the libstdc++ the program already has loaded; a C
  * program has nothing to demangle.
  *
+ * Two kinds of code have no symbol of their own: PLT stubs, named as
+ * objdump names them (rand@plt, plt_entries), and the vDSO, named from its
+ * own symbol table in memory (__vdso_clock_gettime, vdso_lookup).
+ *
  * This runs with the thread's busy flag set: libdw's own allocations go to
  * the real allocator and are not recorded.
  */
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
@@ -71,6 +76,7 @@ struct hp_symbolizer {
         bool own;
     } dwarf_seen[256];
     int ndwarf_seen;
+    uintptr_t vdso_lo, vdso_hi; /* the [vdso] mapping, if any */
 };
 
 /* Separate debug files (/usr/lib/debug, .gnu_debuglink) are found as usual,
@@ -204,8 +210,12 @@ static void load_mappings(struct hp_symbolizer *s)
         unsigned long lo, hi, off;
         char perms[8];
         int pathpos = 0;
-        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &lo, &hi, perms, &off, &pathpos) >= 4 &&
-            perms[2] == 'x' && pathpos > 0 && line[pathpos] == '/') {
+        int got = sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &lo, &hi, perms, &off, &pathpos);
+        if (got >= 4 && pathpos > 0 && !strcmp(line + pathpos, "[vdso]")) {
+            s->vdso_lo = lo;
+            s->vdso_hi = hi;
+        }
+        if (got >= 4 && perms[2] == 'x' && pathpos > 0 && line[pathpos] == '/') {
             struct hp_mapping *m = &s->maps[s->nmaps++];
             m->start = lo;
             m->limit = hi;
@@ -528,6 +538,186 @@ static void sort_entries(struct sym_entry *e, struct sym_entry *tmp, size_t n)
     }
 }
 
+/* ---- PLT stubs ----
+ *
+ * No symbol covers the PLT, so an address in a stub (a CPU sample that
+ * lands on the jump to rand) would be named after the closest sizeless
+ * symbol below it, _init. Each stub is named as objdump names it,
+ * rand@plt, from the relocation it jumps through: on x86-64, the GOT slot
+ * of its `jmp *slot(%rip)` (after an endbr64 and a bnd prefix, if any)
+ * found among the JUMP_SLOT (.rela.plt) and GLOB_DAT (.rela.dyn, for
+ * .plt.got) relocations, or the .rela.plt index its `push` gives (a lazy
+ * stub of an IBT PLT). Elsewhere the stubs of .plt are taken to follow its
+ * header in .rela.plt's order, 16 bytes each (aarch64, i386). A stub that
+ * names nothing (the PLT's first entry, an IRELATIVE slot) is named after
+ * its section, .plt, as objdump's <.plt>. */
+struct got_slot {
+    uint64_t at;
+    const char *name;
+};
+
+struct plt_relocs {
+    struct got_slot *slots; /* unbiased GOT addresses, sorted (by_slot) */
+    int nslots;
+    const char **jump; /* .rela.plt's symbols, in order */
+    int njump;
+};
+
+/* The symbol names of one relocation section's entries: all of .rela.plt's
+ * (jump), only the GOT slots of .rela.dyn (GLOB_DAT), not its many
+ * relative relocations. */
+static void read_relocs(struct hp_symbolizer *s, Elf *elf, Elf_Scn *scn, struct plt_relocs *r,
+                        bool jump)
+{
+    GElf_Shdr sh;
+    Elf_Data *d = gelf_getshdr(scn, &sh) ? elf_getdata(scn, NULL) : NULL;
+    if (!d || sh.sh_type != SHT_RELA || !sh.sh_entsize)
+        return;
+    Elf_Scn *symscn = elf_getscn(elf, sh.sh_link);
+    GElf_Shdr symsh;
+    Elf_Data *syms = symscn && gelf_getshdr(symscn, &symsh) ? elf_getdata(symscn, NULL) : NULL;
+    int n = (int)(sh.sh_size / sh.sh_entsize);
+    struct got_slot *slots = hp_arena_alloc(s->arena, (size_t)(r->nslots + n + 1) * sizeof *slots);
+    const char **names = jump ? hp_arena_alloc(s->arena, (size_t)(n + 1) * sizeof *names) : NULL;
+    if (!slots || (jump && !names) || !syms)
+        return;
+    if (r->nslots)
+        memcpy(slots, r->slots, (size_t)r->nslots * sizeof *slots);
+    r->slots = slots;
+    for (int i = 0; i < n; i++) {
+        GElf_Rela rela;
+        GElf_Sym sym;
+        const char *name = NULL;
+        if (gelf_getrela(d, i, &rela) && GELF_R_SYM(rela.r_info) &&
+            (jump || GELF_R_TYPE(rela.r_info) == R_X86_64_GLOB_DAT) &&
+            gelf_getsym(syms, (int)GELF_R_SYM(rela.r_info), &sym) && sym.st_name)
+            name = elf_strptr(elf, symsh.sh_link, sym.st_name);
+        if (jump)
+            names[i] = name;
+        if (name)
+            r->slots[r->nslots++] = (struct got_slot){rela.r_offset, name};
+    }
+    if (jump) {
+        r->jump = names;
+        r->njump = n;
+    }
+}
+
+static int by_slot(const void *x, const void *y)
+{
+    const struct got_slot *a = x, *b = y;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+static const char *slot_name(const struct plt_relocs *r, uint64_t at)
+{
+    struct got_slot key = {at, NULL};
+    const struct got_slot *f =
+        r->nslots ? bsearch(&key, r->slots, (size_t)r->nslots, sizeof key, by_slot) : NULL;
+    return f ? f->name : NULL;
+}
+
+/* The symbol an x86-64 stub at (unbiased) address a jumps to, or NULL. */
+static const char *x86_64_stub(const struct plt_relocs *r, uint64_t a, const uint8_t *b, size_t len)
+{
+    size_t j = 0;
+    if (len >= 4 && b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa)
+        j = 4; /* endbr64 */
+    if (j < len && b[j] == 0xf2)
+        j++; /* bnd */
+    if (j + 6 <= len && b[j] == 0xff && b[j + 1] == 0x25) {
+        int32_t disp;
+        memcpy(&disp, b + j + 2, sizeof disp);
+        return slot_name(r, a + j + 6 + (uint64_t)(int64_t)disp);
+    }
+    if (j + 5 <= len && b[j] == 0x68) {
+        uint32_t idx;
+        memcpy(&idx, b + j + 1, sizeof idx);
+        return idx < (uint32_t)r->njump ? r->jump[idx] : NULL;
+    }
+    return NULL;
+}
+
+/* Entries for the module's PLT stubs and sections, their addresses biased
+ * as the symbol table's, into out (room for max); returns how many. */
+static int plt_entries(struct hp_symbolizer *s, Dwfl_Module *mod, struct sym_entry *out, int max)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    GElf_Ehdr eh;
+    size_t shstrndx;
+    if (!elf || !gelf_getehdr(elf, &eh) || elf_getshdrstrndx(elf, &shstrndx) != 0)
+        return 0;
+    struct plt_relocs r = {0};
+    Elf_Scn *plts[3] = {NULL, NULL, NULL};
+    const char *plt_names[3] = {".plt", ".plt.sec", ".plt.got"};
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr sh;
+        const char *name = gelf_getshdr(scn, &sh) ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+        if (!name)
+            continue;
+        if (!strcmp(name, ".rela.plt"))
+            read_relocs(s, elf, scn, &r, true);
+        else if (!strcmp(name, ".rela.dyn") && eh.e_machine == EM_X86_64)
+            read_relocs(s, elf, scn, &r, false);
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(name, plt_names[k]) && sh.sh_type == SHT_PROGBITS)
+                plts[k] = scn;
+    }
+    if (r.nslots)
+        qsort(r.slots, (size_t)r.nslots, sizeof *r.slots, by_slot);
+    int n = 0;
+    for (int k = 0; k < 3; k++) {
+        GElf_Shdr sh;
+        Elf_Data *d = plts[k] && gelf_getshdr(plts[k], &sh) ? elf_getdata(plts[k], NULL) : NULL;
+        if (!d || !d->d_buf || d->d_size < sh.sh_size || sh.sh_size > UINT32_MAX || n >= max)
+            continue;
+        out[n++] = (struct sym_entry){sh.sh_addr + bias, plt_names[k], (uint32_t)sh.sh_size,
+                                      STB_LOCAL, STT_NOTYPE};
+        const uint8_t *bytes = d->d_buf;
+        uint64_t size = sh.sh_size, step = k != 2 ? 16 : sh.sh_entsize >= 8 ? sh.sh_entsize : 8;
+        uint64_t first = 0;
+        if (eh.e_machine != EM_X86_64) {
+            /* The stubs of .plt follow its header, in .rela.plt's order. */
+            if (k != 0 || !r.njump || size < (uint64_t)r.njump * 16)
+                continue;
+            first = size - (uint64_t)r.njump * 16;
+        }
+        for (uint64_t o = first, i = 0; o + step <= size && n < max; o += step, i++) {
+            const char *target = eh.e_machine == EM_X86_64
+                                     ? x86_64_stub(&r, sh.sh_addr + o, bytes + o, step)
+                                     : r.jump[i];
+            char name[600];
+            if (!target || snprintf(name, sizeof name, "%s@plt", target) >= (int)sizeof name)
+                continue;
+            const char *kept = hp_arena_strdup(s->arena, name);
+            if (kept)
+                out[n++] = (struct sym_entry){sh.sh_addr + bias + o, kept, (uint32_t)step,
+                                              STB_GLOBAL, STT_FUNC};
+        }
+    }
+    return n;
+}
+
+/* Room for plt_entries: a stub per 8 bytes of the PLT sections, and the
+ * sections themselves. */
+static int plt_room(Dwfl_Module *mod)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t shstrndx;
+    if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+        return 0;
+    uint64_t room = 0;
+    for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr sh;
+        const char *name = gelf_getshdr(scn, &sh) ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+        if (name && !strncmp(name, ".plt", 4) && (!name[4] || name[4] == '.'))
+            room += sh.sh_size / 8 + 1;
+    }
+    return room < (1u << 20) ? (int)room : 1 << 20;
+}
+
 static struct sym_index *sym_index_of(struct hp_symbolizer *s, Dwfl_Module *mod)
 {
     void **slot = NULL;
@@ -538,15 +728,19 @@ static struct sym_index *sym_index_of(struct hp_symbolizer *s, Dwfl_Module *mod)
         return *slot;
     *slot = &no_index;
     int nsyms = dwfl_module_getsymtab(mod);
+    int nplt = plt_room(mod);
+    if (nsyms < 1)
+        nsyms = 1;
     struct sym_index *x = hp_arena_alloc(s->arena, sizeof *x);
-    if (nsyms <= 1 || !x)
+    if (nsyms + nplt <= 1 || !x)
         return &no_index;
-    struct sym_entry *tmp = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *tmp);
-    x->e = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->e);
-    x->max_hi = hp_arena_alloc(s->arena, (size_t)nsyms * sizeof *x->max_hi);
+    size_t cap = (size_t)(nsyms + nplt);
+    struct sym_entry *tmp = hp_arena_alloc(s->arena, cap * sizeof *tmp);
+    x->e = hp_arena_alloc(s->arena, cap * sizeof *x->e);
+    x->max_hi = hp_arena_alloc(s->arena, cap * sizeof *x->max_hi);
     if (!tmp || !x->e || !x->max_hi)
         return &no_index;
-    int n = 0;
+    int n = plt_entries(s, mod, x->e, nplt);
     for (int i = 1; i < nsyms; i++) {
         GElf_Sym sym;
         GElf_Addr addr;
@@ -627,10 +821,85 @@ static const char *sym_name(const struct sym_index *x, uint64_t addr)
     return e->name;
 }
 
+/* ---- the vDSO ----
+ *
+ * The kernel's code mapped into every process ([vdso]: clock_gettime,
+ * gettimeofday, time, getcpu) has no file, so a frame there would have no
+ * name. Its ELF image is in memory (getauxval(AT_SYSINFO_EHDR)), section
+ * headers included: the function is the symbol of its .dynsym that holds
+ * the address, the global name before the weak alias (__vdso_clock_gettime
+ * before clock_gettime, as perf shows it: the frame below it is the C
+ * library's clock_gettime); "[vdso]" when none does. Everything read is
+ * checked to lie inside the mapping. */
+static const char *vdso_name(const struct hp_symbolizer *s, uintptr_t addr)
+{
+    uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    size_t span = s->vdso_hi - s->vdso_lo;
+    const ElfW(Ehdr) *eh = (const void *)base;
+    if (base != s->vdso_lo || span < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh->e_shentsize != sizeof(ElfW(Shdr)) || eh->e_phentsize != sizeof(ElfW(Phdr)) ||
+        eh->e_shoff > span || eh->e_shnum > (span - eh->e_shoff) / sizeof(ElfW(Shdr)) ||
+        eh->e_phoff > span || eh->e_phnum > (span - eh->e_phoff) / sizeof(ElfW(Phdr)))
+        return NULL;
+    /* Symbol values are virtual addresses: the first PT_LOAD's is at base. */
+    const ElfW(Phdr) *ph = (const void *)(base + eh->e_phoff);
+    uintptr_t bias = base;
+    for (int i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD) {
+            bias = base - ph[i].p_vaddr;
+            break;
+        }
+    const ElfW(Shdr) *sh = (const void *)(base + eh->e_shoff);
+    const char *best = NULL;
+    int best_rank = 0;
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_entsize != sizeof(ElfW(Sym)) ||
+            sh[i].sh_link >= eh->e_shnum || sh[i].sh_offset > span ||
+            sh[i].sh_size > span - sh[i].sh_offset)
+            continue;
+        const ElfW(Shdr) *str = &sh[sh[i].sh_link];
+        if (str->sh_offset > span || str->sh_size > span - str->sh_offset || !str->sh_size)
+            continue;
+        const char *strs = (const char *)(base + str->sh_offset);
+        const ElfW(Sym) *sym = (const void *)(base + sh[i].sh_offset);
+        size_t n = sh[i].sh_size / sizeof *sym;
+        for (size_t k = 1; k < n; k++) {
+            uintptr_t lo = bias + sym[k].st_value;
+            int rank = bind_rank(GELF_ST_BIND(sym[k].st_info));
+            if (GELF_ST_TYPE(sym[k].st_info) != STT_FUNC || sym[k].st_shndx == SHN_UNDEF ||
+                addr < lo || addr - lo >= sym[k].st_size || sym[k].st_name >= str->sh_size ||
+                !memchr(strs + sym[k].st_name, 0, str->sh_size - sym[k].st_name) ||
+                rank <= best_rank)
+                continue;
+            best = strs + sym[k].st_name;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+static void vdso_lookup(struct hp_symbolizer *s, uintptr_t addr, struct hp_symbolized *out)
+{
+    const char *name = vdso_name(s, addr);
+    struct hp_frame_line *l = hp_arena_alloc(s->arena, sizeof *l);
+    if (!l)
+        return;
+    l->system_name = hp_arena_strdup(s->arena, name ? name : "[vdso]");
+    l->function = l->system_name;
+    if (!l->function)
+        return;
+    out->lines = l;
+    out->nlines = 1;
+}
+
 static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *out)
 {
     memset(out, 0, sizeof *out);
     out->mapping = mapping_of(s, pc);
+    if (pc - 1 >= s->vdso_lo && pc - 1 < s->vdso_hi) {
+        vdso_lookup(s, pc - 1, out);
+        return;
+    }
     Dwfl *dwfl = sym_dwfl(s);
     if (!dwfl)
         return;
@@ -669,7 +938,7 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     }
     char unversioned[512];
     const char *at = symname ? strchr(symname, '@') : NULL;
-    if (at && (size_t)(at - symname) < sizeof unversioned) {
+    if (at && strcmp(at, "@plt") != 0 && (size_t)(at - symname) < sizeof unversioned) {
         /* memcpy@@GLIBC_2.14 -> memcpy: the version is not part of the name. */
         memcpy(unversioned, symname, (size_t)(at - symname));
         unversioned[at - symname] = 0;

@@ -352,6 +352,101 @@ static bool cxx_library(const char *fn)
     return false;
 }
 
+/* One frame of a series' stack column, its inlined functions from line
+ * `from` on; with the call's offset in its function (func+0x1a) when
+ * `offset`, as the leak summary tells identical-looking stacks apart. */
+static void put_frame(struct hp_text *t, struct hp_symbolizer *sym, const struct hp_frame *f,
+                      int from, bool offset)
+{
+    struct hp_symbolized fr;
+    hp_sym_lookup(sym, f->ip, f->epoch, &fr);
+    char off[32] = "";
+    uint64_t o;
+    if (offset && sym && hp_sym_offset(sym, f->ip, f->epoch, &o))
+        snprintf(off, sizeof off, "+%#llx", (unsigned long long)o);
+    for (int l = from; l < fr.nlines; l++)
+        hp_text_put(t, "%s%s%s", t->len ? " < " : "", fr.lines[l].function,
+                    l == fr.nlines - 1 ? off : "");
+    if (!fr.nlines)
+        hp_text_put(t, "%s%#lx", t->len ? " < " : "", (unsigned long)f->ip - 1);
+}
+
+/* A series' stack as the legend shows it: `shown` frames from its named
+ * one (`leaf`, from its line `leaf_line`) outwards. */
+struct shown_stack {
+    struct hp_frame fs[HP_MAX_FRAMES];
+    int depth, leaf, leaf_line, shown;
+};
+
+static const char *stack_text(struct hp_arena *a, struct hp_symbolizer *sym,
+                              const struct shown_stack *st, uint64_t mask, int beyond)
+{
+    struct hp_text t = {.a = a};
+    for (int d = st->leaf; d >= 0 && d < st->depth && d - st->leaf < st->shown; d++)
+        put_frame(&t, sym, &st->fs[d], d == st->leaf ? st->leaf_line : 0,
+                  d < 64 && ((mask >> d) & 1));
+    if (beyond >= 0 && beyond < st->depth) {
+        hp_text_put(&t, " < ...");
+        put_frame(&t, sym, &st->fs[beyond], 0, true);
+    }
+    return t.p ? t.p : "";
+}
+
+/* Two stacks can read alike in the legend: calls from one line, or frames
+ * that differ only past the ones shown. As in the leak summary, each group
+ * that reads alike gets the call's offset on every shown frame whose
+ * address is not the same in all of the group, and the first differing
+ * frame past the shown ones after " < ..."; a stack still alike (the same
+ * addresses, in a library loaded again elsewhere) gets " #n", its rank in
+ * the group. */
+static void frames_apart(struct view *v, struct hp_arena *a, struct hp_symbolizer *sym,
+                         const struct shown_stack *st)
+{
+    bool done[MAX_SERIES] = {false};
+    for (int s = 0; s < v->nseries; s++) {
+        if (done[s])
+            continue;
+        int group[MAX_SERIES], n = 0;
+        for (int o = s; o < v->nseries; o++)
+            if (!done[o] && !strcmp(v->frames[o], v->frames[s]))
+                group[n++] = o;
+        for (int k = 0; k < n; k++)
+            done[group[k]] = true;
+        if (n < 2)
+            continue;
+        uint64_t mask = 0;
+        int first_diff = INT32_MAX;
+        for (int k = 1; k < n; k++) {
+            const struct shown_stack *x = &st[group[0]], *y = &st[group[k]];
+            int most = x->depth > y->depth ? x->depth : y->depth;
+            for (int d = 0; d < most; d++)
+                if (d >= x->depth || d >= y->depth || x->fs[d].ip != y->fs[d].ip) {
+                    if (d < 64)
+                        mask |= (uint64_t)1 << d;
+                    if (d < first_diff)
+                        first_diff = d;
+                }
+        }
+        for (int k = 0; k < n; k++) {
+            const struct shown_stack *x = &st[group[k]];
+            int beyond =
+                first_diff != INT32_MAX && first_diff - x->leaf >= x->shown ? first_diff : -1;
+            v->frames[group[k]] = stack_text(a, sym, x, mask, beyond);
+        }
+        for (int k = 1; k < n; k++) {
+            bool alike = false;
+            for (int j = 0; j < n && !alike; j++)
+                alike = j != k && !strcmp(v->frames[group[j]], v->frames[group[k]]);
+            if (!alike)
+                continue;
+            struct hp_text t = {.a = a};
+            hp_text_put(&t, "%s #%d", v->frames[group[k]], k + 1);
+            if (t.p)
+                v->frames[group[k]] = t.p;
+        }
+    }
+}
+
 /* Names each series: its stack's first frame outside the runtimes, with
  * file:line, or the offset in the function, where two would read alike. */
 static void view_name(struct view *v, struct hp_arena *a)
@@ -361,15 +456,19 @@ static void view_name(struct view *v, struct hp_arena *a)
     int nmaps = sym ? hp_sym_mappings(sym, &maps) : 0;
     uintptr_t pcs[MAX_SERIES];
     uint32_t epochs[MAX_SERIES];
+    struct shown_stack *st = hp_arena_alloc(a, MAX_SERIES * sizeof *st);
+    if (!st) {
+        hp_sym_close(sym);
+        return;
+    }
     for (int s = 0; s < v->nseries; s++) {
-        struct hp_frame fs[HP_MAX_FRAMES];
+        struct hp_frame *fs = st[s].fs;
         int depth = hp_stack_frames(v->stacks[s], fs, HP_MAX_FRAMES);
         /* The first (frame, line) outside the runtimes, innermost first;
          * the leaf itself when every frame is theirs. */
         int leaf = -1, leaf_line = 0;
         struct hp_symbolized fr, first = {0};
-        struct hp_text frames = {.a = a};
-        for (int d = 0; d < depth; d++) {
+        for (int d = 0; d < depth && leaf < 0; d++) {
             hp_sym_lookup(sym, fs[d].ip, fs[d].epoch, &fr);
             const char *module =
                 fr.mapping >= 0 && fr.mapping < nmaps ? hp_basename(maps[fr.mapping].file) : NULL;
@@ -383,22 +482,16 @@ static void view_name(struct view *v, struct hp_arena *a)
                     first = fr;
                 }
             }
-            if (leaf >= 0 && d - leaf < 8) {
-                for (int l = d == leaf ? leaf_line : 0; l < fr.nlines; l++)
-                    hp_text_put(&frames, "%s%s", frames.len ? " < " : "", fr.lines[l].function);
-                if (!fr.nlines)
-                    hp_text_put(&frames, "%s%#lx", frames.len ? " < " : "",
-                                (unsigned long)fs[d].ip - 1);
-            }
         }
+        st[s].shown = 8;
         if (leaf < 0 && depth > 0) {
             leaf = 0;
+            st[s].shown = 1;
             hp_sym_lookup(sym, fs[0].ip, fs[0].epoch, &first);
-            for (int l = 0; l < first.nlines; l++)
-                hp_text_put(&frames, "%s%s", frames.len ? " < " : "", first.lines[l].function);
-            if (!first.nlines)
-                hp_text_put(&frames, "%#lx", (unsigned long)fs[0].ip - 1);
         }
+        st[s].depth = depth;
+        st[s].leaf = leaf;
+        st[s].leaf_line = leaf_line;
         pcs[s] = leaf >= 0 ? fs[leaf].ip : 0;
         epochs[s] = leaf >= 0 ? fs[leaf].epoch : 0;
         /* No name: the address, and the file it is in. */
@@ -410,9 +503,10 @@ static void view_name(struct view *v, struct hp_arena *a)
         v->function[s] = ln ? ln->function : hp_arena_strdup(a, addr);
         v->file[s] = ln ? ln->file : NULL;
         v->line[s] = ln ? ln->line : 0;
-        v->frames[s] = frames.p ? frames.p : "";
+        v->frames[s] = stack_text(a, sym, &st[s], 0, -1);
         v->name[s] = v->function[s];
     }
+    frames_apart(v, a, sym, st);
     /* Series that read alike are told apart, each by the first of these
      * that no other series shares: the function; with its file:line (or,
      * without lines, the call's offset in the function, as the leak
@@ -638,6 +732,25 @@ static void render_html(struct hp_text *b, const struct view *v)
         "%d points, each the mean of %d tick%s of %ld ms (merged %d time%s).</p>\n",
         (long)getpid(), TOP, MAX_SERIES, hp_cfg.rate, v->npoints, v->per_point,
         v->per_point == 1 ? "" : "s", hp_cfg.timeline_ms, v->merges, v->merges == 1 ? "" : "s");
+    /* An empty chart says why: a program that allocates less than the
+     * sampling rate (512 KiB by default) between ticks has nothing sampled. */
+    bool nothing = v->nseries == 0;
+    for (int i = 0; i < v->npoints && nothing; i++)
+        nothing = v->points[i].total <= 0;
+    if (nothing && hp_cfg.rate > 1)
+        hp_text_put(b,
+                    "<p id=\"nothing\"><b>Nothing was sampled%s.</b> heapprof samples about one "
+                    "allocation per HEAPPROF_RATE bytes allocated (%ld here), and no sampled "
+                    "object was in use at any tick: the program allocates less than that, or "
+                    "frees it at once. Lower the rate to see it, e.g. "
+                    "<code>HEAPPROF_RATE=4096</code>, or <code>HEAPPROF_RATE=1</code> to record "
+                    "every allocation (exact, slower).</p>\n",
+                    v->npoints ? "" : " yet", hp_cfg.rate);
+    else if (nothing)
+        hp_text_put(b,
+                    "<p id=\"nothing\"><b>Nothing in use%s.</b> Every allocation is "
+                    "recorded (HEAPPROF_RATE=1) and none was in use at any tick.</p>\n",
+                    v->npoints ? "" : " yet");
     hp_text_put(
         b,
         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -698,9 +811,10 @@ static void render_html(struct hp_text *b, const struct view *v)
                 "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>"
                 "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n",
                 L, T, L, H - B, L, H - B, W - R, H - B);
-    if (!v->npoints)
-        hp_text_put(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no points yet</text>\n",
-                    L + (int)pw / 2, T + (int)ph / 2);
+    if (!v->npoints || nothing)
+        hp_text_put(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+                    L + (int)pw / 2, T + (int)ph / 2,
+                    !v->npoints ? "no points yet" : "nothing sampled: see above");
     hp_text_put(b, "</svg>\n");
     /* The legend, top of the chart first. */
     hp_text_put(b,

@@ -299,6 +299,47 @@ def check_http_only():
     h.check(sorted(os.listdir(tmp)) == ["h.pb.gz", "p.pb.gz"], f"files {os.listdir(tmp)}")
 
 
+def check_symbols():
+    """Code without a symbol of its own is named (tests/cpu/pltvdso.c): a
+    sample in a PLT stub as objdump names the stub (labs@plt, rand@plt), not
+    after the sizeless _init below it; a sample in the vDSO by the vDSO's
+    own symbols (__vdso_clock_gettime) or [vdso], never left without a name
+    (which go tool pprof shows as <unknown>). For the default lazy PLT and,
+    where the toolchain makes one, an IBT PLT (.plt.sec)."""
+    tmp = h.tempdir()
+    go = h.go_or_skip_soft()
+    for exe in h.env_path("HEAPPROF_PLTVDSO").split(":"):
+        what = os.path.basename(exe)
+        out = os.path.join(tmp, what + ".pb.gz")
+        r = h.run([exe, "1"], env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": out,
+                                            "HEAPPROF_CPU_HZ": "250"}), timeout=120)
+        h.check(r.returncode == 0 and r.stdout == "pltvdso: done\n" and r.stderr == "",
+                f"{what}: {h.describe(r)}")
+        check_go_shape(out, hz=250)
+        table = flat(out)
+        total = sum(v[0] for v in table.values())
+        h.check("_init" not in table, f"{what}: samples named _init: {table}")
+        # labs@plt holds about a tenth of labs_loop's second: 25 samples
+        # expected at 250 Hz, so 5 is far in the tail.
+        h.check(table.get("labs@plt", [0])[0] >= 5, f"{what}: labs@plt has too few samples: "
+                f"{table}")
+        plts = {k for k in table if k.endswith("@plt")}
+        h.check(plts <= {"labs@plt", "rand@plt", "clock_gettime@plt"},
+                f"{what}: stubs named after another function: {sorted(plts)}")
+        # Most of clock_loop's second is in the vDSO.
+        vdso = sum(table.get(k, [0])[0] for k in ("__vdso_clock_gettime", "clock_gettime",
+                                                   "[vdso]"))
+        h.check(vdso >= total // 6, f"{what}: {vdso} of {total} samples in the vDSO: {table}")
+        unnamed = [k for k in table if not k or k.startswith("0x")]
+        h.check(not unnamed, f"{what}: frames without a name: {unnamed}")
+        if go:
+            top = h.pprof(["-top", "-nodefraction=0", out], tmp)
+            h.check(top.returncode == 0, f"{what}: go tool pprof -top: {top.stderr[-1000:]}")
+            h.check("labs@plt" in top.stdout and "__vdso_clock_gettime" in top.stdout
+                    and "<unknown>" not in top.stdout and " _init" not in top.stdout,
+                    f"{what}: go tool pprof -top:\n{top.stdout}")
+
+
 def check_own_sigprof():
     """The program's own SIGPROF handler wins: installed half a second into
     a whole-run profile, heapprof stops its timers and says so in one line;
@@ -411,6 +452,15 @@ def check_blocked():
     h.check(len(m) == 1, f"the comments do not say what was missed: {doc['comments']}")
     h.check(m[0].group(1) == "2" and 1.7 <= float(m[0].group(2)) <= 2.3,
             f"want 2 threads and about 2 s of CPU: {m[0].group(0)}")
+    # Threads that block every signal but use no CPU (-s 0: they block and
+    # end) lose no sample: the comment must not say "0.00 s" of them.
+    idle = os.path.join(tmp, "idle.pb.gz")
+    r = h.run([burn(), "-t", "2", "-s", "0", "--block-all"],
+              env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF_CPU": idle}), timeout=60)
+    h.check(r.returncode == 0 and r.stderr == "", h.describe(r))
+    doc = check_go_shape(idle)
+    h.check(not [c for c in doc["comments"] if "block SIGPROF" in c],
+            f"idle threads that block SIGPROF are reported: {doc['comments']}")
 
 
 def check_process_timer():
@@ -575,6 +625,7 @@ CHECKS = {
     "file-and-heap": check_file_and_heap,
     "api": check_api,
     "wrapper": check_wrapper,
+    "symbols": check_symbols,
     "endpoint": check_endpoint,
     "endpoint-window": check_endpoint_window,
     "http-only": check_http_only,

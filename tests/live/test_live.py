@@ -15,6 +15,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -152,6 +153,8 @@ def check_text_index_cmdline():
     h.check(st2 == 200 and "text/html" in hd2.get("Content-Type", ""), f"index: {st2} {hd2}")
     for name in ("heap", "allocs", "cmdline", "peak"):
         h.check(f">{name}</a>" in index, f"the index does not list {name}:\n{index}")
+    h.check(re.search(r"stack table \d+ KiB of at most \d+ KiB, HEAPPROF_MAX_MEMORY", index),
+            f"the index does not say what the stack table's ceiling counts:\n{index[:1500]}")
     h.check(st3 == 200 and b"service" in cmdline and b"\x00" in cmdline,
             f"cmdline: {cmdline!r}")
 
@@ -164,7 +167,15 @@ def check_methods():
     st_post, hd_post, _ = get(svc.base + "heap", method="POST")
     st_404, _, body_404 = get(svc.base + "nothing-here")
     st_root, _, _ = get(f"http://{svc.addr}/")
+    left_out = {name: get(svc.base + name) for name in ("trace", "symbol", "goroutine")}
     svc.finish()
+    # net/http/pprof's paths that are not served say why, and what is.
+    for name, (st, _, body) in left_out.items():
+        text = body.decode()
+        h.check(st == 404 and text.startswith(f"heapprof: /debug/pprof/{name} ")
+                and "Served: heap" in text, f"/debug/pprof/{name}: {st} {text!r}")
+    h.check("not served yet" in left_out["trace"][2].decode(), "trace's 404")
+    h.check("carry their own symbols" in left_out["symbol"][2].decode(), "symbol's 404")
     h.check(st_head == 200 and body_head == b"" and int(hd_head.get("Content-Length", 0)) > 0,
             f"HEAD: {st_head} {hd_head} {len(body_head)} bytes")
     h.check(st_post == 405 and "GET" in hd_post.get("Allow", ""), f"POST: {st_post} {hd_post}")
@@ -439,6 +450,199 @@ def check_api():
             f"snapshot with profiling off: {lines}")
 
 
+# ---- what a new user trips over (issue 20) ---------------------------------
+
+def index_text(svc):
+    st, _, body = get(svc.base)
+    h.check(st == 200, f"the index answered {st}")
+    return body.decode()
+
+
+def wait_for(what, cond, limit=60):
+    """Polls cond() until it is true; fails after `limit` seconds (far more
+    than it needs on a busy machine: a bound, not a wait)."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > limit:
+            raise h.Failure(f"gave up waiting for {what} after {limit} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def check_window_disconnect():
+    """A client that goes away during a ?seconds=N window ends it at once,
+    as Go's handlers end on the request's context (curl --max-time 2 on a
+    40 s profile): a CPU profile's window releases the profiler, so the next
+    profile request is served, not answered 500 for the rest of the 40 s.
+    Also for heap and allocs deltas, and for a client that resets the
+    connection. Each step waits for its condition on the index page (which
+    lists the windows in progress), never for a time."""
+    tmp = h.tempdir()
+    svc = Service(tmp, seconds=0, phase_ms=200)  # until SIGTERM
+    host, port = svc.addr.split(":")
+    try:
+        for path, listed, reset in (("profile?seconds=40", "a CPU profile (profile) over 40 s",
+                                     False),
+                                    ("heap?seconds=40", "a heap delta over 40 s", False),
+                                    ("allocs?seconds=40", "an allocs delta over 40 s", True),
+                                    ("profile?seconds=40", "a CPU profile (profile) over 40 s",
+                                     True)):
+            c = socket.create_connection((host, int(port)), timeout=10)
+            c.sendall(f"GET /debug/pprof/{path} HTTP/1.1\r\nHost: {svc.addr}\r\n\r\n"
+                      .encode())
+            wait_for(f"{path} to be listed in progress", lambda: listed in index_text(svc))
+            if path.startswith("profile"):
+                st, _, body = get(svc.base + "profile?seconds=1")
+                h.check(st == 500 and b"already in use" in body,
+                        f"a second profile during the window: {st} {body!r}")
+            t0 = time.monotonic()
+            if reset:  # RST, not FIN
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            wait_for(f"{path} to end when its client left",
+                     lambda: "In progress" not in index_text(svc))
+            took = time.monotonic() - t0
+            # The window was 40 s; its end must owe nothing to that.
+            h.check(took < 20, f"{path}: the window ended {took:.1f} s after its client left")
+            if path.startswith("profile"):
+                st, _, body = get(svc.base + "profile?seconds=1")
+                h.check(st == 200, f"a profile after the client left: {st} {body[:200]!r}")
+                p = os.path.join(tmp, "after.pb.gz")
+                with open(p, "wb") as f:
+                    f.write(body)
+                h.decode_ok(p)
+    finally:
+        svc.proc.terminate()
+    code, out, err = svc.finish()
+    h.check(code == 0 and out.startswith("service: done"), f"service: {code} {out!r} {err!r}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def announced(stderr):
+    """{file: [its wrote lines]} and every heapprof: line that is neither a
+    wrote line nor the serving line."""
+    files, other = {}, []
+    for line in stderr.splitlines():
+        m = re.match(r"heapprof: wrote (\S+) \(see it with: go tool pprof -http=: (\S+)\)$",
+                     line)
+        if m and m.group(1) == m.group(2):
+            files.setdefault(m.group(1), []).append(line)
+        elif line.startswith("heapprof: ") and "serving http://" not in line:
+            other.append(line)
+    return files, other
+
+
+def check_http_children():
+    """Only the process started with HEAPPROF_HTTP serves it. The programs
+    it runs inherit the variable but neither serve nor say anything about it
+    (`heapprof --http :PORT bash -c 'ls; /bin/true; sleep'` printed "cannot
+    serve on :PORT: Address already in use" into each program's stderr),
+    nor do exec'd grandchildren (rb_fork exec) or forked children (rb_fork
+    fork). Every process's exit profile is announced by one line of the same
+    form, forked or exec'd, even by a program that closes stderr before it
+    exits (ls, sleep). A program whose parent merely has the variable, not
+    heapprof, serves."""
+    tmp = h.tempdir()
+    rb = os.path.join(h.env_path("RB_BIN"), "rb_fork")
+    runs = {
+        "bash": ["bash", "-c", "ls / >/dev/null; /bin/true; sleep 0.2; true"],
+        "exec": [rb, "exec"],
+        "fork": [rb, "fork", "2"],
+    }
+    for addr in (f"127.0.0.1:{free_port()}", "127.0.0.1:0"):
+        for what, argv in runs.items():
+            d = os.path.join(tmp, f"{what}-{addr.split(':')[1]}")
+            os.mkdir(d)
+            out = os.path.join(d, "p.pb.gz")
+            r = h.run([wrapper(), "--http", addr, "--leaks", "off", "-o", out, "--"] + argv,
+                      env=env_for({}), timeout=120)
+            h.check(r.returncode == 0, f"{what} on {addr}: {h.describe(r)}")
+            serving = [ln for ln in r.stderr.splitlines() if "serving http://" in ln]
+            h.check(len(serving) == 1, f"{what} on {addr}: want one process serving: "
+                    f"{r.stderr!r}")
+            files, other = announced(r.stderr)
+            h.check(not other, f"{what} on {addr}: other heapprof: lines: {other}")
+            written = sorted(os.path.join(d, f) for f in os.listdir(d))
+            h.check(len(written) >= 3 and all(re.fullmatch(r"p(\.\d+)?\.pb\.gz",
+                                                           os.path.basename(f))
+                                              for f in written),
+                    f"{what} on {addr}: files {written}")
+            h.check(sorted(files) == written and all(len(v) == 1 for v in files.values()),
+                    f"{what} on {addr}: files {written}, announced {files}")
+    # A shell without heapprof but with the variable: its child serves.
+    addr = f"127.0.0.1:{free_port()}"
+    r = h.run(["sh", "-c", f"LD_PRELOAD={h.lib_path()} /bin/true; true"],
+              env=env_for({"HEAPPROF_HTTP": addr}))
+    h.check(r.returncode == 0 and r.stderr == f"heapprof: serving http://{addr}/debug/pprof/\n",
+            f"a program under an unprofiled shell: {h.describe(r)}")
+
+
+def check_timeline_nothing():
+    """A program that allocates less than the sampling rate: the timeline
+    page says that nothing was sampled and how to lower HEAPPROF_RATE, on the
+    endpoint and in the exit file, rather than an empty chart alone."""
+    tmp = h.tempdir()
+    hint = re.compile(r"Nothing was sampled.*HEAPPROF_RATE=1\b", re.S)
+    svc = Service(tmp, argv=["sleep", "60"], extra={"HEAPPROF_RATE": str(1 << 30)})
+    try:
+        # At least one tick: the page says how many points it has.
+        wait_for("a timeline point", lambda: json.loads(
+            get(svc.base + "timeline?format=json")[2])["points"] >= 1)
+        st, _, page = get(svc.base + "timeline")
+    finally:
+        svc.proc.terminate()
+    svc.finish()
+    page = page.decode()
+    h.check(st == 200 and hint.search(page) and "nothing sampled" in page,
+            f"the endpoint's timeline of an idle program:\n{page[:2000]}")
+    profile = os.path.join(tmp, "t.pb.gz")
+    r = h.run(["/bin/true"], env=env_for({"LD_PRELOAD": h.lib_path(), "HEAPPROF": profile,
+                                           "HEAPPROF_LEAKS": "off", "HEAPPROF_TIMELINE": "1"}))
+    h.check(r.returncode == 0, h.describe(r))
+    with open(os.path.join(tmp, "t.timeline.html")) as f:
+        page = f.read()
+    h.check(hint.search(page), f"the exit timeline of /bin/true:\n{page[:2000]}")
+    # A program that is sampled gets no such line.
+    _, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "1"})
+    r = h.run([h.env_path("HEAPPROF_GROWER"), "0.5"], env=env)
+    with open(os.path.join(tmp, "grow.timeline.html")) as f:
+        page = f.read()
+    h.check(r.returncode == 0 and "Nothing was sampled" not in page and "grow_site" in page,
+            f"the grower's timeline: {h.describe(r)}")
+
+
+def check_timeline_twins():
+    """Series whose stacks read alike by function names are told apart in
+    the stack column, as the leak summary does: the call's offset where the
+    addresses differ (two malloc calls in grow_twins), or the first
+    differing frame past the eight shown (deep_a and deep_b under nine
+    frames of chain)."""
+    tmp = h.tempdir()
+    _, env = grower_env(tmp, {"HEAPPROF_TIMELINE": "1"})
+    r = h.run([h.env_path("HEAPPROF_GROWER"), "1.5", "twins"], env=env)
+    h.check(r.returncode == 0, h.describe(r))
+    with open(os.path.join(tmp, "grow.timeline.json")) as f:
+        doc = json.load(f)
+    frames = [s["frames"] for s in doc["series"]]
+    h.check(len(set(frames)) == len(frames), f"two series read alike: {frames}")
+    twins = [f for f in frames if f.startswith("grow_twins")]
+    h.check(len(twins) == 2 and all(re.match(r"grow_twins\+0x[0-9a-f]+ < main", f)
+                                    for f in twins), f"grow_twins' series: {twins}")
+    deep = sorted(f for f in frames if f.startswith("chain"))
+    h.check(len(deep) == 2 and re.search(r" < \.\.\. < deep_a\+0x[0-9a-f]+$", deep[0])
+            and re.search(r" < \.\.\. < deep_b\+0x[0-9a-f]+$", deep[1]),
+            f"the deep series: {deep}")
+    with open(os.path.join(tmp, "grow.timeline.html")) as f:
+        page = f.read()
+    for f in twins + deep:
+        h.check(f.replace("<", "&lt;") in page, f"the page's legend lacks {f}")
+
+
 # ---- the heap over time (issue 15) ----------------------------------------
 
 def timeline_series(doc, function):
@@ -684,13 +888,18 @@ CHECKS = {
     "timeline-bounded": check_timeline_bounded,
     "timeline-browser": check_timeline_browser,
     "timeline-cxx": check_timeline_cxx,
+    "window-disconnect": check_window_disconnect,
+    "http-children": check_http_children,
+    "timeline-nothing": check_timeline_nothing,
+    "timeline-twins": check_timeline_twins,
 }
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         print("usage: test_live.py " + "|".join(CHECKS))
         sys.exit(2)
-    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api") and \
+    if sys.argv[1] not in ("wrapper", "leak-gate", "peak", "signal", "api", "window-disconnect",
+                           "http-children") and \
             not sys.argv[1].startswith("timeline-"):
         h.go_or_skip()
     h.main(CHECKS[sys.argv[1]])
