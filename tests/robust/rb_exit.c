@@ -17,6 +17,12 @@
  *   abort         abort(): SIGABRT
  *   segv          a write through a null pointer: SIGSEGV
  *   kill          raise(SIGKILL)
+ *   wait          prints what it sees of SIGINT, SIGTERM and SIGHUP
+ *                 (`SIGTERM default`: heapprof's handler must not show),
+ *                 then `waiting`, and waits for a signal to end it
+ *   wait-own      the same, with a SIGTERM handler of its own that prints
+ *                 `handled` and calls exit(CODE)
+ *   wait-ignore   the same, with SIGTERM ignored: SIGINT ends it
  * Every mode first prints `start` and, where it exits normally, `done` (stdout
  * is flushed before any abnormal end, so the test sees both runs alike).
  */
@@ -105,6 +111,34 @@ static void release_at_exit(void)
     }
 }
 
+static int own_code;
+
+static void own_handler(int sig)
+{
+    (void)sig;
+    static const char msg[] = "handled\n";
+    if (write(1, msg, sizeof msg - 1) < 0)
+        _exit(98);
+    exit(own_code);
+}
+
+static void show_dispositions(void)
+{
+    static const struct {
+        int sig;
+        const char *name;
+    } sigs[] = {{SIGINT, "SIGINT"}, {SIGTERM, "SIGTERM"}, {SIGHUP, "SIGHUP"}};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        sigaction(sigs[i].sig, NULL, &old);
+        const char *what = (old.sa_flags & SA_SIGINFO) ? "handler"
+                           : old.sa_handler == SIG_DFL ? "default"
+                           : old.sa_handler == SIG_IGN ? "ignored"
+                                                       : "handler";
+        printf("%s %s\n", sigs[i].name, what);
+    }
+}
+
 static void quick_handler(void)
 {
     char *p = must(malloc(100));
@@ -166,6 +200,18 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "kill")) {
         raise(SIGKILL);
         return 1;
+    }
+    if (!strcmp(mode, "wait") || !strcmp(mode, "wait-own") || !strcmp(mode, "wait-ignore")) {
+        own_code = code;
+        if (!strcmp(mode, "wait-own"))
+            signal(SIGTERM, own_handler);
+        if (!strcmp(mode, "wait-ignore"))
+            signal(SIGTERM, SIG_IGN);
+        show_dispositions();
+        puts("waiting");
+        fflush(stdout);
+        for (;;)
+            pause();
     }
     fprintf(stderr, "rb_exit: unknown mode %s\n", mode);
     return 2;

@@ -682,6 +682,75 @@ def check_exit_nodump(mode):
         check(not hp_lines(r.stderr), f"{mode}: heapprof spoke:\n{r.stderr[-2000:]}")
 
 
+def _run_until_signal(argv, env, signals):
+    """Runs argv until it prints `waiting`, sends it each signal in turn
+    (each after the last has been seen to take effect: for an ignored one,
+    the next is sent at once), and returns (returncode, stdout, stderr)."""
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, stdin=subprocess.DEVNULL)
+    out = []
+    for line in p.stdout:
+        out.append(line)
+        if line == "waiting\n":
+            break
+    for sig in signals:
+        p.send_signal(sig)
+    try:
+        rest, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rest, err = p.communicate()
+        raise Failure(f"{argv}: still running 60 s after {signals}:\n{err[-2000:]}")
+    return p.returncode, "".join(out) + rest, err
+
+
+def check_exit_signal(name):
+    """SIGTERM, SIGINT or SIGHUP where the program left the default action:
+    the exit profile and leak summary are written, the program sees the
+    default action, and the process still dies of the signal."""
+    sig = getattr(signal, name)
+    argv = [exe("rb_exit"), "wait"]
+    base = _run_until_signal(argv, clean_env(), [sig])
+    check(base[0] == -sig, f"without heapprof: status {base[0]}")
+    for rate in (1, None):
+        d = helpers.tempdir()
+        profile = os.path.join(d, "e.pb.gz")
+        got = _run_until_signal(argv, hp_env(profile, rate, leaks=None,
+                                             extra={"RB_PROFILE": profile}), [sig])
+        check(got[0] == -sig, f"{name}, rate {rate}: status {got[0]}, want {-sig}:\n"
+              f"{got[2][-2000:]}")
+        check(got[1] == base[1], f"{name}: stdout differs:\n{got[1]}\nwithout heapprof:\n{base[1]}")
+        r = subprocess.CompletedProcess(argv, got[0], got[1], got[2])
+        one_dump(r, d, f"{name}, rate {rate}")
+
+
+def check_exit_signal_own():
+    """The program's own SIGTERM handler is left alone (it exits with its
+    code, and the normal exit dump runs); a SIGTERM it ignores stays
+    ignored (SIGINT then ends it, with the profile)."""
+    argv = [exe("rb_exit"), "wait-own", "3"]
+    base = _run_until_signal(argv, clean_env(), [signal.SIGTERM])
+    check(base[0] == 3 and "handled" in base[1], f"without heapprof: {base}")
+    d = helpers.tempdir()
+    profile = os.path.join(d, "e.pb.gz")
+    got = _run_until_signal(argv, hp_env(profile, 1, leaks=None,
+                                         extra={"RB_PROFILE": profile}), [signal.SIGTERM])
+    check(got[0] == 3 and got[1] == base[1], f"own handler: {got[0]}, {got[1]!r}, want "
+          f"{base[0]}, {base[1]!r}:\n{got[2][-2000:]}")
+    argv = [exe("rb_exit"), "wait-ignore"]
+    base = _run_until_signal(argv, clean_env(), [signal.SIGTERM, signal.SIGINT])
+    check(base[0] == -signal.SIGINT, f"without heapprof: {base}")
+    d = helpers.tempdir()
+    profile = os.path.join(d, "e.pb.gz")
+    got = _run_until_signal(argv, hp_env(profile, 1, leaks=None,
+                                         extra={"RB_PROFILE": profile}),
+                            [signal.SIGTERM, signal.SIGINT])
+    check(got[0] == -signal.SIGINT and got[1] == base[1],
+          f"SIGTERM ignored: {got[0]}, {got[1]!r}:\n{got[2][-2000:]}")
+    r = subprocess.CompletedProcess(argv, got[0], got[1], got[2])
+    one_dump(r, d, "SIGTERM ignored, SIGINT")
+
+
 # ---- 3. threads ----------------------------------------------------------------
 
 def check_threads():
@@ -1694,6 +1763,9 @@ CHECKS = {
 }
 for _mode in ("_exit", "quick_exit", "abort", "segv", "kill"):
     CHECKS["exit-nodump-" + _mode] = (lambda m: lambda: check_exit_nodump(m))(_mode)
+for _sig in ("SIGTERM", "SIGINT", "SIGHUP"):
+    CHECKS["exit-signal-" + _sig[3:].lower()] = (lambda s: lambda: check_exit_signal(s))(_sig)
+CHECKS["exit-signal-own"] = check_exit_signal_own
 
 def run_check(name):
     require_sane_machine()
