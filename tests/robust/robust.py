@@ -1646,7 +1646,139 @@ def check_leak_same_text():
     print(f"leak-same-text: {leaf[0]} and {leaf[1]}")
 
 
+# ---- 7. what a new user trips over (issue 20) ---------------------------------
+
+def wrapper():
+    return helpers.env_path("HEAPPROF_WRAPPER")
+
+
+def wrapper_run(args, cwd=None, env=None, prog=None):
+    return run([wrapper()] + args + ([exe("rb_alloc"), "hello", "3"] if prog is None else prog),
+               env or clean_env(), cwd=cwd)
+
+
+def check_wrapper_options():
+    """The wrapper reads options as getopt_long does (-r1, -oFILE,
+    --rate=1, --output=FILE, -- to end them); refuses a bad value of every
+    option, and an option the others make ineffective, with one line naming
+    the option and status 2, before the program runs; accepts the edges of
+    every range the library accepts; sets only variables the library
+    knows."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    out = os.path.join(d, "w.pb.gz")
+    for form in (["-r1", "-o" + out], ["--rate=1", "--output=" + out],
+                 ["-r", "1", "--output", out, "--"]):
+        r = wrapper_run(form)
+        check(r.returncode == 3 and r.stdout == base.stdout, f"{form}: " + describe(r))
+        check(helpers.decode_json(out)["period"] == 1, f"{form}: not exact mode")
+        check(f"wrote {out}" in r.stderr, f"{form}: " + describe(r))
+        os.remove(out)
+    # -- ends the options: a program named like one runs.
+    dash = os.path.join(d, "-prog")
+    os.symlink(exe("rb_alloc"), dash)
+    r = run([wrapper(), "-o", out, "--", dash, "hello", "3"], clean_env(), cwd=d)
+    check(r.returncode == 3 and os.path.exists(out), "-- -prog: " + describe(r))
+    missing = os.path.join(d, "missing")
+    bad = [["-r", "0"], ["-rabc"], ["--rate=1099511627777"], ["-r", "99999999999999999999"],
+           ["--cpu-hz", "5000"], ["--cpu-hz=0"], ["--interval", "-1"],
+           ["--interval=31536001"], ["--leaks-exit-code", "300"], ["--leaks-exit-code=-1"],
+           ["--signal", "USR3"], ["--signal=65"], ["--signal", "33"], ["--http", "nocolon"],
+           ["--http=:70000"], ["--http", "127.0.0.1:"], ["--seed", "-1"], ["--seed=08"],
+           ["--seed", "18446744073709551616"], ["--seed", "0x"], ["-o", missing + "/x.pb.gz"],
+           ["-o" + d + "/"], ["--output", d], ["--cpu", missing + "/c.pb.gz"],
+           ["--leaks", missing + "/l.txt"], ["--suppressions", missing], ["--output="],
+           ["-o"], ["--peak=1"], ["--bogus"], ["--rates=1"],
+           ["--cpu", out, "--peak"], ["--cpu", out, "--leaks-exit-code", "3"],
+           ["--cpu=" + out, "-r", "4096"], ["--leaks", "off", "--leaks-exit-code", "3"],
+           ["--leaks=OFF", "--suppressions", os.devnull], ["--leaks-exit-any"],
+           ["--leaks-exit-code", "0", "--leaks-exit-any"],
+           ["--no-leak-check", "--leaks-reachable"],
+           ["--leaks-exit-code", "3", "--no-leak-check", "--leaks-exit-any"],
+           ["-r", "1", "--seed", "5"]]
+    problems = []
+    for args in bad:
+        # A value missing at the end: nothing after the option.
+        r = wrapper_run(args, cwd=d, prog=[] if args == ["-o"] else None)
+        opt = next((a for a in args[::-1] if a.startswith("-") and a != "-1"), args[0])
+        named = opt.split("=")[0] if opt.startswith("--") else opt[:2]
+        lines = r.stderr.splitlines()
+        if r.returncode != 2 or len(lines) != 1 or not lines[0].startswith("heapprof: ") \
+                or r.stdout:
+            problems.append(f"{args}: status {r.returncode}, stderr {r.stderr!r}")
+        elif named not in lines[0] and not any(a.split("=")[0] in lines[0] for a in args):
+            problems.append(f"{args}: the line does not name the option: {lines[0]}")
+    check(not problems, "refused badly:\n" + "\n".join(problems))
+    check(sorted(os.listdir(d)) == ["-prog", "w.pb.gz"],
+          f"a refused run wrote files: {os.listdir(d)}")
+    # The edges of every range, and the spellings the library takes.
+    good = [["--cpu-hz", "1000"], ["--cpu-hz=1"], ["--leaks-exit-code", "255"],
+            ["--leaks-exit-code=0"], ["--interval", "0"], ["--interval=31536000"],
+            ["--seed", "0x10"], ["--seed", "010"], ["--seed=18446744073709551615"],
+            ["--signal", "sigusr2"], ["--signal=34"], ["--signal", "64"],
+            ["-r", "1099511627776"], ["--http", ":0"], ["--http=[127.0.0.1]:0"],
+            ["--leaks", "stderr"], ["--leaks", "/dev/stderr"]]
+    for args in good:
+        r = wrapper_run(["-o", out] + args, cwd=d)
+        # What the library says of a value it does not take, or cannot use.
+        said = [ln for ln in hp_lines(r.stderr)
+                if any(w in ln for w in ("using", "is not", "unknown", "no effect", "cannot"))]
+        if r.returncode != 3 or r.stdout != base.stdout or said:
+            problems.append(f"{args}: status {r.returncode}, said {said}")
+    check(not problems, "valid values refused or named:\n" + "\n".join(problems))
+    # Every option at once: every variable it sets is one the library reads,
+    # and takes effect.
+    supp = os.path.join(d, "supp.txt")
+    with open(supp, "w") as f:
+        f.write("leak:nothing_here\n")
+    for extra in (["--leaks-reachable", "--leaks-exit-any"], ["--no-leak-check"]):
+        r = wrapper_run(["-o", out, "-r", "4096", "--cpu", os.path.join(d, "c.pb.gz"),
+                         "--cpu-hz", "250", "--http", "127.0.0.1:0", "--peak", "--timeline",
+                         "--interval", "3600", "--signal", "USR2", "--leaks",
+                         os.path.join(d, "l.txt"), "--leaks-exit-code", "3",
+                         "--suppressions", supp, "--seed", "7"] + extra)
+        said = [ln for ln in hp_lines(r.stderr) if "unknown" in ln or "no effect" in ln]
+        check(r.returncode == 3 and not said, f"every option, {extra}: {said}\n" + describe(r))
+    help_text = run([wrapper(), "--help"], clean_env()).stdout
+    for opt in ("-r1", "--rate=1", "1 to 2^40", "1 to 1000", "0 to 255", "34 to 64"):
+        check(opt in help_text, f"--help does not say {opt!r}")
+    print(f"wrapper-options: {len(bad)} refused, {len(good)} edges accepted")
+
+
+def check_wrapper_paths():
+    """The wrapper makes every path it passes absolute at launch: a program
+    that changes directory (a shell running `cd sub && ...`) writes the
+    profile, the leak summary, the CPU profile and the timeline where the
+    user was, and finds the suppressions file there."""
+    d = helpers.tempdir()
+    sub = os.path.join(d, "sub")
+    os.makedirs(sub)
+    with open(os.path.join(d, "supp.txt"), "w") as f:
+        f.write("leak:main\n")
+    prog = ["/bin/sh", "-c", "cd sub && exec \"$0\" hello 3", exe("rb_alloc")]
+    # The default name, in the working directory.
+    r = wrapper_run([], cwd=d, prog=prog)
+    check(r.returncode == 3, describe(r))
+    named = [f for f in os.listdir(d) if re.match(r"^heapprof\.sh\.\d+\.pb\.gz$", f)]
+    check(len(named) == 1 and not os.listdir(sub),
+          f"default name: {sorted(os.listdir(d))}, in sub/: {os.listdir(sub)}")
+    check(f"wrote {os.path.join(d, named[0])}" in r.stderr, describe(r))
+    # Every path option, relative.
+    r = wrapper_run(["-o", "p.pb.gz", "-r", "1", "--leaks", "l.txt", "--cpu", "c.pb.gz",
+                     "--timeline", "--suppressions", "supp.txt", "--leaks-exit-code", "9"],
+                    cwd=d, prog=prog)
+    check(r.returncode == 3, "the suppressions file was not read (main's leak fired the gate): "
+          + describe(r))
+    check(not os.listdir(sub), f"files in sub/: {os.listdir(sub)}")
+    for f in ("p.pb.gz", "l.txt", "c.pb.gz", "p.timeline.html", "p.timeline.json"):
+        check(os.path.exists(os.path.join(d, f)), f"no {f} in {d}: {sorted(os.listdir(d))}")
+    check(not [ln for ln in hp_lines(r.stderr) if "cannot" in ln], describe(r))
+    print("wrapper-paths: every file where the user ran heapprof")
+
+
 CHECKS = {
+    "wrapper-options": check_wrapper_options,
+    "wrapper-paths": check_wrapper_paths,
     "split-off": check_split_off,
     "split-on": check_split_on,
     "split-missing": check_split_missing,
