@@ -41,6 +41,11 @@ void hp_busy_end(bool was);
 extern bool hp_peak_on;
 void hp_peak_levels(int64_t *seen, int64_t *copied);
 
+/* ---- the sampler (record/sampler.c) ---- */
+/* The bytes the program allocated since profiling started (sizes as asked
+ * for, every allocation, sampled or not; heapprof's own left out). */
+uint64_t hp_allocated_bytes(void);
+
 /* ---- stacks (record/table.c) ---- */
 /* One frame of a recorded stack: the return address, its node in the tree
  * of frames, and the dlclose calls seen when that node was made (addresses

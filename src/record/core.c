@@ -177,12 +177,16 @@ const char *hp_run_as(void)
 bool hp_busy_begin(void)
 {
     bool was = hp_thread.busy;
+    if (!was)
+        hp_thread.busy_mark = hp_thread.countdown;
     hp_thread.busy = true;
     return was;
 }
 
 void hp_busy_end(bool was)
 {
+    if (!was)
+        hp_sampler_unbusy();
     hp_thread.busy = was;
 }
 

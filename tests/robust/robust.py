@@ -595,12 +595,12 @@ def check_leaks_in_place():
 
 # ---- 2. ways to exit ----------------------------------------------------------
 
-_SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks)")
+_SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks?)")
 
 
 def one_dump(r, d, what):
     """Exactly one profile and one leak summary (its first line is either
-    `N bytes in M objects never freed...` or `no leaks...`)."""
+    `N bytes in M objects never freed...`, `no leaks...` or `no leak seen...`)."""
     files = sorted(os.listdir(d))
     check(files == ["e.pb.gz"], f"{what}: files {files}, want one profile e.pb.gz")
     helpers.decode_ok(os.path.join(d, "e.pb.gz"))
