@@ -9,7 +9,8 @@ Usage: robust.py CHECK     (see CHECKS at the end; meson runs one test each)
 
 Environment (set by meson.build): HEAPPROF_LIB, HEAPPROF_DECODE, RB_BIN (the
 helpers' build directory), RB_PLUGIN and RB_PLUGIN2 (librb_plugin.so,
-librb_plugin2.so), RB_PIDLOG_LIB (librb_pidlog.so). HEAPPROF_KEEP_TEMP=1
+librb_plugin2.so), RB_PIDLOG_LIB (librb_pidlog.so), HEAPPROF_WRAPPER (the
+heapprof command). HEAPPROF_KEEP_TEMP=1
 keeps the temporary directories. When a program hangs, the failure lists
 the processes left and, if gdb is installed, their threads' stacks.
 """
