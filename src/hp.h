@@ -102,8 +102,11 @@ struct hp_arena;
 /* A whole file (of /proc, say) in the arena, NUL-terminated, its length in
  * *len (when len is not NULL); NULL if it cannot be read. */
 char *hp_read_file(struct hp_arena *a, const char *path, size_t *len);
-/* Whether /proc/PID/environ holds the entry NAME=VALUE as given. */
-bool hp_proc_environ_has(pid_t pid, const char *entry);
+/* Whether process PID started with name=value (in /proc/PID/environ), or
+ * with name set to a relative path that value, absolute, ends in: heapprof
+ * makes its relative paths absolute in the environment it passes on
+ * (record/config.c). */
+bool hp_proc_environ_inherits(pid_t pid, const char *name, const char *value);
 /* path made absolute against the current directory: 0 or -errno. */
 int hp_absolute_path(char *out, size_t len, const char *path);
 /* True when path is written in place, not replaced by a renamed temporary

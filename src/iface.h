@@ -71,6 +71,11 @@ int hp_brk_ranges(uintptr_t *out, int max);
  * by fork would not have: (lo, hi, advice) triples, as for hp_brk_ranges. */
 int hp_fork_marks(uintptr_t *out, int max);
 
+/* ---- the sampler (record/sampler.c) ---- */
+/* The bytes the program allocated since profiling started (sizes as asked
+ * for, every allocation, sampled or not; heapprof's own left out). */
+uint64_t hp_allocated_bytes(void);
+
 /* ---- stacks (record/table.c) ---- */
 /* One frame of a recorded stack: the return address, its node in the tree
  * of frames, and the dlclose calls seen when that node was made (addresses

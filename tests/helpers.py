@@ -19,9 +19,12 @@ import tempfile
 
 SKIP = 77
 
-# Every variable the library reads; cleared so the caller's shell cannot leak
-# into a test.
-_HEAPPROF_VARS = ("HEAPPROF", "HEAPPROF_RATE", "HEAPPROF_SEED", "HEAPPROF_LEAKS", "LD_PRELOAD")
+
+def _heapprof_var(name):
+    """HEAPPROF or HEAPPROF_*: a variable the library reads, or one it would
+    name as unknown at start-up (the paths meson passes the tests, such as
+    HEAPPROF_LIB, are read by the scripts, never by the programs)."""
+    return name == "HEAPPROF" or name.startswith("HEAPPROF_")
 
 
 class Failure(Exception):
@@ -76,9 +79,9 @@ def tempdir():
 
 
 def base_env():
-    env = dict(os.environ)
-    for var in _HEAPPROF_VARS:
-        env.pop(var, None)
+    # Cleared so that neither the caller's shell nor meson's variables leak
+    # into a test.
+    env = {k: v for k, v in os.environ.items() if not _heapprof_var(k) and k != "LD_PRELOAD"}
     # meson randomises MALLOC_PERTURB_ by default; the tests ask for 0 and
     # keep it so, so runs with and without the profiler see the same heap.
     env["MALLOC_PERTURB_"] = "0"
@@ -273,7 +276,40 @@ def pprof_top(path, sample_index, workdir):
 _LEAK_HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects never freed, from (\d+) stacks? "
     r"\((exact|estimated), rate (\d+)\)$")
-_NO_LEAKS = "heapprof: no leaks: every sampled allocation was freed"
+# "No leaks", with or without the leak check (with it: "no memory lost"),
+# and in sampled mode what it rests on; or, when the run allocated too
+# little for the sample to tell, "no leak seen" (src/report/leaks.c).
+_NO_LEAKS = re.compile(
+    r"^heapprof: no leaks: (?:every sampled allocation was freed|no memory lost) "
+    r"\((?P<kind>exact|estimated), rate (?P<rate>\d+)\)"
+    r"(?:: (?P<samples>\d+) samples of (?P<allocated>[\d.]+ (?:bytes|KiB|MiB|GiB|TiB)) allocated; "
+    r"a leak under ~(?P<floor>[\d.]+ (?:bytes|KiB|MiB|GiB|TiB)) in all is missed more than 5% of "
+    r"the time \(exact mode, HEAPPROF_RATE=1, misses none\))?$")
+_NO_LEAK_SEEN = re.compile(
+    r"^heapprof: no leak seen in (?P<samples>\d+) samples of "
+    r"(?P<allocated>[\d.]+ (?:bytes|KiB|MiB|GiB|TiB)) allocated \(rate (?P<rate>\d+)\): too few "
+    r"to tell; had all of it leaked, it would have gone unseen (?P<missed>\d+)% of the time "
+    r"\(a leak is seen 95% of the time from ~(?P<floor>[\d.]+ (?:bytes|KiB|MiB|GiB|TiB))\); "
+    r"for a CI gate use exact mode, HEAPPROF_RATE=1$")
+
+
+def no_leaks_line(line):
+    """The "no leaks" line parsed: {"kind", "rate", "samples", "allocated",
+    "floor", "told"} (told: False when the sample was too small to tell, and
+    the line says "no leak seen"), or None."""
+    m = _NO_LEAKS.match(line)
+    if m:
+        return {"kind": m.group("kind"), "rate": int(m.group("rate")),
+                "samples": int(m.group("samples")) if m.group("samples") else None,
+                "allocated": m.group("allocated"), "floor": m.group("floor"), "told": True}
+    m = _NO_LEAK_SEEN.match(line)
+    if m:
+        return {"kind": "estimated", "rate": int(m.group("rate")),
+                "samples": int(m.group("samples")), "allocated": m.group("allocated"),
+                "floor": m.group("floor"), "missed": int(m.group("missed")), "told": False}
+    return None
+
+
 _LEAK = re.compile(r"^heapprof: leak #(?P<n>\d+): (?P<bytes>\d+) bytes"
                    r"(?: \(± (?P<sd>\d+), (?P<samples>\d+) samples?\))?"
                    r" in (?P<objects>\d+) objects? allocated from:$")
@@ -297,10 +333,11 @@ def is_summary_line(line):
 
 def parse_leaks(text):
     """Parses the leak summary out of text (other lines are ignored).
-    Returns {"header": dict or None, "no_leaks": bool, "stacks": [...],
-    "more": dict or None}; each stack is {"bytes", "objects", "frames"} and
+    Returns {"header": dict or None, "no_leaks": bool, "no_leaks_line": dict
+    or None (no_leaks_line's), "stacks": [...], "more": dict or None}; each stack is {"bytes", "objects", "frames"} and
     each frame {"func", "file", "line", "module"} (missing parts None)."""
-    out = {"header": None, "no_leaks": False, "stacks": [], "more": None, "suppressed": 0}
+    out = {"header": None, "no_leaks": False, "stacks": [], "more": None, "suppressed": 0,
+           "no_leaks_line": None}
     current = None
     for line in text.splitlines():
         m = _LEAK_HEADER.match(line)
@@ -311,10 +348,12 @@ def parse_leaks(text):
                              "stacks": int(m.group(3)), "kind": m.group(4),
                              "rate": int(m.group(5))}
             continue
-        if line == _NO_LEAKS:
+        none = no_leaks_line(line)
+        if none:
             check(out["header"] is None and not out["no_leaks"],
                   "two leak summary headers:\n" + text)
             out["no_leaks"] = True
+            out["no_leaks_line"] = none
             continue
         m = _LEAK.match(line)
         if m:

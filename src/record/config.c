@@ -3,6 +3,15 @@
  * Every variable is checked; a bad value gets one line on stderr naming the
  * variable and what is used instead, and never stops the program. The
  * output path is read with secure_getenv, so a setuid program ignores it.
+ *
+ * Relative paths are resolved against the working directory at start-up,
+ * and written back into the environment made absolute (config_startup), so
+ * that a child that changed directory first writes where its parent does.
+ *
+ * At start-up a process also names, one line each, the HEAPPROF_*
+ * variables heapprof does not know (with the closest name it does) and
+ * those that cannot take effect in the mode it runs in; unless its parent
+ * runs heapprof too, and so said it already.
  */
 #define _GNU_SOURCE
 #include "record.h"
@@ -17,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 struct hp_config hp_cfg;
@@ -78,7 +88,7 @@ static long env_long(const char *name, long min, long max, long def)
     return def;
 }
 
-/* Resolved once against the start-up directory: programs chdir. */
+/* Resolved once at start-up, not at exit: programs chdir. */
 static bool absolute_path(const char *name, const char *value, char *out, size_t len)
 {
     int r = hp_absolute_path(out, len, value);
@@ -261,4 +271,288 @@ void hp_config_load(void)
     if (serve_only)
         hp_cfg.leaks_off = true;
     hp_cfg.enabled = true;
+}
+
+/* ---- at start-up: unknown variables, and those that cannot take effect ---- */
+
+/* Every variable heapprof reads. */
+static const char *const known_vars[] = {
+    "HEAPPROF",
+    "HEAPPROF_RATE",
+    "HEAPPROF_SEED",
+    "HEAPPROF_MAX_MEMORY",
+    "HEAPPROF_LEAKS",
+    "HEAPPROF_LEAK_STACKS",
+    "HEAPPROF_LEAK_FRAMES",
+    "HEAPPROF_SUPPRESSIONS",
+    "HEAPPROF_LEAKS_EXIT_CODE",
+    "HEAPPROF_LEAKS_EXIT_ANY",
+    "HEAPPROF_LEAK_SCAN",
+    "HEAPPROF_LEAK_REACHABLE",
+    "HEAPPROF_LEAK_STATS",
+    "HEAPPROF_HTTP",
+    "HEAPPROF_SIGNAL",
+    "HEAPPROF_INTERVAL",
+    "HEAPPROF_PEAK",
+    "HEAPPROF_ANNOUNCE",
+    "HEAPPROF_DEBUGINFO",
+    "HEAPPROF_TIMELINE",
+    "HEAPPROF_TIMELINE_MS",
+    "HEAPPROF_CPU",
+    "HEAPPROF_CPU_HZ",
+    "HEAPPROF_CPU_TIMER",
+};
+
+/* One of heapprof's names, in any case: HEAPPROF or HEAPPROF_... (not
+ * HEAPPROFILE, gperftools' variable). The name's length in *len. */
+static bool ours(const char *entry, size_t *len)
+{
+    const char *eq = strchr(entry, '=');
+    if (!eq || strncasecmp(entry, "HEAPPROF", 8) != 0 || (entry[8] != '=' && entry[8] != '_'))
+        return false;
+    *len = (size_t)(eq - entry);
+    return true;
+}
+
+static int upper(int c)
+{
+    return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
+/* Edit distance between a (a_len bytes) and b, in any case: insertions,
+ * deletions, substitutions and swaps of neighbours (RAET for RATE) count
+ * one each (optimal string alignment). */
+static size_t distance(const char *a, size_t a_len, const char *b)
+{
+    enum { MAX = 48 };
+    size_t b_len = strlen(b);
+    if (a_len >= MAX || b_len >= MAX)
+        return MAX;
+    static size_t d[MAX + 1][MAX + 1]; /* start-up runs on one thread */
+    for (size_t i = 0; i <= a_len; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= b_len; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= a_len; i++) {
+        for (size_t j = 1; j <= b_len; j++) {
+            int ca = upper(a[i - 1]), cb = upper(b[j - 1]);
+            size_t best = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == upper(b[j - 2]) && upper(a[i - 2]) == cb &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[a_len][b_len];
+}
+
+/* One line for each HEAPPROF_* variable heapprof does not read, with the
+ * closest name it does when one is close: a third of the name's own part
+ * (after HEAPPROF_) may differ, from 1 to 3 edits, so that HEAPPROF_RAET
+ * finds HEAPPROF_RATE and HEAPPROF_LIB finds nothing. */
+static int say_unknown(bool print)
+{
+    int said = 0;
+    for (char **e = environ; e && *e; e++) {
+        size_t len;
+        if (!ours(*e, &len))
+            continue;
+        const char *best = NULL;
+        size_t best_d = (size_t)-1;
+        bool exact = false;
+        for (size_t i = 0; i < sizeof known_vars / sizeof known_vars[0]; i++) {
+            if (strlen(known_vars[i]) == len && !strncmp(*e, known_vars[i], len)) {
+                exact = true;
+                break;
+            }
+            size_t d = distance(*e, len, known_vars[i]);
+            if (d < best_d)
+                best = known_vars[i], best_d = d;
+        }
+        if (exact)
+            continue;
+        said++;
+        if (!print)
+            continue;
+        size_t own = len > 9 ? (len - 9) / 3 : 0;
+        size_t limit = own < 1 ? 1 : own > 3 ? 3 : own;
+        if (best && best_d <= limit)
+            hp_log("heapprof: unknown variable %.*s (did you mean %s?)", (int)len, *e, best);
+        else
+            hp_log("heapprof: unknown variable %.*s", (int)len, *e);
+    }
+    return said;
+}
+
+/* A variable's value when it asks for something: set, not empty, and not a
+ * value that only turns something off or names the default (0, no, false,
+ * off, HEAPPROF_LEAKS=stderr), which is so whatever the mode. */
+static const char *asking(const char *name)
+{
+    static const char *const off[] = {"0", "no", "false", "off"};
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return NULL;
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        if (!strcasecmp(v, off[i]))
+            return NULL;
+    if (!strcmp(name, "HEAPPROF_LEAKS") && !strcasecmp(v, "stderr"))
+        return NULL;
+    return v;
+}
+
+static bool print_lines; /* say_ineffective: print, or only count */
+
+static int no_effect(const char *name, const char *why)
+{
+    if (!asking(name))
+        return 0;
+    if (print_lines)
+        hp_log("heapprof: %s has no effect %s", name, why);
+    return 1;
+}
+
+/* One line for each variable that asks for something this mode cannot do:
+ * no profiling at all (neither HEAPPROF nor HEAPPROF_HTTP), the endpoint
+ * alone (no exit profile, no leak summary), no leak summary
+ * (HEAPPROF_LEAKS=off), no leak check (HEAPPROF_LEAK_SCAN=0), exact mode.
+ * HEAPPROF_CPU_HZ, HEAPPROF_CPU_TIMER and HEAPPROF_DEBUGINFO are never
+ * named: the program may start CPU profiles itself (heapprof_cpu_start). */
+static int say_ineffective(bool print)
+{
+    static const char *const leak_vars[] = {"HEAPPROF_LEAKS",           "HEAPPROF_LEAK_STACKS",
+                                            "HEAPPROF_LEAK_FRAMES",     "HEAPPROF_SUPPRESSIONS",
+                                            "HEAPPROF_LEAKS_EXIT_CODE", "HEAPPROF_LEAKS_EXIT_ANY",
+                                            "HEAPPROF_LEAK_REACHABLE",  "HEAPPROF_LEAK_STATS"};
+    static const char *const other_vars[] = {
+        "HEAPPROF_RATE",     "HEAPPROF_SEED", "HEAPPROF_MAX_MEMORY", "HEAPPROF_SIGNAL",
+        "HEAPPROF_INTERVAL", "HEAPPROF_PEAK", "HEAPPROF_TIMELINE",   "HEAPPROF_TIMELINE_MS"};
+    const size_t nleak = sizeof leak_vars / sizeof leak_vars[0];
+    const char *out = secure_getenv("HEAPPROF");
+    int said = 0;
+    print_lines = print;
+    if (out && *out && !hp_cfg.enabled)
+        return 0; /* a line already said why profiling is off */
+    if (!hp_cfg.enabled) {
+        const char *why = "without HEAPPROF (profiling is off: no profile, no leak check)";
+        for (size_t i = 0; i < nleak; i++)
+            said += no_effect(leak_vars[i], why);
+        for (size_t i = 0; i < sizeof other_vars / sizeof other_vars[0]; i++)
+            said += no_effect(other_vars[i], why);
+        if (!hp_cfg.cpu_path[0])
+            said += no_effect("HEAPPROF_ANNOUNCE",
+                              "without HEAPPROF or HEAPPROF_CPU (nothing is written at exit)");
+        return said;
+    }
+    if (!hp_cfg.path[0]) {
+        for (size_t i = 0; i < nleak; i++)
+            said += no_effect(leak_vars[i], "without HEAPPROF (HEAPPROF_HTTP alone: no exit "
+                                            "profile, no leak check)");
+        said += no_effect("HEAPPROF_SIGNAL", "without HEAPPROF (HEAPPROF_HTTP alone: snapshots "
+                                             "are files named after HEAPPROF)");
+        said += no_effect("HEAPPROF_INTERVAL", "without HEAPPROF (HEAPPROF_HTTP alone: snapshots "
+                                               "are files named after HEAPPROF)");
+        said += no_effect("HEAPPROF_PEAK", "without HEAPPROF (HEAPPROF_HTTP alone: "
+                                           "/debug/pprof/peak serves it; no file is written)");
+        said += no_effect("HEAPPROF_TIMELINE", "without HEAPPROF (HEAPPROF_HTTP alone: "
+                                               "/debug/pprof/timeline serves it; no file is "
+                                               "written)");
+        if (!hp_cfg.cpu_path[0])
+            said += no_effect("HEAPPROF_ANNOUNCE", "without HEAPPROF or HEAPPROF_CPU "
+                                                   "(HEAPPROF_HTTP alone: nothing is written at "
+                                                   "exit)");
+    } else if (hp_cfg.leaks_off) {
+        for (size_t i = 1; i < nleak; i++)
+            said +=
+                no_effect(leak_vars[i], "with HEAPPROF_LEAKS=off (no leak summary, no leak check)");
+    } else {
+        if (!hp_cfg.leaks_exit_code)
+            said += no_effect("HEAPPROF_LEAKS_EXIT_ANY",
+                              "without HEAPPROF_LEAKS_EXIT_CODE (the exit status to give)");
+        else if (!hp_cfg.leak_scan)
+            said += no_effect("HEAPPROF_LEAKS_EXIT_ANY",
+                              "with HEAPPROF_LEAK_SCAN=0 (without the leak check, the exit "
+                              "status is for any memory never freed already)");
+        if (!hp_cfg.leak_scan) {
+            said += no_effect("HEAPPROF_LEAK_REACHABLE",
+                              "with HEAPPROF_LEAK_SCAN=0 (without the leak check, every stack "
+                              "never freed is listed)");
+            said += no_effect("HEAPPROF_LEAK_STATS", "with HEAPPROF_LEAK_SCAN=0 (no leak check)");
+        }
+    }
+    if (hp_cfg.rate <= 1)
+        said += no_effect("HEAPPROF_SEED", "in exact mode (HEAPPROF_RATE=1 records every "
+                                           "allocation: nothing is drawn at random)");
+    if (!hp_cfg.timeline && !hp_cfg.http[0])
+        said += no_effect("HEAPPROF_TIMELINE_MS",
+                          "without HEAPPROF_TIMELINE or HEAPPROF_HTTP (no timeline is kept)");
+    return said;
+}
+
+/* Whether the parent process runs heapprof: then it said at its own
+ * start-up what this one would say (a child inherits the environment), so
+ * only the process that starts a profiled tree speaks. A process exec'd in
+ * place of a profiled one (a shell's last command) speaks again. */
+static bool parent_runs_heapprof(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/maps", (long)getppid());
+    struct hp_arena a = {0};
+    const char *maps = hp_read_file(&a, path, NULL);
+    bool yes = maps && strstr(maps, "/libheapprof");
+    hp_arena_release(&a);
+    return yes;
+}
+
+/* The path variables in use, relative, made absolute in the environment
+ * as they were resolved (against the directory at start-up): a child that
+ * changes directory before it runs a program then passes the program the
+ * paths its parent writes to. The entries are replaced in place, in the
+ * array the program's main gets (envp) and in environ if it differs: no
+ * setenv, whose copy a program that builds its children's environment from
+ * main's envp (bash does) would not pass on. */
+static void absolute_in_environ(char **envp)
+{
+    static const struct {
+        const char *name;
+        const char *abs;
+    } vars[] = {{"HEAPPROF", hp_cfg.path},
+                {"HEAPPROF_LEAKS", hp_cfg.leaks_path},
+                {"HEAPPROF_SUPPRESSIONS", hp_cfg.suppressions},
+                {"HEAPPROF_CPU", hp_cfg.cpu_path}};
+    static char entries[sizeof vars / sizeof vars[0]][4200];
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *raw = secure_getenv(vars[i].name);
+        if (!raw || !*raw || raw[0] == '/' || !vars[i].abs[0])
+            continue;
+        int n = snprintf(entries[i], sizeof entries[i], "%s=%s", vars[i].name, vars[i].abs);
+        if (n < 0 || (size_t)n >= sizeof entries[i])
+            continue;
+        size_t nl = strlen(vars[i].name);
+        char **arrays[2] = {envp, environ != envp ? environ : NULL};
+        for (int k = 0; k < 2; k++)
+            for (char **e = arrays[k]; e && *e; e++)
+                if (!strncmp(*e, vars[i].name, nl) && (*e)[nl] == '=')
+                    *e = entries[i];
+    }
+}
+
+/* Before the other constructors of this object (a priority puts it first),
+ * so that these lines come before any other. glibc passes constructors
+ * main's arguments and environment. */
+__attribute__((constructor(101))) static void config_startup(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv;
+    hp_init(); /* the configuration, if nothing allocated yet */
+    if (getauxval(AT_SECURE))
+        return; /* a setuid program: it reads no paths, and says nothing */
+    absolute_in_environ(envp);
+    if (say_unknown(false) + say_ineffective(false) == 0 || parent_runs_heapprof())
+        return;
+    say_unknown(true);
+    say_ineffective(true);
 }

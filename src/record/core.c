@@ -43,12 +43,11 @@ static void note_start(void);
 /* A process exec'd by a profiled process inherits HEAPPROF (and
  * LD_PRELOAD): it must not overwrite its parent's profile. The parent's
  * environment as it was started is in /proc/PPID/environ; if it holds the
- * same HEAPPROF, this process is a descendant. */
+ * same HEAPPROF (or the relative path the parent made absolute for its
+ * children: config.c), this process is a descendant. */
 static bool parent_is_profiled(const char *name, const char *value)
 {
-    char want[4200];
-    int n = snprintf(want, sizeof want, "%s=%s", name, value);
-    return n > 0 && (size_t)n < sizeof want && hp_proc_environ_has(getppid(), want);
+    return hp_proc_environ_inherits(getppid(), name, value);
 }
 
 static void fork_prepare(void)
@@ -181,12 +180,16 @@ const char *hp_run_as(void)
 bool hp_busy_begin(void)
 {
     bool was = hp_thread.busy;
+    if (!was)
+        hp_thread.busy_mark = hp_thread.countdown;
     hp_thread.busy = true;
     return was;
 }
 
 void hp_busy_end(bool was)
 {
+    if (!was)
+        hp_sampler_unbusy();
     hp_thread.busy = was;
 }
 

@@ -31,6 +31,10 @@ struct hp_thread {
     /* Set while heapprof itself runs on this thread: allocations made then
      * (by libunwind, libdw, zlib, the dump) are forwarded, not recorded. */
     bool busy;
+    /* Bytes allocated (sampler.c): the countdown when the thread last added
+     * what it allocated to the total, and when it last became busy. */
+    int64_t counted_at;
+    int64_t busy_mark;
 };
 extern HP_TLS struct hp_thread hp_thread;
 
@@ -57,6 +61,12 @@ uint64_t hp_rng_next(uint64_t rng[4]);
 /* A gap drawn from an exponential distribution of mean `rate` bytes. */
 int64_t hp_sampler_gap(uint64_t rng[4], long rate);
 void hp_sampler_child(void);
+/* hp_busy_end's part: what the thread allocated while busy (since
+ * hp_busy_begin noted busy_mark) is heapprof's, not the program's. */
+static inline void hp_sampler_unbusy(void)
+{
+    hp_thread.counted_at -= hp_thread.busy_mark - hp_thread.countdown;
+}
 /* Loads log and expm1 from libm (profiling on only). */
 bool hp_math_init(void);
 /* Go's unbiasing: the expected number of allocations of `size` bytes that one

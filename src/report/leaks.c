@@ -379,6 +379,58 @@ static uint64_t *same_text_offsets(struct hp_arena *a, struct hp_symbolizer *sym
     return mask;
 }
 
+static void size_text(char *out, size_t len, double v)
+{
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+/* "No leaks", as far as the sample can tell. In exact mode it is the truth.
+ * At rate R, sampling is a Poisson process over bytes: a leak of L bytes in
+ * all (one object or many) holds no sample, and goes unseen, with
+ * probability exp(-L/R); it is seen 19 times in 20 only from
+ * L = R ln 20, about 3R (1.5 MiB at the default rate). So the line says how
+ * many samples and how many bytes it rests on, and what it could miss; when
+ * the whole run allocated less than R ln 20, even a program that leaked
+ * everything would more likely than 1 in 20 have gone unseen, and there is
+ * no verdict to give: the line says so, and points a CI gate at exact mode. */
+static void put_no_leaks(struct hp_text *t, const struct hp_snapshot *s, bool exact,
+                         const char *verdict)
+{
+    if (exact) {
+        hp_text_put(t, "heapprof: no leaks: %s (exact, rate 1)\n", verdict);
+        return;
+    }
+    uint64_t samples = 0;
+    for (size_t i = 0; i < s->nbuckets; i++)
+        samples += s->buckets[i].allocs > 0 ? (uint64_t)s->buckets[i].allocs : 0;
+    double allocated = (double)hp_allocated_bytes(), rate = (double)s->rate;
+    double seen95 = rate * log(20.0);
+    char all[32], floor95[32];
+    size_text(all, sizeof all, allocated);
+    size_text(floor95, sizeof floor95, seen95);
+    if (allocated < seen95) {
+        hp_text_put(t,
+                    "heapprof: no leak seen in %llu samples of %s allocated (rate %ld): too few "
+                    "to tell; had all of it leaked, it would have gone unseen %.0f%% of the "
+                    "time (a leak is seen 95%% of the time from ~%s); for a CI gate use exact "
+                    "mode, HEAPPROF_RATE=1\n",
+                    (unsigned long long)samples, all, s->rate, 100 * exp(-allocated / rate),
+                    floor95);
+        return;
+    }
+    hp_text_put(t,
+                "heapprof: no leaks: %s (estimated, rate %ld): %llu samples of %s allocated; "
+                "a leak under ~%s in all is missed more than 5%% of the time (exact mode, "
+                "HEAPPROF_RATE=1, misses none)\n",
+                verdict, s->rate, (unsigned long long)samples, all, floor95);
+}
+
 int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
 {
     struct hp_arena *a = &s->arena;
@@ -451,7 +503,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     size_t nlost = vstacks[HP_V_DEFINITE] + vstacks[HP_V_INDIRECT];
     const char *reach_word = exact ? "still reachable" : "still referenced";
     if (!s->verdicts && n == 0)
-        hp_text_put(&t, "heapprof: no leaks: every sampled allocation was freed\n");
+        put_no_leaks(&t, s, exact, "every sampled allocation was freed");
     else if (!s->verdicts)
         hp_text_put(&t,
                     "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
@@ -459,7 +511,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
                     (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind,
                     s->rate);
     else if (nlost == 0)
-        hp_text_put(&t, "heapprof: no leaks: no memory lost (%s, rate %ld)\n", kind, s->rate);
+        put_no_leaks(&t, s, exact, "no memory lost");
     else
         hp_text_put(
             &t,

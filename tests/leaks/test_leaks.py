@@ -14,6 +14,13 @@
             --leaks-exit-code the same.
   real      bash, git and sqlite3 (memcheck finds nothing lost in these runs):
             no lost stacks, and --leaks-exit-code 3 leaves their exit status.
+  small-sample
+            tests/leaks/small.c: a sampled "no leaks" says how many samples
+            and bytes it rests on and what size of leak it could miss; a run
+            that allocated less than that gives no verdict ("no leak seen
+            ... too few to tell") and points a CI gate at exact mode. The
+            bytes are the exact-mode total, threads that exited and threads
+            still running included.
 """
 import math
 import os
@@ -54,7 +61,6 @@ _HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
     r"rate (\d+)\): definitely (\d+) bytes in (\d+) objects?, indirectly (\d+) bytes in "
     r"(\d+) objects?$")
-_NONE = re.compile(r"^heapprof: no leaks: no memory lost \((exact|estimated), rate (\d+)\)$")
 _STACK = re.compile(
     r"^heapprof: leak #(\d+): (\d+) bytes(?: \(± (\d+), (\d+) samples?\))? in (\d+) objects? "
     r"(definitely lost|indirectly lost|still reachable|still referenced), allocated from:$")
@@ -76,7 +82,7 @@ def parse(text):
             out["header"] = dict(zip(["bytes", "objects", "stacks", "kind", "rate", "def_bytes",
                                       "def_objects", "ind_bytes", "ind_objects"], g))
             continue
-        if _NONE.match(line):
+        if h.no_leaks_line(line):
             out["none"] = True
             continue
         m = _STACK.match(line)
@@ -280,6 +286,99 @@ def check_real():
                   f"{base.returncode} alone:\n{proc.stderr[-3000:]}")
 
 
+def size_bytes(text):
+    """`48.8 KiB` -> (bytes, the unit's size): as src/report/leaks.c prints."""
+    value, unit = text.split()
+    scale = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+    return float(value) * scale, scale
+
+
+def check_near(text, truth, what):
+    got, scale = size_bytes(text)
+    # One decimal of the unit printed, and a little slack for what runs
+    # between the exact run and this one (thread start-up).
+    check(abs(got - truth) <= 0.05 * scale + 0.002 * truth,
+          f"{what}: {text} allocated, the exact-mode run allocated {truth} bytes")
+
+
+def run_small(tmp, args, rate, seed=None, gate=True):
+    env = env_for(rate, seed, {"HEAPPROF_LEAKS_EXIT_CODE": "9"} if gate else None)
+    env["HEAPPROF"] = os.path.join(tmp, f"small-{rate}-{seed}.pb.gz")
+    proc = h.run([os.environ["SMALL_EXE"]] + args, env=env, timeout=60)
+    check(proc.stdout == "small: done\n", h.describe(proc))
+    return proc, env["HEAPPROF"]
+
+
+def check_small_sample():
+    tmp = h.tempdir()
+    default = 524288
+    floor = default * math.log(20)  # a leak seen 95% of the time: exp(-L/R) = 1/20
+    # 500 blocks of 100 bytes lost, as in issue 20: at the default rate
+    # almost always no sample at all. Exact mode tells the truth, and the
+    # total the sampled runs must give.
+    lost = ["500", "0", "0", "100"]
+    proc, path = run_small(tmp, lost, 1)
+    check(proc.returncode == 9, "exact mode, 500 blocks lost: the gate did not fire: "
+          + h.describe(proc))
+    truth = sum(smp["values"][1] for smp in h.decode_json(path)["samples"])
+    check(50000 <= truth < 60000, f"exact mode: {truth} bytes allocated, want 50000 and a little")
+    unsure = 0
+    for seed in range(1, 11):
+        proc, _ = run_small(tmp, lost, None, seed)
+        got = parse(proc.stderr)
+        lines = [h.no_leaks_line(ln) for ln in proc.stderr.splitlines() if h.no_leaks_line(ln)]
+        if got["header"] is not None:
+            # A lost block was sampled (9% of runs): then the gate fires.
+            check(proc.returncode == 9, f"seed {seed}: lost memory found, exit status "
+                  f"{proc.returncode}:\n{proc.stderr}")
+            continue
+        check(len(lines) == 1 and not lines[0]["told"],
+              f"seed {seed}: 50000 bytes allocated in all at rate {default}: want `no leak "
+              f"seen ... too few to tell`, not a verdict:\n{proc.stderr}")
+        line = lines[0]
+        unsure += 1
+        check(line["samples"] == 0 and line["rate"] == default and proc.returncode == 0,
+              f"seed {seed}: {line}, exit status {proc.returncode}")
+        check_near(line["allocated"], truth, f"seed {seed}")
+        check_near(line["floor"], floor, f"seed {seed}: the 95% floor")
+        missed = 100 * math.exp(-truth / default)
+        check(abs(line["missed"] - missed) <= 1,
+              f"seed {seed}: says all of it would go unseen {line['missed']}% of the time, "
+              f"exp(-{truth}/{default}) is {missed:.1f}%")
+        check("HEAPPROF_RATE=1" in proc.stderr, "no pointer to exact mode")
+    check(unsure > 0, "ten seeds, and every run sampled a lost block (each does with p = 0.09)")
+
+    # Enough bytes for a verdict: 4 MiB freed by the main thread and four
+    # others (two of them exited, two still running at exit), nothing lost.
+    # The verdict says what it rests on; the bytes count every thread's.
+    churn = ["0", "1000", "4", "1024"]
+    proc, path = run_small(tmp, churn, 1, gate=False)
+    truth = sum(smp["values"][1] for smp in h.decode_json(path)["samples"])
+    check(truth >= 5 * 1000 * 1024, f"exact mode: {truth} bytes allocated")
+    rate = 65536
+    proc, _ = run_small(tmp, churn, rate, 1)
+    got = parse(proc.stderr)
+    line = got["header"] is None and [h.no_leaks_line(ln) for ln in proc.stderr.splitlines()
+                                      if h.no_leaks_line(ln)]
+    check(line and line[0]["told"] and line[0]["kind"] == "estimated" and
+          line[0]["samples"] and line[0]["samples"] > 0 and proc.returncode == 0,
+          f"rate {rate}, nothing lost: want `no leaks: ... N samples of ...`:\n{proc.stderr}")
+    check_near(line[0]["allocated"], truth, f"rate {rate}")
+    check_near(line[0]["floor"], rate * math.log(20), f"rate {rate}: the 95% floor")
+    # No sample at all: the count comes only from each thread's countdown,
+    # read at its exit and, for those still running, at the dump.
+    proc, _ = run_small(tmp, churn, 1 << 40, 1)
+    line = [h.no_leaks_line(ln) for ln in proc.stderr.splitlines() if h.no_leaks_line(ln)]
+    check(line and not line[0]["told"] and line[0]["samples"] == 0,
+          f"rate 2^40: want `no leak seen in 0 samples`:\n{proc.stderr}")
+    check_near(line[0]["allocated"], truth, "rate 2^40 (threads that exited and still ran)")
+    # Exact mode is the truth, and says nothing more.
+    proc, _ = run_small(tmp, churn, 1)
+    check("heapprof: no leaks: no memory lost (exact, rate 1)" in proc.stderr.splitlines(),
+          f"exact mode:\n{proc.stderr}")
+
+
 if __name__ == "__main__":
     h.main({"exact": check_exact, "label": check_label, "sampled": check_sampled,
-            "gate": check_gate, "real": check_real}[sys.argv[1]])
+            "gate": check_gate, "real": check_real,
+            "small-sample": check_small_sample}[sys.argv[1]])

@@ -9,7 +9,8 @@ Usage: robust.py CHECK     (see CHECKS at the end; meson runs one test each)
 
 Environment (set by meson.build): HEAPPROF_LIB, HEAPPROF_DECODE, RB_BIN (the
 helpers' build directory), RB_PLUGIN and RB_PLUGIN2 (librb_plugin.so,
-librb_plugin2.so), RB_PIDLOG_LIB (librb_pidlog.so). HEAPPROF_KEEP_TEMP=1
+librb_plugin2.so), RB_PIDLOG_LIB (librb_pidlog.so), HEAPPROF_WRAPPER (the
+heapprof command). HEAPPROF_KEEP_TEMP=1
 keeps the temporary directories. When a program hangs, the failure lists
 the processes left and, if gdb is installed, their threads' stacks.
 """
@@ -595,12 +596,12 @@ def check_leaks_in_place():
 
 # ---- 2. ways to exit ----------------------------------------------------------
 
-_SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks)")
+_SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks?)")
 
 
 def one_dump(r, d, what):
     """Exactly one profile and one leak summary (its first line is either
-    `N bytes in M objects never freed...` or `no leaks...`)."""
+    `N bytes in M objects never freed...`, `no leaks...` or `no leak seen...`)."""
     files = sorted(os.listdir(d))
     check(files == ["e.pb.gz"], f"{what}: files {files}, want one profile e.pb.gz")
     helpers.decode_ok(os.path.join(d, "e.pb.gz"))
@@ -870,13 +871,17 @@ def hello_baseline():
 def bad_values(var, values, default_text, good, period=None):
     """Each bad value: exactly one heapprof: line naming the variable and
     the default used; the program's output and exit status unchanged; the
-    profile still written. A good value: silence. HEAPPROF unset: silence."""
+    profile still written. A good value: silence. HEAPPROF unset: nothing
+    written, and at most the line saying the variable has no effect."""
     base = hello_baseline()
     d = helpers.tempdir()
     problems = []
+    # The leak summary to a file: with HEAPPROF_LEAKS=off the leak
+    # summary's variables have no effect, which is a line of its own.
+    leaks = os.path.join(d, "leaks.txt")
     for i, value in enumerate(values):
         profile = os.path.join(d, f"bad{i}.pb.gz")
-        r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, extra={var: value}))
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, leaks=leaks, extra={var: value}))
         same_output(base, r, f"{var}={value!r}")
         lines = hp_lines(r.stderr)
         if len(lines) != 1:
@@ -896,7 +901,7 @@ def bad_values(var, values, default_text, good, period=None):
     check(not problems, "\n".join(problems))
 
     profile = os.path.join(d, "good.pb.gz")
-    r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, extra={var: good}))
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, leaks=leaks, extra={var: good}))
     same_output(base, r, f"{var}={good!r}")
     check(not hp_lines(r.stderr), f"{var}={good!r} (valid) drew: {hp_lines(r.stderr)}")
     helpers.decode_ok(profile)
@@ -906,8 +911,12 @@ def bad_values(var, values, default_text, good, period=None):
     os.makedirs(cwd)
     r = run([exe("rb_alloc"), "hello", "3"], env, cwd=cwd)
     same_output(base, r, f"HEAPPROF unset, {var}={values[0]!r}")
-    check(r.stderr == base.stderr and not os.listdir(cwd),
-          f"HEAPPROF unset: heapprof spoke or wrote: {r.stderr!r} {os.listdir(cwd)}")
+    lines = hp_lines(r.stderr)
+    check(not_hp(r.stderr) == not_hp(base.stderr) and not os.listdir(cwd) and
+          all(f"heapprof: {var} has no effect without HEAPPROF" in ln for ln in lines) and
+          len(lines) <= 1,
+          f"HEAPPROF unset: heapprof wrote or said more than that {var} has no effect: "
+          f"{r.stderr!r} {os.listdir(cwd)}")
 
 
 def check_bad_rate():
@@ -1715,7 +1724,314 @@ def check_leak_same_text():
     print(f"leak-same-text: {leaf[0]} and {leaf[1]}")
 
 
+# ---- 7. what a new user trips over (issue 20) ---------------------------------
+
+def wrapper():
+    return helpers.env_path("HEAPPROF_WRAPPER")
+
+
+def readme_variables():
+    """Every variable in the README's tables (rows that start with one)."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+    names = set()
+    with open(readme) as f:
+        for line in f:
+            if line.startswith("| `HEAPPROF"):
+                names.update(re.findall(r"`(HEAPPROF[A-Z_]*)`", line.split("|")[1]))
+    check(len(names) > 20, f"README: only {sorted(names)} in the tables of variables")
+    return sorted(names)
+
+
+def check_unknown_vars():
+    """A HEAPPROF_* variable heapprof does not read gets one line naming it,
+    with the closest name it does read when one is close; every variable in
+    the README's tables is known; only the process that starts the tree
+    says it (children of a process that runs heapprof do not)."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    profile = os.path.join(d, "u.pb.gz")
+    cases = [
+        ({"HEAPPROF_RAET": "1"},
+         "heapprof: unknown variable HEAPPROF_RAET (did you mean HEAPPROF_RATE?)"),
+        ({"heapprof_rate": "1"},
+         "heapprof: unknown variable heapprof_rate (did you mean HEAPPROF_RATE?)"),
+        ({"HEAPPROF_LEAKS_EXITCODE": "9"},
+         "heapprof: unknown variable HEAPPROF_LEAKS_EXITCODE (did you mean "
+         "HEAPPROF_LEAKS_EXIT_CODE?)"),
+        ({"HEAPPROF_TIMELIME": "1"},
+         "heapprof: unknown variable HEAPPROF_TIMELIME (did you mean HEAPPROF_TIMELINE?)"),
+        ({"HEAPPROF_OUTPUT": "x"}, "heapprof: unknown variable HEAPPROF_OUTPUT"),
+    ]
+    for extra, want in cases:
+        for with_profile in (True, False):
+            r = run([exe("rb_alloc"), "hello", "3"],
+                    hp_env(profile if with_profile else None, extra=extra))
+            what = f"{extra}{'' if with_profile else ', HEAPPROF unset'}"
+            same_output(base, r, what)
+            check(hp_lines(r.stderr) == [want], f"{what}: want only {want!r}, got "
+                  f"{hp_lines(r.stderr)}")
+    # Not ours: gperftools' HEAPPROFILE.
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(profile, extra={"HEAPPROFILE": "/x"}))
+    check(not hp_lines(r.stderr), f"HEAPPROFILE drew {hp_lines(r.stderr)}")
+    # Every documented variable is known (the values are valid and effective
+    # together, so nothing else is said either).
+    known = {v: "1" for v in readme_variables()}
+    known.update({"HEAPPROF": profile, "HEAPPROF_LEAKS": os.path.join(d, "l.txt"),
+                  "HEAPPROF_CPU": os.path.join(d, "cpu.pb.gz"), "HEAPPROF_HTTP": "127.0.0.1:0",
+                  "HEAPPROF_SIGNAL": "USR2", "HEAPPROF_INTERVAL": "3600",
+                  "HEAPPROF_RATE": "4096", "HEAPPROF_MAX_MEMORY": "64M",
+                  "HEAPPROF_CPU_TIMER": "thread", "HEAPPROF_SUPPRESSIONS": os.devnull,
+                  "HEAPPROF_LEAK_SCAN": "1", "HEAPPROF_LEAKS_EXIT_CODE": "3"})
+    r = run([exe("rb_alloc"), "hello", "3"], hp_env(None, extra=known))
+    check(r.returncode == 3, describe(r))
+    said = [ln for ln in hp_lines(r.stderr) if "unknown" in ln or "no effect" in ln]
+    check(not said, f"documented variables ({sorted(known)}) drew: {said}")
+    # A tree: the root says it once; its children (a fork+exec, and a shell
+    # that runs the program) say nothing.
+    r = run([exe("rb_fork"), "exec"], hp_env(profile, extra={"HEAPPROF_RAET": "1"}))
+    check(r.returncode == 0, describe(r))
+    lines = [ln for ln in hp_lines(r.stderr) if "unknown variable" in ln]
+    check(len(lines) == 1, f"a tree of 4 processes: want the line once, got {lines}")
+    print("unknown-vars: named once, with the closest known name")
+
+
+def check_no_effect():
+    """A variable that asks for what the mode cannot do gets one line at
+    start-up, naming it and why; values that only turn something off, and
+    effective ones, are silent; children say nothing."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    profile = os.path.join(d, "n.pb.gz")
+    leaks = os.path.join(d, "leaks.txt")
+    http = {"HEAPPROF_HTTP": "127.0.0.1:0"}
+    # (HEAPPROF, HEAPPROF_LEAKS, extra, the lines wanted: (variable, why))
+    cases = [
+        # issue 20's example: the endpoint alone, exact mode and a gate.
+        (None, None, dict(http, HEAPPROF_RATE="1", HEAPPROF_LEAKS_EXIT_CODE="9"),
+         [("HEAPPROF_LEAKS_EXIT_CODE", "without HEAPPROF (HEAPPROF_HTTP alone: no exit profile, "
+           "no leak check)")]),
+        (None, None, dict(http, HEAPPROF_PEAK="1", HEAPPROF_INTERVAL="5", HEAPPROF_SEED="3"),
+         [("HEAPPROF_INTERVAL", "without HEAPPROF (HEAPPROF_HTTP alone"),
+          ("HEAPPROF_PEAK", "without HEAPPROF (HEAPPROF_HTTP alone")]),
+        (None, None, {"HEAPPROF_LEAKS_EXIT_CODE": "9", "HEAPPROF_RATE": "1"},
+         [("HEAPPROF_LEAKS_EXIT_CODE", "without HEAPPROF (profiling is off"),
+          ("HEAPPROF_RATE", "without HEAPPROF (profiling is off")]),
+        (None, None, {"HEAPPROF_ANNOUNCE": "1"},
+         [("HEAPPROF_ANNOUNCE", "without HEAPPROF or HEAPPROF_CPU")]),
+        (profile, "off", {"HEAPPROF_LEAKS_EXIT_CODE": "9", "HEAPPROF_SUPPRESSIONS": os.devnull},
+         [("HEAPPROF_SUPPRESSIONS", "with HEAPPROF_LEAKS=off"),
+          ("HEAPPROF_LEAKS_EXIT_CODE", "with HEAPPROF_LEAKS=off")]),
+        (profile, leaks, {"HEAPPROF_LEAKS_EXIT_ANY": "1"},
+         [("HEAPPROF_LEAKS_EXIT_ANY", "without HEAPPROF_LEAKS_EXIT_CODE")]),
+        (profile, leaks, {"HEAPPROF_LEAK_SCAN": "0", "HEAPPROF_LEAK_REACHABLE": "yes",
+                          "HEAPPROF_LEAK_STATS": "1"},
+         [("HEAPPROF_LEAK_REACHABLE", "with HEAPPROF_LEAK_SCAN=0"),
+          ("HEAPPROF_LEAK_STATS", "with HEAPPROF_LEAK_SCAN=0")]),
+        (profile, leaks, {"HEAPPROF_RATE": "1", "HEAPPROF_SEED": "5"},
+         [("HEAPPROF_SEED", "in exact mode")]),
+        (profile, leaks, {"HEAPPROF_TIMELINE_MS": "5"},
+         [("HEAPPROF_TIMELINE_MS", "without HEAPPROF_TIMELINE or HEAPPROF_HTTP")]),
+        # Silent: values that turn things off, and what takes effect.
+        (None, None, {"HEAPPROF_LEAK_SCAN": "0", "HEAPPROF_LEAKS": "off",
+                      "HEAPPROF_LEAKS_EXIT_CODE": "0", "HEAPPROF_PEAK": "no",
+                      "HEAPPROF_CPU_HZ": "200", "HEAPPROF_DEBUGINFO": "1"}, []),
+        (None, None, dict(http, HEAPPROF_RATE="4096", HEAPPROF_MAX_MEMORY="8M",
+                          HEAPPROF_TIMELINE_MS="50"), []),
+        (profile, leaks, {"HEAPPROF_LEAKS_EXIT_CODE": "9", "HEAPPROF_LEAKS_EXIT_ANY": "1",
+                          "HEAPPROF_LEAK_SCAN": "1", "HEAPPROF_LEAK_REACHABLE": "1",
+                          "HEAPPROF_SEED": "5"}, []),
+        (profile, "off", {"HEAPPROF_LEAK_SCAN": "0"}, []),
+    ]
+    for i, (prof, lk, extra, want) in enumerate(cases):
+        cwd = os.path.join(d, f"c{i}")
+        os.makedirs(cwd)
+        r = run([exe("rb_alloc"), "hello", "3"], hp_env(prof, leaks=lk, extra=extra), cwd=cwd)
+        what = f"HEAPPROF={prof}, HEAPPROF_LEAKS={lk}, {extra}"
+        check(r.returncode in (3, 9), f"{what}: " + describe(r))
+        check(r.stdout == base.stdout, f"{what}: stdout differs")
+        said = [ln for ln in hp_lines(r.stderr) if " has no effect " in ln]
+        got = sorted(said)
+        check(len(got) == len(want) and
+              all(ln.startswith(f"heapprof: {var} has no effect {why}")
+                  for ln, (var, why) in zip(got, sorted(want))),
+              f"{what}: want one line each for {want}, got {said}")
+        if prof is None:
+            check(not os.listdir(cwd), f"{what}: files written: {os.listdir(cwd)}")
+    # In a tree only the root says it.
+    r = run([exe("rb_fork"), "exec"],
+            hp_env(profile, leaks="off", extra={"HEAPPROF_LEAKS_EXIT_CODE": "9"}))
+    said = [ln for ln in hp_lines(r.stderr) if " has no effect " in ln]
+    check(len(said) == 1, f"a tree of 4 processes: want the line once, got {said}")
+    print(f"no-effect: {len(cases)} combinations")
+
+
+def check_relative_tree():
+    """Relative paths (HEAPPROF, HEAPPROF_LEAKS, HEAPPROF_CPU) are taken
+    from the directory the tree started in, in every process: a child that
+    changes directory before it runs a program does not scatter files
+    there, whether the program is its child or replaces it (exec)."""
+    for how, script in (("child", "cd sub && \"$0\" hello 3; exit 0"),
+                        ("exec", "cd sub && exec \"$0\" hello 3")):
+        d = helpers.tempdir()
+        start = os.path.join(d, "start")
+        for sub in ("out", "sub", os.path.join("sub", "out")):
+            os.makedirs(os.path.join(start, sub))
+        env = hp_env("out/t.pb.gz", leaks="out/leaks.txt",
+                     extra={"HEAPPROF_CPU": "out/cpu.pb.gz"})
+        r = run(["/bin/sh", "-c", script, exe("rb_alloc")], env, cwd=start)
+        check(r.returncode == (0 if how == "child" else 3), f"{how}: " + describe(r))
+        check(os.listdir(os.path.join(start, "sub", "out")) == [],
+              f"{how}: files written where the child changed directory: "
+              f"{os.listdir(os.path.join(start, 'sub', 'out'))}")
+        written = sorted(os.listdir(os.path.join(start, "out")))
+        if how == "exec":
+            # The program replaced the shell, the tree's root.
+            want = ["cpu.pb.gz", "leaks.txt", "t.pb.gz"]
+        else:
+            # The shell (dash ends with _exit) may write nothing; the program
+            # is its child: NAME.PID.
+            want = [f for f in written if re.match(r"^(t|cpu)\.\d+\.pb\.gz$|^leaks\.txt\.\d+$", f)
+                    or f in ("t.pb.gz", "cpu.pb.gz", "leaks.txt")]
+            check(any(re.match(r"^t\.\d+\.pb\.gz$", f) for f in written) and
+                  any(re.match(r"^cpu\.\d+\.pb\.gz$", f) for f in written) and
+                  any(re.match(r"^leaks\.txt\.\d+$", f) for f in written),
+                  f"{how}: want the child's t.PID.pb.gz, cpu.PID.pb.gz and leaks.txt.PID in "
+                  f"start/out, got {written}")
+        check(written == want, f"{how}: start/out holds {written}, want {want}")
+        check(not hp_lines(r.stderr), f"{how}: {hp_lines(r.stderr)}")
+    print("relative-tree: every file where the tree started")
+
+
+def wrapper_run(args, cwd=None, env=None, prog=None):
+    return run([wrapper()] + args + ([exe("rb_alloc"), "hello", "3"] if prog is None else prog),
+               env or clean_env(), cwd=cwd)
+
+
+def check_wrapper_options():
+    """The wrapper reads options as getopt_long does (-r1, -oFILE,
+    --rate=1, --output=FILE, -- to end them); refuses a bad value of every
+    option, and an option the others make ineffective, with one line naming
+    the option and status 2, before the program runs; accepts the edges of
+    every range the library accepts; sets only variables the library
+    knows."""
+    base = hello_baseline()
+    d = helpers.tempdir()
+    out = os.path.join(d, "w.pb.gz")
+    for form in (["-r1", "-o" + out], ["--rate=1", "--output=" + out],
+                 ["-r", "1", "--output", out, "--"]):
+        r = wrapper_run(form)
+        check(r.returncode == 3 and r.stdout == base.stdout, f"{form}: " + describe(r))
+        check(helpers.decode_json(out)["period"] == 1, f"{form}: not exact mode")
+        check(f"wrote {out}" in r.stderr, f"{form}: " + describe(r))
+        os.remove(out)
+    # -- ends the options: a program named like one runs.
+    dash = os.path.join(d, "-prog")
+    os.symlink(exe("rb_alloc"), dash)
+    r = run([wrapper(), "-o", out, "--", dash, "hello", "3"], clean_env(), cwd=d)
+    check(r.returncode == 3 and os.path.exists(out), "-- -prog: " + describe(r))
+    missing = os.path.join(d, "missing")
+    bad = [["-r", "0"], ["-rabc"], ["--rate=1099511627777"], ["-r", "99999999999999999999"],
+           ["--cpu-hz", "5000"], ["--cpu-hz=0"], ["--interval", "-1"],
+           ["--interval=31536001"], ["--leaks-exit-code", "300"], ["--leaks-exit-code=-1"],
+           ["--signal", "USR3"], ["--signal=65"], ["--signal", "33"], ["--http", "nocolon"],
+           ["--http=:70000"], ["--http", "127.0.0.1:"], ["--seed", "-1"], ["--seed=08"],
+           ["--seed", "18446744073709551616"], ["--seed", "0x"], ["-o", missing + "/x.pb.gz"],
+           ["-o" + d + "/"], ["--output", d], ["--cpu", missing + "/c.pb.gz"],
+           ["--leaks", missing + "/l.txt"], ["--suppressions", missing], ["--output="],
+           ["-o"], ["--peak=1"], ["--bogus"], ["--rates=1"],
+           ["--cpu", out, "--peak"], ["--cpu", out, "--leaks-exit-code", "3"],
+           ["--cpu=" + out, "-r", "4096"], ["--leaks", "off", "--leaks-exit-code", "3"],
+           ["--leaks=OFF", "--suppressions", os.devnull], ["--leaks-exit-any"],
+           ["--leaks-exit-code", "0", "--leaks-exit-any"],
+           ["--no-leak-check", "--leaks-reachable"],
+           ["--leaks-exit-code", "3", "--no-leak-check", "--leaks-exit-any"],
+           ["-r", "1", "--seed", "5"]]
+    problems = []
+    for args in bad:
+        # A value missing at the end: nothing after the option.
+        r = wrapper_run(args, cwd=d, prog=[] if args == ["-o"] else None)
+        opt = next((a for a in args[::-1] if a.startswith("-") and a != "-1"), args[0])
+        named = opt.split("=")[0] if opt.startswith("--") else opt[:2]
+        lines = r.stderr.splitlines()
+        if r.returncode != 2 or len(lines) != 1 or not lines[0].startswith("heapprof: ") \
+                or r.stdout:
+            problems.append(f"{args}: status {r.returncode}, stderr {r.stderr!r}")
+        elif named not in lines[0] and not any(a.split("=")[0] in lines[0] for a in args):
+            problems.append(f"{args}: the line does not name the option: {lines[0]}")
+    check(not problems, "refused badly:\n" + "\n".join(problems))
+    check(sorted(os.listdir(d)) == ["-prog", "w.pb.gz"],
+          f"a refused run wrote files: {os.listdir(d)}")
+    # The edges of every range, and the spellings the library takes.
+    good = [["--cpu-hz", "1000"], ["--cpu-hz=1"], ["--leaks-exit-code", "255"],
+            ["--leaks-exit-code=0"], ["--interval", "0"], ["--interval=31536000"],
+            ["--seed", "0x10"], ["--seed", "010"], ["--seed=18446744073709551615"],
+            ["--signal", "sigusr2"], ["--signal=34"], ["--signal", "64"],
+            ["-r", "1099511627776"], ["--http", ":0"], ["--http=[127.0.0.1]:0"],
+            ["--leaks", "stderr"], ["--leaks", "/dev/stderr"]]
+    for args in good:
+        r = wrapper_run(["-o", out] + args, cwd=d)
+        # What the library says of a value it does not take, or cannot use.
+        said = [ln for ln in hp_lines(r.stderr)
+                if any(w in ln for w in ("using", "is not", "unknown", "no effect", "cannot"))]
+        if r.returncode != 3 or r.stdout != base.stdout or said:
+            problems.append(f"{args}: status {r.returncode}, said {said}")
+    check(not problems, "valid values refused or named:\n" + "\n".join(problems))
+    # Every option at once: every variable it sets is one the library reads,
+    # and takes effect.
+    supp = os.path.join(d, "supp.txt")
+    with open(supp, "w") as f:
+        f.write("leak:nothing_here\n")
+    for extra in (["--leaks-reachable", "--leaks-exit-any"], ["--no-leak-check"]):
+        r = wrapper_run(["-o", out, "-r", "4096", "--cpu", os.path.join(d, "c.pb.gz"),
+                         "--cpu-hz", "250", "--http", "127.0.0.1:0", "--peak", "--timeline",
+                         "--interval", "3600", "--signal", "USR2", "--leaks",
+                         os.path.join(d, "l.txt"), "--leaks-exit-code", "3",
+                         "--suppressions", supp, "--seed", "7"] + extra)
+        said = [ln for ln in hp_lines(r.stderr) if "unknown" in ln or "no effect" in ln]
+        check(r.returncode == 3 and not said, f"every option, {extra}: {said}\n" + describe(r))
+    help_text = run([wrapper(), "--help"], clean_env()).stdout
+    for opt in ("-r1", "--rate=1", "1 to 2^40", "1 to 1000", "0 to 255", "34 to 64"):
+        check(opt in help_text, f"--help does not say {opt!r}")
+    print(f"wrapper-options: {len(bad)} refused, {len(good)} edges accepted")
+
+
+def check_wrapper_paths():
+    """The wrapper makes every path it passes absolute at launch: a program
+    that changes directory (a shell running `cd sub && ...`) writes the
+    profile, the leak summary, the CPU profile and the timeline where the
+    user was, and finds the suppressions file there."""
+    d = helpers.tempdir()
+    sub = os.path.join(d, "sub")
+    os.makedirs(sub)
+    with open(os.path.join(d, "supp.txt"), "w") as f:
+        f.write("leak:main\n")
+    prog = ["/bin/sh", "-c", "cd sub && exec \"$0\" hello 3", exe("rb_alloc")]
+    # The default name, in the working directory.
+    r = wrapper_run([], cwd=d, prog=prog)
+    check(r.returncode == 3, describe(r))
+    named = [f for f in os.listdir(d) if re.match(r"^heapprof\.sh\.\d+\.pb\.gz$", f)]
+    check(len(named) == 1 and not os.listdir(sub),
+          f"default name: {sorted(os.listdir(d))}, in sub/: {os.listdir(sub)}")
+    check(f"wrote {os.path.join(d, named[0])}" in r.stderr, describe(r))
+    # Every path option, relative.
+    r = wrapper_run(["-o", "p.pb.gz", "-r", "1", "--leaks", "l.txt", "--cpu", "c.pb.gz",
+                     "--timeline", "--suppressions", "supp.txt", "--leaks-exit-code", "9"],
+                    cwd=d, prog=prog)
+    check(r.returncode == 3, "the suppressions file was not read (main's leak fired the gate): "
+          + describe(r))
+    check(not os.listdir(sub), f"files in sub/: {os.listdir(sub)}")
+    for f in ("p.pb.gz", "l.txt", "c.pb.gz", "p.timeline.html", "p.timeline.json"):
+        check(os.path.exists(os.path.join(d, f)), f"no {f} in {d}: {sorted(os.listdir(d))}")
+    check(not [ln for ln in hp_lines(r.stderr) if "cannot" in ln], describe(r))
+    print("wrapper-paths: every file where the user ran heapprof")
+
+
 CHECKS = {
+    "unknown-vars": check_unknown_vars,
+    "no-effect": check_no_effect,
+    "relative-tree": check_relative_tree,
+    "wrapper-options": check_wrapper_options,
+    "wrapper-paths": check_wrapper_paths,
     "split-off": check_split_off,
     "split-on": check_split_on,
     "split-missing": check_split_missing,

@@ -204,7 +204,8 @@ def run_sites(exe, workdir, rate, seed, leaks=False):
     proc = helpers.run_program(
         exe, [truth_path], preload=True, profile=run.profile, rate=rate, seed=seed,
         leaks=leak_path if leaks else "off",
-        extra_env={"HEAPPROF_LEAK_STACKS": "100000", "HEAPPROF_LEAK_FRAMES": "4"})
+        extra_env={"HEAPPROF_LEAK_STACKS": "100000", "HEAPPROF_LEAK_FRAMES": "4"} if leaks
+        else None)
     check(proc.returncode == 0,
           f"stats-sites failed under heapprof ({run.describe()}): " + helpers.describe(proc))
     check(os.path.exists(run.profile), f"no profile written ({run.describe()})")
