@@ -51,10 +51,8 @@ static void on_signal(int sig)
 static bool parent_serves(void)
 {
     const char *raw = getenv("HEAPPROF_HTTP");
-    char want[600];
-    int n = raw ? snprintf(want, sizeof want, "HEAPPROF_HTTP=%s", raw) : -1;
     pid_t ppid = getppid();
-    if (n <= 0 || (size_t)n >= sizeof want || ppid <= 1 || !hp_proc_environ_has(ppid, want))
+    if (!raw || ppid <= 1 || !hp_proc_environ_inherits(ppid, "HEAPPROF_HTTP", raw))
         return false;
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/maps", (long)ppid);
