@@ -19,6 +19,12 @@ extern "C" {
 #define HEAPPROF_VERSION_PATCH 0
 #define HEAPPROF_VERSION "0.1.0"
 
+/* Defaults, defined once: the mean bytes between heap samples
+ * (HEAPPROF_RATE) and the CPU samples per second of CPU time
+ * (HEAPPROF_CPU_HZ). */
+#define HEAPPROF_DEFAULT_RATE 524288
+#define HEAPPROF_DEFAULT_CPU_HZ 100
+
 #if defined(__GNUC__)
 #define HEAPPROF_API __attribute__((visibility("default")))
 #else

@@ -75,6 +75,22 @@ struct hp_config {
 extern struct hp_config hp_cfg;
 void hp_config_load(void);
 
+/* Every variable heapprof reads (record/config.c): one table. */
+enum hp_opt_kind { HP_OPT_PATH, HP_OPT_INT, HP_OPT_SIZE, HP_OPT_BOOL, HP_OPT_TEXT };
+struct hp_option {
+    const char *name;  /* HEAPPROF_... */
+    const char *alias; /* an older spelling still read, or NULL */
+    enum hp_opt_kind kind;
+    long long def, min, max; /* for HP_OPT_INT, HP_OPT_SIZE and HP_OPT_BOOL */
+    bool secure;             /* read with secure_getenv: not in a setuid program */
+    bool hidden;             /* for tests only, not documented for users */
+    const char *doc;         /* one line */
+};
+const struct hp_option *hp_options(size_t *n);
+/* The value of a HEAPPROF_* variable (or of its older spelling), read as
+ * the table says: the only way heapprof reads its variables. */
+const char *hp_env(const char *name);
+
 /* ---- diagnostics, clocks, descriptors and files (common/os.c) ---- */
 /* One line on stderr (write(2) only, never stdio). */
 void hp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -128,6 +144,40 @@ int hp_output_path(char *out, size_t len, const char *pattern, bool child);
 /* The GNU build id in an object's notes (align: the segment's, 4 or 8), as
  * lowercase hex into hex (at least 129 bytes); false if there is none. */
 bool hp_note_build_id(const char *notes, size_t len, size_t align, char *hex);
+
+/* ---- the C library's functions that heapprof interposes (common/real.c) ---- */
+/* heapprof's own code below src/interpose/ calls these, never the names
+ * themselves (which are heapprof's hooks in libheapprof.so). */
+struct sigaction;
+struct dl_phdr_info;
+struct hp_real {
+    /* Filled in by interpose/alloc.c when it finds the allocator. */
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    size_t (*malloc_usable_size)(void *);
+    /* Filled in by hp_real_resolve. */
+    int (*pthread_create)(unsigned long *, const void *, void *(*)(void *), void *);
+    int (*pthread_setname_np)(unsigned long, const char *);
+    int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+    int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+    void (*(*signal)(int, void (*)(int)))(int);
+    int (*dl_iterate_phdr)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
+    void *(*dlopen)(const char *, int);
+    int (*dlclose)(void *);
+    void *(*sbrk)(intptr_t);
+    int (*brk)(void *);
+    int (*madvise)(void *, size_t, int);
+    int (*munmap)(void *, size_t);
+    bool resolved;
+};
+extern struct hp_real hp_real;
+/* Finds the functions above but the malloc family; idempotent. */
+void hp_real_resolve(void);
 
 /* ---- the profiler's own memory (common/mem.c): never goes through the hooks ---- */
 void *hp_alloc(size_t size);        /* zeroed; NULL on failure */

@@ -89,7 +89,8 @@ HEAPPROF_API int heapprof_cpu_start(const char *path)
     r = hp_cpu_support();
     if (r)
         return r;
-    return hp_cpu_start(hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : 100, HP_CPU_API, abs);
+    return hp_cpu_start(hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : HEAPPROF_DEFAULT_CPU_HZ, HP_CPU_API,
+                        abs);
 }
 
 HEAPPROF_API int heapprof_cpu_stop(void)

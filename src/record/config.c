@@ -31,9 +31,97 @@
 
 struct hp_config hp_cfg;
 
-enum { DEFAULT_MAX_MEMORY_MIB = 64 };
-enum { DEFAULT_CPU_HZ = 100 };
-enum { DEFAULT_RATE = 524288, DEFAULT_LEAK_STACKS = 10, DEFAULT_LEAK_FRAMES = 8 };
+/* Every variable heapprof reads, and the only place each is described: its
+ * name (and an older spelling still read), its kind, default and range,
+ * whether a setuid program reads it, and one line of documentation. The
+ * unknown-variable line at start-up is drawn from it, and a test
+ * (tests/test_options.py) holds the README's table and the wrapper's --help
+ * to it. Nothing else in heapprof calls getenv for a HEAPPROF_* variable:
+ * hp_env does. */
+static const struct hp_option options[] = {
+    {"HEAPPROF", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
+     "where the exit profile goes (gzipped pprof); %p is the pid; unset: profiling is off"},
+    {"HEAPPROF_RATE", NULL, HP_OPT_INT, HEAPPROF_DEFAULT_RATE, 1, 1L << 40, false, false,
+     "mean bytes between samples; 1 records every allocation (exact mode)"},
+    {"HEAPPROF_SEED", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "seed of the sampler's random numbers (a whole number); unset: random"},
+    {"HEAPPROF_MAX_MEMORY", NULL, HP_OPT_SIZE, 64L << 20, 4L << 20, 1L << 40, false, false,
+     "ceiling of the stack table (bytes, or with K, M or G)"},
+    {"HEAPPROF_LEAKS", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
+     "where the leak summary goes: stderr, a file, or off"},
+    {"HEAPPROF_LEAK_STACKS", NULL, HP_OPT_INT, 10, 0, 100000, false, false,
+     "stacks listed in the leak summary"},
+    {"HEAPPROF_LEAK_FRAMES", NULL, HP_OPT_INT, 8, 1, HP_MAX_FRAMES, false, false,
+     "frames shown for each stack in the leak summary"},
+    {"HEAPPROF_SUPPRESSIONS", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
+     "a file of LeakSanitizer-style leak:PATTERN lines"},
+    {"HEAPPROF_LEAK_EXIT_CODE", "HEAPPROF_LEAKS_EXIT_CODE", HP_OPT_INT, 0, 0, 255, false, false,
+     "the exit status when memory is lost (0: the program's own)"},
+    {"HEAPPROF_LEAK_EXIT_ANY", "HEAPPROF_LEAKS_EXIT_ANY", HP_OPT_BOOL, 0, 0, 1, false, false,
+     "the exit status on any memory never freed, not only lost"},
+    {"HEAPPROF_LEAK_CHECK", "HEAPPROF_LEAK_SCAN", HP_OPT_BOOL, 1, 0, 1, false, false,
+     "the leak check at exit (0: list memory never freed instead)"},
+    {"HEAPPROF_LEAK_REACHABLE", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "list the stacks of memory still reachable too"},
+    {"HEAPPROF_LEAK_STATS", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "one line on what the leak check read and how long it took"},
+    {"HEAPPROF_HTTP", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "host:port to serve /debug/pprof/ on (alone: record and serve, no exit files)"},
+    {"HEAPPROF_SIGNAL", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "a signal that writes a numbered snapshot (USR1, USR2, HUP, ... or a real-time number)"},
+    {"HEAPPROF_INTERVAL", NULL, HP_OPT_INT, 0, 0, 86400L * 365, false, false,
+     "seconds between numbered snapshots (0: none)"},
+    {"HEAPPROF_PEAK", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "also write the in-use profile at the estimated peak"},
+    {"HEAPPROF_ANNOUNCE", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "one line at exit naming the files written"},
+    {"HEAPPROF_DEBUGINFO", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "let libdw fetch debug info with debuginfod while symbolizing"},
+    {"HEAPPROF_TIMELINE", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "also write the heap over time (HTML and JSON)"},
+    {"HEAPPROF_TIMELINE_MS", NULL, HP_OPT_INT, 100, 1, 60000, false, true,
+     "the timeline's sampling period (for tests)"},
+    {"HEAPPROF_CPU", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
+     "where a CPU profile of the whole run goes"},
+    {"HEAPPROF_CPU_HZ", NULL, HP_OPT_INT, HEAPPROF_DEFAULT_CPU_HZ, 1, 1000, false, false,
+     "CPU samples per second of CPU time"},
+    {"HEAPPROF_CPU_TIMER", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "thread (per-thread CPU timers) or process (setitimer)"},
+};
+
+const struct hp_option *hp_options(size_t *n)
+{
+    *n = sizeof options / sizeof options[0];
+    return options;
+}
+
+static const struct hp_option *option(const char *name)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (!strcmp(options[i].name, name) || (options[i].alias && !strcmp(options[i].alias, name)))
+            return &options[i];
+    return NULL;
+}
+
+const char *hp_env(const char *name)
+{
+    const struct hp_option *o = option(name);
+    if (!o)
+        return getenv(name);
+    const char *v = o->secure ? secure_getenv(o->name) : getenv(o->name);
+    if (!v && o->alias)
+        v = o->secure ? secure_getenv(o->alias) : getenv(o->alias);
+    return v;
+}
+
+/* The name a variable was given by: its own, or its older spelling. */
+static const char *given_name(const char *name)
+{
+    const struct hp_option *o = option(name);
+    if (o && o->alias && !getenv(o->name) && getenv(o->alias))
+        return o->alias;
+    return o ? o->name : name;
+}
 
 /* Parses a whole decimal integer in [min, max]; false on anything else. */
 static bool parse_long(const char *s, long min, long max, long *out)
@@ -51,9 +139,12 @@ static bool parse_long(const char *s, long min, long max, long *out)
 
 /* A size in bytes, with an optional K, M or G suffix (KiB, MiB, GiB), in
  * [min, max]; the default, and one line on stderr, for anything else. */
-static size_t env_size(const char *name, size_t min, size_t max, size_t def)
+static size_t env_size(const char *name)
 {
-    const char *s = getenv(name);
+    const struct hp_option *o = option(name);
+    size_t min = (size_t)o->min, max = (size_t)o->max, def = (size_t)o->def;
+    const char *s = hp_env(name);
+    name = given_name(name);
     if (!s)
         return def;
     char *end;
@@ -75,10 +166,13 @@ static size_t env_size(const char *name, size_t min, size_t max, size_t def)
     return def;
 }
 
-static long env_long(const char *name, long min, long max, long def)
+static long env_long(const char *name)
 {
-    const char *s = getenv(name);
+    const struct hp_option *o = option(name);
+    long min = o->min, max = o->max, def = o->def;
+    const char *s = hp_env(name);
     long v;
+    name = given_name(name);
     if (!s)
         return def;
     if (parse_long(s, min, max, &v))
@@ -128,11 +222,13 @@ static bool dir_writable(const char *path, const char *what, const char *off)
 
 /* A boolean as users spell it: 1/0, yes/no, true/false, on/off, in any
  * case; the default and one line on stderr for anything else. */
-static bool env_bool(const char *name, bool def)
+static bool env_bool(const char *name)
 {
     static const char *const yes[] = {"1", "yes", "true", "on"};
     static const char *const no[] = {"0", "no", "false", "off"};
-    const char *s = getenv(name);
+    bool def = option(name)->def != 0;
+    const char *s = hp_env(name);
+    name = given_name(name);
     if (!s)
         return def;
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
@@ -167,14 +263,14 @@ static int parse_signal(const char *s)
 /* HEAPPROF_CPU and HEAPPROF_CPU_HZ: read whether HEAPPROF is set or not. */
 static void cpu_config_load(void)
 {
-    hp_cfg.cpu_hz = (int)env_long("HEAPPROF_CPU_HZ", 1, 1000, DEFAULT_CPU_HZ);
-    const char *timer = getenv("HEAPPROF_CPU_TIMER");
+    hp_cfg.cpu_hz = (int)env_long("HEAPPROF_CPU_HZ");
+    const char *timer = hp_env("HEAPPROF_CPU_TIMER");
     if (timer && !strcasecmp(timer, "process"))
         hp_cfg.cpu_process_timer = true;
     else if (timer && *timer && strcasecmp(timer, "thread") != 0)
         hp_log("heapprof: HEAPPROF_CPU_TIMER=\"%.32s\" is not thread or process; using thread",
                timer);
-    const char *cpu = secure_getenv("HEAPPROF_CPU");
+    const char *cpu = hp_env("HEAPPROF_CPU");
     if (!cpu || !*cpu)
         return;
     char path[sizeof hp_cfg.cpu_path];
@@ -193,13 +289,13 @@ static void cpu_config_load(void)
 void hp_config_load(void)
 {
     memset(&hp_cfg, 0, sizeof hp_cfg);
-    hp_cfg.rate = DEFAULT_RATE;
-    hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE", false);
+    hp_cfg.rate = HEAPPROF_DEFAULT_RATE;
+    hp_cfg.announce = env_bool("HEAPPROF_ANNOUNCE");
     cpu_config_load();
-    const char *out = secure_getenv("HEAPPROF");
+    const char *out = hp_env("HEAPPROF");
     /* HEAPPROF_HTTP alone: record and serve, with no exit profile and no
      * leak summary (the live profiles are what was asked for). */
-    const char *serve = getenv("HEAPPROF_HTTP");
+    const char *serve = hp_env("HEAPPROF_HTTP");
     bool serve_only = (!out || !*out) && serve && *serve;
     if ((!out || !*out) && !serve_only)
         return;
@@ -216,10 +312,9 @@ void hp_config_load(void)
             return;
     }
 
-    hp_cfg.rate = env_long("HEAPPROF_RATE", 1, 1L << 40, DEFAULT_RATE);
-    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY", (size_t)4 << 20, (size_t)1 << 40,
-                                 (size_t)DEFAULT_MAX_MEMORY_MIB << 20);
-    const char *seed = getenv("HEAPPROF_SEED");
+    hp_cfg.rate = env_long("HEAPPROF_RATE");
+    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY");
+    const char *seed = hp_env("HEAPPROF_SEED");
     if (seed) {
         char *end;
         errno = 0;
@@ -233,75 +328,46 @@ void hp_config_load(void)
         }
     }
 
-    const char *leaks = secure_getenv("HEAPPROF_LEAKS");
+    const char *leaks = hp_env("HEAPPROF_LEAKS");
     if (leaks && (!strcasecmp(leaks, "off") || !strcmp(leaks, "0")))
         hp_cfg.leaks_off = true;
     else if (leaks && *leaks && strcasecmp(leaks, "stderr") != 0)
         absolute_path("HEAPPROF_LEAKS", leaks, hp_cfg.leaks_path, sizeof hp_cfg.leaks_path);
-    hp_cfg.leak_stacks = (int)env_long("HEAPPROF_LEAK_STACKS", 0, 100000, DEFAULT_LEAK_STACKS);
-    hp_cfg.leak_frames =
-        (int)env_long("HEAPPROF_LEAK_FRAMES", 1, HP_MAX_FRAMES, DEFAULT_LEAK_FRAMES);
-    const char *supp = secure_getenv("HEAPPROF_SUPPRESSIONS");
+    hp_cfg.leak_stacks = (int)env_long("HEAPPROF_LEAK_STACKS");
+    hp_cfg.leak_frames = (int)env_long("HEAPPROF_LEAK_FRAMES");
+    const char *supp = hp_env("HEAPPROF_SUPPRESSIONS");
     if (supp && *supp)
         absolute_path("HEAPPROF_SUPPRESSIONS", supp, hp_cfg.suppressions,
                       sizeof hp_cfg.suppressions);
-    hp_cfg.leaks_exit_code = (int)env_long("HEAPPROF_LEAKS_EXIT_CODE", 0, 255, 0);
-    hp_cfg.leaks_exit_any = env_bool("HEAPPROF_LEAKS_EXIT_ANY", false);
-    hp_cfg.leak_scan = env_bool("HEAPPROF_LEAK_SCAN", true);
-    hp_cfg.leak_reachable = env_bool("HEAPPROF_LEAK_REACHABLE", false);
-    hp_cfg.leak_stats = env_bool("HEAPPROF_LEAK_STATS", false);
-    const char *http = getenv("HEAPPROF_HTTP");
+    hp_cfg.leaks_exit_code = (int)env_long("HEAPPROF_LEAK_EXIT_CODE");
+    hp_cfg.leaks_exit_any = env_bool("HEAPPROF_LEAK_EXIT_ANY");
+    hp_cfg.leak_scan = env_bool("HEAPPROF_LEAK_CHECK");
+    hp_cfg.leak_reachable = env_bool("HEAPPROF_LEAK_REACHABLE");
+    hp_cfg.leak_stats = env_bool("HEAPPROF_LEAK_STATS");
+    const char *http = hp_env("HEAPPROF_HTTP");
     if (http && *http) {
         if (strlen(http) >= sizeof hp_cfg.http)
             hp_log("heapprof: HEAPPROF_HTTP is too long; not serving");
         else
             strcpy(hp_cfg.http, http);
     }
-    const char *sig = getenv("HEAPPROF_SIGNAL");
+    const char *sig = hp_env("HEAPPROF_SIGNAL");
     if (sig && *sig && !(hp_cfg.snap_signal = parse_signal(sig)))
         hp_log("heapprof: HEAPPROF_SIGNAL=\"%.32s\" is not a signal heapprof can use (USR1, USR2, "
                "HUP, PROF, URG, WINCH, PWR or a real-time signal number); no snapshots on signal",
                sig);
-    hp_cfg.interval = env_long("HEAPPROF_INTERVAL", 0, 86400 * 365, 0);
-    hp_cfg.peak = env_bool("HEAPPROF_PEAK", false);
-    hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO", false);
-    hp_cfg.timeline = env_bool("HEAPPROF_TIMELINE", false);
+    hp_cfg.interval = env_long("HEAPPROF_INTERVAL");
+    hp_cfg.peak = env_bool("HEAPPROF_PEAK");
+    hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO");
+    hp_cfg.timeline = env_bool("HEAPPROF_TIMELINE");
     /* Undocumented but for tests: the timeline's sampling period. */
-    hp_cfg.timeline_ms = env_long("HEAPPROF_TIMELINE_MS", 1, 60000, 100);
+    hp_cfg.timeline_ms = env_long("HEAPPROF_TIMELINE_MS");
     if (serve_only)
         hp_cfg.leaks_off = true;
     hp_cfg.enabled = true;
 }
 
 /* ---- at start-up: unknown variables, and those that cannot take effect ---- */
-
-/* Every variable heapprof reads. */
-static const char *const known_vars[] = {
-    "HEAPPROF",
-    "HEAPPROF_RATE",
-    "HEAPPROF_SEED",
-    "HEAPPROF_MAX_MEMORY",
-    "HEAPPROF_LEAKS",
-    "HEAPPROF_LEAK_STACKS",
-    "HEAPPROF_LEAK_FRAMES",
-    "HEAPPROF_SUPPRESSIONS",
-    "HEAPPROF_LEAKS_EXIT_CODE",
-    "HEAPPROF_LEAKS_EXIT_ANY",
-    "HEAPPROF_LEAK_SCAN",
-    "HEAPPROF_LEAK_REACHABLE",
-    "HEAPPROF_LEAK_STATS",
-    "HEAPPROF_HTTP",
-    "HEAPPROF_SIGNAL",
-    "HEAPPROF_INTERVAL",
-    "HEAPPROF_PEAK",
-    "HEAPPROF_ANNOUNCE",
-    "HEAPPROF_DEBUGINFO",
-    "HEAPPROF_TIMELINE",
-    "HEAPPROF_TIMELINE_MS",
-    "HEAPPROF_CPU",
-    "HEAPPROF_CPU_HZ",
-    "HEAPPROF_CPU_TIMER",
-};
 
 /* One of heapprof's names, in any case: HEAPPROF or HEAPPROF_... (not
  * HEAPPROFILE, gperftools' variable). The name's length in *len. */
@@ -364,14 +430,17 @@ static int say_unknown(bool print)
         const char *best = NULL;
         size_t best_d = (size_t)-1;
         bool exact = false;
-        for (size_t i = 0; i < sizeof known_vars / sizeof known_vars[0]; i++) {
-            if (strlen(known_vars[i]) == len && !strncmp(*e, known_vars[i], len)) {
+        for (size_t i = 0; i < 2 * (sizeof options / sizeof options[0]) && !exact; i++) {
+            const char *known = i % 2 ? options[i / 2].alias : options[i / 2].name;
+            if (!known)
+                continue;
+            if (strlen(known) == len && !strncmp(*e, known, len)) {
                 exact = true;
                 break;
             }
-            size_t d = distance(*e, len, known_vars[i]);
-            if (d < best_d)
-                best = known_vars[i], best_d = d;
+            size_t d = distance(*e, len, known);
+            if (d < best_d) /* the nearest spelling; the current name on a tie */
+                best = known, best_d = d;
         }
         if (exact)
             continue;
@@ -394,7 +463,7 @@ static int say_unknown(bool print)
 static const char *asking(const char *name)
 {
     static const char *const off[] = {"0", "no", "false", "off"};
-    const char *v = getenv(name);
+    const char *v = hp_env(name);
     if (!v || !*v)
         return NULL;
     for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
@@ -412,7 +481,7 @@ static int no_effect(const char *name, const char *why)
     if (!asking(name))
         return 0;
     if (print_lines)
-        hp_log("heapprof: %s has no effect %s", name, why);
+        hp_log("heapprof: %s has no effect %s", given_name(name), why);
     return 1;
 }
 
@@ -424,15 +493,15 @@ static int no_effect(const char *name, const char *why)
  * named: the program may start CPU profiles itself (heapprof_cpu_start). */
 static int say_ineffective(bool print)
 {
-    static const char *const leak_vars[] = {"HEAPPROF_LEAKS",           "HEAPPROF_LEAK_STACKS",
-                                            "HEAPPROF_LEAK_FRAMES",     "HEAPPROF_SUPPRESSIONS",
-                                            "HEAPPROF_LEAKS_EXIT_CODE", "HEAPPROF_LEAKS_EXIT_ANY",
-                                            "HEAPPROF_LEAK_REACHABLE",  "HEAPPROF_LEAK_STATS"};
+    static const char *const leak_vars[] = {"HEAPPROF_LEAKS",          "HEAPPROF_LEAK_STACKS",
+                                            "HEAPPROF_LEAK_FRAMES",    "HEAPPROF_SUPPRESSIONS",
+                                            "HEAPPROF_LEAK_EXIT_CODE", "HEAPPROF_LEAK_EXIT_ANY",
+                                            "HEAPPROF_LEAK_REACHABLE", "HEAPPROF_LEAK_STATS"};
     static const char *const other_vars[] = {
         "HEAPPROF_RATE",     "HEAPPROF_SEED", "HEAPPROF_MAX_MEMORY", "HEAPPROF_SIGNAL",
         "HEAPPROF_INTERVAL", "HEAPPROF_PEAK", "HEAPPROF_TIMELINE",   "HEAPPROF_TIMELINE_MS"};
     const size_t nleak = sizeof leak_vars / sizeof leak_vars[0];
-    const char *out = secure_getenv("HEAPPROF");
+    const char *out = hp_env("HEAPPROF");
     int said = 0;
     print_lines = print;
     if (out && *out && !hp_cfg.enabled)
@@ -471,10 +540,10 @@ static int say_ineffective(bool print)
                 no_effect(leak_vars[i], "with HEAPPROF_LEAKS=off (no leak summary, no leak check)");
     } else {
         if (!hp_cfg.leaks_exit_code)
-            said += no_effect("HEAPPROF_LEAKS_EXIT_ANY",
+            said += no_effect("HEAPPROF_LEAK_EXIT_ANY",
                               "without HEAPPROF_LEAKS_EXIT_CODE (the exit status to give)");
         else if (!hp_cfg.leak_scan)
-            said += no_effect("HEAPPROF_LEAKS_EXIT_ANY",
+            said += no_effect("HEAPPROF_LEAK_EXIT_ANY",
                               "with HEAPPROF_LEAK_SCAN=0 (without the leak check, the exit "
                               "status is for any memory never freed already)");
         if (!hp_cfg.leak_scan) {
@@ -526,7 +595,7 @@ static void absolute_in_environ(char **envp)
                 {"HEAPPROF_CPU", hp_cfg.cpu_path}};
     static char entries[sizeof vars / sizeof vars[0]][4200];
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *raw = secure_getenv(vars[i].name);
+        const char *raw = hp_env(vars[i].name);
         if (!raw || !*raw || raw[0] == '/' || !vars[i].abs[0])
             continue;
         int n = snprintf(entries[i], sizeof entries[i], "%s=%s", vars[i].name, vars[i].abs);
@@ -541,13 +610,11 @@ static void absolute_in_environ(char **envp)
     }
 }
 
-/* Before the other constructors of this object (a priority puts it first),
- * so that these lines come before any other. glibc passes constructors
- * main's arguments and environment. */
-__attribute__((constructor(101))) static void config_startup(int argc, char **argv, char **envp)
+/* At start-up (record/lifecycle.c, from the first constructor of this
+ * object): relative paths made absolute in the environment passed on, and
+ * the lines about unknown and ineffective variables. */
+void hp_config_startup(char **envp)
 {
-    (void)argc, (void)argv;
-    hp_init(); /* the configuration, if nothing allocated yet */
     if (getauxval(AT_SECURE))
         return; /* a setuid program: it reads no paths, and says nothing */
     absolute_in_environ(envp);

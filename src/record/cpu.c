@@ -171,8 +171,6 @@ static struct entry *table;
 static size_t table_bytes;
 static bool table_folded;
 
-HP_TLS int hp_in_dl_iterate;
-
 static pid_t my_tid(void)
 {
     return (pid_t)syscall(SYS_gettid);
@@ -727,7 +725,7 @@ static void init_once(void)
 int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
 {
     if (hz <= 0)
-        hz = 100;
+        hz = HEAPPROF_DEFAULT_CPU_HZ;
     if (!hp_stack_signal_ready())
         return -ENOTSUP;
     bool was = hp_busy_begin();

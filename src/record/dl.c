@@ -35,7 +35,7 @@
 #include <sched.h>
 #include <string.h>
 
-uint32_t hp_dl_epoch;
+HP_TLS int hp_in_dl_iterate;
 
 enum { GUARD_SLOTS = 16 };
 static struct {
@@ -184,10 +184,11 @@ const struct hp_unloaded *hp_unloaded_list(void)
     return __atomic_load_n(&unloaded, __ATOMIC_ACQUIRE);
 }
 
-static void keep_unloaded(const char *path, const struct find *f)
+static void keep_unloaded(const char *path, const struct find *f,
+                          bool (*recorded_in)(uintptr_t lo, uintptr_t hi))
 {
     uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);
-    if (!hp_table_has_pc_in(f->lo, f->hi))
+    if (!recorded_in(f->lo, f->hi))
         return;
     pthread_mutex_lock(&unloaded_lock);
     size_t plen = strlen(path) + 1;
@@ -210,41 +211,45 @@ static void keep_unloaded(const char *path, const struct find *f)
     pthread_mutex_unlock(&unloaded_lock);
 }
 
-HEAPPROF_API int dlclose(void *handle)
+/* Before the real dlclose (interpose/loader.c), inside the loader guard:
+ * notes the library's range, path and build id if a recorded stack has a
+ * frame in it (recorded_in: the stack table's hp_table_has_pc_in, passed
+ * down by the caller, as the table sits above this module). */
+void hp_dl_closing(void *handle, bool (*recorded_in)(uintptr_t lo, uintptr_t hi))
 {
-    /* All of it inside the guard: dlinfo and dl_iterate_phdr below take the
-     * loader's lock as much as the real dlclose does. */
-    hp_loader_enter();
-    static int (*real)(void *);
-    if (!real)
-        real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
-    /* glibc declares handle nonnull; programs still pass NULL. */
-    void *volatile h = handle;
-    if (h && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON && !hp_thread.busy) {
-        struct link_map *lm = NULL;
-        if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && lm->l_name[0]) {
-            struct find f = {.bias = lm->l_addr, .name = lm->l_name};
-            dl_iterate_phdr(find_text, &f);
-            if (f.hi > f.lo) {
-                bool was_busy = hp_busy_begin();
-                /* The name the program gave may be relative ("./plugin.so")
-                 * and the program may chdir before the dump: the file is
-                 * named by the directory the loader found it in. */
-                char origin[PATH_MAX], path[PATH_MAX + 256];
-                const char *name = lm->l_name;
-                if (name[0] != '/' && dlinfo(handle, RTLD_DI_ORIGIN, origin) == 0 &&
-                    origin[0] == '/') {
-                    int n = snprintf(path, sizeof path, "%s/%s", origin, hp_basename(name));
-                    if (n > 0 && (size_t)n < sizeof path)
-                        name = path;
-                }
-                keep_unloaded(name, &f);
-                hp_busy_end(was_busy);
+    struct link_map *lm = NULL;
+    if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name && lm->l_name[0]) {
+        struct find f = {.bias = lm->l_addr, .name = lm->l_name};
+        hp_dl_iterate_phdr(find_text, &f);
+        if (f.hi > f.lo) {
+            bool was_busy = hp_busy_begin();
+            /* The name the program gave may be relative ("./plugin.so")
+             * and the program may chdir before the dump: the file is
+             * named by the directory the loader found it in. */
+            char origin[PATH_MAX], path[PATH_MAX + 256];
+            const char *name = lm->l_name;
+            if (name[0] != '/' && dlinfo(handle, RTLD_DI_ORIGIN, origin) == 0 && origin[0] == '/') {
+                int n = snprintf(path, sizeof path, "%s/%s", origin, hp_basename(name));
+                if (n > 0 && (size_t)n < sizeof path)
+                    name = path;
             }
+            keep_unloaded(name, &f, recorded_in);
+            hp_busy_end(was_busy);
         }
     }
-    int r = real ? real(handle) : -1;
-    hp_loader_leave();
+}
+
+int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+    /* Counted, so that the CPU profiler's handler knows it interrupted one
+     * (see hp_loader_try_enter: unwinding then could wait for the loader's
+     * lock held by its own thread). */
+    hp_real_resolve();
+    if (!hp_real.dl_iterate_phdr)
+        return 0;
+    hp_in_dl_iterate++;
+    int r = hp_real.dl_iterate_phdr(cb, data);
+    hp_in_dl_iterate--;
     return r;
 }
 
@@ -259,7 +264,7 @@ static bool is_debuginfod(const char *file)
     return strncmp(base, "libdebuginfod", 13) == 0;
 }
 
-HEAPPROF_API void *dlopen(const char *file, int mode)
+void *hp_dl_open(const char *file, int mode)
 {
     /* heapprof symbolizes inside the profiled program, often at its exit:
      * it must not load a network client there, let alone wait on one. So
@@ -268,10 +273,8 @@ HEAPPROF_API void *dlopen(const char *file, int mode)
     if (hp_thread.busy && file && is_debuginfod(file))
         return NULL;
     hp_loader_enter();
-    static void *(*real)(const char *, int);
-    if (!real)
-        real = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
-    void *h = real ? real(file, mode) : NULL;
+    hp_real_resolve();
+    void *h = hp_real.dlopen ? hp_real.dlopen(file, mode) : NULL;
     hp_loader_leave();
     return h;
 }

@@ -332,10 +332,11 @@ void hp_exit_signals_install(void)
         for (size_t k = 0; k < sizeof names / sizeof *names; k++)
             note_function(dlsym(RTLD_NEXT, names[k]));
     }
+    hp_real_resolve();
     for (int i = 0; i < NSIG_EXIT; i++) {
         struct sigaction old;
-        if (sigaction(exit_signals[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
-            old.sa_handler != SIG_DFL)
+        if (!hp_real.sigaction || hp_real.sigaction(exit_signals[i], NULL, &old) != 0 ||
+            (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
             continue;
         struct sigevent ev;
         memset(&ev, 0, sizeof ev);
@@ -347,7 +348,7 @@ void hp_exit_signals_install(void)
         sa.sa_sigaction = on_exit_signal;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(exit_signals[i], &sa, NULL) == 0)
+        if (hp_real.sigaction(exit_signals[i], &sa, NULL) == 0)
             handler_stands[i] = true;
     }
 }

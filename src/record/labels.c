@@ -147,7 +147,7 @@ uint32_t hp_labels_current(void)
         return lt.set;
     if (!lt.named || lt.name_gen != gen) {
         char name[17] = "";
-        if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0)
+        if (!hp_real.prctl || hp_real.prctl(PR_GET_NAME, (unsigned long)name, 0, 0, 0) != 0)
             name[0] = 0;
         memcpy(lt.name, name, sizeof lt.name);
         lt.name[sizeof lt.name - 1] = 0;
@@ -221,37 +221,4 @@ void hp_labels_pop(void)
         lt.dirty = true;
     }
     lt.depth--;
-}
-
-/* Renames, however the program makes them: counted, so that every thread
- * reads its name again at its next sample. */
-HEAPPROF_API int pthread_setname_np(pthread_t thread, const char *name)
-{
-    static int (*real)(pthread_t, const char *);
-    if (!real)
-        real = (int (*)(pthread_t, const char *))dlsym(RTLD_NEXT, "pthread_setname_np");
-    int r = real ? real(thread, name) : ENOSYS;
-    hp_labels_renamed();
-    return r;
-}
-
-HEAPPROF_API int prctl(int option, ...)
-{
-    static int (*real)(int, unsigned long, unsigned long, unsigned long, unsigned long);
-    if (!real)
-        real = (int (*)(int, unsigned long, unsigned long, unsigned long, unsigned long))dlsym(
-            RTLD_NEXT, "prctl");
-    va_list ap;
-    va_start(ap, option);
-    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
-                  a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
-    va_end(ap);
-    if (!real) {
-        errno = ENOSYS;
-        return -1;
-    }
-    int r = real(option, a2, a3, a4, a5);
-    if (option == PR_SET_NAME)
-        hp_labels_renamed();
-    return r;
 }

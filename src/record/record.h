@@ -9,19 +9,6 @@
 
 #include <signal.h>
 
-/* ---- real allocator (record/hooks.c) ---- */
-struct hp_real {
-    void *(*malloc)(size_t);
-    void (*free)(void *);
-    void *(*calloc)(size_t, size_t);
-    void *(*realloc)(void *, size_t);
-    int (*posix_memalign)(void **, size_t, size_t);
-    void *(*aligned_alloc)(size_t, size_t);
-    void *(*memalign)(size_t, size_t);
-    size_t (*malloc_usable_size)(void *);
-};
-extern struct hp_real hp_real;
-
 /* ---- per-thread state and the sampler (record/sampler.c) ---- */
 struct hp_thread {
     /* Bytes left before the next sample; the fast path only decrements it. */
@@ -39,6 +26,15 @@ struct hp_thread {
 extern HP_TLS struct hp_thread hp_thread;
 
 void hp_init(void);
+void hp_config_startup(char **envp); /* record/config.c */
+/* The process (record/process.c): noted at start-up; a forked child is not
+ * the root of the profiled tree. */
+void hp_process_start(void);
+void hp_process_child(void);
+bool hp_parent_is_profiled(const char *name, const char *value);
+/* The peak estimate (record/peak.c). */
+void hp_peak_init(void);
+void hp_peak_track(uint64_t size, int sign);
 /* The exit's own stack and room (record/exit.c), reserved at start-up. */
 void hp_exit_reserve(void);
 /* SIGINT, SIGTERM and SIGHUP at their default: a handler that writes the
@@ -63,6 +59,10 @@ int64_t hp_sampler_gap(uint64_t rng[4], long rate);
 void hp_sampler_child(void);
 /* hp_busy_end's part: what the thread allocated while busy (since
  * hp_busy_begin noted busy_mark) is heapprof's, not the program's. */
+void hp_count_allocated(struct hp_thread *t);
+void hp_count_join(struct hp_thread *t);
+void hp_thread_child(void);
+double hp_math_log(double x);
 static inline void hp_sampler_unbusy(void)
 {
     hp_thread.counted_at -= hp_thread.busy_mark - hp_thread.countdown;
@@ -236,6 +236,12 @@ extern uint32_t hp_dl_epoch;
 /* Around anything that takes glibc's loader lock (unwinding, dlopen,
  * dlclose): fork waits until no thread is inside. */
 void hp_loader_enter(void);
+/* heapprof's own dlopen and dl_iterate_phdr (and the interposed ones'
+ * work): inside the loader guard, counted. hp_dl_closing: before a
+ * dlclose (interpose/loader.c). */
+void *hp_dl_open(const char *file, int mode);
+int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);
+void hp_dl_closing(void *handle, bool (*recorded_in)(uintptr_t lo, uintptr_t hi));
 void hp_loader_leave(void);
 bool hp_loader_try_enter(void); /* never waits: for signal handlers */
 void hp_loader_fork_prepare(void);

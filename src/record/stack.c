@@ -59,7 +59,7 @@ static void text_of(const void *addr, struct range *out)
     Dl_info info;
     if (dladdr1(addr, &info, (void **)&lm, RTLD_DL_LINKMAP) && lm) {
         struct find_arg a = {lm->l_addr, out};
-        dl_iterate_phdr(find_text, &a);
+        hp_dl_iterate_phdr(find_text, &a);
     }
 }
 
@@ -88,7 +88,7 @@ static int find_loader(struct dl_phdr_info *info, size_t size, void *data)
 
 bool hp_stack_init(void)
 {
-    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    void *h = hp_dl_open("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     int (*set_policy)(unw_addr_space_t, unw_caching_policy_t) =
         h ? (int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(h,
                                                                    HP_XSTR(unw_set_caching_policy))
@@ -106,7 +106,7 @@ bool hp_stack_init(void)
     set_size(*space, 4096, 0);
     text_of((const void *)hp_stack_init, &self_text);
     text_of((const void *)bt, &unwind_text);
-    dl_iterate_phdr(find_loader, &loader_text);
+    hp_dl_iterate_phdr(find_loader, &loader_text);
     init_local2_fn =
         (int (*)(unw_cursor_t *, unw_context_t *, int))dlsym(h, HP_XSTR(unw_init_local2));
     step_fn = (int (*)(unw_cursor_t *))dlsym(h, HP_XSTR(unw_step));

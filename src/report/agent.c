@@ -50,7 +50,7 @@ static void on_signal(int sig)
  * parent whose /proc entries cannot be read counts as unprofiled. */
 static bool parent_serves(void)
 {
-    const char *raw = getenv("HEAPPROF_HTTP");
+    const char *raw = hp_env("HEAPPROF_HTTP");
     pid_t ppid = getppid();
     if (!raw || ppid <= 1 || !hp_proc_environ_inherits(ppid, "HEAPPROF_HTTP", raw))
         return false;

@@ -27,7 +27,19 @@ static void *first_malloc(size_t size);
 static void first_free(void *p);
 /* Until the real functions are known, the fast paths of malloc and free
  * call these, which find them. */
-struct hp_real hp_real = {.malloc = first_malloc, .free = first_free};
+/* The allocator behind the hooks, for the fast paths: until it is known,
+ * malloc and free call these, which find it. Once found it is also copied
+ * into hp_real (common/real.c), for heapprof's own code. */
+static struct {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    size_t (*malloc_usable_size)(void *);
+} next = {.malloc = first_malloc, .free = first_free};
 static int resolve_state; /* 0 new, 1 resolving, 2 done */
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
@@ -94,7 +106,7 @@ static void resolve(void)
         return;
     }
     resolving = true;
-    struct hp_real r;
+    __typeof__(next) r;
     r.malloc = must("malloc");
     r.free = must("free");
     r.calloc = must("calloc");
@@ -104,14 +116,22 @@ static void resolve(void)
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
     /* The functions first, then the state that ready() tests. */
-    __atomic_store_n(&hp_real.free, r.free, __ATOMIC_RELEASE);
+    __atomic_store_n(&next.free, r.free, __ATOMIC_RELEASE);
+    next.calloc = r.calloc;
+    next.realloc = r.realloc;
+    next.posix_memalign = r.posix_memalign;
+    next.aligned_alloc = r.aligned_alloc;
+    next.memalign = r.memalign;
+    next.malloc_usable_size = r.malloc_usable_size;
+    hp_real.free = r.free;
     hp_real.calloc = r.calloc;
     hp_real.realloc = r.realloc;
     hp_real.posix_memalign = r.posix_memalign;
     hp_real.aligned_alloc = r.aligned_alloc;
     hp_real.memalign = r.memalign;
     hp_real.malloc_usable_size = r.malloc_usable_size;
-    __atomic_store_n(&hp_real.malloc, r.malloc, __ATOMIC_RELEASE);
+    hp_real.malloc = r.malloc;
+    __atomic_store_n(&next.malloc, r.malloc, __ATOMIC_RELEASE);
     resolving = false;
     __atomic_store_n(&resolve_state, 2, __ATOMIC_RELEASE);
 }
@@ -132,6 +152,11 @@ static inline bool ready(void)
  * decrement, a branch and a tail call to the real allocator. */
 __attribute__((noinline)) static void alloc_slow(void *p, size_t size)
 {
+    /* A thread's first allocation may be the process's: heapprof starts
+     * here when nothing started it yet (see record/lifecycle.c). */
+    if (HP_UNLIKELY(!hp_thread.ready) && !hp_thread.busy && hp_state != HP_STATE_ON &&
+        hp_state != HP_STATE_OFF)
+        hp_init();
     if (hp_sampler_take(size) && p)
         hp_on_alloc(p, size);
 }
@@ -155,7 +180,7 @@ __attribute__((noinline)) static void *malloc_slow(size_t size)
 {
     if (!ready())
         return boot_alloc(size, 16);
-    void *p = hp_real.malloc(size);
+    void *p = next.malloc(size);
     alloc_slow(p, size);
     return p;
 }
@@ -164,7 +189,7 @@ static void *first_malloc(size_t size)
 {
     if (!ready())
         return boot_alloc(size, 16);
-    return hp_real.malloc(size);
+    return next.malloc(size);
 }
 
 /* Written so that the fast path needs no stack frame: a decrement of the
@@ -173,7 +198,7 @@ static void *first_malloc(size_t size)
 HEAPPROF_API void *malloc(size_t size)
 {
     if (HP_LIKELY(!countdown_hit(size)))
-        return hp_real.malloc(size);
+        return next.malloc(size);
     return malloc_slow(size);
 }
 
@@ -181,7 +206,7 @@ static void first_free(void *p)
 {
     if (!p || in_boot(p) || !ready())
         return;
-    hp_real.free(p);
+    next.free(p);
 }
 
 /* Where the block bitmap says p may be special: a sampled object, or a
@@ -193,7 +218,7 @@ __attribute__((noinline)) static void free_slow(void *p)
         return;
     if (hp_live_all || hp_filter_maybe(p))
         hp_on_free(p);
-    hp_real.free(p);
+    next.free(p);
 }
 
 /* The fast path: one bit of the block bitmap, then a tail jump to the real
@@ -202,7 +227,7 @@ HEAPPROF_API void free(void *p)
 {
     if (HP_UNLIKELY(hp_block_maybe(p)))
         return free_slow(p);
-    hp_real.free(p);
+    next.free(p);
 }
 
 HEAPPROF_API void *calloc(size_t n, size_t size)
@@ -213,8 +238,8 @@ HEAPPROF_API void *calloc(size_t n, size_t size)
         return overflow ? NULL : boot_alloc(total, 16);
     /* On overflow the real calloc fails (ENOMEM) and nothing is counted. */
     if (overflow || !countdown_hit(total))
-        return hp_real.calloc(n, size);
-    void *p = hp_real.calloc(n, size);
+        return next.calloc(n, size);
+    void *p = next.calloc(n, size);
     alloc_slow(p, total);
     return p;
 }
@@ -236,7 +261,7 @@ static void *do_realloc(void *p, size_t size)
     struct hp_live_rec old = {0, 0};
     if (p && HP_UNLIKELY(hp_live_maybe(p)))
         old = hp_on_free(p);
-    void *q = hp_real.realloc(p, size);
+    void *q = next.realloc(p, size);
     if (HP_UNLIKELY(!q)) {
         /* Failed (the old block is intact), or freed by realloc(p, 0). */
         if (old.bucket && size != 0) {
@@ -280,7 +305,7 @@ HEAPPROF_API int posix_memalign(void **out, size_t align, size_t size)
         *out = q;
         return 0;
     }
-    int r = hp_real.posix_memalign(out, align, size);
+    int r = next.posix_memalign(out, align, size);
     if (r == 0)
         account(*out, size);
     return r;
@@ -291,8 +316,8 @@ HEAPPROF_API void *aligned_alloc(size_t align, size_t size)
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
     if (!countdown_hit(size))
-        return hp_real.aligned_alloc(align, size);
-    void *p = hp_real.aligned_alloc(align, size);
+        return next.aligned_alloc(align, size);
+    void *p = next.aligned_alloc(align, size);
     alloc_slow(p, size);
     return p;
 }
@@ -302,8 +327,8 @@ HEAPPROF_API void *memalign(size_t align, size_t size)
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, align);
     if (!countdown_hit(size))
-        return hp_real.memalign(align, size);
-    void *p = hp_real.memalign(align, size);
+        return next.memalign(align, size);
+    void *p = next.memalign(align, size);
     alloc_slow(p, size);
     return p;
 }
@@ -316,7 +341,7 @@ HEAPPROF_API void *valloc(size_t size)
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(size, page);
-    void *p = hp_real.memalign(page, size);
+    void *p = next.memalign(page, size);
     account(p, size);
     return p;
 }
@@ -331,7 +356,7 @@ HEAPPROF_API void *pvalloc(size_t size)
     }
     if (HP_UNLIKELY(!ready()))
         return boot_alloc(rounded, page);
-    void *p = hp_real.memalign(page, rounded);
+    void *p = next.memalign(page, rounded);
     account(p, size);
     return p;
 }
@@ -344,69 +369,5 @@ HEAPPROF_API size_t malloc_usable_size(void *p)
         return boot_size(p);
     if (HP_UNLIKELY(!ready()))
         return 0;
-    return hp_real.malloc_usable_size(p);
-}
-
-/* ---- memory the program takes without malloc (record/regions.c) ---- */
-
-static struct {
-    void *(*sbrk)(intptr_t);
-    int (*brk)(void *);
-    int (*madvise)(void *, size_t, int);
-    int (*munmap)(void *, size_t);
-} region_real;
-
-/* At load, before the program runs: never later, where dlsym could wait
- * for a loader lock another thread held at a fork. */
-__attribute__((constructor)) static void region_resolve(void)
-{
-    region_real.sbrk = (void *(*)(intptr_t))dlsym(RTLD_NEXT, "sbrk");
-    region_real.brk = (int (*)(void *))dlsym(RTLD_NEXT, "brk");
-    region_real.madvise = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
-    region_real.munmap = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
-}
-
-HEAPPROF_API void *sbrk(intptr_t increment)
-{
-    if (!region_real.sbrk)
-        region_resolve();
-    void *old = region_real.sbrk ? region_real.sbrk(increment) : (void *)-1;
-    if (old != (void *)-1 && increment)
-        hp_regions_brk((uintptr_t)old, (uintptr_t)old + (uintptr_t)increment);
-    return old;
-}
-
-HEAPPROF_API int brk(void *addr)
-{
-    if (!region_real.brk)
-        region_resolve();
-    if (!region_real.brk || !region_real.sbrk) {
-        errno = ENOMEM;
-        return -1;
-    }
-    void *old = region_real.sbrk(0);
-    int r = region_real.brk(addr);
-    if (r == 0 && old != (void *)-1)
-        hp_regions_brk((uintptr_t)old, (uintptr_t)addr);
-    return r;
-}
-
-HEAPPROF_API int madvise(void *addr, size_t len, int advice)
-{
-    if (!region_real.madvise)
-        region_resolve();
-    int r = region_real.madvise ? region_real.madvise(addr, len, advice) : (errno = ENOSYS, -1);
-    if (r == 0)
-        hp_regions_madvise((uintptr_t)addr, len, advice);
-    return r;
-}
-
-HEAPPROF_API int munmap(void *addr, size_t len)
-{
-    if (!region_real.munmap)
-        region_resolve();
-    int r = region_real.munmap ? region_real.munmap(addr, len) : (errno = ENOSYS, -1);
-    if (r == 0)
-        hp_regions_unmap((uintptr_t)addr, len);
-    return r;
+    return next.malloc_usable_size(p);
 }

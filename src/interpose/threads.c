@@ -1,0 +1,78 @@
+/* Threads: pthread_create, so that threads created while a CPU profile
+ * runs get their own timer (record/cpu.c); pthread_setname_np and
+ * prctl(PR_SET_NAME), so that every thread reads its name again at its
+ * next sample (record/labels.c).
+ */
+#define _GNU_SOURCE
+#include "record.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *thread_start(void *p)
+{
+    struct start s = *(struct start *)p;
+    hp_free(p, sizeof s);
+    hp_cpu_thread_begin();
+    return s.fn(s.arg);
+}
+
+/* Only while a profile runs, and not for heapprof's own threads (made
+ * while busy): other threads are created exactly as they would be. */
+HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                                void *arg)
+{
+    hp_real_resolve();
+    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) = (int (*)(
+        pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))hp_real.pthread_create;
+    if (!real)
+        return EAGAIN;
+    if (!hp_cpu_wrap_threads())
+        return real(thread, attr, fn, arg);
+    struct start *s = hp_alloc(sizeof *s);
+    if (!s)
+        return real(thread, attr, fn, arg);
+    s->fn = fn;
+    s->arg = arg;
+    int r = real(thread, attr, thread_start, s);
+    if (r)
+        hp_free(s, sizeof *s);
+    return r;
+}
+
+/* Renames, however the program makes them: counted, so that every thread
+ * reads its name again at its next sample. */
+HEAPPROF_API int pthread_setname_np(pthread_t thread, const char *name)
+{
+    hp_real_resolve();
+    int r = hp_real.pthread_setname_np ? hp_real.pthread_setname_np(thread, name) : ENOSYS;
+    hp_labels_renamed();
+    return r;
+}
+
+HEAPPROF_API int prctl(int option, ...)
+{
+    hp_real_resolve();
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
+                  a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    if (!hp_real.prctl) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int r = hp_real.prctl(option, a2, a3, a4, a5);
+    if (option == PR_SET_NAME)
+        hp_labels_renamed();
+    return r;
+}
