@@ -77,7 +77,7 @@ def allocator_lib(mode):
 
 SAMPLE_TYPES = [["alloc_objects", "count"], ["alloc_space", "bytes"],
                 ["inuse_objects", "count"], ["inuse_space", "bytes"]]
-DEFAULT_RATE = 524288
+DEFAULT_RATE = helpers.DEFAULT_RATE
 
 
 class Example:

@@ -20,6 +20,19 @@ import tempfile
 SKIP = 77
 
 
+def _header_define(name):
+    """A number #defined in include/heapprof.h, where heapprof's defaults
+    are written once."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "include", "heapprof.h")
+    with open(path, encoding="utf-8") as f:
+        m = re.search(r"^#define %s (\d+)$" % name, f.read(), re.M)
+    return int(m.group(1))
+
+
+DEFAULT_RATE = _header_define("HEAPPROF_DEFAULT_RATE")
+DEFAULT_CPU_HZ = _header_define("HEAPPROF_DEFAULT_CPU_HZ")
+
+
 def _heapprof_var(name):
     """HEAPPROF or HEAPPROF_*: a variable the library reads, or one it would
     name as unknown at start-up (the paths meson passes the tests, such as

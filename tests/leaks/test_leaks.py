@@ -194,7 +194,7 @@ def check_label():
 
 def check_sampled():
     tmp = h.tempdir()
-    for rate, n, seeds in ((4096, 20000, range(1, 6)), (524288, 200000, range(1, 5))):
+    for rate, n, seeds in ((4096, 20000, range(1, 6)), (h.DEFAULT_RATE, 200000, range(1, 5))):
         p = -math.expm1(-100 / rate)
         sd = math.sqrt(n * 100 * 100 * (1 - p) / p)
         for seed in seeds:
@@ -311,7 +311,7 @@ def run_small(tmp, args, rate, seed=None, gate=True):
 
 def check_small_sample():
     tmp = h.tempdir()
-    default = 524288
+    default = h.DEFAULT_RATE
     floor = default * math.log(20)  # a leak seen 95% of the time: exp(-L/R) = 1/20
     # 500 blocks of 100 bytes lost, as in issue 20: at the default rate
     # almost always no sample at all. Exact mode tells the truth, and the

@@ -27,7 +27,7 @@ import sys
 import helpers
 from helpers import Failure, check
 
-DEFAULT_RATE = 524288
+DEFAULT_RATE = helpers.DEFAULT_RATE
 NOBODY = 65534
 
 

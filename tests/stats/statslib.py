@@ -42,7 +42,7 @@ from helpers import check
 
 VALUES = ("alloc_objects", "alloc_space", "inuse_objects", "inuse_space")
 IS_BYTES = (False, True, False, True)
-DEFAULT_RATE = 524288
+DEFAULT_RATE = helpers.DEFAULT_RATE
 
 # One-sided failure probability allowed to each bound of a single run's
 # estimate. A full run of the stats suite makes about 3.2e4 such one-sided
