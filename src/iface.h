@@ -98,6 +98,14 @@ bool hp_table_folded(void);    /* some stack went to [other] */
  * nothing yet, lost (nothing points to it, or only other lost objects do),
  * or still reachable (in sampled mode: still referenced). */
 enum hp_verdict { HP_V_NONE = 0, HP_V_DEFINITE, HP_V_INDIRECT, HP_V_REACHABLE, HP_NVERDICTS };
+/* The four values of a heap sample, in the profile's order. */
+enum hp_value {
+    HP_ALLOC_OBJECTS = 0,
+    HP_ALLOC_SPACE,
+    HP_INUSE_OBJECTS,
+    HP_INUSE_SPACE,
+    HP_NVALUES
+};
 struct hp_snap_bucket {
     uint32_t bucket;  /* its number */
     uint32_t stack;   /* leaf node */
@@ -111,8 +119,8 @@ struct hp_snap_bucket {
     /* Unbiased estimates, unrounded: alloc_objects, alloc_space,
      * inuse_objects, inuse_space; est[] the same as written to the profile
      * (hp_snapshot_estimate). */
-    double w[4];
-    int64_t est[4];
+    double w[HP_NVALUES];
+    int64_t est[HP_NVALUES];
     /* The estimator's variance for inuse_space, estimated from the live
      * samples: sum of s^2 (1-p)/p^2 (0 in exact mode, and in copies). */
     double var_inuse;

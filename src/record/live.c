@@ -363,8 +363,8 @@ void hp_live_sum(struct hp_snap_bucket *sb, const uint32_t *pos, uint32_t n, lon
             }
             struct hp_snap_bucket *b = &sb[at];
             b->live++;
-            b->w[2] += w;
-            b->w[3] += w * (double)size;
+            b->w[HP_INUSE_OBJECTS] += w;
+            b->w[HP_INUSE_SPACE] += w * (double)size;
             /* With w = 1/p: s^2 (1-p)/p^2 = s^2 (w^2 - w). */
             b->var_inuse += (double)size * (double)size * (w * w - w);
         }

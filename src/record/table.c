@@ -629,7 +629,7 @@ uint32_t hp_bucket_stack(uint32_t bucket)
 struct peak_entry {
     uint32_t bucket;
     int64_t allocs, live;
-    double w[4];
+    double w[HP_NVALUES];
 };
 static struct peak_entry *peak;
 static size_t npeak, peak_cap;
@@ -689,8 +689,8 @@ static int take(struct hp_snapshot *s, struct hp_arena *a, bool verdicts)
                 continue;
             const struct counts *c = &cc[b & (BUCKET_CHUNK - 1)];
             e->allocs += (int64_t)__atomic_load_n(&c->allocs, __ATOMIC_RELAXED);
-            e->w[0] += load_double(&c->w_objects);
-            e->w[1] += load_double(&c->w_bytes);
+            e->w[HP_ALLOC_OBJECTS] += load_double(&c->w_objects);
+            e->w[HP_ALLOC_SPACE] += load_double(&c->w_bytes);
         }
         if (e->live > e->allocs) /* not possible, but never report it */
             e->live = e->allocs;
@@ -830,7 +830,7 @@ int hp_snapshot_delta(struct hp_snapshot *s, const struct hp_snapshot *base)
         if (j < base->nbuckets && old[j].bucket == b.bucket) {
             b.allocs -= old[j].allocs;
             b.live -= old[j].live;
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < HP_NVALUES; k++)
                 b.w[k] -= old[j].w[k];
         }
         if (b.allocs || b.live)
@@ -867,15 +867,15 @@ void hp_snapshot_estimate(struct hp_snapshot *s)
         sorted++;
     if (sorted < s->nbuckets) /* not grouped by stack yet (a delta) */
         qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_stack);
-    double exact[4] = {0, 0, 0, 0};
-    int64_t given[4] = {0, 0, 0, 0};
+    double exact[HP_NVALUES] = {0};
+    int64_t given[HP_NVALUES] = {0};
     for (size_t i = 0; i < s->nbuckets; i++) {
         struct hp_snap_bucket *b = &s->buckets[i];
         if (i == 0 || b->stack != s->buckets[i - 1].stack) {
             memset(exact, 0, sizeof exact);
             memset(given, 0, sizeof given);
         }
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < HP_NVALUES; k++) {
             exact[k] += b->w[k];
             int64_t total = round_int(exact[k]);
             b->est[k] = total - given[k];
@@ -888,10 +888,10 @@ uint64_t hp_snap_avg_size(const struct hp_snap_bucket *b)
 {
     /* The bucket's objects' average size, estimated: allocated bytes over
      * allocated objects (in-use ones for a delta with no allocations). */
-    if (b->w[0] > 0)
-        return (uint64_t)round_int(b->w[1] / b->w[0]);
-    if (b->w[2] > 0)
-        return (uint64_t)round_int(b->w[3] / b->w[2]);
+    if (b->w[HP_ALLOC_OBJECTS] > 0)
+        return (uint64_t)round_int(b->w[HP_ALLOC_SPACE] / b->w[HP_ALLOC_OBJECTS]);
+    if (b->w[HP_INUSE_OBJECTS] > 0)
+        return (uint64_t)round_int(b->w[HP_INUSE_SPACE] / b->w[HP_INUSE_OBJECTS]);
     unsigned cls = hp_bucket_at(b->bucket)->cls;
     return cls ? (uint64_t)1 << (cls - 1) : 0;
 }
