@@ -3,7 +3,9 @@
  * Most programs need nothing from this header: link with -lheapprof (or
  * preload libheapprof.so) and set HEAPPROF=out.pb.gz. The functions below let
  * a program take profiles itself. They are safe to call when profiling is off
- * (HEAPPROF unset); they then report that with -ENOTSUP or false.
+ * (HEAPPROF unset); they then report that with -ENOTSUP or false, but for
+ * the label functions, which are no-ops then (push returns 0), so that a
+ * program can label its code whether or not it is profiled.
  */
 #ifndef HEAPPROF_H
 #define HEAPPROF_H
