@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""heapprof's own memory over a long run (issue 10): does it grow with the
+"""heapprof's own memory over a long run: does it grow with the
 number of bytes allocated?
 
 usage: python3 bench/bounded.py --build BUILD_DIR [--gib 80,320,1300 | --quick]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU profiles (issue 14): heapprof's against gperftools' CPUPROFILE, side
+"""CPU profiles: heapprof's against gperftools' CPUPROFILE, side
 by side, on the same programs.
 
 usage: python3 bench/cpu.py --build BUILD_DIR [--runs N] [--seconds S] [--out FILE]

@@ -1,4 +1,4 @@
-/* A deep, varied workload for exact-mode profilers (issue 10): binary trees
+/* A deep, varied workload for exact-mode profilers: binary trees
  * built through mutually recursive builders, so that every node is allocated
  * from a call stack of its own, most of them 20 to 30 frames deep.
  *

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""heapprof's exact mode against heaptrack, side by side (issue 10).
+"""heapprof's exact mode against heaptrack, side by side: does exact mode
+scale to deep, varied programs?
 
 usage: python3 bench/exact_vs_heaptrack.py --build BUILD_DIR [--rounds 2] [--runs 3]
                                            [--py-n 60000] [--only deep,python] [--out FILE]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Programs no one here wrote, at the default rate: issue 4's "at most 2%
-on real programs" checked on twelve (run.py's four real programs and eight
+"""Programs no one here wrote, at the default rate: the target of "at most
+2% on real programs" checked on twelve (run.py's four real programs and eight
 more), with the bare interposer and jemalloc's own profiler beside heapprof.
 
 usage: python3 bench/programs.py --build BUILD_DIR [--runs N] [--out FILE]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""heapprof's benchmark suite (issue 4, "Cheap enough to leave on").
+"""heapprof's benchmark suite: is it cheap enough to leave on?
 
 usage: python3 bench/run.py --build BUILD_DIR [--quick] [--runs N] [--only KEYS] [--out FILE]
 
@@ -708,7 +708,7 @@ def main():
 
 def expected_samples(ops, size, rate):
     """Each allocation of `size` bytes is sampled with probability
-    1 - exp(-size/rate), independently (see src/sampler.c)."""
+    1 - exp(-size/rate), independently (see src/record/sampler.c)."""
     return ops * -math.expm1(-size / rate)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What heapprof costs a process start (issue 11): a shell loop running a
+"""What heapprof costs a process start: a shell loop running a
 short program N times (default 300 x /bin/true), with the library preloaded
 and HEAPPROF unset, with HEAPPROF set, under the forwarding-only floor
 (bench/libhpfloor.so), and alone. Configurations alternate within each

@@ -1,5 +1,5 @@
 /* One call site, buffers of every length: does a heap profiler's own memory
- * grow with the run? (issue 10)
+ * grow with the run?
  *
  * usage: varied_sizes GIB [STEP_GIB]
  * Allocates GIB GiB in total (a decimal number: 0.5, 80, 1300) from a single

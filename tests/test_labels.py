@@ -1,4 +1,4 @@
-"""Thread names and program-set labels on heap samples (issue 13), on
+"""Thread names and program-set labels on heap samples, on
 examples/labels.c: three named worker threads, labels tenant and kind pushed
 around requests, some allocations under no label.
 

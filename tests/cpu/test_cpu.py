@@ -1,4 +1,4 @@
-"""CPU profiles (issue 14): examples/cpuburn splits each thread's CPU time
+"""CPU profiles: examples/cpuburn splits each thread's CPU time
 3:1 between burn_a and burn_b (by CPU time, so the truth does not depend on
 the machine's load); the profiles must show that split, be shaped like Go's
 CPU profile, and leave the program's output and exit status as they are.

@@ -313,7 +313,7 @@ def check_small_sample():
     tmp = h.tempdir()
     default = h.DEFAULT_RATE
     floor = default * math.log(20)  # a leak seen 95% of the time: exp(-L/R) = 1/20
-    # 500 blocks of 100 bytes lost, as in issue 20: at the default rate
+    # 500 blocks of 100 bytes lost, a small leak a new user might try: at the default rate
     # almost always no sample at all. Exact mode tells the truth, and the
     # total the sampled runs must give.
     lost = ["500", "0", "0", "100"]

@@ -1,4 +1,4 @@
-"""Live profiles (issue 6): the /debug/pprof/ endpoint read with
+"""Live profiles: the /debug/pprof/ endpoint read with
 `go tool pprof` and plain HTTP, snapshots on a signal and at an interval, the
 peak profile, the heapprof wrapper with its CI gate and suppressions, and a
 flame graph in a real browser.
@@ -450,7 +450,7 @@ def check_api():
             f"snapshot with profiling off: {lines}")
 
 
-# ---- what a new user trips over (issue 20) ---------------------------------
+# ---- what a new user trips over -------------------------------------------
 
 def index_text(svc):
     st, _, body = get(svc.base)
@@ -643,7 +643,7 @@ def check_timeline_twins():
         h.check(f.replace("<", "&lt;") in page, f"the page's legend lacks {f}")
 
 
-# ---- the heap over time (issue 15) ----------------------------------------
+# ---- the heap over time --------------------------------------------------
 
 def timeline_series(doc, function):
     """The values of the series whose function is `function` (summed when

@@ -1,7 +1,7 @@
 // rb_newfail: C++ operator new and delete in every form, failures included,
 // for the robustness tests (tests/robust/robust.py, check cxx-new).
 //
-// heapprof defines the replaceable operators itself (src/cxx.c) and hands a
+// heapprof defines the replaceable operators itself (src/record/cxx.c) and hands a
 // failed allocation to the next definition. The program's results must be
 // the same with and without heapprof, over glibc, jemalloc or mimalloc:
 //   - new and new[] of an impossible size throw std::bad_alloc;

@@ -267,7 +267,7 @@ def require_sane_machine():
           f"mknod -m 666 {os.devnull} c 1 3")
 
 
-# ---- 1. fork and exec -------------------------------------------------------
+# ---- fork and exec -------------------------------------------------------
 
 def check_fork():
     """Forks from a multi-threaded parent while its threads allocate; each
@@ -374,7 +374,7 @@ def check_fork_pct():
                 "(HEAPPROF=a%%b.pb.gz)")
 
 
-# ---- 1b. leak summaries per process -------------------------------------------
+# ---- leak summaries per process -------------------------------------------
 
 # Every leaking stack in full, so each function's leaks can be added up.
 ALL_LEAKS = {"HEAPPROF_LEAK_STACKS": "100000", "HEAPPROF_LEAK_FRAMES": "64"}
@@ -594,7 +594,7 @@ def check_leaks_in_place():
     tree("FIFO", d, r.stdout, data.decode(errors="replace") + r.stderr)
 
 
-# ---- 2. ways to exit ----------------------------------------------------------
+# ---- ways to exit ----------------------------------------------------------
 
 _SUMMARY_START = re.compile(r"^heapprof: (\d+ bytes in \d+ objects never freed|no leaks?)")
 
@@ -752,7 +752,7 @@ def check_exit_signal_own():
     one_dump(r, d, "SIGTERM ignored, SIGINT")
 
 
-# ---- 3. threads ----------------------------------------------------------------
+# ---- threads ----------------------------------------------------------------
 
 def check_threads():
     rounds, nthreads = 60, 8
@@ -785,7 +785,7 @@ def check_threads():
     helpers.decode_ok(os.path.join(d, "t2.pb.gz"))
 
 
-# ---- 4. dlopen / dlclose -----------------------------------------------------------
+# ---- dlopen / dlclose -----------------------------------------------------------
 
 def check_thread_exit():
     """Allocations made by a thread as it exits (its thread-specific data
@@ -860,7 +860,7 @@ def check_dlopen(mode):
           "\n--- leak summary ---\n" + text)
 
 
-# ---- 5. bad input -----------------------------------------------------------------
+# ---- bad input -----------------------------------------------------------------
 
 def hello_baseline():
     base = baseline([exe("rb_alloc"), "hello", "3"])
@@ -1225,7 +1225,7 @@ def check_cxx_new():
         print("note: not run over " + ", ".join(sorted(missing)) + " (not installed)")
 
 
-# ---- 6. security -----------------------------------------------------------------
+# ---- security -----------------------------------------------------------------
 
 def check_symlink():
     """A symlink planted at the output path is replaced, never followed."""
@@ -1376,7 +1376,7 @@ def check_no_debuginfod():
           "python3's functions are not named in the profile")
 
 
-# ---- 8. stress --------------------------------------------------------------------
+# ---- stress --------------------------------------------------------------------
 
 def check_stress(exact):
     seconds = 5
@@ -1419,7 +1419,7 @@ def check_stress(exact):
         check(not wrong, "default rate: estimates far from the truth:\n" + "\n".join(wrong))
 
 
-# ---- 9. bounded cost (issue 10) --------------------------------------------------
+# ---- bounded cost: size classes, the table's ceiling ---------------------------
 
 OTHER = "[other]"
 # The stderr line and the profile comment when the stack table is full.
@@ -1592,7 +1592,7 @@ def check_max_memory():
           f"program's {truth}")
 
 
-# ---- the two halves (issue 11) ----------------------------------------------
+# ---- the two halves: what loads when -------------------------------------------
 
 REPORT_LIBS = ("libdw", "libelf", "libprotobuf-c", "libz.", "libunwind", "liblzma", "libbz2",
                "libm.", "libheapprof-report")
@@ -1724,7 +1724,7 @@ def check_leak_same_text():
     print(f"leak-same-text: {leaf[0]} and {leaf[1]}")
 
 
-# ---- 7. what a new user trips over (issue 20) ---------------------------------
+# ---- what a new user trips over -----------------------------------------------
 
 def wrapper():
     return helpers.env_path("HEAPPROF_WRAPPER")
@@ -1806,7 +1806,7 @@ def check_no_effect():
     http = {"HEAPPROF_HTTP": "127.0.0.1:0"}
     # (HEAPPROF, HEAPPROF_LEAKS, extra, the lines wanted: (variable, why))
     cases = [
-        # issue 20's example: the endpoint alone, exact mode and a gate.
+        # A first try at a CI gate: the endpoint alone, exact mode and a gate.
         (None, None, dict(http, HEAPPROF_RATE="1", HEAPPROF_LEAKS_EXIT_CODE="9"),
          [("HEAPPROF_LEAKS_EXIT_CODE", "without HEAPPROF (HEAPPROF_HTTP alone: no exit profile, "
            "no leak check)")]),

@@ -1,5 +1,5 @@
-"""Statistical accuracy of heapprof's estimates (issue 3: "Estimates users can
-trust"). tests/stats/sites.c allocates from named sites of known truth and
+"""Statistical accuracy of heapprof's estimates: whether users can trust
+them. tests/stats/sites.c allocates from named sites of known truth and
 writes, next to the truth, the variance of heapprof's estimator at the rate it
 runs at:
 
