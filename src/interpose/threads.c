@@ -76,3 +76,18 @@ HEAPPROF_API int prctl(int option, ...)
         hp_labels_renamed();
     return r;
 }
+
+/* Counted, so that a thread's first allocation made inside it does not ask
+ * for the thread's attributes again (record/threads.c). */
+HEAPPROF_API int pthread_getattr_np(pthread_t thread, pthread_attr_t *attr)
+{
+    static int (*real)(pthread_t, pthread_attr_t *);
+    if (!real)
+        real = (int (*)(pthread_t, pthread_attr_t *))dlsym(RTLD_NEXT, "pthread_getattr_np");
+    if (!real)
+        return ENOSYS;
+    hp_in_getattr++;
+    int r = real(thread, attr);
+    hp_in_getattr--;
+    return r;
+}

@@ -190,7 +190,11 @@ void hp_live_child(void);
 
 /* The program's threads (record/threads.c). */
 void hp_threads_init(void);
-void hp_threads_seen(void); /* at a thread's first allocation, profiling on */
+void hp_threads_seen(void);
+/* Inside the program's pthread_getattr_np (interpose/threads.c); a thread
+ * whose stack is still to be noted. */
+extern HP_TLS int hp_in_getattr;
+extern HP_TLS bool hp_threads_pending; /* at a thread's first allocation, profiling on */
 void hp_threads_child(void);
 
 /* The whole sampled-allocation path and the free path (record/core.c). */

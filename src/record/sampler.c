@@ -125,6 +125,15 @@ bool hp_sampler_take(size_t size)
         if (t->countdown >= 0 && hp_cfg.rate > 1)
             return false;
     }
+    if (HP_UNLIKELY(hp_threads_pending)) {
+        /* Its stack could not be noted at its first sample (see
+         * record/threads.c): again now. */
+        int64_t mark = t->countdown;
+        t->busy = true;
+        hp_threads_seen();
+        t->busy = false;
+        t->counted_at -= mark - t->countdown;
+    }
     hp_count_allocated(t);
     if (hp_cfg.rate <= 1) {
         /* Exact mode: -1 makes every allocation, zero-byte ones included,

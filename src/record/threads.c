@@ -28,6 +28,8 @@ static uint64_t born[MAX_THREADS]; /* when each entry was taken: the oldest dead
 static pthread_key_t key;
 static bool key_made;
 static HP_TLS int my_slot; /* 1 + the calling thread's entry, or 0 */
+HP_TLS int hp_in_getattr;  /* inside the program's pthread_getattr_np */
+HP_TLS bool hp_threads_pending;
 
 static void take_lock(void)
 {
@@ -62,6 +64,12 @@ void hp_threads_seen(void)
 {
     pid_t tid = gettid();
     if (my_slot || !key_made || tid == getpid())
+        return;
+    /* glibc's pthread_getattr_np holds the thread's lock while it
+     * allocates: a first allocation made there must not ask it again (the
+     * thread would wait for itself). Noted at the next sample instead. */
+    hp_threads_pending = hp_in_getattr > 0;
+    if (hp_threads_pending)
         return;
     pthread_attr_t attr;
     void *addr;

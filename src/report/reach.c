@@ -687,6 +687,26 @@ static uintptr_t lowest_point(const struct point *pts, int n, uintptr_t lo, uint
     return m;
 }
 
+/* A thread's block as glibc makes it: its descriptor (struct pthread) at
+ * the top, whose first words are the TCB header, where `tcb` (at +0) and
+ * `self` (at +16) both hold the descriptor's own address (x86-64). A
+ * mapping above a guard page that holds one in its last pages is a thread's
+ * stack and TLS; with no live thread's stack pointer in it, it is the block
+ * of a thread that exited, which glibc keeps for reuse. (The main thread's
+ * descriptor and TLS are in a mapping of the loader's, with no guard.) */
+static bool glibc_thread_block(const struct vma *v)
+{
+    if (!v->anon || v->shared || v->hi - v->lo < 16384)
+        return false;
+    uintptr_t floor = v->hi - v->lo > 65536 ? v->hi - 65536 : v->lo;
+    for (uintptr_t a = v->hi - 64; a >= floor; a -= 64) {
+        const uintptr_t *w = (const uintptr_t *)a;
+        if (w[0] == a && w[2] == a)
+            return true;
+    }
+    return false;
+}
+
 static void exclude_stale_stacks(struct scan *sc)
 {
     struct point pts[MAX_TASKS + HP_EXIT_POINTS + 1];
@@ -749,8 +769,11 @@ static void exclude_stale_stacks(struct scan *sc)
         const struct vma *v = &sc->vmas[i];
         if (!v->rw)
             continue;
-        bool stack_like = v->stack || (v->anon && !v->shared && i > 0 && sc->vmas[i - 1].none &&
-                                       sc->vmas[i - 1].hi == v->lo);
+        /* A thread's block has its guard page below it; the main thread's
+         * descriptor and TLS, which the loader maps apart, has none. */
+        bool guarded = i > 0 && sc->vmas[i - 1].none && sc->vmas[i - 1].hi == v->lo;
+        bool block = !v->stack && guarded && glibc_thread_block(v);
+        bool stack_like = v->stack || block || (v->anon && !v->shared && guarded);
         if (!stack_like)
             continue;
         bool noted = false;
@@ -765,6 +788,8 @@ static void exclude_stale_stacks(struct scan *sc)
             exclude(sc, v->lo, m);
         else if (v->stack && main_gone)
             exclude(sc, v->lo, v->hi); /* the main thread called pthread_exit */
+        else if (block && !unknown)
+            exclude(sc, v->lo, v->hi); /* glibc keeps an exited thread's block, TLS and all */
     }
 }
 

@@ -123,7 +123,10 @@ _VERDICT_HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
     r"rate (\d+)\): definitely (\d+) bytes in (\d+) objects?, indirectly (\d+) bytes in "
     r"(\d+) objects?$")
-_NONE = re.compile(r"^heapprof: no leaks: no memory lost \((exact|estimated), rate (\d+)\)$")
+# "no leaks: no memory lost (exact, rate 1)", with what a sampled verdict
+# rests on after it; or, when a sample is too small to tell, "no leak seen".
+_NONE = re.compile(r"^heapprof: (?:no leaks: no memory lost \((exact|estimated), rate (\d+)\)"
+                   r"|no leak seen in \d+ samples? of .*\(rate (\d+)\))")
 _NEVER_FREED = re.compile(r"^heapprof: (\d+) bytes in (\d+) objects? never freed, from (\d+) "
                           r"stacks? \((exact|estimated), rate (\d+)\)$")
 _ALL_FREED = "heapprof: no leaks: every sampled allocation was freed"
@@ -146,7 +149,7 @@ def parse(text):
             continue
         m = _NONE.match(line)
         if m:
-            out["kind"], out["exact"] = "check", m.group(1) == "exact"
+            out["kind"], out["exact"] = "check", m.group(1) == "exact" or m.group(3) == "1"
             continue
         m = _NEVER_FREED.match(line)
         if m or line == _ALL_FREED:

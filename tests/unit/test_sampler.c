@@ -18,6 +18,7 @@
 struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
 void hp_threads_seen(void) {}
+HP_TLS bool hp_threads_pending;
 void *hp_dl_open(const char *file, int mode)
 {
     return dlopen(file, mode);
