@@ -51,6 +51,9 @@ static void fork_parent(void)
     hp_loader_fork_parent();
 }
 
+/* Loading what CPU profiles need: once (hp_cpu_support). */
+static pthread_mutex_t cpu_support_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void fork_child(void)
 {
     /* Only the forking thread exists here; it held every lock. */
@@ -60,6 +63,8 @@ static void fork_child(void)
     hp_labels_child();
     hp_loader_fork_child();
     hp_threads_child();
+    hp_regions_child();
+    pthread_mutex_init(&cpu_support_mu, NULL);
     hp_process_child();
     hp_sampler_child();
     if (hp_report)
@@ -137,9 +142,9 @@ static void load_report(void)
  * from a signal handler: from the constructor, or heapprof_cpu_start. */
 int hp_cpu_support(void)
 {
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_t *mu = &cpu_support_mu;
     static int result = 1; /* 1: not tried yet */
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(mu);
     if (result == 1) {
         bool was_busy = hp_busy_begin();
         if (!hp_stack_signal_ready() && !hp_stack_init())
@@ -156,7 +161,7 @@ int hp_cpu_support(void)
         }
         hp_busy_end(was_busy);
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(mu);
     return result;
 }
 

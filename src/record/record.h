@@ -49,6 +49,7 @@ bool hp_exit_signal_set(int sig, const struct sigaction *act, struct sigaction *
 void hp_regions_brk(uintptr_t from, uintptr_t to);
 void hp_regions_madvise(uintptr_t lo, size_t len, int advice);
 void hp_regions_unmap(uintptr_t lo, size_t len);
+void hp_regions_child(void);
 /* Called when the countdown went negative: decides whether the allocation of
  * size bytes is sampled, and redraws the countdown. */
 bool hp_sampler_take(size_t size);

@@ -149,3 +149,9 @@ int hp_fork_marks(uintptr_t *out, int max)
     drop();
     return n;
 }
+
+/* In a child after fork: another thread may have held the lock. */
+void hp_regions_child(void)
+{
+    lock = 0;
+}
