@@ -15,10 +15,14 @@
  * libheapprof.so exports them under the private version HEAPPROF_PRIVATE
  * (src/record/exports.map), which no program should link against.
  *
- * Lock order (take left before right, never the reverse):
- *   loader guard -> label sets lock -> table lock -> live shard locks ->
- *   unloaded-libraries lock -> own-memory lock
- * No lock is held across stack unwinding or symbolization.
+ * Lock order: docs/locks.md lists every lock, what it protects and the
+ * order (take a lock only while holding locks above it there). In short:
+ *   CPU-support lock -> dump lock (or timeline lock) -> CPU registry lock ->
+ *   CPU table lock -> loader guard -> label sets lock -> table lock -> live
+ *   shard locks -> unloaded-libraries lock -> own-memory lock -> its ranges
+ *   lock; the spin locks of threads.c, regions.c and thread.c are leaves.
+ * heapprof's free can take a shard lock: code holding a shard lock, or one
+ * below it, never calls into the C library's allocator.
  */
 #ifndef HP_H
 #define HP_H

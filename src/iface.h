@@ -62,7 +62,7 @@ const struct hp_exit_roots *hp_exit_roots(void);
  * exit (see record/exit.c): 1 is the leak check's. */
 void hp_exit_room_release(int which);
 
-/* ---- memory the program took without malloc (record/hooks.c) ---- */
+/* ---- memory the program took without malloc (record/regions.c) ---- */
 /* The ranges it took with sbrk/brk: its own, although inside the mapping
  * the kernel calls [heap] that malloc's main arena lives in. Returns how
  * many there are; fills in at most max (lo, hi pairs). */
