@@ -140,9 +140,9 @@ struct supp {
  * match. */
 static bool runtime_module(const char *base)
 {
-    static const char *const prefixes[] = {"libc.so", "ld-linux", "ld64.so", "libstdc++.so",
-                                           "libgcc_s.so", "libm.so", "libpthread.so", "libdl.so",
-                                           "libheapprof", NULL};
+    static const char *const prefixes[] = {
+        "libc.so", "ld-linux",      "ld64.so",  "libstdc++.so", "libgcc_s.so",
+        "libm.so", "libpthread.so", "libdl.so", "libheapprof",  NULL};
     for (int i = 0; base && prefixes[i]; i++)
         if (!strncmp(base, prefixes[i], strlen(prefixes[i])))
             return true;

@@ -7,37 +7,9 @@
 #include "report.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-
-void hp_text_put(struct hp_text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = t->cap - t->len;
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || t->oom)
-            return;
-        if (t->p && (size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t nc = (t->cap ? t->cap * 2 : 16384) + (size_t)n;
-        char *np = hp_arena_alloc(t->a, nc);
-        if (!np) {
-            t->oom = true;
-            return;
-        }
-        if (t->len)
-            memcpy(np, t->p, t->len);
-        t->p = np;
-        t->cap = nc;
-    }
-}
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -110,47 +82,6 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
     pthread_mutex_unlock(&dump_lock);
     hp_busy_end(was_busy);
     return r;
-}
-
-const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = 0;
-    if (p->leaf_only)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples have their leaf frame only (they landed "
-                              "inside heapprof's own work, libunwind, the loader or a fork, "
-                              "where unwinding is not safe). ",
-                              (long long)p->leaf_only);
-    if (p->dropped && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples dropped (the buffer was full, or the "
-                              "signal was held back while the thread blocked SIGPROF). ",
-                              (long long)p->dropped);
-    if (p->folded && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: the stack table was full; later stacks are under "
-                              "[other]. ");
-    if (p->yielded && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: the program installed its own SIGPROF handler; the "
-                              "profile stops there. ");
-    /* Threads that block SIGPROF matter only if they ran: idle ones (a
-     * pool asleep with every signal blocked) lost no sample. Said when
-     * their CPU time adds up to one sampling period or more. */
-    int64_t period = p->hz > 0 ? 1000000000 / p->hz : 10000000;
-    if (p->blocked_threads && p->blocked_cpu_ns >= period && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %d threads block SIGPROF and could not be sampled: "
-                              "%.2f s of their CPU time is not in this profile. ",
-                              p->blocked_threads, (double)p->blocked_cpu_ns / 1e9);
-    if (p->process_timer && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: sampled with setitimer(ITIMER_PROF), not per-thread "
-                              "timers. ");
-    if (n && n < len && buf[n - 1] == ' ')
-        buf[n - 1] = 0;
-    return n ? buf : NULL;
 }
 
 /* A CPU profile into a file, atomically: symbolized here, inside the
