@@ -24,7 +24,9 @@
  * _dl_fini, a dlopen'ed library's constructor).
  */
 #define _GNU_SOURCE
-#include "report.h"
+#include "leaks.h"
+#include "symbols.h"
+#include "text.h"
 
 #include <errno.h>
 #include <math.h>

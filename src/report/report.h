@@ -6,6 +6,8 @@
 #define HP_REPORT_H
 
 #include "iface.h"
+#include "leaks.h"
+#include "reach.h"
 #include "cpuprof.h"
 #include "profile.h"
 #include "symbols.h"
@@ -23,20 +25,6 @@ int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *dea
 void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
 void hp_http_child(struct hp_http *h);
 
-/* ---- the leak check (report/reach.c) ---- */
-struct hp_reach_stats {
-    uint64_t objects;            /* live objects checked */
-    uint64_t definite, indirect; /* of them, lost */
-    uint64_t root_bytes;         /* roots read */
-    uint64_t heap_bytes;         /* objects read (exact mode) */
-    uint64_t faults;             /* pages skipped as unreadable */
-    uint64_t child_bytes;        /* the child's own memory at its peak */
-    int64_t ns;                  /* how long it took, the fork included */
-};
-/* Gives every lost live object its verdict (hp_live_set_verdict); 0, or
- * -errno when the check could not be made or finish (no verdicts then). */
-int hp_reach_check(struct hp_reach_stats *stats);
-
 /* ---- the heap over time (report/timeline.c) ---- */
 void hp_timeline_start(void);
 void hp_timeline_child(void);
@@ -51,10 +39,4 @@ int hp_timeline_render(struct hp_arena *a, bool json, char **out, size_t *len);
  * beside the profile path; the path of each file written into html and
  * json (size len), "" for one not written. 0 or the last -errno. */
 int hp_timeline_write(const char *profile, char *html, char *json, size_t len);
-/* ---- leak summary (report/leaks.c) ---- */
-/* Returns the number of stacks that fail the CI gate (after suppressions):
- * with verdicts, those with lost memory (or, with HEAPPROF_LEAKS_EXIT_ANY,
- * any never freed); without, every stack never freed. */
-int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym);
-
 #endif
