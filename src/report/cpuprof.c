@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "cpuprof.h"
+#include "iface.h"
 #include "pprof.h"
 
 #include <errno.h>

@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include "leaks.h"
+#include "iface.h"
 #include "symbols.h"
 #include "text.h"
 

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "pprof.h"
+#include "iface.h"
 #include "symbols.h"
 #include "wire.h"
 #include "profile.pb-c.h"

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "profile.h"
+#include "iface.h"
 #include "pprof.h"
 
 #include <errno.h>

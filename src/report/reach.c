@@ -50,6 +50,7 @@
  */
 #define _GNU_SOURCE
 #include "reach.h"
+#include "iface.h"
 #include "tasks.h"
 
 #include <dlfcn.h>

@@ -1,30 +1,26 @@
-/* The reporting half's own interfaces (src/report/): symbols, the profile
- * writer, the leak summary, the HTTP endpoint and the background thread.
+/* The reporting half (src/report/) as its unit tests see it: the seam
+ * (iface.h), symbols and the heap profile. Its own modules do not include
+ * this header: each includes the headers of the modules it calls, from the
+ * bottom up:
+ *
+ *   text.c, wire.c, tasks.c, symbols.c       text, protobuf wire and gzip,
+ *                                            the threads, symbolization
+ *   pprof.c                                  the pprof profile builder
+ *   profile.c, cpuprof.c                     the heap and CPU profiles
+ *   leaks.c, reach.c                         the leak summary, the leak check
+ *   timeline.c, timeline_render.c            the heap over time: data, views
+ *   http.c, handlers.c                       the endpoint: server, routes
+ *   dump.c                                   dumps, one at a time
+ *   agent.c                                  the background thread
+ *   report.c                                 the entry points (struct hp_report)
+ *
  * It sees the recording half only through iface.h.
  */
 #ifndef HP_REPORT_H
 #define HP_REPORT_H
 
 #include "iface.h"
-#include "timeline.h"
-#include "timeline_render.h"
-#include "leaks.h"
-#include "reach.h"
-#include "cpuprof.h"
 #include "profile.h"
 #include "symbols.h"
-#include "text.h"
-
-int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks);
-
-/* ---- the background thread (report/agent.c), HTTP (report/http.c) ---- */
-void hp_agent_start(void);
-void hp_agent_child(void);
-struct hp_http;
-struct pollfd;
-struct hp_http *hp_http_open(const char *spec);
-int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline);
-void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n);
-void hp_http_child(struct hp_http *h);
 
 #endif

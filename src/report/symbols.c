@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "symbols.h"
+#include "iface.h"
 
 #include <dlfcn.h>
 #include <dwarf.h>

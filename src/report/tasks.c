@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "tasks.h"
+#include "iface.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,6 +4,7 @@
  * but the arena (common/mem.c) and libc's formatting.
  */
 #include "text.h"
+#include "hp.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE
 #include "timeline.h"
+#include "iface.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "timeline_render.h"
+#include "iface.h"
 #include "symbols.h"
 #include "text.h"
 #include "timeline.h"

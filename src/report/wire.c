@@ -5,6 +5,7 @@
  * written, into the dump's arena.
  */
 #include "wire.h"
+#include "hp.h"
 
 #include <errno.h>
 #include <string.h>
