@@ -8,11 +8,11 @@
  * not heap: the data and bss of every loaded object, anonymous mappings,
  * static TLS, and the stacks of the threads still alive: a thread blocked in
  * a system call from its stack pointer (the kernel gives it in
- * /proc/self/task/TID/syscall), the dumping thread from its own (its
- * registers saved just below), any other from the whole stack. Not roots:
- * the brk heap; the pages that hold part of a live object (what a free
- * chunk there still holds is stale); the stacks of exited threads, which
- * glibc keeps for reuse (record/threads.c); heapprof's own memory and
+ * /proc/self/task/TID/syscall: report/tasks.c), the dumping thread from its
+ * own (its registers saved just below), any other from the whole stack. Not
+ * roots: the brk heap; the pages that hold part of a live object (what a
+ * free chunk there still holds is stale); the stacks of exited threads,
+ * which glibc keeps for reuse (record/threads.c); heapprof's own memory and
  * libraries. Objects left unmarked are then sorted as memcheck does: each,
  * in address order, that no earlier one reached starts a clique, and every
  * unmarked object it reaches is indirectly lost (a clique it reaches is
@@ -1039,7 +1039,7 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2])
     __builtin_unwind_init();
     sc->my_sp = (uintptr_t)&regs;
     /* heapprof's locks first, so that no thread held below can be holding
-     * one (one that waits for them is not held: see on_park). */
+     * one (one that waits for them is not held: see on_park, report/tasks.c). */
     hp_freeze_hold();
     hp_tasks_park(&sc->tasks);
     pid_t pid = hp_freeze_clone();

@@ -1,8 +1,8 @@
 /* The reporting half's entry points: the table the recording half finds
  * with dlsym once it has loaded this object (record/core.c), and calls for
  * dumps (dump.c), the background thread (agent.c) and the timeline's files
- * at exit (timeline_render.c). The top of the reporting half: nothing here
- * calls it.
+ * at exit (timeline_render.c). The top of the reporting half: no module of
+ * it calls up into this one.
  */
 #include "iface.h"
 #include "agent.h"
