@@ -284,6 +284,10 @@ struct hp_report {
     int (*timeline_write)(const char *profile, char *html, char *json, size_t len);
     /* Writes a CPU profile to path. 0 or -errno. */
     int (*cpu_write)(const char *path, struct hp_cpu_profile *p);
+    /* Writes a numbered snapshot beside the exit profile, as
+     * HEAPPROF_SIGNAL and HEAPPROF_INTERVAL do (heapprof_snapshot): its
+     * number (1, 2, ...) or -errno. */
+    int (*snapshot)(void);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

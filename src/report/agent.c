@@ -1,5 +1,6 @@
-/* The background thread: numbered snapshots on a signal or at an interval,
- * the HTTP endpoint (http.c) and the heap over time (timeline.c).
+/* The background thread: numbered snapshots on a signal or at an interval
+ * (dump.c), the HTTP endpoint (the server, http.c, serving the handlers of
+ * handlers.c) and the heap over time (timeline.c).
  *
  * Started only when one of HEAPPROF_HTTP, HEAPPROF_SIGNAL,
  * HEAPPROF_INTERVAL or HEAPPROF_TIMELINE asks for it. The signal handler does nothing but write a
@@ -15,8 +16,12 @@
  * serves it (parent_serves).
  */
 #define _GNU_SOURCE
-#include "report.h"
-#include "heapprof.h"
+#include "agent.h"
+#include "iface.h"
+#include "dump.h"
+#include "handlers.h"
+#include "http.h"
+#include "timeline.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,12 +98,12 @@ static void *agent_main(void *arg)
             /* Several signals before we got here make one snapshot. */
             while (read(pipe_r, drain, sizeof drain) > 0)
                 ;
-            heapprof_snapshot();
+            hp_dump_snapshot();
         }
         if (http)
             hp_http_service(http, fds, n);
         if (hp_mono_ms() >= next_snap) {
-            heapprof_snapshot();
+            hp_dump_snapshot();
             next_snap = hp_mono_ms() + hp_cfg.interval * 1000;
         }
     }
@@ -111,7 +116,7 @@ void hp_agent_start(void)
         return;
     bool was_busy = hp_busy_begin();
     if (hp_cfg.http[0] && !parent_serves())
-        http = hp_http_open(hp_cfg.http);
+        http = hp_http_open(hp_cfg.http, &hp_handlers);
     /* The endpoint serves the timeline, so it keeps one too. */
     if (hp_cfg.timeline || http)
         hp_timeline_start();

@@ -1,32 +1,20 @@
-/* The /debug/pprof/ endpoint, in net/http/pprof's conventions.
- *
- * Served by the background thread (agent.c) from one poll loop, so no
- * client can hold up another: every connection is non-blocking, has a
- * deadline (a request must arrive complete within REQUEST_MS of the accept,
- * however slowly its bytes trickle in), a size limit on the request head,
- * and is closed after one response. A `?seconds=N` delta keeps its
+/* The HTTP server the endpoint (report/handlers.c) runs on, served by the
+ * background thread (agent.c) from one poll loop, so no client can hold up
+ * another: every connection is non-blocking, has a deadline (a request must
+ * arrive complete within REQUEST_MS of the accept, however slowly its bytes
+ * trickle in), a size limit on the request head, and is closed after one
+ * answer. A window (a `?seconds=N` delta, a CPU profile) keeps its
  * connection waiting in the loop, not the thread; as Go's handlers stop when
  * the request's context ends, a window ends at once when its client goes
- * away (the socket polled for POLLRDHUP, or read to its end), and a CPU
- * profile's window so releases the profiler. The thread is marked busy,
- * so its allocations (symbolizing, encoding, buffers) go straight to the
- * real allocator and are never counted in the program's profile.
+ * away (the socket polled for POLLRDHUP, or read to its end), and the
+ * handler is told (window_drop) so that it can release what the window
+ * holds (a CPU profile's window so releases the profiler).
  *
- * Served: /debug/pprof/ (index), heap, allocs, peak (heapprof's own: the
- * in-use profile at the peak), cmdline, timeline (heapprof's own: the heap
- * over time as a chart, or ?format=json, timeline.c), and profile: a CPU profile over
- * ?seconds=N (30 by default, as Go's; at most MAX_SECONDS), whose timers run
- * only during the window (record/cpu.c); like a delta, its connection waits
- * in the loop, so the other endpoints keep answering meanwhile. A second
- * profile request while one runs gets Go's answer: 500, "Could not enable
- * CPU profiling: cpu profiling already in use". Left out: trace, goroutine,
- * block, mutex, threadcreate (Go runtime profiles a C program does not
- * have) and symbol (heapprof's profiles carry their own symbols): each gets
- * a 404 that says so (left_out), not Go's bare "404 page not found".
+ * Its memory is heapprof's own (hp_alloc), never the program's heap.
  */
 #define _GNU_SOURCE
-#include "report.h"
-#include "heapprof.h"
+#include "http.h"
+#include "iface.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -47,32 +34,27 @@ enum {
     MAX_REQUEST = 8192,
     REQUEST_MS = 5000,
     WRITE_MS = 30000,
-    MAX_SECONDS = 3600,
 };
 
 enum conn_state { FREE, READING, WAITING, WRITING };
-enum profile_kind { HEAP, ALLOCS, PEAK };
 
-struct conn {
+struct hp_http_conn {
     struct hp_http *server;
     enum conn_state state;
     int fd;
     int64_t deadline;
     char req[MAX_REQUEST + 1];
     size_t reqlen;
-    char *out;
-    size_t outlen, outoff;
-    /* A delta in progress. */
-    struct hp_snapshot *base;
-    long seconds;
-    enum profile_kind kind;
-    bool head;
-    bool cpu; /* a CPU profile's window */
+    char *out; /* hp_alloc'ed, outcap bytes */
+    size_t outlen, outoff, outcap;
+    bool head;    /* a HEAD request: the answer without its body */
+    void *window; /* the handler's, while the connection waits (WAITING) */
 };
 
 struct hp_http {
     int lfd;
-    struct conn conns[MAX_CONNS];
+    const struct hp_http_routes *routes;
+    struct hp_http_conn conns[MAX_CONNS];
 };
 
 /* ---- listening ---- */
@@ -88,7 +70,7 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-struct hp_http *hp_http_open(const char *spec)
+struct hp_http *hp_http_open(const char *spec, const struct hp_http_routes *routes)
 {
     char host[256], port[32];
     const char *colon = strrchr(spec, ':');
@@ -165,17 +147,18 @@ struct hp_http *hp_http_open(const char *spec)
             shown_port = ntohs(sin6->sin6_port);
         }
     }
-    struct hp_http *h = calloc(1, sizeof *h);
+    struct hp_http *h = hp_alloc(sizeof *h);
     if (!h) {
         close(fd);
         return NULL;
     }
+    h->routes = routes;
     h->lfd = hp_fd_high(fd);
     hp_log("heapprof: serving http://%s:%d/debug/pprof/", shown, shown_port);
     return h;
 }
 
-/* ---- responses ---- */
+/* ---- answers ---- */
 
 static const char *reason(int status)
 {
@@ -201,27 +184,24 @@ static const char *reason(int status)
     }
 }
 
-static void conn_close(struct conn *c)
+static void conn_close(struct hp_http_conn *c)
 {
-    if (c->cpu && c->state == WAITING) {
-        struct hp_cpu_profile p;
-        if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
-            hp_cpu_release(&p);
-    }
+    void *window = c->window;
+    c->window = NULL;
+    if (window)
+        c->server->routes->window_drop(window);
     if (c->fd >= 0)
         close(c->fd);
-    free(c->out);
-    if (c->base) {
-        hp_snapshot_release(c->base);
-        free(c->base);
-    }
+    hp_free(c->out, c->outcap);
+    struct hp_http *server = c->server;
     memset(c, 0, sizeof *c);
+    c->server = server;
     c->fd = -1;
     c->state = FREE;
 }
 
-static void respond(struct conn *c, int status, const char *ctype, const char *extra,
-                    const void *body, size_t len)
+void hp_http_respond(struct hp_http_conn *c, int status, const char *ctype, const char *extra,
+                     const void *body, size_t len)
 {
     char head[1024];
     int hl = snprintf(head, sizeof head,
@@ -236,9 +216,11 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
     if (hl < 0 || (size_t)hl >= sizeof head)
         hl = 0;
     size_t total = (size_t)hl + (c->head ? 0 : len);
-    free(c->out);
-    c->out = malloc(total ? total : 1);
+    hp_free(c->out, c->outcap);
+    c->outcap = total ? total : 1;
+    c->out = hp_alloc(c->outcap);
     if (!c->out) {
+        c->outcap = 0;
         conn_close(c); /* no memory for an answer: drop the connection */
         return;
     }
@@ -251,9 +233,7 @@ static void respond(struct conn *c, int status, const char *ctype, const char *e
     c->deadline = hp_mono_ms() + WRITE_MS;
 }
 
-static void respond_text(struct conn *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void respond_text(struct conn *c, int status, const char *fmt, ...)
+void hp_http_respond_text(struct hp_http_conn *c, int status, const char *fmt, ...)
 {
     char body[512];
     va_list ap;
@@ -264,533 +244,54 @@ static void respond_text(struct conn *c, int status, const char *fmt, ...)
         n = 0;
     if ((size_t)n >= sizeof body)
         n = sizeof body - 1;
-    respond(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
+    hp_http_respond(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
 }
 
-/* A growable text buffer on the real heap (this thread is busy). */
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(struct buf *b, const char *fmt, ...)
+void hp_http_wait(struct hp_http_conn *c, int64_t ms, void *window)
 {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->p && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t nc = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
+    c->window = window;
+    c->state = WAITING;
+    c->deadline = hp_mono_ms() + ms;
 }
 
-static void html_escape(struct buf *b, const char *s)
+void hp_http_each_window(const struct hp_http_conn *c,
+                         void (*fn)(const void *window, int64_t ms_left, void *arg), void *arg)
 {
-    for (; *s; s++) {
-        if (*s == '<')
-            bprintf(b, "&lt;");
-        else if (*s == '>')
-            bprintf(b, "&gt;");
-        else if (*s == '&')
-            bprintf(b, "&amp;");
-        else
-            bprintf(b, "%c", *s);
-    }
-}
-
-/* The arguments the program started with: a server that rewrites its title
- * (its argv) later does not change them. */
-static size_t read_cmdline(char *out, size_t cap)
-{
-    struct hp_arena a = {0};
-    size_t len = 0;
-    const char *text = hp_start_cmdline(&len);
-    if (!text)
-        text = hp_read_file(&a, "/proc/self/cmdline", &len);
-    if (len > cap)
-        len = cap;
-    if (text)
-        memcpy(out, text, len);
-    hp_arena_release(&a);
-    /* Arguments are NUL-separated, as Go joins os.Args with "\x00"; drop
-     * the final NUL. */
-    if (len && out[len - 1] == 0)
-        len--;
-    return len;
-}
-
-static void serve_index(struct conn *c)
-{
-    struct hp_snapshot s;
-    size_t nb = 0;
-    if (hp_snapshot_take(&s) == 0)
-        nb = s.nbuckets;
-    hp_snapshot_release(&s);
-    bool peak = hp_snapshot_peak(&s) == 0;
-    hp_snapshot_release(&s);
-    char cmd[4096];
-    size_t cl = read_cmdline(cmd, sizeof cmd - 1);
-    for (size_t i = 0; i < cl; i++)
-        if (!cmd[i])
-            cmd[i] = ' ';
-    cmd[cl] = 0;
-    struct buf b = {0};
-    bprintf(&b,
-            "<!DOCTYPE html>\n<html>\n<head>\n<title>/debug/pprof/</title>\n"
-            "<style>.profile-name{display:inline-block; width:6rem;}</style>\n"
-            "</head>\n<body>\n/debug/pprof/\n<br>\n<p>heapprof %s, process %ld: ",
-            HEAPPROF_VERSION, (long)getpid());
-    html_escape(&b, cmd);
-    bprintf(&b,
-            ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB (stack "
-            "table %zu KiB of at most %zu KiB, HEAPPROF_MAX_MEMORY; live set %zu KiB)%s</p>\n",
-            hp_cfg.rate, hp_cfg.rate <= 1 ? " (exact: every allocation)" : "",
-            hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
-            hp_live_bytes() >> 10,
-            hp_table_folded() ? "; new stacks are counted under [other]" : "");
-    /* The windows that clients wait on: a CPU profile among them is why a
-     * new one gets the 500 meanwhile. */
     int64_t now = hp_mono_ms();
-    int nwin = 0;
     for (int i = 0; i < MAX_CONNS; i++) {
-        const struct conn *w = &c->server->conns[i];
-        if (w->state != WAITING)
-            continue;
-        const char *what = w->cpu              ? "a CPU profile (profile)"
-                           : w->kind == ALLOCS ? "an allocs delta"
-                                               : "a heap delta";
-        int64_t left = (w->deadline - now + 999) / 1000;
-        bprintf(&b, "%s%s over %ld s, %lld s left", nwin++ ? "; " : "<p>In progress: ", what,
-                w->seconds, (long long)(left > 0 ? left : 0));
+        const struct hp_http_conn *w = &c->server->conns[i];
+        if (w->state == WAITING && w->window)
+            fn(w->window, w->deadline - now, arg);
     }
-    if (nwin)
-        bprintf(&b, ". A window ends early when its client disconnects.</p>\n");
-    bprintf(&b, "Types of profiles available:\n<table>\n"
-                "<thead><td>Count</td><td>Profile</td></thead>\n");
-    bprintf(&b, "<tr><td>%zu</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n", nb);
-    bprintf(&b, "<tr><td>1</td><td><a href='cmdline'>cmdline</a></td></tr>\n");
-    bprintf(&b, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
-    bprintf(&b, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
-    bprintf(&b, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
-    bprintf(&b, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
-    bprintf(&b,
-            "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
-            "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
-            "allocations (the heap profile with alloc_space shown by default)</li>\n"
-            "<li><div class=profile-name>cmdline: </div> The command line invocation of the "
-            "current program</li>\n"
-            "<li><div class=profile-name>heap: </div> A sampling of memory allocations of live "
-            "objects. You can specify the seconds GET parameter to get a delta profile over that "
-            "many seconds, and debug=1 for a text form.</li>\n"
-            "<li><div class=profile-name>peak: </div> The live objects when the estimated in-use "
-            "bytes were at their highest (heapprof's own; within about 6%% below the peak)</li>\n"
-            "<li><div class=profile-name>timeline: </div> The heap over time: the estimated "
-            "in-use bytes of the stacks that hold the most, as a stacked area chart "
-            "(heapprof's own; format=json for the series)</li>\n"
-            "<li><div class=profile-name>profile: </div> CPU profile. You can specify the "
-            "duration in the seconds GET parameter (30 by default). After you get the profile "
-            "file, use the go tool pprof command to investigate the profile.</li>\n"
-            "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
-            "heap</code>.</p>\n</body>\n</html>\n");
-    if (b.oom)
-        respond_text(c, 500, "out of memory\n");
-    else
-        respond(c, 200, "text/html; charset=utf-8", NULL, b.p, b.len);
-    free(b.p);
-}
-
-static int by_inuse_desc(const void *x, const void *y)
-{
-    const struct hp_snap_bucket *a = x, *b = y;
-    if (a->est[3] != b->est[3])
-        return a->est[3] < b->est[3] ? 1 : -1;
-    return a->est[1] < b->est[1] ? 1 : a->est[1] > b->est[1] ? -1 : 0;
-}
-
-/* The legacy text form Go writes for ?debug=1, each bucket's stack with
- * function names and lines. Go writes raw sampled counts and the rate
- * (2R, "heap/2R"), and readers unbias each line by its average size; a
- * bucket here mixes sizes, so the values written are the unbiased
- * estimates, and the header says "heap/2": rate 1, nothing to scale. */
-static void serve_text(struct conn *c, struct hp_snapshot *s)
-{
-    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_inuse_desc);
-    int64_t t[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i < s->nbuckets; i++)
-        for (int k = 0; k < 4; k++)
-            t[k] += s->buckets[i].est[k];
-    struct buf b = {0};
-    bprintf(&b, "heap profile: %lld: %lld [%lld: %lld] @ heap/2\n", (long long)t[2],
-            (long long)t[3], (long long)t[0], (long long)t[1]);
-    struct hp_symbolizer *sym = hp_sym_open(&s->arena);
-    for (size_t i = 0; i < s->nbuckets && !b.oom; i++) {
-        struct hp_snap_bucket *sb = &s->buckets[i];
-        struct hp_frame fs[HP_MAX_FRAMES];
-        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
-        bprintf(&b, "%lld: %lld [%lld: %lld] @", (long long)sb->est[2], (long long)sb->est[3],
-                (long long)sb->est[0], (long long)sb->est[1]);
-        for (int d = 0; d < depth; d++)
-            bprintf(&b, " %#lx", (unsigned long)(fs[d].ip - 1));
-        bprintf(&b, "\n");
-        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
-        if (ls) {
-            bprintf(&b, "# labels: bytes=%llu", (unsigned long long)hp_snap_avg_size(sb));
-            if (ls->thread)
-                bprintf(&b, " thread=%s", ls->thread);
-            for (int k = 0; k < ls->n; k++)
-                bprintf(&b, " %s=%s", ls->kv[2 * k], ls->kv[2 * k + 1]);
-            bprintf(&b, "\n");
-        }
-        for (int d = 0; d < depth; d++) {
-            struct hp_symbolized fr;
-            uintptr_t pc = fs[d].ip;
-            hp_sym_lookup(sym, pc, fs[d].epoch, &fr);
-            if (fr.nlines == 0)
-                bprintf(&b, "#\t%#lx\n", (unsigned long)(pc - 1));
-            for (int l = 0; l < fr.nlines; l++) {
-                const struct hp_frame_line *ln = &fr.lines[l];
-                if (ln->file)
-                    bprintf(&b, "#\t%#lx\t%s\t%s:%d\n", (unsigned long)(pc - 1), ln->function,
-                            ln->file, ln->line);
-                else
-                    bprintf(&b, "#\t%#lx\t%s\n", (unsigned long)(pc - 1), ln->function);
-            }
-        }
-        bprintf(&b, "\n");
-    }
-    hp_sym_close(sym);
-    bprintf(&b,
-            "# heapprof %s: the values above are unbiased estimates (sampling rate %ld bytes), "
-            "one line per stack and size class\n",
-            HEAPPROF_VERSION, s->rate);
-    if (b.oom)
-        respond_text(c, 500, "out of memory\n");
-    else
-        respond(c, 200, "text/plain; charset=utf-8", NULL, b.p, b.len);
-    free(b.p);
-}
-
-static void serve_profile(struct conn *c, struct hp_snapshot *s)
-{
-    enum profile_kind kind = c->kind;
-    struct hp_symbolizer *sym = hp_sym_open(&s->arena);
-    uint8_t *gz;
-    size_t len;
-    int r =
-        hp_profile_encode(s, sym, hp_start_ns(), kind == ALLOCS ? "alloc_space" : NULL, &gz, &len);
-    hp_sym_close(sym);
-    if (r) {
-        respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
-        return;
-    }
-    const char *name = kind == ALLOCS ? "allocs" : kind == PEAK ? "peak" : "heap";
-    char extra[128];
-    snprintf(extra, sizeof extra, "Content-Disposition: attachment; filename=\"%s\"\r\n", name);
-    respond(c, 200, "application/octet-stream", extra, gz, len);
 }
 
 /* ---- requests ---- */
 
-static bool query_param(const char *query, const char *key, char *out, size_t len)
+/* The request line (METHOD SP TARGET SP HTTP/x.y) goes to the handlers. */
+static void handle_request(struct hp_http_conn *c)
 {
-    size_t kl = strlen(key);
-    for (const char *p = query; p && *p;) {
-        const char *amp = strchr(p, '&');
-        size_t pl = amp ? (size_t)(amp - p) : strlen(p);
-        if (pl > kl && !strncmp(p, key, kl) && p[kl] == '=') {
-            size_t vl = pl - kl - 1;
-            if (vl >= len)
-                vl = len - 1;
-            memcpy(out, p + kl + 1, vl);
-            out[vl] = 0;
-            return true;
-        }
-        if (pl == kl && !strncmp(p, key, kl)) {
-            out[0] = 0;
-            return true;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return false;
-}
-
-static void serve_timeline(struct conn *c, const char *query)
-{
-    char val[16];
-    bool json = false;
-    if (query && query_param(query, "format", val, sizeof val)) {
-        json = !strcmp(val, "json");
-        if (!json && strcmp(val, "html") != 0) {
-            respond_text(c, 400, "bad format: want json or html\n");
-            return;
-        }
-    }
-    struct hp_arena a = {0};
-    char *text;
-    size_t len;
-    int r = hp_timeline_render(&a, json, &text, &len);
-    if (r == -ENOENT)
-        respond_text(c, 404, "the timeline is off\n");
-    else if (r)
-        respond_text(c, 500, "could not make the timeline: %s\n", strerror(-r));
-    else
-        respond(c, 200, json ? "application/json" : "text/html; charset=utf-8", NULL, text, len);
-    hp_arena_release(&a);
-}
-
-/* A CPU profile's window starts; the answer comes when it ends. */
-static void start_cpu(struct conn *c, const char *query)
-{
-    char val[64];
-    long seconds = 30; /* Go's default, also for a value it cannot use */
-    if (query && query_param(query, "seconds", val, sizeof val)) {
-        char *end;
-        long v = strtol(val, &end, 10);
-        if (!*end && v > MAX_SECONDS) {
-            respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n", MAX_SECONDS);
-            return;
-        }
-        if (!*end && end != val && v > 0)
-            seconds = v;
-    }
-    int r = hp_cpu_start(hp_cfg.cpu_hz, HP_CPU_HTTP, NULL);
-    if (r) {
-        char body[256];
-        int n = snprintf(body, sizeof body, "Could not enable CPU profiling: %s\n",
-                         r == -EBUSY   ? "cpu profiling already in use"
-                         : r == -EPERM ? "the program handles SIGPROF itself"
-                                       : strerror(-r));
-        respond(c, 500, "text/plain; charset=utf-8", "X-Go-Pprof: 1\r\n", body,
-                n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
-        return;
-    }
-    c->cpu = true;
-    c->seconds = seconds;
-    c->state = WAITING;
-    c->deadline = hp_mono_ms() + seconds * 1000;
-}
-
-static void finish_cpu(struct conn *c)
-{
-    struct hp_cpu_profile p;
-    int r = hp_cpu_stop(HP_CPU_HTTP, &p);
-    c->cpu = false;
-    if (r) {
-        respond_text(c, 500, "the CPU profile was stopped: %s\n", strerror(-r));
-        return;
-    }
-    char comment[512];
-    struct hp_symbolizer *sym = hp_sym_open(&p.arena);
-    uint8_t *gz;
-    size_t len;
-    r = hp_cpu_encode(&p, sym, hp_cpu_comment(&p, comment, sizeof comment), &gz, &len);
-    hp_sym_close(sym);
-    if (r)
-        respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
-    else
-        respond(c, 200, "application/octet-stream",
-                "Content-Disposition: attachment; filename=\"profile\"\r\n", gz, len);
-    hp_cpu_release(&p);
-}
-
-/* A 404 for a path of net/http/pprof's that is not served here says why,
- * and what to use instead; anything else gets Go's plain answer. */
-static void left_out(struct conn *c, const char *path, size_t pl)
-{
-    static const struct {
-        const char *name, *why;
-    } known[] = {
-        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
-                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
-        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
-                   "files and lines), so go tool pprof never needs to ask for them"},
-        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
-        {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
-                  "served for a C program"},
-        {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
-        {"threadcreate", "is a Go runtime profile: not served for a C program"},
-    };
-    if (!strncmp(path, "/debug/pprof/", pl + 1))
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (!strcmp(path + pl + 1, known[i].name)) {
-                respond_text(c, 404,
-                             "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
-                             "profile, timeline, cmdline (the index is /debug/pprof/).\n",
-                             known[i].name, known[i].why);
-                return;
-            }
-    respond_text(c, 404, "404 page not found\n");
-}
-
-static void handle_request(struct conn *c)
-{
-    /* Request line: METHOD SP TARGET SP HTTP/x.y */
     char *eol = strstr(c->req, "\r\n");
     if (!eol)
         eol = strchr(c->req, '\n');
     if (!eol) {
-        respond_text(c, 400, "bad request\n");
+        hp_http_respond_text(c, 400, "bad request\n");
         return;
     }
     *eol = 0;
     char method[16], target[2048], version[16];
     if (sscanf(c->req, "%15s %2047s %15s", method, target, version) != 3 ||
         strncmp(version, "HTTP/1.", 7) != 0) {
-        respond_text(c, 400, "bad request line\n");
+        hp_http_respond_text(c, 400, "bad request line\n");
         return;
     }
     c->head = !strcmp(method, "HEAD");
     char *query = strchr(target, '?');
     if (query)
         *query++ = 0;
-    const char *path = target;
-    const char *prefix = "/debug/pprof";
-    size_t pl = strlen(prefix);
-    enum {
-        R_INDEX,
-        R_HEAP,
-        R_ALLOCS,
-        R_PEAK,
-        R_CMDLINE,
-        R_TIMELINE,
-        R_PROFILE,
-        R_NONE
-    } route = R_NONE;
-    if (!strncmp(path, prefix, pl)) {
-        const char *rest = path + pl;
-        if (!*rest || !strcmp(rest, "/"))
-            route = R_INDEX;
-        else if (!strcmp(rest, "/heap"))
-            route = R_HEAP;
-        else if (!strcmp(rest, "/allocs"))
-            route = R_ALLOCS;
-        else if (!strcmp(rest, "/peak"))
-            route = R_PEAK;
-        else if (!strcmp(rest, "/cmdline"))
-            route = R_CMDLINE;
-        else if (!strcmp(rest, "/timeline"))
-            route = R_TIMELINE;
-        else if (!strcmp(rest, "/profile"))
-            route = R_PROFILE;
-    }
-    if (route == R_NONE) {
-        left_out(c, path, pl);
-        return;
-    }
-    if (strcmp(method, "GET") != 0 && !c->head) {
-        static const char msg[] = "method not allowed: use GET or HEAD\n";
-        respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", msg, sizeof msg - 1);
-        return;
-    }
-    if (route == R_INDEX) {
-        serve_index(c);
-        return;
-    }
-    if (route == R_CMDLINE) {
-        char cmd[65536];
-        size_t len = read_cmdline(cmd, sizeof cmd);
-        respond(c, 200, "text/plain; charset=utf-8", NULL, cmd, len);
-        return;
-    }
-    char val[64];
-    if (route == R_TIMELINE) {
-        serve_timeline(c, query);
-        return;
-    }
-    if (route == R_PROFILE) {
-        start_cpu(c, query);
-        return;
-    }
-    long debug = 0, seconds = 0;
-    if (query && query_param(query, "debug", val, sizeof val))
-        debug = strtol(val, NULL, 10);
-    if (query && query_param(query, "seconds", val, sizeof val)) {
-        char *end;
-        seconds = strtol(val, &end, 10);
-        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
-            respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n", MAX_SECONDS);
-            return;
-        }
-        if (route == R_PEAK || debug) {
-            respond_text(c, 400,
-                         "seconds= gives a delta of the heap or allocs profile, "
-                         "without debug=\n");
-            return;
-        }
-    }
-    c->kind = route == R_ALLOCS ? ALLOCS : route == R_PEAK ? PEAK : HEAP;
-    struct hp_snapshot *s = calloc(1, sizeof *s);
-    if (!s) {
-        respond_text(c, 500, "out of memory\n");
-        return;
-    }
-    int r = c->kind == PEAK ? hp_snapshot_peak(s) : hp_snapshot_take(s);
-    if (r) {
-        hp_snapshot_release(s);
-        free(s);
-        if (r == -ENOENT)
-            respond_text(c, 404, "no peak profile yet: nothing sampled so far\n");
-        else
-            respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
-        return;
-    }
-    if (seconds) {
-        /* The window's start; the answer comes when it ends. */
-        c->base = s;
-        c->seconds = seconds;
-        c->state = WAITING;
-        c->deadline = hp_mono_ms() + seconds * 1000;
-        return;
-    }
-    if (debug)
-        serve_text(c, s);
-    else
-        serve_profile(c, s);
-    hp_snapshot_release(s);
-    free(s);
+    c->server->routes->request(c, method, target, query);
 }
 
-static void finish_delta(struct conn *c)
-{
-    struct hp_snapshot s;
-    int r = hp_snapshot_take(&s);
-    if (r == 0)
-        r = hp_snapshot_delta(&s, c->base);
-    if (r == 0) {
-        char comment[96];
-        snprintf(comment, sizeof comment,
-                 "heapprof delta over %ld s: alloc values in the window, inuse values the change",
-                 c->seconds);
-        s.comment = comment;
-        serve_profile(c, &s);
-    } else {
-        respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
-    }
-    hp_snapshot_release(&s);
-    if (c->base) { /* NULL if the answer could not be made (conn_close) */
-        hp_snapshot_release(c->base);
-        free(c->base);
-        c->base = NULL;
-    }
-}
-
-static void on_readable(struct conn *c)
+static void on_readable(struct hp_http_conn *c)
 {
     for (;;) {
         ssize_t n = recv(c->fd, c->req + c->reqlen, MAX_REQUEST - c->reqlen, 0);
@@ -806,7 +307,7 @@ static void on_readable(struct conn *c)
         c->req[c->reqlen] = 0;
         if (memchr(c->req, 0, c->reqlen)) {
             /* Not HTTP: answer at once rather than wait for a head. */
-            respond_text(c, 400, "bad request\n");
+            hp_http_respond_text(c, 400, "bad request\n");
             return;
         }
         if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
@@ -814,17 +315,16 @@ static void on_readable(struct conn *c)
             return;
         }
         if (c->reqlen >= MAX_REQUEST) {
-            respond_text(c, 431, "request head too large\n");
+            hp_http_respond_text(c, 431, "request head too large\n");
             return;
         }
     }
 }
 
 /* The client of a window is heard from before its answer: it went away
- * (then the window ends here, and a CPU profile's releases the profiler:
- * conn_close), or sent more, which is dropped (one request per
- * connection). */
-static void on_waiting(struct conn *c, short revents)
+ * (then the window ends here: conn_close tells the handler), or sent more,
+ * which is dropped (one request per connection). */
+static void on_waiting(struct hp_http_conn *c, short revents)
 {
     if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
         conn_close(c);
@@ -844,7 +344,7 @@ static void on_waiting(struct conn *c, short revents)
     }
 }
 
-static void on_writable(struct conn *c)
+static void on_writable(struct hp_http_conn *c)
 {
     while (c->outoff < c->outlen) {
         ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
@@ -865,7 +365,7 @@ static void accept_all(struct hp_http *h)
         int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct conn *c = NULL;
+        struct hp_http_conn *c = NULL;
         for (int i = 0; i < MAX_CONNS && !c; i++)
             if (h->conns[i].state == FREE)
                 c = &h->conns[i];
@@ -885,7 +385,7 @@ static void accept_all(struct hp_http *h)
     }
 }
 
-/* ---- the loop's interface (agent.c) ---- */
+/* ---- the loop (agent.c) ---- */
 
 int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *deadline)
 {
@@ -897,7 +397,7 @@ int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *dea
         n++;
     }
     for (int i = 0; i < MAX_CONNS && n < max; i++) {
-        struct conn *c = &h->conns[i];
+        struct hp_http_conn *c = &h->conns[i];
         if (c->state == FREE)
             continue;
         if (c->deadline < *deadline)
@@ -924,7 +424,7 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
             continue;
         }
         for (int i = 0; i < MAX_CONNS; i++) {
-            struct conn *c = &h->conns[i];
+            struct hp_http_conn *c = &h->conns[i];
             if (c->state == FREE || c->fd != fds[k].fd)
                 continue;
             if (c->state == READING)
@@ -938,14 +438,14 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
     }
     int64_t now = hp_mono_ms();
     for (int i = 0; i < MAX_CONNS; i++) {
-        struct conn *c = &h->conns[i];
+        struct hp_http_conn *c = &h->conns[i];
         if (c->state == FREE || c->deadline > now)
             continue;
         if (c->state == WAITING) {
-            if (c->cpu)
-                finish_cpu(c);
-            else
-                finish_delta(c);
+            /* The window is the handler's again: its answer cannot drop it. */
+            void *window = c->window;
+            c->window = NULL;
+            h->routes->window_end(c, window);
             if (c->state == WRITING)
                 on_writable(c);
             else

@@ -24,7 +24,10 @@
  * _dl_fini, a dlopen'ed library's constructor).
  */
 #define _GNU_SOURCE
-#include "report.h"
+#include "leaks.h"
+#include "iface.h"
+#include "symbols.h"
+#include "text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -140,9 +143,9 @@ struct supp {
  * match. */
 static bool runtime_module(const char *base)
 {
-    static const char *const prefixes[] = {"libc.so", "ld-linux", "ld64.so", "libstdc++.so",
-                                           "libgcc_s.so", "libm.so", "libpthread.so", "libdl.so",
-                                           "libheapprof", NULL};
+    static const char *const prefixes[] = {
+        "libc.so", "ld-linux",      "ld64.so",  "libstdc++.so", "libgcc_s.so",
+        "libm.so", "libpthread.so", "libdl.so", "libheapprof",  NULL};
     for (int i = 0; base && prefixes[i]; i++)
         if (!strncmp(base, prefixes[i], strlen(prefixes[i])))
             return true;

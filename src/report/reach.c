@@ -8,11 +8,11 @@
  * not heap: the data and bss of every loaded object, anonymous mappings,
  * static TLS, and the stacks of the threads still alive: a thread blocked in
  * a system call from its stack pointer (the kernel gives it in
- * /proc/self/task/TID/syscall), the dumping thread from its own (its
- * registers saved just below), any other from the whole stack. Not roots:
- * the brk heap; the pages that hold part of a live object (what a free
- * chunk there still holds is stale); the stacks of exited threads, which
- * glibc keeps for reuse (record/threads.c); heapprof's own memory and
+ * /proc/self/task/TID/syscall: report/tasks.c), the dumping thread from its
+ * own (its registers saved just below), any other from the whole stack. Not
+ * roots: the brk heap; the pages that hold part of a live object (what a
+ * free chunk there still holds is stale); the stacks of exited threads,
+ * which glibc keeps for reuse (record/threads.c); heapprof's own memory and
  * libraries. Objects left unmarked are then sorted as memcheck does: each,
  * in address order, that no earlier one reached starts a clique, and every
  * unmarked object it reaches is indirectly lost (a clique it reaches is
@@ -49,9 +49,10 @@
  * times the number of pages the objects cover).
  */
 #define _GNU_SOURCE
-#include "report.h"
+#include "reach.h"
+#include "iface.h"
+#include "tasks.h"
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -68,12 +69,10 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
-#include <linux/futex.h>
 #include <unistd.h>
 
 enum {
     SCAN_TIMEOUT_S = 120,
-    MAX_TASKS = 4096,
     MAX_STACKS = 1024,
     MAX_EXCLUDE = 8192,
     RED_ZONE = 128, /* below a stack pointer, still the thread's (x86-64 ABI) */
@@ -82,18 +81,6 @@ enum {
 enum { ST_UNREACHED = 0, ST_REACHABLE, ST_INDIRECT, ST_LEADER };
 
 #define MSG_MAGIC 0x6865617072656163ull /* the report's first and last words */
-
-/* What the parent learns before the fork, for the child to use. */
-enum { PARK_NONE = 0, PARK_ASKED, PARK_HELD, PARK_GIVEN_UP };
-enum { TASK_REGS = 16 };
-struct task {
-    pid_t tid;
-    bool gone;    /* a zombie: the main thread after pthread_exit */
-    int park;     /* PARK_*: PARK_HELD when it was stopped with its registers */
-    uintptr_t sp; /* 0: unknown */
-    int nregs;
-    uintptr_t regs[TASK_REGS]; /* its registers, or a system call's arguments */
-};
 
 enum { MAX_BRK = 64, MAX_MARKS = 64, MAX_VMAS = 65536 };
 
@@ -108,11 +95,9 @@ struct vma {
 
 struct scan {
     bool exact;
-    pid_t pid;       /* the program's (in the child, getpid() is the child's own) */
-    uintptr_t my_sp; /* where the dump's own frames start (when no exit roots) */
-    pid_t my_tid;
-    struct task tasks[MAX_TASKS];
-    int ntasks;
+    pid_t pid;             /* the program's (in the child, getpid() is the child's own) */
+    uintptr_t my_sp;       /* where the dump's own frames start (when no exit roots) */
+    struct hp_tasks tasks; /* what the parent learns before the fork */
     struct hp_thread_stack stacks[MAX_STACKS];
     int nstacks;
     bool have_exit;
@@ -545,14 +530,6 @@ static void scan_root(struct scan *sc, uintptr_t lo, uintptr_t hi)
     drain(sc, -1);
 }
 
-static const struct task *task_of(const struct scan *sc, pid_t tid)
-{
-    for (int i = 0; i < sc->ntasks; i++)
-        if (sc->tasks[i].tid == tid)
-            return &sc->tasks[i];
-    return NULL;
-}
-
 /* Scans [lo, hi) minus the exclusions (sorted by start; they may overlap):
  * heapprof's own memory, and the stale parts of stacks. */
 static void scan_mapping(struct scan *sc, uintptr_t lo, uintptr_t hi)
@@ -709,12 +686,12 @@ static bool glibc_thread_block(const struct vma *v)
 
 static void exclude_stale_stacks(struct scan *sc)
 {
-    struct point pts[MAX_TASKS + HP_EXIT_POINTS + 1];
+    struct point pts[HP_MAX_TASKS + HP_EXIT_POINTS + 1];
     int npts = 0;
     bool unknown = false; /* some thread's stack pointer unknown, and no block of its own */
-    for (int i = 0; i < sc->ntasks; i++) {
-        const struct task *t = &sc->tasks[i];
-        if (t->gone || t->tid == sc->my_tid)
+    for (int i = 0; i < sc->tasks.n; i++) {
+        const struct hp_task *t = &sc->tasks.t[i];
+        if (t->gone || t->tid == sc->tasks.my_tid)
             continue;
         if (t->sp) {
             pts[npts++].from = t->sp > RED_ZONE ? t->sp - RED_ZONE : t->sp;
@@ -738,7 +715,7 @@ static void exclude_stale_stacks(struct scan *sc)
     /* Blocks noted by record/threads.c. */
     for (int k = 0; k < sc->nstacks; k++) {
         const struct hp_thread_stack *ts = &sc->stacks[k];
-        const struct task *t = task_of(sc, ts->tid);
+        const struct hp_task *t = hp_tasks_find(&sc->tasks, ts->tid);
         bool alive = ts->alive && t && !t->gone;
         uintptr_t m = lowest_point(pts, npts, ts->lo, ts->hi);
         if (m) {
@@ -750,7 +727,7 @@ static void exclude_stale_stacks(struct scan *sc)
         bool reused = false; /* by a thread whose block overlaps it */
         for (int j = 0; j < sc->nstacks && !reused; j++) {
             const struct hp_thread_stack *o = &sc->stacks[j];
-            const struct task *ot = task_of(sc, o->tid);
+            const struct hp_task *ot = hp_tasks_find(&sc->tasks, o->tid);
             reused = j != k && o->alive && ot && !ot->gone && o->lo < ts->hi && o->hi > ts->lo;
         }
         if (!reused)
@@ -763,7 +740,7 @@ static void exclude_stale_stacks(struct scan *sc)
             exclude(sc, sc->alt_lo, m);
     }
     /* The main thread's stack, and stacks of threads never noted. */
-    const struct task *main_task = task_of(sc, sc->pid);
+    const struct hp_task *main_task = hp_tasks_find(&sc->tasks, sc->pid);
     bool main_gone = !main_task || main_task->gone;
     for (size_t i = 0; i < sc->nvmas; i++) {
         const struct vma *v = &sc->vmas[i];
@@ -797,9 +774,9 @@ static void exclude_stale_stacks(struct scan *sc)
  * of the others, the dumping thread's (exit roots). */
 static void scan_registers(struct scan *sc)
 {
-    for (int i = 0; i < sc->ntasks; i++) {
-        const struct task *t = &sc->tasks[i];
-        if (t->gone || t->tid == sc->my_tid)
+    for (int i = 0; i < sc->tasks.n; i++) {
+        const struct hp_task *t = &sc->tasks.t[i];
+        if (t->gone || t->tid == sc->tasks.my_tid)
             continue;
         for (int r = 0; r < t->nregs; r++)
             if (t->regs[r] >= sc->lo_all && t->regs[r] < sc->hi_all)
@@ -859,21 +836,6 @@ static void scan_maps(struct scan *sc)
 }
 
 /* ---- the child ---- */
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
 
 static void child_main(struct scan *sc, int out)
 {
@@ -995,266 +957,19 @@ static void child_main(struct scan *sc, int out)
         buf[k++] = v;
         nlost++;
         if (k + 2 > sizeof buf / sizeof buf[0]) {
-            if (write_all(out, buf, k * sizeof buf[0]))
+            if (hp_write_all(out, buf, k * sizeof buf[0]))
                 _exit(3);
             k = 0;
         }
     }
     buf[k++] = MSG_MAGIC;
     buf[k++] = nlost;
-    if (write_all(out, buf, k * sizeof buf[0]))
+    if (hp_write_all(out, buf, k * sizeof buf[0]))
         _exit(3);
     _exit(0);
 }
 
 /* ---- the parent ---- */
-
-/* Reads a small /proc file without malloc (threads may be held in it). */
-static ssize_t read_small(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t r = read(fd, buf, len - 1);
-    close(fd);
-    if (r >= 0)
-        buf[r] = 0;
-    return r;
-}
-
-static void read_tasks(struct scan *sc)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && sc->ntasks < MAX_TASKS) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        struct task *t = &sc->tasks[sc->ntasks++];
-        memset(t, 0, sizeof *t);
-        t->tid = (pid_t)atoi(e->d_name);
-        char path[64], text[512];
-        /* "PID (COMM) S ...": the state after the last ')'. */
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
-        if (read_small(path, text, sizeof text) > 0) {
-            const char *rp = strrchr(text, ')');
-            if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-                t->gone = true;
-        }
-        if (t->gone)
-            continue;
-        /* "NR ARG1 ... ARG6 SP PC" for a thread in a system call,
-         * "-1 SP PC" for one blocked outside any, "running" otherwise. */
-        snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-        if (read_small(path, text, sizeof text) <= 0)
-            continue;
-        char *f[9];
-        int nf = 0;
-        char *save = NULL;
-        for (char *tok = strtok_r(text, " \n", &save); tok && nf < 9;
-             tok = strtok_r(NULL, " \n", &save))
-            f[nf++] = tok;
-        if (nf == 9 && f[7][0] == '0' && f[7][1] == 'x') {
-            t->sp = (uintptr_t)strtoull(f[7] + 2, NULL, 16);
-            for (int k = 1; k <= 6; k++) /* the call's arguments: live registers */
-                t->regs[t->nregs++] = (uintptr_t)strtoull(f[k], NULL, 16);
-        } else if (nf == 3 && !strcmp(f[0], "-1") && f[1][0] == '0') {
-            t->sp = (uintptr_t)strtoull(f[1] + 2, NULL, 16);
-        } else if (nf == 1 && !strcmp(f[0], "running")) {
-            t->park = PARK_ASKED; /* to be held by a signal, for its registers */
-        }
-    }
-    closedir(d);
-}
-
-/* ---- holding running threads ----
- *
- * A running thread's registers may hold the only pointer to an object
- * (LeakSanitizer reads them with ptrace). Each thread found running gets a
- * signal whose handler stores the interrupted registers and stack pointer
- * and waits until the copy of the process is made. Only running threads
- * are signalled: a thread blocked in poll, epoll_wait or nanosleep would
- * see EINTR, which SA_RESTART does not prevent. A thread that blocks the
- * signal, or is inside heapprof (whose locks the dump holds), or does not
- * answer in time, is not held: its stack pointer stays unknown, and the
- * check reads its stack whole. The handler stays installed after the first
- * check, so that a signal still pending when the check ends does no harm. */
-
-static struct scan *volatile park_sc;
-static int park_hold, park_acks;
-static int park_sig;
-static uintptr_t own_text[8][2];
-static int nown_text;
-
-static long futex(int *addr, int op, int val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
-static bool in_own_text(uintptr_t pc)
-{
-    for (int i = 0; i < nown_text; i++)
-        if (pc >= own_text[i][0] && pc < own_text[i][1])
-            return true;
-    return false;
-}
-
-static void on_park(int sig, siginfo_t *si, void *ucv)
-{
-    (void)sig;
-    (void)si;
-    int saved = errno;
-    struct scan *sc = park_sc;
-    pid_t me = (pid_t)syscall(SYS_gettid);
-    const ucontext_t *uc = ucv;
-    for (int i = 0; sc && i < sc->ntasks; i++) {
-        struct task *t = &sc->tasks[i];
-        if (t->tid != me)
-            continue;
-        bool was_busy = hp_busy_begin();
-        hp_busy_end(was_busy);
-        int want = PARK_ASKED;
-        uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-        if (was_busy || in_own_text(pc)) {
-            /* In heapprof, maybe waiting for a lock the dump holds. */
-            __atomic_compare_exchange_n(&t->park, &want, PARK_GIVEN_UP, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE);
-        } else if (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE) == PARK_ASKED) {
-            /* gregs: R8..R15, RDI, RSI, RBP, RBX, RDX, RAX, RCX, RSP. */
-            for (int r = 0; r < TASK_REGS; r++)
-                t->regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
-            t->nregs = TASK_REGS;
-            t->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-            if (__atomic_compare_exchange_n(&t->park, &want, PARK_HELD, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                __atomic_add_fetch(&park_acks, 1, __ATOMIC_RELEASE);
-                futex(&park_acks, FUTEX_WAKE_PRIVATE, 1, NULL);
-                /* Held until the copy is made; never more than a minute. */
-                for (int k = 0; k < 600 && __atomic_load_n(&park_hold, __ATOMIC_ACQUIRE); k++) {
-                    struct timespec ts = {0, 100 * 1000 * 1000};
-                    futex(&park_hold, FUTEX_WAIT_PRIVATE, 1, &ts);
-                }
-            }
-        }
-        break;
-    }
-    errno = saved;
-}
-
-static int note_own_text(struct dl_phdr_info *info, size_t size, void *arg)
-{
-    (void)size;
-    (void)arg;
-    if (!starts_with(hp_basename(info->dlpi_name ? info->dlpi_name : ""), "libheapprof"))
-        return 0;
-    for (int i = 0; i < info->dlpi_phnum && nown_text < 8; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-            own_text[nown_text][0] = info->dlpi_addr + ph->p_vaddr;
-            own_text[nown_text][1] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-            nown_text++;
-        }
-    }
-    return 0;
-}
-
-/* A real-time signal nobody handles, with heapprof's handler installed. */
-static bool park_setup(void)
-{
-    if (park_sig)
-        return park_sig > 0;
-    park_sig = -1;
-    dl_iterate_phdr(note_own_text, NULL);
-    for (int sig = SIGRTMAX; sig >= SIGRTMIN + 4; sig--) {
-        struct sigaction old;
-        if (sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
-            old.sa_handler != SIG_DFL)
-            continue;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_park;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigfillset(&sa.sa_mask);
-        if (sigaction(sig, &sa, NULL) == 0) {
-            park_sig = sig;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Whether thread tid blocks sig, or is gone. */
-static bool cannot_answer(pid_t tid, int sig)
-{
-    char path[64], text[4096];
-    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    if (read_small(path, text, sizeof text) <= 0)
-        return true;
-    const char *b = strstr(text, "\nSigBlk:");
-    if (!b)
-        return false;
-    b += 8;
-    while (*b == ' ' || *b == '\t')
-        b++;
-    uint64_t mask = strtoull(b, NULL, 16);
-    return (mask >> (sig - 1)) & 1;
-}
-
-/* Signals the running threads and waits until each is held or cannot be.
- * Returns how many are held. */
-static int park_threads(struct scan *sc)
-{
-    if (!park_setup())
-        return 0;
-    __atomic_store_n(&park_acks, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&park_hold, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&park_sc, sc, __ATOMIC_RELEASE);
-    int asked = 0;
-    pid_t pid = getpid();
-    for (int i = 0; i < sc->ntasks; i++) {
-        struct task *t = &sc->tasks[i];
-        if (t->park != PARK_ASKED)
-            continue;
-        if (t->tid == sc->my_tid || syscall(SYS_tgkill, pid, t->tid, park_sig) != 0)
-            t->park = PARK_GIVEN_UP;
-        else
-            asked++;
-    }
-    int64_t deadline = hp_mono_ms() + 2000;
-    for (;;) {
-        int held = 0, waiting = 0;
-        for (int i = 0; i < sc->ntasks; i++) {
-            int st = __atomic_load_n(&sc->tasks[i].park, __ATOMIC_ACQUIRE);
-            held += st == PARK_HELD;
-            waiting += st == PARK_ASKED;
-        }
-        if (!waiting)
-            return held;
-        bool late = hp_mono_ms() >= deadline;
-        for (int i = 0; i < sc->ntasks; i++) {
-            struct task *t = &sc->tasks[i];
-            int want = PARK_ASKED;
-            if (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE) == PARK_ASKED &&
-                (late || cannot_answer(t->tid, park_sig)))
-                __atomic_compare_exchange_n(&t->park, &want, PARK_GIVEN_UP, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE);
-        }
-        int acks = __atomic_load_n(&park_acks, __ATOMIC_ACQUIRE);
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        futex(&park_acks, FUTEX_WAIT_PRIVATE, acks, &ts);
-    }
-}
-
-static void unpark_threads(struct scan *sc)
-{
-    __atomic_store_n(&park_hold, 0, __ATOMIC_RELEASE);
-    futex(&park_hold, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-    /* Those not held: what their handler may still write is not used. */
-    for (int i = 0; i < sc->ntasks; i++)
-        if (sc->tasks[i].park == PARK_GIVEN_UP)
-            sc->tasks[i].sp = 0, sc->tasks[i].nregs = 0;
-}
 
 /* ---- marks that fork would honour ---- */
 
@@ -1349,9 +1064,9 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2])
     __builtin_unwind_init();
     sc->my_sp = (uintptr_t)&regs;
     /* heapprof's locks first, so that no thread held below can be holding
-     * one (one that waits for them is not held: see on_park). */
+     * one (one that waits for them is not held: see on_park, report/tasks.c). */
     hp_freeze_hold();
-    park_threads(sc);
+    hp_tasks_park(&sc->tasks);
     pid_t pid = hp_freeze_clone();
     if (pid == 0) {
         close(p[0]);
@@ -1359,7 +1074,7 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2])
         _exit(1);
     }
     int saved = errno;
-    unpark_threads(sc);
+    hp_tasks_unpark(&sc->tasks);
     hp_freeze_release();
     errno = saved;
     __asm__ volatile("" : : "r"(&regs) : "memory");
@@ -1376,8 +1091,7 @@ int hp_reach_check(struct hp_reach_stats *stats)
         return -ENOMEM;
     sc->exact = hp_cfg.rate <= 1;
     sc->pid = getpid();
-    sc->my_tid = gettid();
-    read_tasks(sc);
+    hp_tasks_read(&sc->tasks);
     sc->nstacks = hp_threads_list(sc->stacks, MAX_STACKS);
     dl_iterate_phdr(note_lib, sc);
     const struct hp_exit_roots *er = hp_exit_roots();

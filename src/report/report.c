@@ -1,183 +1,17 @@
-/* The reporting half's entry points: what the recording half calls once it
- * has loaded this object (record/core.c). A dump takes a snapshot of the
- * recording half's tables, symbolizes it, writes the profile and, at exit,
- * the leak summary; one dump at a time.
+/* The reporting half's entry points: the table the recording half finds
+ * with dlsym once it has loaded this object (record/core.c), and calls for
+ * dumps (dump.c), the background thread (agent.c) and the timeline's files
+ * at exit (timeline_render.c). The top of the reporting half: no module of
+ * it calls up into this one.
  */
-#define _GNU_SOURCE
-#include "report.h"
-
-#include <errno.h>
-#include <stdarg.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-
-void hp_text_put(struct hp_text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = t->cap - t->len;
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || t->oom)
-            return;
-        if (t->p && (size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t nc = (t->cap ? t->cap * 2 : 16384) + (size_t)n;
-        char *np = hp_arena_alloc(t->a, nc);
-        if (!np) {
-            t->oom = true;
-            return;
-        }
-        if (t->len)
-            memcpy(np, t->p, t->len);
-        t->p = np;
-        t->cap = nc;
-    }
-}
-
-static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-
-int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
-{
-    bool was_busy = hp_busy_begin();
-    pthread_mutex_lock(&dump_lock);
-    hp_stderr_choose();
-    int r;
-    struct hp_snapshot snap;
-    char comment[256];
-    /* At exit, with the leak summary on: the leak check's verdicts first. */
-    bool verdicts = false;
-    if (kind == HP_DUMP_NOW && nleaks && hp_cfg.leak_scan) {
-        struct hp_reach_stats st;
-        int rr = hp_reach_check(&st);
-        if (rr)
-            hp_log("heapprof: the leak check could not be made (%s); the leak summary lists "
-                   "memory never freed",
-                   strerror(-rr));
-        verdicts = rr == 0;
-        /* What it read and how long it took: asked for, or when it took
-         * long enough for the wait at exit to want an explanation. */
-        if (verdicts && (hp_cfg.leak_stats || st.ns >= 1000000000))
-            hp_log("heapprof: leak check: %llu objects, %llu lost, %.1f MiB of roots and %.1f MiB "
-                   "of objects read in %.1f ms; %.1f MiB of memory of its own%s",
-                   (unsigned long long)st.objects, (unsigned long long)(st.definite + st.indirect),
-                   (double)st.root_bytes / 1048576.0, (double)st.heap_bytes / 1048576.0,
-                   (double)st.ns / 1e6, (double)st.child_bytes / 1048576.0,
-                   hp_cfg.leak_stats ? "" : " (HEAPPROF_LEAK_SCAN=0 turns it off)");
-    }
-    r = kind == HP_DUMP_PEAK ? hp_snapshot_peak(&snap)
-        : verdicts           ? hp_snapshot_take_verdicts(&snap)
-                             : hp_snapshot_take(&snap);
-    if (r == 0) {
-        int n = 0;
-        if (kind == HP_DUMP_PEAK) {
-            int64_t seen, copied;
-            hp_peak_levels(&seen, &copied);
-            n = snprintf(comment, sizeof comment,
-                         "heapprof peak: in-use estimate %lld bytes at its highest, %lld when "
-                         "copied. ",
-                         (long long)seen, (long long)copied);
-        }
-        if (hp_table_folded() && n >= 0 && (size_t)n < sizeof comment)
-            snprintf(comment + n, sizeof comment - (size_t)n,
-                     "heapprof: the stack table reached HEAPPROF_MAX_MEMORY (%zu bytes); stacks "
-                     "first seen after that are counted under [other].",
-                     hp_cfg.max_memory);
-        if (kind == HP_DUMP_PEAK || hp_table_folded())
-            snap.comment = comment;
-        struct hp_symbolizer *sym = hp_sym_open(&snap.arena);
-        r = hp_profile_write(&snap, sym, path, hp_start_ns());
-        if (r)
-            hp_log("heapprof: cannot write the profile %s: %s", path, strerror(-r));
-        if (nleaks)
-            *nleaks = hp_leaks_report(&snap, sym);
-        hp_sym_close(sym);
-    } else if (r != -ENOENT) {
-        hp_log("heapprof: cannot take a snapshot for %s: %s", path, strerror(-r));
-        if (nleaks) {
-            /* No summary, but the CI gate still holds: on memory never
-             * freed, which includes whatever is lost. */
-            size_t live = hp_live_count_frozen();
-            hp_log("heapprof: no leak summary: %zu sampled objects were never freed", live);
-            *nleaks = live > 0;
-        }
-    }
-    hp_snapshot_release(&snap);
-    pthread_mutex_unlock(&dump_lock);
-    hp_busy_end(was_busy);
-    return r;
-}
-
-const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = 0;
-    if (p->leaf_only)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples have their leaf frame only (they landed "
-                              "inside heapprof's own work, libunwind, the loader or a fork, "
-                              "where unwinding is not safe). ",
-                              (long long)p->leaf_only);
-    if (p->dropped && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples dropped (the buffer was full, or the "
-                              "signal was held back while the thread blocked SIGPROF). ",
-                              (long long)p->dropped);
-    if (p->folded && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: the stack table was full; later stacks are under "
-                              "[other]. ");
-    if (p->yielded && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: the program installed its own SIGPROF handler; the "
-                              "profile stops there. ");
-    /* Threads that block SIGPROF matter only if they ran: idle ones (a
-     * pool asleep with every signal blocked) lost no sample. Said when
-     * their CPU time adds up to one sampling period or more. */
-    int64_t period = p->hz > 0 ? 1000000000 / p->hz : 10000000;
-    if (p->blocked_threads && p->blocked_cpu_ns >= period && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %d threads block SIGPROF and could not be sampled: "
-                              "%.2f s of their CPU time is not in this profile. ",
-                              p->blocked_threads, (double)p->blocked_cpu_ns / 1e9);
-    if (p->process_timer && n < len)
-        n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: sampled with setitimer(ITIMER_PROF), not per-thread "
-                              "timers. ");
-    if (n && n < len && buf[n - 1] == ' ')
-        buf[n - 1] = 0;
-    return n ? buf : NULL;
-}
-
-/* A CPU profile into a file, atomically: symbolized here, inside the
- * program, like the heap profiles. */
-static int cpu_write(const char *path, struct hp_cpu_profile *p)
-{
-    bool was_busy = hp_busy_begin();
-    pthread_mutex_lock(&dump_lock);
-    hp_stderr_choose();
-    char comment[512];
-    struct hp_symbolizer *sym = hp_sym_open(&p->arena);
-    uint8_t *gz;
-    size_t len;
-    int r = hp_cpu_encode(p, sym, hp_cpu_comment(p, comment, sizeof comment), &gz, &len);
-    hp_sym_close(sym);
-    if (r == 0)
-        r = hp_write_file_atomic(path, gz, len);
-    if (r)
-        hp_log("heapprof: cannot write the CPU profile %s: %s", path, strerror(-r));
-    pthread_mutex_unlock(&dump_lock);
-    hp_busy_end(was_busy);
-    return r;
-}
+#include "iface.h"
+#include "agent.h"
+#include "dump.h"
+#include "timeline_render.h"
 
 static void child(void)
 {
-    pthread_mutex_init(&dump_lock, NULL);
+    hp_dump_child();
     hp_agent_child();
 }
 
@@ -186,5 +20,6 @@ HEAPPROF_API const struct hp_report hp_report_entry = {
     .agent_start = hp_agent_start,
     .agent_child = child,
     .timeline_write = hp_timeline_write,
-    .cpu_write = cpu_write,
+    .cpu_write = hp_dump_cpu,
+    .snapshot = hp_dump_snapshot,
 };

@@ -17,7 +17,8 @@
  * the real allocator and are not recorded.
  */
 #define _GNU_SOURCE
-#include "report.h"
+#include "symbols.h"
+#include "iface.h"
 
 #include <dlfcn.h>
 #include <dwarf.h>
@@ -35,6 +36,17 @@
 #include <unistd.h>
 
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+
+/* What libdw and libstdc++ allocate for this thread (busy: not recorded)
+ * is theirs to allocate and ours to give back, through the free() the
+ * program's allocator answers to. Goes through heapprof's own free hook
+ * (record/hooks.c), which finds it in no live set; the recording half does
+ * not share its table of the real allocator's entry points (hp_real) with
+ * this one yet. */
+static void lib_free(void *p)
+{
+    free(p);
+}
 
 struct cache_entry {
     UT_hash_handle hh;
@@ -393,11 +405,11 @@ static const char *demangled(struct hp_symbolizer *s, const char *name)
         if (d && status == 0) {
             drop_params(d);
             const char *r = hp_arena_strdup(s->arena, d);
-            free(d); /* allocated by libstdc++ through the real malloc */
+            lib_free(d);
             if (r)
                 return r;
         } else if (d) {
-            free(d);
+            lib_free(d);
         }
     }
     return hp_arena_strdup(s->arena, name);
@@ -965,7 +977,7 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
         int ns = dwarf_getscopes(cu, addr - bias, &scopes);
         if (ns > 0) {
             Dwarf_Die inner = scopes[0];
-            free(scopes);
+            lib_free(scopes);
             scopes = NULL;
             ns = dwarf_getscopes_die(&inner, &scopes);
         }
@@ -993,7 +1005,7 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
                 (files || dwarf_getsrcfiles(cu, &files, &nfiles) == 0) && v < nfiles)
                 file = absolute(s, comp_dir, dwarf_filesrc(files, v, NULL, NULL));
         }
-        free(scopes); /* allocated by libdw through the real malloc */
+        lib_free(scopes);
     }
     if (n == 0 && symname)
         add_line(s, lines, &n, MAX_INLINE, symname, file, line);

@@ -1,0 +1,566 @@
+/* The /debug/pprof/ endpoint's handlers, one function per route, in
+ * net/http/pprof's conventions, on the server of report/http.c.
+ *
+ * Served: /debug/pprof/ (index), heap, allocs, peak (heapprof's own: the
+ * in-use profile at the peak), cmdline, timeline (heapprof's own: the heap
+ * over time as a chart, or ?format=json, timeline_render.c), and profile: a
+ * CPU profile over ?seconds=N (30 by default, as Go's; at most
+ * MAX_SECONDS), whose timers run only during the window (record/cpu.c);
+ * like a heap or allocs delta (?seconds=N), its connection waits in the
+ * server's loop (a window), so the other endpoints keep answering
+ * meanwhile, and a window ends early when its client goes away. A second
+ * profile request while one runs gets Go's answer: 500, "Could not enable
+ * CPU profiling: cpu profiling already in use". Left out: trace,
+ * goroutine, block, mutex, threadcreate (Go runtime profiles a C program
+ * does not have) and symbol (heapprof's profiles carry their own symbols):
+ * each gets a 404 that says so (left_out), not Go's bare "404 page not
+ * found".
+ *
+ * They run on the background thread, which is marked busy: what libraries
+ * allocate for them (symbolizing, compressing) goes straight to the real
+ * allocator and is never counted in the program's profile. Their own
+ * memory is heapprof's (arenas, hp_alloc).
+ */
+#define _GNU_SOURCE
+#include "handlers.h"
+#include "iface.h"
+#include "cpuprof.h"
+#include "http.h"
+#include "profile.h"
+#include "symbols.h"
+#include "text.h"
+#include "timeline_render.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { MAX_SECONDS = 3600 };
+
+/* What a window waits for: a heap or allocs delta (from its base), or a CPU
+ * profile. hp_alloc'ed; the server holds it until it ends (window_end) or
+ * its client goes away (window_drop). */
+enum profile_kind { HEAP, ALLOCS, PEAK, CPU };
+struct window {
+    enum profile_kind kind;
+    long seconds;
+    struct hp_snapshot base; /* a delta's start */
+};
+
+static struct window *window_new(enum profile_kind kind, long seconds)
+{
+    struct window *w = hp_alloc(sizeof *w);
+    if (w) {
+        w->kind = kind;
+        w->seconds = seconds;
+    }
+    return w;
+}
+
+static void window_free(struct window *w)
+{
+    if (w->kind == CPU) {
+        struct hp_cpu_profile p;
+        if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
+            hp_cpu_release(&p);
+    } else {
+        hp_snapshot_release(&w->base);
+    }
+    hp_free(w, sizeof *w);
+}
+
+/* The arguments the program started with: a server that rewrites its title
+ * (its argv) later does not change them. */
+static size_t read_cmdline(char *out, size_t cap)
+{
+    struct hp_arena a = {0};
+    size_t len = 0;
+    const char *text = hp_start_cmdline(&len);
+    if (!text)
+        text = hp_read_file(&a, "/proc/self/cmdline", &len);
+    if (len > cap)
+        len = cap;
+    if (text)
+        memcpy(out, text, len);
+    hp_arena_release(&a);
+    /* Arguments are NUL-separated, as Go joins os.Args with "\x00"; drop
+     * the final NUL. */
+    if (len && out[len - 1] == 0)
+        len--;
+    return len;
+}
+
+/* One window in progress, for the index. */
+struct in_progress {
+    struct hp_text *t;
+    int n;
+};
+
+static void put_window(const void *window, int64_t ms_left, void *arg)
+{
+    const struct window *w = window;
+    struct in_progress *ip = arg;
+    const char *what = w->kind == CPU      ? "a CPU profile (profile)"
+                       : w->kind == ALLOCS ? "an allocs delta"
+                                           : "a heap delta";
+    int64_t left = (ms_left + 999) / 1000;
+    hp_text_put(ip->t, "%s%s over %ld s, %lld s left", ip->n++ ? "; " : "<p>In progress: ", what,
+                w->seconds, (long long)(left > 0 ? left : 0));
+}
+
+/* GET /debug/pprof/ */
+static void serve_index(struct hp_http_conn *c, const char *query)
+{
+    struct hp_snapshot s;
+    size_t nb = 0;
+    if (hp_snapshot_take(&s) == 0)
+        nb = s.nbuckets;
+    hp_snapshot_release(&s);
+    bool peak = hp_snapshot_peak(&s) == 0;
+    hp_snapshot_release(&s);
+    char cmd[4096];
+    size_t cl = read_cmdline(cmd, sizeof cmd - 1);
+    for (size_t i = 0; i < cl; i++)
+        if (!cmd[i])
+            cmd[i] = ' ';
+    cmd[cl] = 0;
+    struct hp_arena a = {0};
+    struct hp_text t = {.a = &a};
+    hp_text_put(&t,
+                "<!DOCTYPE html>\n<html>\n<head>\n<title>/debug/pprof/</title>\n"
+                "<style>.profile-name{display:inline-block; width:6rem;}</style>\n"
+                "</head>\n<body>\n/debug/pprof/\n<br>\n<p>heapprof %s, process %ld: ",
+                HEAPPROF_VERSION, (long)getpid());
+    hp_text_html(&t, cmd);
+    hp_text_put(&t,
+                ", sampling every %ld bytes on average%s; heapprof's own memory: %zu KiB (stack "
+                "table %zu KiB of at most %zu KiB, HEAPPROF_MAX_MEMORY; live set %zu KiB)%s</p>\n",
+                hp_cfg.rate, hp_cfg.rate <= 1 ? " (exact: every allocation)" : "",
+                hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
+                hp_live_bytes() >> 10,
+                hp_table_folded() ? "; new stacks are counted under [other]" : "");
+    /* The windows that clients wait on: a CPU profile among them is why a
+     * new one gets the 500 meanwhile. */
+    struct in_progress ip = {&t, 0};
+    hp_http_each_window(c, put_window, &ip);
+    if (ip.n)
+        hp_text_put(&t, ". A window ends early when its client disconnects.</p>\n");
+    hp_text_put(&t, "Types of profiles available:\n<table>\n"
+                    "<thead><td>Count</td><td>Profile</td></thead>\n");
+    hp_text_put(&t, "<tr><td>%zu</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n", nb);
+    hp_text_put(&t, "<tr><td>1</td><td><a href='cmdline'>cmdline</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
+    hp_text_put(&t, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
+    hp_text_put(&t, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
+    hp_text_put(
+        &t, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
+            "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
+            "allocations (the heap profile with alloc_space shown by default)</li>\n"
+            "<li><div class=profile-name>cmdline: </div> The command line invocation of the "
+            "current program</li>\n"
+            "<li><div class=profile-name>heap: </div> A sampling of memory allocations of live "
+            "objects. You can specify the seconds GET parameter to get a delta profile over that "
+            "many seconds, and debug=1 for a text form.</li>\n"
+            "<li><div class=profile-name>peak: </div> The live objects when the estimated in-use "
+            "bytes were at their highest (heapprof's own; within about 6%% below the peak)</li>\n"
+            "<li><div class=profile-name>timeline: </div> The heap over time: the estimated "
+            "in-use bytes of the stacks that hold the most, as a stacked area chart "
+            "(heapprof's own; format=json for the series)</li>\n"
+            "<li><div class=profile-name>profile: </div> CPU profile. You can specify the "
+            "duration in the seconds GET parameter (30 by default). After you get the profile "
+            "file, use the go tool pprof command to investigate the profile.</li>\n"
+            "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
+            "heap</code>.</p>\n</body>\n</html>\n");
+    if (t.oom)
+        hp_http_respond_text(c, 500, "out of memory\n");
+    else
+        hp_http_respond(c, 200, "text/html; charset=utf-8", NULL, t.p, t.len);
+    hp_arena_release(&a);
+}
+
+static int by_inuse_desc(const void *x, const void *y)
+{
+    const struct hp_snap_bucket *a = x, *b = y;
+    if (a->est[3] != b->est[3])
+        return a->est[3] < b->est[3] ? 1 : -1;
+    return a->est[1] < b->est[1] ? 1 : a->est[1] > b->est[1] ? -1 : 0;
+}
+
+/* The legacy text form Go writes for ?debug=1, each bucket's stack with
+ * function names and lines. Go writes raw sampled counts and the rate
+ * (2R, "heap/2R"), and readers unbias each line by its average size; a
+ * bucket here mixes sizes, so the values written are the unbiased
+ * estimates, and the header says "heap/2": rate 1, nothing to scale. */
+static void serve_text(struct hp_http_conn *c, struct hp_snapshot *s)
+{
+    qsort(s->buckets, s->nbuckets, sizeof *s->buckets, by_inuse_desc);
+    int64_t sum[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < s->nbuckets; i++)
+        for (int k = 0; k < 4; k++)
+            sum[k] += s->buckets[i].est[k];
+    struct hp_text t = {.a = &s->arena};
+    hp_text_put(&t, "heap profile: %lld: %lld [%lld: %lld] @ heap/2\n", (long long)sum[2],
+                (long long)sum[3], (long long)sum[0], (long long)sum[1]);
+    struct hp_symbolizer *sym = hp_sym_open(&s->arena);
+    for (size_t i = 0; i < s->nbuckets && !t.oom; i++) {
+        struct hp_snap_bucket *sb = &s->buckets[i];
+        struct hp_frame fs[HP_MAX_FRAMES];
+        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
+        hp_text_put(&t, "%lld: %lld [%lld: %lld] @", (long long)sb->est[2], (long long)sb->est[3],
+                    (long long)sb->est[0], (long long)sb->est[1]);
+        for (int d = 0; d < depth; d++)
+            hp_text_put(&t, " %#lx", (unsigned long)(fs[d].ip - 1));
+        hp_text_put(&t, "\n");
+        const struct hp_labelset *ls = hp_labelset_at(sb->labels);
+        if (ls) {
+            hp_text_put(&t, "# labels: bytes=%llu", (unsigned long long)hp_snap_avg_size(sb));
+            if (ls->thread)
+                hp_text_put(&t, " thread=%s", ls->thread);
+            for (int k = 0; k < ls->n; k++)
+                hp_text_put(&t, " %s=%s", ls->kv[2 * k], ls->kv[2 * k + 1]);
+            hp_text_put(&t, "\n");
+        }
+        for (int d = 0; d < depth; d++) {
+            struct hp_symbolized fr;
+            uintptr_t pc = fs[d].ip;
+            hp_sym_lookup(sym, pc, fs[d].epoch, &fr);
+            if (fr.nlines == 0)
+                hp_text_put(&t, "#\t%#lx\n", (unsigned long)(pc - 1));
+            for (int l = 0; l < fr.nlines; l++) {
+                const struct hp_frame_line *ln = &fr.lines[l];
+                if (ln->file)
+                    hp_text_put(&t, "#\t%#lx\t%s\t%s:%d\n", (unsigned long)(pc - 1), ln->function,
+                                ln->file, ln->line);
+                else
+                    hp_text_put(&t, "#\t%#lx\t%s\n", (unsigned long)(pc - 1), ln->function);
+            }
+        }
+        hp_text_put(&t, "\n");
+    }
+    hp_sym_close(sym);
+    hp_text_put(&t,
+                "# heapprof %s: the values above are unbiased estimates (sampling rate %ld bytes), "
+                "one line per stack and size class\n",
+                HEAPPROF_VERSION, s->rate);
+    if (t.oom)
+        hp_http_respond_text(c, 500, "out of memory\n");
+    else
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, t.p, t.len);
+}
+
+static void serve_profile(struct hp_http_conn *c, struct hp_snapshot *s, enum profile_kind kind)
+{
+    struct hp_symbolizer *sym = hp_sym_open(&s->arena);
+    uint8_t *gz;
+    size_t len;
+    int r =
+        hp_profile_encode(s, sym, hp_start_ns(), kind == ALLOCS ? "alloc_space" : NULL, &gz, &len);
+    hp_sym_close(sym);
+    if (r) {
+        hp_http_respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
+        return;
+    }
+    const char *name = kind == ALLOCS ? "allocs" : kind == PEAK ? "peak" : "heap";
+    char extra[128];
+    snprintf(extra, sizeof extra, "Content-Disposition: attachment; filename=\"%s\"\r\n", name);
+    hp_http_respond(c, 200, "application/octet-stream", extra, gz, len);
+}
+
+static bool query_param(const char *query, const char *key, char *out, size_t len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t pl = amp ? (size_t)(amp - p) : strlen(p);
+        if (pl > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+            size_t vl = pl - kl - 1;
+            if (vl >= len)
+                vl = len - 1;
+            memcpy(out, p + kl + 1, vl);
+            out[vl] = 0;
+            return true;
+        }
+        if (pl == kl && !strncmp(p, key, kl)) {
+            out[0] = 0;
+            return true;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+/* GET /debug/pprof/timeline[?format=json|html] */
+static void serve_timeline(struct hp_http_conn *c, const char *query)
+{
+    char val[16];
+    bool json = false;
+    if (query && query_param(query, "format", val, sizeof val)) {
+        json = !strcmp(val, "json");
+        if (!json && strcmp(val, "html") != 0) {
+            hp_http_respond_text(c, 400, "bad format: want json or html\n");
+            return;
+        }
+    }
+    struct hp_arena a = {0};
+    char *text;
+    size_t len;
+    int r = hp_timeline_render(&a, json, &text, &len);
+    if (r == -ENOENT)
+        hp_http_respond_text(c, 404, "the timeline is off\n");
+    else if (r)
+        hp_http_respond_text(c, 500, "could not make the timeline: %s\n", strerror(-r));
+    else
+        hp_http_respond(c, 200, json ? "application/json" : "text/html; charset=utf-8", NULL, text,
+                        len);
+    hp_arena_release(&a);
+}
+
+/* GET /debug/pprof/profile[?seconds=N]: a CPU profile's window starts; the
+ * answer comes when it ends. */
+static void serve_cpu(struct hp_http_conn *c, const char *query)
+{
+    char val[64];
+    long seconds = 30; /* Go's default, also for a value it cannot use */
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        long v = strtol(val, &end, 10);
+        if (!*end && v > MAX_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
+                                 MAX_SECONDS);
+            return;
+        }
+        if (!*end && end != val && v > 0)
+            seconds = v;
+    }
+    int r = hp_cpu_start(hp_cfg.cpu_hz, HP_CPU_HTTP, NULL);
+    if (r) {
+        char body[256];
+        int n = snprintf(body, sizeof body, "Could not enable CPU profiling: %s\n",
+                         r == -EBUSY   ? "cpu profiling already in use"
+                         : r == -EPERM ? "the program handles SIGPROF itself"
+                                       : strerror(-r));
+        hp_http_respond(c, 500, "text/plain; charset=utf-8", "X-Go-Pprof: 1\r\n", body,
+                        n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
+        return;
+    }
+    struct window *w = window_new(CPU, seconds);
+    if (!w) {
+        struct hp_cpu_profile p;
+        if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
+            hp_cpu_release(&p);
+        hp_http_respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    hp_http_wait(c, seconds * 1000, w);
+}
+
+static void finish_cpu(struct hp_http_conn *c)
+{
+    struct hp_cpu_profile p;
+    int r = hp_cpu_stop(HP_CPU_HTTP, &p);
+    if (r) {
+        hp_http_respond_text(c, 500, "the CPU profile was stopped: %s\n", strerror(-r));
+        return;
+    }
+    char comment[512];
+    struct hp_symbolizer *sym = hp_sym_open(&p.arena);
+    uint8_t *gz;
+    size_t len;
+    r = hp_cpu_encode(&p, sym, hp_cpu_comment(&p, comment, sizeof comment), &gz, &len);
+    hp_sym_close(sym);
+    if (r)
+        hp_http_respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
+    else
+        hp_http_respond(c, 200, "application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"profile\"\r\n", gz, len);
+    hp_cpu_release(&p);
+}
+
+/* A 404 for a path of net/http/pprof's that is not served here says why,
+ * and what to use instead; anything else gets Go's plain answer. */
+static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
+{
+    static const struct {
+        const char *name, *why;
+    } known[] = {
+        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
+                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
+        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
+                   "files and lines), so go tool pprof never needs to ask for them"},
+        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
+        {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
+                  "served for a C program"},
+        {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
+        {"threadcreate", "is a Go runtime profile: not served for a C program"},
+    };
+    if (!strncmp(path, "/debug/pprof/", pl + 1))
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (!strcmp(path + pl + 1, known[i].name)) {
+                hp_http_respond_text(c, 404,
+                                     "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
+                                     "profile, timeline, cmdline (the index is /debug/pprof/).\n",
+                                     known[i].name, known[i].why);
+                return;
+            }
+    hp_http_respond_text(c, 404, "404 page not found\n");
+}
+
+/* GET /debug/pprof/cmdline */
+static void serve_cmdline(struct hp_http_conn *c, const char *query)
+{
+    char cmd[65536];
+    size_t len = read_cmdline(cmd, sizeof cmd);
+    hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, cmd, len);
+}
+
+/* GET /debug/pprof/heap, allocs and peak: the profile, its text form
+ * (?debug=1), or a window whose answer is the delta over it (?seconds=N,
+ * not for the peak). */
+static void serve_heap_kind(struct hp_http_conn *c, const char *query, enum profile_kind kind)
+{
+    char val[64];
+    long debug = 0, seconds = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        seconds = strtol(val, &end, 10);
+        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
+                                 MAX_SECONDS);
+            return;
+        }
+        if (kind == PEAK || debug) {
+            hp_http_respond_text(c, 400,
+                                 "seconds= gives a delta of the heap or allocs profile, "
+                                 "without debug=\n");
+            return;
+        }
+    }
+    struct hp_snapshot s;
+    int r = kind == PEAK ? hp_snapshot_peak(&s) : hp_snapshot_take(&s);
+    if (r) {
+        hp_snapshot_release(&s);
+        if (r == -ENOENT)
+            hp_http_respond_text(c, 404, "no peak profile yet: nothing sampled so far\n");
+        else
+            hp_http_respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
+        return;
+    }
+    if (seconds) {
+        /* The window's start; the answer comes when it ends. */
+        struct window *w = window_new(kind, seconds);
+        if (!w) {
+            hp_snapshot_release(&s);
+            hp_http_respond_text(c, 500, "out of memory\n");
+            return;
+        }
+        w->base = s;
+        hp_http_wait(c, seconds * 1000, w);
+        return;
+    }
+    if (debug)
+        serve_text(c, &s);
+    else
+        serve_profile(c, &s, kind);
+    hp_snapshot_release(&s);
+}
+
+static void serve_heap(struct hp_http_conn *c, const char *query)
+{
+    serve_heap_kind(c, query, HEAP);
+}
+
+static void serve_allocs(struct hp_http_conn *c, const char *query)
+{
+    serve_heap_kind(c, query, ALLOCS);
+}
+
+static void serve_peak(struct hp_http_conn *c, const char *query)
+{
+    serve_heap_kind(c, query, PEAK);
+}
+
+/* A delta's window ended: the change since its base. */
+static void finish_delta(struct hp_http_conn *c, struct window *w)
+{
+    struct hp_snapshot s;
+    int r = hp_snapshot_take(&s);
+    if (r == 0)
+        r = hp_snapshot_delta(&s, &w->base);
+    if (r == 0) {
+        char comment[96];
+        snprintf(comment, sizeof comment,
+                 "heapprof delta over %ld s: alloc values in the window, inuse values the change",
+                 w->seconds);
+        s.comment = comment;
+        serve_profile(c, &s, w->kind);
+    } else {
+        hp_http_respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
+    }
+    hp_snapshot_release(&s);
+}
+
+/* ---- what the server calls (http.h) ---- */
+
+static const struct route {
+    const char *path; /* after /debug/pprof */
+    void (*serve)(struct hp_http_conn *c, const char *query);
+} routes[] = {
+    {"", serve_index},
+    {"/", serve_index},
+    {"/heap", serve_heap},
+    {"/allocs", serve_allocs},
+    {"/peak", serve_peak},
+    {"/cmdline", serve_cmdline},
+    {"/timeline", serve_timeline},
+    {"/profile", serve_cpu},
+};
+
+static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
+{
+    const char *prefix = "/debug/pprof";
+    size_t pl = strlen(prefix);
+    const struct route *r = NULL;
+    if (!strncmp(path, prefix, pl))
+        for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !r; i++)
+            if (!strcmp(path + pl, routes[i].path))
+                r = &routes[i];
+    if (!r) {
+        left_out(c, path, pl);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static const char msg[] = "method not allowed: use GET or HEAD\n";
+        hp_http_respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", msg,
+                        sizeof msg - 1);
+        return;
+    }
+    r->serve(c, query);
+}
+
+static void window_end(struct hp_http_conn *c, void *window)
+{
+    struct window *w = window;
+    if (w->kind == CPU) {
+        finish_cpu(c); /* stops the profile */
+        hp_free(w, sizeof *w);
+    } else {
+        finish_delta(c, w);
+        window_free(w);
+    }
+}
+
+static void window_drop(void *window)
+{
+    window_free(window);
+}
+
+const struct hp_http_routes hp_handlers = {
+    .request = request,
+    .window_end = window_end,
+    .window_drop = window_drop,
+};

@@ -1,0 +1,419 @@
+/* The pprof profile builder, as Go's runtime/pprof has it in proto.go:
+ * the tables of strings, functions, locations and mappings, and the
+ * samples, which are packed one at a time and compressed as they go
+ * (report/wire.c), so that a dump needs memory for the distinct frames,
+ * functions and strings and for the compressed output, never for all the
+ * samples at once. The samples (field 2 of Profile) come first and the rest
+ * of the message after them: a message may hold its fields in any order.
+ * The messages themselves are packed by protobuf-c, from profile.proto.
+ *
+ * Location addresses are return address - 1 (the call instruction), each
+ * inside its mapping; Functions carry names, files and lines, and the
+ * mappings say so (has_functions...), so that pprof keeps them.
+ */
+#define _GNU_SOURCE
+#include "pprof.h"
+#include "iface.h"
+#include "symbols.h"
+#include "wire.h"
+#include "profile.pb-c.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Profile's field numbers written here by hand (profile.proto). */
+enum { PROFILE_SAMPLE = 2 };
+
+typedef Perftools__Profiles__Profile Profile;
+typedef Perftools__Profiles__Sample Sample;
+typedef Perftools__Profiles__Location Location;
+typedef Perftools__Profiles__Line Line;
+typedef Perftools__Profiles__Function Function;
+typedef Perftools__Profiles__Mapping Mapping;
+typedef Perftools__Profiles__ValueType ValueType;
+typedef Perftools__Profiles__Label Label;
+
+struct str_entry {
+    UT_hash_handle hh;
+    const char *s;
+    int64_t index;
+};
+struct loc_key {
+    uintptr_t pc;
+    uintptr_t variant;
+};
+struct loc_entry {
+    UT_hash_handle hh;
+    struct loc_key key;
+    uint64_t id;
+};
+struct fn_entry {
+    UT_hash_handle hh;
+    const char *key; /* system_name NUL file */
+    size_t keylen;
+    uint64_t id;
+};
+
+struct builder {
+    struct hp_arena *a;
+    struct hp_symbolizer *sym;
+    struct str_entry *strings;
+    char **string_table;
+    size_t nstrings, capstrings;
+    struct loc_entry *locs;
+    Location **locations;
+    size_t nlocs, caplocs;
+    struct fn_entry *fns;
+    Function **functions;
+    size_t nfns, capfns;
+    /* The location id of each node of the tree of frames, once known:
+     * samples share their outer frames, so most frames are found here. */
+    uint32_t *node_loc;
+    uint32_t nnodes;
+    bool oom;
+};
+
+/* Grows an arena-held pointer array by doubling (the old copy stays in the
+ * arena until the dump ends). */
+static bool push(struct builder *b, void ***arr, size_t *n, size_t *cap, void *item)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        void **na = hp_arena_alloc(b->a, nc * sizeof *na);
+        if (!na) {
+            b->oom = true;
+            return false;
+        }
+        if (*n)
+            memcpy(na, *arr, *n * sizeof *na);
+        *arr = na;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = item;
+    return true;
+}
+
+static int64_t str_index(struct builder *b, const char *s)
+{
+    if (!s)
+        s = "";
+    struct str_entry *e;
+    HASH_FIND_STR(b->strings, s, e);
+    if (e)
+        return e->index;
+    e = hp_alloc(sizeof *e);
+    char *copy = hp_arena_strdup(b->a, s);
+    if (!e || !copy) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    e->s = copy;
+    e->index = (int64_t)b->nstrings;
+    if (!push(b, (void ***)&b->string_table, &b->nstrings, &b->capstrings, copy)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    HASH_ADD_KEYPTR(hh, b->strings, e->s, strlen(e->s), e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return (int64_t)b->nstrings - 1;
+}
+
+static uint64_t function_id(struct builder *b, const struct hp_frame_line *l)
+{
+    const char *sys = l->system_name ? l->system_name : "";
+    const char *file = l->file ? l->file : "";
+    size_t ls = strlen(sys), lf = strlen(file);
+    char *key = hp_arena_alloc(b->a, ls + lf + 2);
+    if (!key) {
+        b->oom = true;
+        return 0;
+    }
+    memcpy(key, sys, ls + 1);
+    memcpy(key + ls + 1, file, lf + 1);
+    size_t keylen = ls + lf + 1;
+    struct fn_entry *e;
+    HASH_FIND(hh, b->fns, key, keylen, e);
+    if (e)
+        return e->id;
+    Function *f = hp_arena_alloc(b->a, sizeof *f);
+    e = hp_alloc(sizeof *e);
+    if (!f || !e) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    perftools__profiles__function__init(f);
+    f->id = b->nfns + 1;
+    f->name = str_index(b, l->function ? l->function : sys);
+    f->system_name = str_index(b, sys);
+    f->filename = str_index(b, file);
+    if (!push(b, (void ***)&b->functions, &b->nfns, &b->capfns, f)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    e->key = key;
+    e->keylen = keylen;
+    e->id = f->id;
+    HASH_ADD_KEYPTR(hh, b->fns, e->key, e->keylen, e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return f->id;
+}
+
+static uint64_t location_id(struct builder *b, uintptr_t pc, uint32_t epoch)
+{
+    struct hp_symbolized sym;
+    hp_sym_lookup(b->sym, pc, epoch, &sym); /* cached: cheap when seen before */
+    struct loc_key key = {pc, sym.variant};
+    struct loc_entry *e;
+    HASH_FIND(hh, b->locs, &key, sizeof key, e);
+    if (e)
+        return e->id;
+    Location *loc = hp_arena_alloc(b->a, sizeof *loc);
+    e = hp_alloc(sizeof *e);
+    if (!loc || !e) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+        return 0;
+    }
+    perftools__profiles__location__init(loc);
+    loc->id = b->nlocs + 1;
+    loc->mapping_id = sym.mapping >= 0 ? (uint64_t)sym.mapping + 1 : 0;
+    loc->address = pc - 1;
+    if (sym.nlines > 0) {
+        loc->line = hp_arena_alloc(b->a, (size_t)sym.nlines * sizeof *loc->line);
+        Line *lines = hp_arena_alloc(b->a, (size_t)sym.nlines * sizeof *lines);
+        if (!loc->line || !lines) {
+            b->oom = true;
+            hp_free(e, sizeof *e);
+            return 0;
+        }
+        for (int i = 0; i < sym.nlines; i++) {
+            perftools__profiles__line__init(&lines[i]);
+            lines[i].function_id = function_id(b, &sym.lines[i]);
+            lines[i].line = sym.lines[i].line;
+            loc->line[i] = &lines[i];
+        }
+        loc->n_line = (size_t)sym.nlines;
+    }
+    if (!push(b, (void ***)&b->locations, &b->nlocs, &b->caplocs, loc)) {
+        hp_free(e, sizeof *e);
+        return 0;
+    }
+    e->key = key;
+    e->id = loc->id;
+    HASH_ADD(hh, b->locs, key, sizeof key, e);
+    if (!e->hh.tbl) {
+        hp_free(e, sizeof *e);
+        b->oom = true;
+    }
+    return loc->id;
+}
+
+static ValueType *value_type(struct builder *b, const char *type, const char *unit)
+{
+    ValueType *v = hp_arena_alloc(b->a, sizeof *v);
+    if (!v) {
+        b->oom = true;
+        return NULL;
+    }
+    perftools__profiles__value_type__init(v);
+    v->type = str_index(b, type);
+    v->unit = str_index(b, unit);
+    return v;
+}
+
+static void free_indexes(struct builder *b)
+{
+    struct str_entry *s, *st;
+    HASH_ITER(hh, b->strings, s, st)
+    {
+        HASH_DEL(b->strings, s);
+        hp_free(s, sizeof *s);
+    }
+    struct loc_entry *l, *lt;
+    HASH_ITER(hh, b->locs, l, lt)
+    {
+        HASH_DEL(b->locs, l);
+        hp_free(l, sizeof *l);
+    }
+    struct fn_entry *f, *ft;
+    HASH_ITER(hh, b->fns, f, ft)
+    {
+        HASH_DEL(b->fns, f);
+        hp_free(f, sizeof *f);
+    }
+}
+
+static uint64_t frame_location(struct builder *b, const struct hp_frame *f)
+{
+    if (f->node < b->nnodes && b->node_loc[f->node])
+        return b->node_loc[f->node];
+    uint64_t id = location_id(b, f->ip, f->epoch);
+    if (f->node < b->nnodes && id <= UINT32_MAX)
+        b->node_loc[f->node] = (uint32_t)id;
+    return id;
+}
+
+/* One profile being written: the tables of strings, locations and
+ * functions, and the compressed stream the samples go into. */
+struct hp_pprof {
+    struct builder b;
+    struct hp_wire *w;
+};
+
+int64_t hp_pprof_string(struct hp_pprof *p, const char *s)
+{
+    return str_index(&p->b, s);
+}
+
+struct hp_pprof *hp_pprof_begin(struct hp_arena *a, struct hp_symbolizer *sym, bool nodes)
+{
+    struct hp_pprof *p = hp_arena_alloc(a, sizeof *p);
+    if (!p)
+        return NULL;
+    struct builder *b = &p->b;
+    b->a = a;
+    b->sym = sym;
+    if (nodes) {
+        b->nnodes = hp_table_nodes();
+        b->node_loc = hp_arena_alloc(b->a, (size_t)b->nnodes * sizeof *b->node_loc);
+        if (!b->node_loc)
+            b->nnodes = 0;
+    }
+    str_index(b, ""); /* string_table[0] must be "" */
+    str_index(b, "bytes");
+    str_index(b, "thread");
+    p->w = hp_wire_open(b->a);
+    if (!p->w) {
+        free_indexes(b);
+        return NULL;
+    }
+    return p;
+}
+
+bool hp_pprof_ok(const struct hp_pprof *p)
+{
+    return !p->b.oom && !hp_wire_error(p->w);
+}
+
+/* One sample, packed on the stack and compressed at once. */
+void hp_pprof_sample(struct hp_pprof *p, const struct hp_frame *fs, int depth,
+                     const int64_t *values, size_t nvalues, const struct hp_pprof_label *labels,
+                     size_t nlabels)
+{
+    struct builder *b = &p->b;
+    uint64_t ids[HP_MAX_FRAMES];
+    if (depth > HP_MAX_FRAMES)
+        depth = HP_MAX_FRAMES;
+    for (int d = 0; d < depth; d++)
+        ids[d] = frame_location(b, &fs[d]);
+    enum { MAX_LABELS = 3 + HEAPPROF_LABELS_MAX };
+    Label label[MAX_LABELS], *lp[MAX_LABELS];
+    if (nlabels > MAX_LABELS)
+        nlabels = MAX_LABELS;
+    for (size_t k = 0; k < nlabels; k++) {
+        perftools__profiles__label__init(&label[k]);
+        label[k].key = labels[k].key;
+        label[k].str = labels[k].str;
+        label[k].num = labels[k].num;
+        lp[k] = &label[k];
+    }
+    Sample sm;
+    perftools__profiles__sample__init(&sm);
+    sm.location_id = ids;
+    sm.n_location_id = (size_t)depth;
+    sm.value = (int64_t *)values;
+    sm.n_value = nvalues;
+    sm.label = nlabels ? lp : NULL;
+    sm.n_label = nlabels;
+    size_t len = perftools__profiles__sample__get_packed_size(&sm);
+    uint8_t small[HP_MAX_FRAMES * 10 + 256];
+    uint8_t *packed = len <= sizeof small ? small : hp_arena_alloc(b->a, len);
+    if (!packed) {
+        b->oom = true;
+        return;
+    }
+    perftools__profiles__sample__pack(&sm, packed);
+    hp_wire_field(p->w, PROFILE_SAMPLE, packed, len);
+}
+
+/* Everything but the samples, as one more piece of the same message; then
+ * the gzip stream's end. */
+int hp_pprof_end(struct hp_pprof *pp, const struct hp_pprof_head *h, uint8_t **out, size_t *outlen)
+{
+    struct builder *b = &pp->b;
+    Profile p;
+    perftools__profiles__profile__init(&p);
+    ValueType *types[4];
+    for (int i = 0; i < h->ntypes && i < 4; i++)
+        types[i] = value_type(b, h->types[i][0], h->types[i][1]);
+    p.sample_type = types;
+    p.n_sample_type = (size_t)h->ntypes;
+    p.period_type = value_type(b, h->period_type[0], h->period_type[1]);
+    p.period = h->period;
+    p.time_nanos = h->time_nanos;
+    p.duration_nanos = h->duration_nanos;
+    if (h->default_type)
+        p.default_sample_type = str_index(b, h->default_type);
+    int64_t comment;
+    if (h->comment) {
+        comment = str_index(b, h->comment);
+        p.comment = &comment;
+        p.n_comment = 1;
+    }
+
+    /* Mappings last: symbolizing the locations set their has_* flags. */
+    struct hp_mapping *maps;
+    int nmaps = hp_sym_mappings(b->sym, &maps);
+    Mapping **mps = nmaps ? hp_arena_alloc(b->a, (size_t)nmaps * sizeof *mps) : NULL;
+    if (nmaps && !mps)
+        b->oom = true;
+    for (int i = 0; i < nmaps && mps && !b->oom; i++) {
+        Mapping *m = hp_arena_alloc(b->a, sizeof *m);
+        if (!m) {
+            b->oom = true;
+            break;
+        }
+        perftools__profiles__mapping__init(m);
+        m->id = (uint64_t)i + 1;
+        m->memory_start = maps[i].start;
+        m->memory_limit = maps[i].limit;
+        m->file_offset = maps[i].offset;
+        m->filename = str_index(b, maps[i].file);
+        m->build_id = str_index(b, maps[i].build_id);
+        m->has_functions = maps[i].has_functions;
+        m->has_filenames = maps[i].has_filenames;
+        m->has_line_numbers = maps[i].has_lines;
+        m->has_inline_frames = maps[i].has_functions;
+        mps[i] = m;
+    }
+    p.mapping = mps;
+    p.n_mapping = mps ? (size_t)nmaps : 0;
+    p.location = b->locations;
+    p.n_location = b->nlocs;
+    p.function = b->functions;
+    p.n_function = b->nfns;
+    p.string_table = b->string_table;
+    p.n_string_table = b->nstrings;
+
+    if (!b->oom) {
+        size_t len = perftools__profiles__profile__get_packed_size(&p);
+        uint8_t *raw = hp_arena_alloc(b->a, len + 1);
+        if (raw) {
+            perftools__profiles__profile__pack(&p, raw);
+            hp_wire_raw(pp->w, raw, len);
+        } else {
+            b->oom = true;
+        }
+    }
+    int r = hp_wire_close(pp->w, out, outlen);
+    free_indexes(b);
+    return b->oom ? -ENOMEM : r;
+}
