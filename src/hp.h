@@ -167,6 +167,7 @@ struct hp_real {
     /* Filled in by hp_real_resolve. */
     int (*pthread_create)(unsigned long *, const void *, void *(*)(void *), void *);
     int (*pthread_setname_np)(unsigned long, const char *);
+    int (*pthread_getattr_np)(unsigned long, void *);
     int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
     int (*sigaction)(int, const struct sigaction *, struct sigaction *);
     void (*(*signal)(int, void (*)(int)))(int);

@@ -62,6 +62,15 @@ const struct hp_exit_roots *hp_exit_roots(void);
  * exit (see record/exit.c): 1 is the leak check's. */
 void hp_exit_room_release(int which);
 
+struct sigaction;
+/* ---- signals and the loader, as heapprof's own code must call them ---- */
+/* sigaction for a signal the program could take too (record/signals.c): the
+ * CPU profiler and the exit handler see it, as they see the program's. */
+int hp_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* dl_iterate_phdr inside the loader guard, counted (record/dl.c). */
+struct dl_phdr_info;
+int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);
+
 /* ---- memory the program took without malloc (record/regions.c) ---- */
 /* The ranges it took with sbrk/brk: its own, although inside the mapping
  * the kernel calls [heap] that malloc's main arena lives in. Returns how

@@ -24,6 +24,7 @@ void hp_real_resolve(void)
 #define FIND(field, name) r.field = (__typeof__(r.field))dlsym(RTLD_NEXT, name)
     FIND(pthread_create, "pthread_create");
     FIND(pthread_setname_np, "pthread_setname_np");
+    FIND(pthread_getattr_np, "pthread_getattr_np");
     FIND(prctl, "prctl");
     FIND(sigaction, "sigaction");
     FIND(signal, "signal");
@@ -37,6 +38,7 @@ void hp_real_resolve(void)
 #undef FIND
     hp_real.pthread_create = r.pthread_create;
     hp_real.pthread_setname_np = r.pthread_setname_np;
+    hp_real.pthread_getattr_np = r.pthread_getattr_np;
     hp_real.prctl = r.prctl;
     hp_real.sigaction = r.sigaction;
     hp_real.signal = r.signal;
@@ -47,6 +49,13 @@ void hp_real_resolve(void)
     hp_real.brk = r.brk;
     hp_real.madvise = r.madvise;
     hp_real.munmap = r.munmap;
+    /* The allocator's free and malloc_usable_size, where the hooks did not
+     * fill them in (a program that links the internal archive, not the
+     * library: the unit tests). */
+    if (!hp_real.free)
+        hp_real.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    if (!hp_real.malloc_usable_size)
+        hp_real.malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     __atomic_store_n(&hp_real.resolved, true, __ATOMIC_RELEASE);
 }
 

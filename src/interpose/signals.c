@@ -10,32 +10,9 @@
 #include <signal.h>
 #include <string.h>
 
-static int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
-{
-    hp_real_resolve();
-    if (!hp_real.sigaction) {
-        errno = ENOSYS;
-        return -1;
-    }
-    return hp_real.sigaction(sig, act, old);
-}
-
 HEAPPROF_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-    if (sig == SIGPROF && act)
-        hp_cpu_sigprof_set(act);
-    struct sigaction shown;
-    if (hp_exit_signal_set(sig, act, &shown)) {
-        /* heapprof's exit handler stands (record/exit.c): the program sees
-         * the default action there, and asking for it keeps the handler. */
-        int r = act && !(act->sa_flags & SA_SIGINFO) && act->sa_handler == SIG_DFL
-                    ? 0
-                    : real_sigaction(sig, act, NULL);
-        if (r == 0 && old)
-            *old = shown;
-        return r;
-    }
-    return real_sigaction(sig, act, old);
+    return hp_sigaction(sig, act, old);
 }
 
 HEAPPROF_API sighandler_t signal(int sig, sighandler_t handler)

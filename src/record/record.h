@@ -245,7 +245,6 @@ void hp_loader_enter(void);
  * work): inside the loader guard, counted. hp_dl_closing: before a
  * dlclose (interpose/loader.c). */
 void *hp_dl_open(const char *file, int mode);
-int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);
 void hp_dl_closing(void *handle, bool (*recorded_in)(uintptr_t lo, uintptr_t hi));
 void hp_loader_leave(void);
 bool hp_loader_try_enter(void); /* never waits: for signal handlers */

@@ -75,7 +75,8 @@ void hp_threads_seen(void)
     void *addr;
     size_t size;
     bool was = hp_busy_begin(); /* glibc allocates here */
-    bool ok = pthread_getattr_np(pthread_self(), &attr) == 0;
+    hp_real_resolve();
+    bool ok = hp_real.pthread_getattr_np && hp_real.pthread_getattr_np(pthread_self(), &attr) == 0;
     if (ok) {
         ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
         pthread_attr_destroy(&attr);

@@ -130,7 +130,7 @@ void hp_agent_start(void)
             sa.sa_handler = on_signal;
             sa.sa_flags = SA_RESTART;
             sigemptyset(&sa.sa_mask);
-            if (sigaction(hp_cfg.snap_signal, &sa, NULL) != 0)
+            if (hp_sigaction(hp_cfg.snap_signal, &sa, NULL) != 0)
                 hp_log("heapprof: cannot handle signal %d: %s; no snapshots on signal",
                        hp_cfg.snap_signal, strerror(errno));
         } else {

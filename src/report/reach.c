@@ -1,22 +1,26 @@
 /* The leak check: which live objects are lost at exit, as LeakSanitizer and
- * memcheck judge it, and which are still reachable.
+ * memcheck judge it, and which are still reachable. docs/leak-check.md has
+ * the whole account; in short:
  *
  * Exact mode (rate 1: heapprof knows every live object). The check marks
  * conservatively from the roots, transitively through the objects: any
  * aligned word that holds an address inside a live object (its start or
- * within it) marks it. The roots are the program's writable memory that is
- * not heap: the data and bss of every loaded object, anonymous mappings,
- * static TLS, and the stacks of the threads still alive: a thread blocked in
- * a system call from its stack pointer (the kernel gives it in
- * /proc/self/task/TID/syscall: report/tasks.c), the dumping thread from its
- * own (its registers saved just below), any other from the whole stack. Not
- * roots: the brk heap; the pages that hold part of a live object (what a
- * free chunk there still holds is stale); the stacks of exited threads,
- * which glibc keeps for reuse (record/threads.c); heapprof's own memory and
- * libraries. Objects left unmarked are then sorted as memcheck does: each,
- * in address order, that no earlier one reached starts a clique, and every
- * unmarked object it reaches is indirectly lost (a clique it reaches is
- * absorbed); the starts are definitely lost. A lost cycle thus has one
+ * within it) marks it. The roots: every writable mapping the program has
+ * (data and bss, TLS, anonymous and file mappings, shared ones read by
+ * mincore since the copy lacks their pages, DONTFORK/WIPEONFORK ones whose
+ * marks are lifted around the fork), what the program took with sbrk, each
+ * live thread's stack from its stack pointer up with its registers
+ * (report/tasks.c: held by a signal if running, from /proc if blocked), and
+ * the exiting thread from the frames of exit()'s caller up (record/stack.c).
+ * Not roots: malloc's own memory (the [heap] but for the program's sbrk
+ * ranges, glibc's other arenas, the pages that hold part of a live object),
+ * what lies below a live thread's stack pointer, the blocks of exited
+ * threads (exclude_stale_stacks says how they are found), heapprof's own
+ * memory and libraries. Where a thread's stack pointer is unknown, more is
+ * read, never less. Objects left unmarked are then sorted as memcheck does:
+ * each, in address order, that no earlier one reached starts a clique, and
+ * every unmarked object it reaches is indirectly lost (a clique it reaches
+ * is absorbed); the starts are definitely lost. A lost cycle thus has one
  * object definitely lost and the rest indirectly.
  *
  * Sampled mode (heapprof knows only the sampled objects). A full mark is
@@ -28,15 +32,17 @@
  * another lost object, or by a stale copy in freed memory: this verdict can
  * miss a leak, never call referenced memory lost.
  *
- * Allocator bookkeeping: glibc's malloc keeps, in its own data (libc's
- * writable segment), pointers to the header of free chunks, and a chunk's
- * header lies in the last bytes of the chunk before it, which can be a live
- * object's last requested bytes. A word found in libc's writable segment
- * that points exactly there (start + malloc_usable_size - 8) is not taken
- * for a reference.
+ * Allocator bookkeeping: glibc's malloc keeps pointers to the header of
+ * chunks, in its own data (libc's writable segment) and in the first four
+ * words of a chunk it hands out again (fd, bk, fd_nextsize, bk_nextsize
+ * left from when it was free), and a chunk's header lies in the last bytes
+ * of the chunk before it, which can be a live object's last requested
+ * bytes. A word found there that points exactly at that spot (start +
+ * malloc_usable_size - 8) is not taken for a reference.
  *
- * Safety. The reading is done in a child made by hp_freeze_fork (record/
- * core.c): a copy of the process that holds still, with one thread, where
+ * Safety. The reading is done in a child made by hp_freeze_clone (record/
+ * freeze.c), with heapprof's locks held and the running threads held
+ * around it: a copy of the process that holds still, with one thread, where
  * no other thread can unmap memory under the check, and whose faults (a
  * mapping past the end of its file, a page made unreadable) only skip a
  * page: SIGSEGV and SIGBUS jump out of the read. The child reports the lost
@@ -45,8 +51,8 @@
  * without the check. The child allocates with mmap only (never malloc,
  * whose locks another thread may have held at the fork): 21 bytes per live
  * object for the objects and their marks, 16 more while they are sorted, and
- * an index of the pages they are on (16-byte entries, in a table 2 to 4
- * times the number of pages the objects cover).
+ * an index of the pages they are on (a flat array of 64 KiB per 64 MiB
+ * region that holds objects).
  */
 #define _GNU_SOURCE
 #include "reach.h"
@@ -324,7 +330,7 @@ static bool bookkeeping(const struct scan *sc, long i, uintptr_t w)
     const struct hp_live_obj *o = &sc->objs[i];
     if (w == o->start)
         return false;
-    size_t usable = malloc_usable_size((void *)o->start);
+    size_t usable = hp_real.malloc_usable_size((void *)o->start);
     return usable >= 8 && w == o->start + usable - 8;
 }
 
@@ -845,8 +851,8 @@ static void child_main(struct scan *sc, int out)
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
+    hp_real.sigaction(SIGSEGV, &sa, NULL);
+    hp_real.sigaction(SIGBUS, &sa, NULL);
     sigset_t mask;
     sigfillset(&mask);
     sigdelset(&mask, SIGSEGV);
@@ -1093,7 +1099,7 @@ int hp_reach_check(struct hp_reach_stats *stats)
     sc->pid = getpid();
     hp_tasks_read(&sc->tasks);
     sc->nstacks = hp_threads_list(sc->stacks, MAX_STACKS);
-    dl_iterate_phdr(note_lib, sc);
+    hp_dl_iterate_phdr(note_lib, sc);
     const struct hp_exit_roots *er = hp_exit_roots();
     if (er) {
         sc->have_exit = true;

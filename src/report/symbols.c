@@ -45,7 +45,7 @@ typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
  * this one yet. */
 static void lib_free(void *p)
 {
-    free(p);
+    hp_real.free(p);
 }
 
 struct cache_entry {
@@ -182,10 +182,10 @@ static void loaded_ids_read(struct loaded_ids *ids, struct hp_arena *a)
 {
     memset(ids, 0, sizeof *ids);
     ids->arena = a;
-    dl_iterate_phdr(count_objects, &ids->cap);
+    hp_dl_iterate_phdr(count_objects, &ids->cap);
     ids->ids = ids->cap ? hp_arena_alloc(a, (size_t)ids->cap * sizeof *ids->ids) : NULL;
     if (ids->ids)
-        dl_iterate_phdr(collect_id, ids);
+        hp_dl_iterate_phdr(collect_id, ids);
 }
 
 /* The build id of the object loaded at addr, or "". */

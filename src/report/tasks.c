@@ -209,10 +209,10 @@ static bool park_setup(void)
     if (park_sig)
         return park_sig > 0;
     park_sig = -1;
-    dl_iterate_phdr(note_own_text, NULL);
+    hp_dl_iterate_phdr(note_own_text, NULL);
     for (int sig = SIGRTMAX; sig >= SIGRTMIN + 4; sig--) {
         struct sigaction old;
-        if (sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+        if (hp_real.sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
             old.sa_handler != SIG_DFL)
             continue;
         struct sigaction sa;
@@ -220,7 +220,7 @@ static bool park_setup(void)
         sa.sa_sigaction = on_park;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigfillset(&sa.sa_mask);
-        if (sigaction(sig, &sa, NULL) == 0) {
+        if (hp_real.sigaction(sig, &sa, NULL) == 0) {
             park_sig = sig;
             return true;
         }
