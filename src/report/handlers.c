@@ -184,9 +184,11 @@ static void serve_index(struct hp_http_conn *c, const char *query)
 static int by_inuse_desc(const void *x, const void *y)
 {
     const struct hp_snap_bucket *a = x, *b = y;
-    if (a->est[3] != b->est[3])
-        return a->est[3] < b->est[3] ? 1 : -1;
-    return a->est[1] < b->est[1] ? 1 : a->est[1] > b->est[1] ? -1 : 0;
+    if (a->est[HP_INUSE_SPACE] != b->est[HP_INUSE_SPACE])
+        return a->est[HP_INUSE_SPACE] < b->est[HP_INUSE_SPACE] ? 1 : -1;
+    return a->est[HP_ALLOC_SPACE] < b->est[HP_ALLOC_SPACE]   ? 1
+           : a->est[HP_ALLOC_SPACE] > b->est[HP_ALLOC_SPACE] ? -1
+                                                             : 0;
 }
 
 /* The legacy text form Go writes for ?debug=1, each bucket's stack with
@@ -209,8 +211,9 @@ static void serve_text(struct hp_http_conn *c, struct hp_snapshot *s)
         struct hp_snap_bucket *sb = &s->buckets[i];
         struct hp_frame fs[HP_MAX_FRAMES];
         int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
-        hp_text_put(&t, "%lld: %lld [%lld: %lld] @", (long long)sb->est[2], (long long)sb->est[3],
-                    (long long)sb->est[0], (long long)sb->est[1]);
+        hp_text_put(&t, "%lld: %lld [%lld: %lld] @", (long long)sb->est[HP_INUSE_OBJECTS],
+                    (long long)sb->est[HP_INUSE_SPACE], (long long)sb->est[HP_ALLOC_OBJECTS],
+                    (long long)sb->est[HP_ALLOC_SPACE]);
         for (int d = 0; d < depth; d++)
             hp_text_put(&t, " %#lx", (unsigned long)(fs[d].ip - 1));
         hp_text_put(&t, "\n");

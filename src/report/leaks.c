@@ -463,8 +463,8 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
                          : b->verdict < HP_NVERDICTS ? b->verdict
                                                      : HP_V_REACHABLE;
             struct leak *e = &l[v];
-            e->objects += (uint64_t)b->est[2];
-            e->bytes += (uint64_t)b->est[3];
+            e->objects += (uint64_t)b->est[HP_INUSE_OBJECTS];
+            e->bytes += (uint64_t)b->est[HP_INUSE_SPACE];
             e->var += b->var_inuse;
             e->samples += b->live;
             if (b->live > 0) {

@@ -54,16 +54,18 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
          * written as two samples, the counts without the label. */
         static const char *const verdict_names[HP_NVERDICTS] = {NULL, "definite", "indirect",
                                                                 "reachable"};
-        bool split = s->verdicts && sb->verdict == HP_V_NONE && (sb->est[2] || sb->est[3]);
-        int first = split && !sb->est[0] && !sb->est[1]; /* 1: no counts to write apart */
+        bool split = s->verdicts && sb->verdict == HP_V_NONE &&
+                     (sb->est[HP_INUSE_OBJECTS] || sb->est[HP_INUSE_SPACE]);
+        int first = split && !sb->est[HP_ALLOC_OBJECTS] &&
+                    !sb->est[HP_ALLOC_SPACE]; /* 1: no counts to write apart */
         for (int part = first; part <= (int)split; part++) {
             int64_t values[4];
             memcpy(values, sb->est, sizeof values); /* unbiased: hp_snapshot_estimate */
             uint32_t verdict = sb->verdict;
             if (split && part == 0)
-                values[2] = values[3] = 0;
+                values[HP_INUSE_OBJECTS] = values[HP_INUSE_SPACE] = 0;
             else if (split) {
-                values[0] = values[1] = 0;
+                values[HP_ALLOC_OBJECTS] = values[HP_ALLOC_SPACE] = 0;
                 verdict = HP_V_REACHABLE;
             }
             size_t n = nl;
