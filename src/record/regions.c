@@ -120,7 +120,13 @@ void hp_regions_madvise(uintptr_t lo, size_t len, int advice)
 void hp_regions_unmap(uintptr_t lo, size_t len)
 {
     uintptr_t hi = lo + ((len + 4095) & ~(size_t)4095);
-    take();
+    /* munmap may be called from a signal handler that interrupted this very
+     * lock's holder: never wait for it. A range left marked is checked
+     * against the kernel's flags before it is used (report/reach.c). */
+    int spins = 0;
+    while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
+        if (++spins > 4096)
+            return;
     cut(marks, &nmarks, MAX_MARKS, lo, hi, 0);
     drop();
 }
