@@ -46,20 +46,11 @@ HEAPPROF_API int heapprof_dump_peak(const char *path)
 
 HEAPPROF_API int heapprof_snapshot(void)
 {
-    static int seq_counter;
     if (!heapprof_enabled() || !hp_report)
         return -ENOTSUP;
-    if (!hp_cfg.path[0])
-        return -ENOTSUP; /* HEAPPROF_HTTP alone: no file to number */
-    int seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
-    char base[4096], path[4200], tag[16];
-    if (hp_process_path(base, sizeof base) != 0)
-        return -ENAMETOOLONG;
-    snprintf(tag, sizeof tag, "%04d", seq);
-    int r = hp_path_with_tag(path, sizeof path, base, tag);
-    if (r == 0)
-        r = hp_report->dump_to(path, HP_DUMP_NOW, NULL);
-    return r ? r : seq;
+    /* Numbered by the reporting half, which the signal and interval
+     * snapshots share: one sequence. */
+    return hp_report->snapshot();
 }
 
 HEAPPROF_API int heapprof_label_push(const char *key, const char *value)

@@ -85,6 +85,17 @@ static uint64_t thread_seed(void)
     return x * 0x9e3779b97f4a7c15ull + n;
 }
 
+/* Notes the thread's stack for the leak check (record/threads.c); what that
+ * allocates is heapprof's, not counted as the program's. */
+static void note_thread(struct hp_thread *t)
+{
+    int64_t mark = t->countdown;
+    t->busy = true;
+    hp_threads_seen();
+    t->busy = false;
+    t->counted_at -= mark - t->countdown;
+}
+
 /* Called after the fast path's countdown went below zero. */
 bool hp_sampler_take(size_t size)
 {
@@ -111,13 +122,8 @@ bool hp_sampler_take(size_t size)
          * -1 while heapprof started) is not. */
         t->counted_at = t->countdown + (int64_t)size;
         hp_count_join(t);
-        if (hp_cfg.leak_scan && !hp_cfg.leaks_off) {
-            int64_t mark = t->countdown;
-            t->busy = true;
-            hp_threads_seen();
-            t->busy = false;
-            t->counted_at -= mark - t->countdown;
-        }
+        if (hp_cfg.leak_scan && !hp_cfg.leaks_off)
+            note_thread(t);
         /* The countdown started at -1 and already lost `size`. */
         hp_count_allocated(t);
         t->countdown += hp_sampler_gap(t->rng, hp_cfg.rate);
@@ -125,15 +131,8 @@ bool hp_sampler_take(size_t size)
         if (t->countdown >= 0 && hp_cfg.rate > 1)
             return false;
     }
-    if (HP_UNLIKELY(hp_threads_pending)) {
-        /* Its stack could not be noted at its first sample (see
-         * record/threads.c): again now. */
-        int64_t mark = t->countdown;
-        t->busy = true;
-        hp_threads_seen();
-        t->busy = false;
-        t->counted_at -= mark - t->countdown;
-    }
+    if (HP_UNLIKELY(hp_threads_pending)) /* not noted at its first sample: again */
+        note_thread(t);
     hp_count_allocated(t);
     if (hp_cfg.rate <= 1) {
         /* Exact mode: -1 makes every allocation, zero-byte ones included,
