@@ -200,10 +200,8 @@ static void run_exit_work(void)
     swapcontext(&program_ctx, &dump_ctx);
 }
 
-/* At exit, after the program's atexit handlers and C++ static destructors
- * (those run before the shared objects' destructors), so what they free is
- * not reported as leaked. */
-__attribute__((destructor)) static void hp_exit_dump(void)
+/* At exit (record/lifecycle.c's destructor), once. */
+void hp_exit_run(void)
 {
     if (__atomic_exchange_n(&exit_dumped, 1, __ATOMIC_ACQ_REL))
         return;

@@ -37,6 +37,7 @@ void hp_peak_init(void);
 void hp_peak_track(uint64_t size, int sign);
 /* The exit's own stack and room (record/exit.c), reserved at start-up. */
 void hp_exit_reserve(void);
+void hp_exit_run(void); /* the exit files, once (from lifecycle.c's destructor) */
 /* SIGINT, SIGTERM and SIGHUP at their default: a handler that writes the
  * exit files, then dies of the signal (record/exit.c). */
 void hp_exit_signals_install(void);
