@@ -485,8 +485,12 @@ def check_own_sigprof():
     # handler before a profile starts, so a SIGPROF handler is the
     # program's).
     svc = Served(tmp, ["-t", "1", "-s", "1000", "--own-sigprof", "0"])
-    h.wait_for("the program's SIGPROF handler", lambda: sigprof_caught(svc.proc.pid))
+    pid = svc.proc.pid
+    h.wait_for("the program's SIGPROF handler", lambda: sigprof_caught(pid))
     st, _, body = get(svc.base + "profile?seconds=1")
+    # Its ITIMER_PROF fires every 10 ms of the process's CPU: 0.3 s of CPU
+    # and its handler has run, however busy the machine.
+    h.wait_for("0.3 s of the program's CPU", lambda: proc_cpu(pid) >= 0.3)
     code, sout, _ = svc.finish()
     h.check(st == 500 and b"SIGPROF" in body, f"a window after the program took SIGPROF: {st} "
             f"{body!r}")
