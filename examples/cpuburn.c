@@ -25,11 +25,21 @@
  *   --block-all      workers block every signal for good (as liblzma's do)
  *   --loader         walk_objects (dl_iterate_phdr in a loop) instead of
  *                    burn_b
- *   --own-sigprof MS after MS ms, install the program's own SIGPROF handler
- *                    and ITIMER_PROF, and say whether it ran
+ *   --own-sigprof MS once the process has used MS ms of CPU time (so what
+ *                    comes before does not depend on the machine's load),
+ *                    install the program's own SIGPROF handler and
+ *                    ITIMER_PROF, and say whether it ran
  *   --api FILE       (cpuburn-linked) heapprof_cpu_start(FILE) before the
  *                    work, heapprof_cpu_stop() after it
  * Output: one line naming what was done, the same with or without heapprof.
+ *
+ * With CPUBURN_HOLD=1 in the environment (for tests that read a running
+ * cpuburn's endpoint, which must not race the clock on a busy machine),
+ * cpuburn ends only when its stdin does: the workers stop when they have
+ * burned SECONDS each or when stdin ends, whichever comes first, and the
+ * program reads stdin to its end before it prints its line and exits. A
+ * test gives a large SECONDS and closes the pipe when it has what it
+ * needs; a test that dies closes it too.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,6 +62,20 @@ static double seconds = 2.0;
 static int alloc_too, churn, mask, block_all, loader;
 static long fixed_work; /* -w: rounds per thread, a fixed amount of work */
 static volatile uint64_t sink;
+static int stdin_done;   /* CPUBURN_HOLD: stdin has ended; the workers stop */
+static int workers_done; /* workers (or chains) that have finished */
+
+static int stopped(void)
+{
+    return __atomic_load_n(&stdin_done, __ATOMIC_RELAXED);
+}
+
+static int64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static int64_t cpu_ns(void)
 {
@@ -141,7 +165,7 @@ static void round_of_work(unsigned *seed)
         keep_some(seed);
 }
 
-static void *worker(void *arg)
+static void *worker_body(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u + 1;
     int64_t total = (int64_t)(seconds * 1e9), start = cpu_ns();
@@ -161,12 +185,19 @@ static void *worker(void *arg)
         sigemptyset(&s);
         sigaddset(&s, SIGPROF);
         pthread_sigmask(SIG_BLOCK, &s, NULL);
-        while (cpu_ns() - start < total / 2)
+        while (cpu_ns() - start < total / 2 && !stopped())
             round_of_work(&seed);
         pthread_sigmask(SIG_UNBLOCK, &s, NULL);
     }
-    while (cpu_ns() - start < total)
+    while (cpu_ns() - start < total && !stopped())
         round_of_work(&seed);
+    return NULL;
+}
+
+static void *worker(void *arg)
+{
+    worker_body(arg);
+    __atomic_add_fetch(&workers_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -191,7 +222,7 @@ static void *churner(void *arg)
     /* Until this chain of threads has used SECONDS of CPU, each thread's
      * whole life summed. */
     int64_t used = 0;
-    while (used < (int64_t)(seconds * 1e9)) {
+    while (used < (int64_t)(seconds * 1e9) && !stopped()) {
         pthread_t th;
         if (pthread_create(&th, NULL, one_round, &a) != 0)
             break;
@@ -199,6 +230,7 @@ static void *churner(void *arg)
         used += a.used_ns;
         a.seed = a.seed * 1103515245u + 12345u;
     }
+    __atomic_add_fetch(&workers_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -246,6 +278,8 @@ int main(int argc, char **argv)
     }
     if (threads < 1 || threads > 256)
         threads = 2;
+    const char *h = getenv("CPUBURN_HOLD");
+    int hold = h && *h && strcmp(h, "0") != 0;
     pid_t child = -1;
     if (do_fork) {
         fflush(NULL);
@@ -278,8 +312,12 @@ int main(int argc, char **argv)
             return 1;
         }
     if (own_ms >= 0) {
-        struct timespec ts = {own_ms / 1000, (own_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        /* By CPU time, not by the clock: the profile before this point
+         * holds own_ms of the process's CPU however busy the machine is. */
+        struct timespec ms = {0, 1000000};
+        while (process_cpu_ns() < (int64_t)own_ms * 1000000 &&
+               __atomic_load_n(&workers_done, __ATOMIC_ACQUIRE) < threads)
+            nanosleep(&ms, NULL);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = own_handler;
@@ -287,6 +325,13 @@ int main(int argc, char **argv)
         sigaction(SIGPROF, &sa, NULL);
         struct itimerval it = {{0, 10000}, {0, 10000}};
         setitimer(ITIMER_PROF, &it, NULL);
+    }
+    if (hold) {
+        char buf[512];
+        ssize_t n;
+        while ((n = read(0, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+            ;
+        __atomic_store_n(&stdin_done, 1, __ATOMIC_RELAXED);
     }
     for (int i = 0; i < threads; i++)
         pthread_join(tids[i], NULL);

@@ -13,7 +13,15 @@
  * ms), late_growth() starts allocating as well, so a delta profile taken
  * after the first phase shows late_growth and not what came before.
  * Prints a checksum of its work at exit; exit status 0.
+ *
+ * With SERVICE_HOLD=1 in the environment (for tests, which must not race
+ * the clock on a busy machine), the service ends only when its stdin does:
+ * after SECONDS of work it prints "service: holding" and waits for the end
+ * of its stdin; with SECONDS 0 it works until then. A test closes the pipe
+ * when it has what it needs, and a test that dies closes it too.
  */
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,17 +100,46 @@ static int64_t ms_since(const struct timespec *t0)
     return (int64_t)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/* SERVICE_HOLD: true once stdin has ended (or failed). wait: block until
+ * then (or SIGTERM/SIGINT); else only look. */
+static int stdin_ended(int wait)
+{
+    char buf[512];
+    for (;;) {
+        struct pollfd p = {0, POLLIN, 0};
+        int r = poll(&p, 1, wait ? -1 : 0);
+        if (r < 0 && errno == EINTR) {
+            if (stop)
+                return 1;
+            continue;
+        }
+        if (r <= 0)
+            return r < 0;
+        ssize_t n = read(0, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            return 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
     long seconds = argc > 1 ? strtol(argv[1], NULL, 10) : 5;
     long phase_ms = argc > 2 ? strtol(argv[2], NULL, 10) : 1000;
-    signal(SIGTERM, on_stop);
-    signal(SIGINT, on_stop);
+    const char *h = getenv("SERVICE_HOLD");
+    int hold = h && *h && strcmp(h, "0") != 0;
+    /* No SA_RESTART: a signal ends the wait for stdin too. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     early_setup();
     int round = 0;
     while (!stop && (seconds == 0 || ms_since(&t0) < seconds * 1000)) {
+        if (hold && seconds == 0 && stdin_ended(0))
+            break;
         handle_request(round);
         if (round % 4 == 0)
             cache_insert(round);
@@ -110,6 +147,11 @@ int main(int argc, char **argv)
             late_growth(round);
         round++;
         usleep(2000);
+    }
+    if (hold && seconds > 0 && !stop) {
+        printf("service: holding\n");
+        fflush(stdout);
+        stdin_ended(1);
     }
     /* The checksum keeps the work from being optimised away; the output
      * stays the same however many rounds ran. */

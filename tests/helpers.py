@@ -12,10 +12,12 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 
@@ -112,6 +114,61 @@ def run(argv, env=None, cwd=None, timeout=60, stdin=subprocess.DEVNULL):
                               universal_newlines=True, errors="replace")
     except subprocess.TimeoutExpired:
         raise Failure(f"timed out after {timeout}s: {' '.join(argv)}")
+
+
+# ---- waiting for conditions, not for times ---------------------------------
+# The suite runs beside other work on a 2-CPU machine: a test that sleeps
+# and then assumes a program has done something, or is still running, fails
+# there. Tests wait for what they need instead; the limits below only bound
+# a hang, far beyond what a busy machine needs.
+
+WAIT_LIMIT = 60
+
+
+def wait_for(what, cond, limit=WAIT_LIMIT):
+    """Polls cond() until it returns something true, and returns that;
+    fails after `limit` seconds (a bound on a hang, not a wait)."""
+    t0 = time.monotonic()
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() - t0 > limit:
+            raise Failure(f"gave up waiting for {what} after {limit} s")
+        time.sleep(0.05)
+
+
+def read_until(stream, pattern, limit=WAIT_LIMIT):
+    """Reads a child's pipe (stream, from Popen) until a whole line matches
+    the regex pattern, the pipe ends, or `limit` seconds pass. Returns
+    (match or None, everything read but the matching line). Reads the file
+    descriptor directly, as Popen.communicate does, so nothing is left in a
+    Python buffer that communicate would not see."""
+    fd = stream.fileno()
+    buf = b""
+    deadline = time.monotonic() + limit
+    while True:
+        lines = buf.decode(errors="replace").splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            m = re.search(pattern, line) if line.endswith("\n") else None
+            if m:
+                return m, "".join(lines[:i] + lines[i + 1:])
+        left = deadline - time.monotonic()
+        ready = select.select([fd], [], [], left)[0] if left > 0 else []
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            return None, "".join(lines)
+        buf += chunk
+
+
+def kill_at_exit(proc):
+    """Kills proc when the test script ends, if it is still running: a
+    failed check must not leave a program behind."""
+    def kill():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    atexit.register(kill)
 
 
 # The other allocators heapprof is run over: name -> (Debian package, the

@@ -421,7 +421,7 @@ def redis_scenario(tmp, label, server, cli, bench, envs):
     proc = subprocess.Popen(argv, env=envs[0], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_port(port, proc, time.monotonic() + 15)
+        wait_port(port, proc, time.monotonic() + 60)  # a bound on a hang
         cmds = os.path.join(wd, "cmds")
         with open(cmds, "w") as f:
             f.write(REDIS_CMDS)
