@@ -25,6 +25,7 @@
 #include "handlers.h"
 #include "iface.h"
 #include "cpuprof.h"
+#include "goroutine.h"
 #include "http.h"
 #include "profile.h"
 #include "symbols.h"
@@ -504,6 +505,93 @@ static void finish_delta(struct hp_http_conn *c, struct window *w)
     hp_snapshot_release(&s);
 }
 
+/* GET /debug/pprof/goroutine and /debug/pprof/threads: every live thread's
+ * stack (report/goroutine.c), a profile or ?debug=1 / ?debug=2 text. */
+static void serve_goroutine(struct hp_http_conn *c, const char *query)
+{
+    char val[16];
+    long debug = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    struct hp_arena a = {0};
+    uint8_t *body;
+    size_t len;
+    int r = hp_goroutine_render(&a, (int)debug, &body, &len);
+    if (r)
+        hp_http_respond_text(c, 500, "could not read the threads' stacks: %s\n", strerror(-r));
+    else if (debug)
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
+    else
+        hp_http_respond(c, 200, "application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"goroutine\"\r\n", body, len);
+    hp_arena_release(&a);
+}
+
+/* GET /debug/pprof/threadcreate: where the live threads were created. */
+static void serve_threadcreate(struct hp_http_conn *c, const char *query)
+{
+    char val[16];
+    long debug = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    struct hp_arena a = {0};
+    uint8_t *body;
+    size_t len;
+    int r = hp_threadcreate_render(&a, (int)debug, &body, &len);
+    if (r)
+        hp_http_respond_text(c, 500, "could not make the profile: %s\n", strerror(-r));
+    else if (debug)
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
+    else
+        hp_http_respond(c, 200, "application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"threadcreate\"\r\n", body,
+                        len);
+    hp_arena_release(&a);
+}
+
+/* GET or POST /debug/pprof/symbol, as Go answers it: "num_symbols: 1",
+ * then "0xADDR name" for each address of the '+'-separated list (in the
+ * body of a POST, else in the query) that names a function. go tool pprof
+ * asks here for the names of frames a profile leaves unnamed. */
+static void serve_symbol(struct hp_http_conn *c, const char *query)
+{
+    size_t blen = 0;
+    const char *body = hp_http_body(c, &blen);
+    const char *list = body && blen ? body : query;
+    size_t llen = list == body ? blen : list ? strlen(list) : 0;
+    struct hp_arena a = {0};
+    struct hp_text t = {.a = &a};
+    hp_text_put(&t, "num_symbols: 1\n");
+    struct hp_symbolizer *sym = llen ? hp_sym_open(&a) : NULL;
+    for (size_t i = 0; i < llen && sym;) {
+        size_t j = i;
+        while (j < llen && list[j] != '+')
+            j++;
+        char word[32];
+        size_t wl = j - i < sizeof word - 1 ? j - i : sizeof word - 1;
+        memcpy(word, list + i, wl);
+        word[wl] = 0;
+        char *end;
+        unsigned long long pc = strtoull(word, &end, 0); /* Go's ParseUint(word, 0, 64) */
+        if (pc && end != word && (*end == 0 || *end == '\r' || *end == '\n')) {
+            /* A profile's addresses are the call instructions themselves;
+             * the symbolizer takes return addresses. */
+            struct hp_symbolized fr;
+            hp_sym_lookup(sym, (uintptr_t)pc + 1, UINT32_MAX, &fr);
+            if (fr.nlines > 0 && fr.lines[0].function)
+                hp_text_put(&t, "%#llx %s\n", pc, fr.lines[0].function);
+        }
+        i = j + 1;
+    }
+    if (sym)
+        hp_sym_close(sym);
+    if (t.oom)
+        hp_http_respond_text(c, 500, "out of memory\n");
+    else
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, t.p, t.len);
+    hp_arena_release(&a);
+}
+
 /* ---- what the server calls (http.h) ---- */
 
 static const struct route {
@@ -518,6 +606,10 @@ static const struct route {
     {"/cmdline", serve_cmdline},
     {"/timeline", serve_timeline},
     {"/profile", serve_cpu},
+    {"/goroutine", serve_goroutine},
+    {"/threads", serve_goroutine},
+    {"/threadcreate", serve_threadcreate},
+    {"/symbol", serve_symbol},
 };
 
 static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
@@ -533,7 +625,8 @@ static void request(struct hp_http_conn *c, const char *method, const char *path
         left_out(c, path, pl);
         return;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+        !(r->serve == serve_symbol && !strcmp(method, "POST"))) { /* Go's takes POST */
         static const char msg[] = "method not allowed: use GET or HEAD\n";
         hp_http_respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", msg,
                         sizeof msg - 1);
