@@ -10,11 +10,12 @@
  * server's loop (a window), so the other endpoints keep answering
  * meanwhile, and a window ends early when its client goes away. A second
  * profile request while one runs gets Go's answer: 500, "Could not enable
- * CPU profiling: cpu profiling already in use". Left out: trace,
- * goroutine, block, mutex, threadcreate (Go runtime profiles a C program
- * does not have) and symbol (heapprof's profiles carry their own symbols):
- * each gets a 404 that says so (left_out), not Go's bare "404 page not
- * found".
+ * CPU profiling: cpu profiling already in use". goroutine (alias
+ * threads): every live thread's stack; threadcreate: where the live threads
+ * were created (both report/goroutine.c); symbol: names for addresses, as
+ * Go answers them (GET or POST). Left out: trace, block, mutex (Go runtime
+ * profiles a C program does not have): each gets a 404 that says so
+ * (left_out), not Go's bare "404 page not found".
  *
  * They run on the background thread, which is marked busy: what libraries
  * allocate for them (symbolizing, compressing) goes straight to the real
@@ -156,6 +157,11 @@ static void serve_index(struct hp_http_conn *c, const char *query)
     hp_text_put(&t, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
     hp_text_put(&t, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='goroutine?debug=1'>goroutine</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='threads?debug=2'>threads</a></td></tr>\n");
+    hp_text_put(&t,
+                "<tr><td></td><td><a href='threadcreate?debug=1'>threadcreate</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='symbol'>symbol</a></td></tr>\n");
     hp_text_put(
         &t, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
             "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
@@ -173,6 +179,14 @@ static void serve_index(struct hp_http_conn *c, const char *query)
             "<li><div class=profile-name>profile: </div> CPU profile. You can specify the "
             "duration in the seconds GET parameter (30 by default). After you get the profile "
             "file, use the go tool pprof command to investigate the profile.</li>\n"
+            "<li><div class=profile-name>goroutine: </div> Stack traces of all current threads "
+            "(a C program's goroutines): debug=1 grouped, debug=2 one per thread with its "
+            "state</li>\n"
+            "<li><div class=profile-name>threads: </div> The same as goroutine</li>\n"
+            "<li><div class=profile-name>threadcreate: </div> Stack traces that led to the "
+            "creation of the current threads</li>\n"
+            "<li><div class=profile-name>symbol: </div> Function names of the addresses given "
+            "(+-separated, in the query or a POST body), as go tool pprof asks for them</li>\n"
             "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
             "heap</code>.</p>\n</body>\n</html>\n");
     if (t.oom)
@@ -389,20 +403,17 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     } known[] = {
         {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
                   "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
-        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
-                   "files and lines), so go tool pprof never needs to ask for them"},
-        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
         {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
                   "served for a C program"},
         {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
-        {"threadcreate", "is a Go runtime profile: not served for a C program"},
     };
     if (!strncmp(path, "/debug/pprof/", pl + 1))
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (!strcmp(path + pl + 1, known[i].name)) {
                 hp_http_respond_text(c, 404,
                                      "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
-                                     "profile, timeline, cmdline (the index is /debug/pprof/).\n",
+                                     "profile, timeline, cmdline, goroutine, threads, "
+                                     "threadcreate, symbol (the index is /debug/pprof/).\n",
                                      known[i].name, known[i].why);
                 return;
             }
