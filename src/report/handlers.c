@@ -159,8 +159,7 @@ static void serve_index(struct hp_http_conn *c, const char *query)
     hp_text_put(&t, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='goroutine?debug=1'>goroutine</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='threads?debug=2'>threads</a></td></tr>\n");
-    hp_text_put(&t,
-                "<tr><td></td><td><a href='threadcreate?debug=1'>threadcreate</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='threadcreate?debug=1'>threadcreate</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='symbol'>symbol</a></td></tr>\n");
     hp_text_put(
         &t, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
