@@ -278,6 +278,21 @@ void hp_cpu_release(struct hp_cpu_profile *p);
 /* Marks the calling thread as heapprof's own: never profiled. */
 void hp_cpu_own_thread(void);
 
+/* ---- where the live threads were created (record/spawn.c) ---- */
+/* The stack that called pthread_create for a thread still running, taken
+ * at its creation (leaf first, return addresses, at most HP_SPAWN_FRAMES);
+ * the main thread and threads made while the table was full have none. */
+enum { HP_SPAWN_FRAMES = 32 };
+struct hp_spawn {
+    pid_t tid; /* 0: a free slot */
+    uint32_t epoch;
+    int depth;
+    uintptr_t ips[HP_SPAWN_FRAMES];
+};
+/* Copies up to max entries into out; returns how many. *unlisted (may be
+ * NULL): threads created while the table was full, since start-up. */
+int hp_spawn_list(struct hp_spawn *out, int max, int *unlisted);
+
 HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */

@@ -1,5 +1,7 @@
 /* Threads: pthread_create, so that threads created while a CPU profile
- * runs get their own timer (record/cpu.c); pthread_setname_np and
+ * runs get their own timer (record/cpu.c), and so that each thread knows
+ * the stack that created it (record/spawn.c, /debug/pprof/threadcreate);
+ * pthread_setname_np and
  * prctl(PR_SET_NAME), so that every thread reads its name again at its
  * next sample (record/labels.c).
  */
@@ -16,17 +18,23 @@
 struct start {
     void *(*fn)(void *);
     void *arg;
+    bool cpu; /* a CPU profile runs: the thread makes its timer */
+    int depth;
+    uintptr_t ips[HP_SPAWN_FRAMES]; /* where it was created */
 };
 
 static void *thread_start(void *p)
 {
     struct start s = *(struct start *)p;
     hp_free(p, sizeof s);
-    hp_cpu_thread_begin();
+    if (s.depth)
+        hp_spawn_begin(s.ips, s.depth);
+    if (s.cpu)
+        hp_cpu_thread_begin();
     return s.fn(s.arg);
 }
 
-/* Only while a profile runs, and not for heapprof's own threads (made
+/* Only while profiling is on, and not for heapprof's own threads (made
  * while busy): other threads are created exactly as they would be. */
 HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
                                 void *arg)
@@ -36,13 +44,16 @@ HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, v
         pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))hp_real.pthread_create;
     if (!real)
         return EAGAIN;
-    if (!hp_cpu_wrap_threads())
+    bool cpu = hp_cpu_wrap_threads(), spawn = hp_spawn_wanted();
+    if (!cpu && !spawn)
         return real(thread, attr, fn, arg);
     struct start *s = hp_alloc(sizeof *s);
     if (!s)
         return real(thread, attr, fn, arg);
     s->fn = fn;
     s->arg = arg;
+    s->cpu = cpu;
+    s->depth = spawn ? hp_spawn_capture(s->ips, HP_SPAWN_FRAMES) : 0;
     int r = real(thread, attr, thread_start, s);
     if (r)
         hp_free(s, sizeof *s);

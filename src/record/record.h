@@ -192,6 +192,15 @@ void hp_live_child(void);
 
 /* The program's threads (record/threads.c). */
 void hp_threads_init(void);
+/* ---- where threads were created (spawn.c) ---- */
+/* Whether pthread_create should take its caller's stack: profiling is on
+ * and the thread is not heapprof's own. */
+bool hp_spawn_wanted(void);
+/* The calling stack (pthread_create's caller at the leaf) into ips. */
+int hp_spawn_capture(uintptr_t *ips, int max);
+/* In the new thread, first thing: notes it as created at ips; its entry is
+ * dropped when it exits. */
+void hp_spawn_begin(const uintptr_t *ips, int depth);
 void hp_threads_seen(void);
 /* Inside the program's pthread_getattr_np (interpose/threads.c); a thread
  * whose stack is still to be noted. */

@@ -10,11 +10,12 @@
  * server's loop (a window), so the other endpoints keep answering
  * meanwhile, and a window ends early when its client goes away. A second
  * profile request while one runs gets Go's answer: 500, "Could not enable
- * CPU profiling: cpu profiling already in use". Left out: trace,
- * goroutine, block, mutex, threadcreate (Go runtime profiles a C program
- * does not have) and symbol (heapprof's profiles carry their own symbols):
- * each gets a 404 that says so (left_out), not Go's bare "404 page not
- * found".
+ * CPU profiling: cpu profiling already in use". goroutine (alias
+ * threads): every live thread's stack; threadcreate: where the live threads
+ * were created (both report/goroutine.c); symbol: names for addresses, as
+ * Go answers them (GET or POST). Left out: trace, block, mutex (Go runtime
+ * profiles a C program does not have): each gets a 404 that says so
+ * (left_out), not Go's bare "404 page not found".
  *
  * They run on the background thread, which is marked busy: what libraries
  * allocate for them (symbolizing, compressing) goes straight to the real
@@ -25,6 +26,7 @@
 #include "handlers.h"
 #include "iface.h"
 #include "cpuprof.h"
+#include "goroutine.h"
 #include "http.h"
 #include "profile.h"
 #include "symbols.h"
@@ -155,6 +157,10 @@ static void serve_index(struct hp_http_conn *c, const char *query)
     hp_text_put(&t, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
     hp_text_put(&t, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='goroutine?debug=1'>goroutine</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='threads?debug=2'>threads</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='threadcreate?debug=1'>threadcreate</a></td></tr>\n");
+    hp_text_put(&t, "<tr><td></td><td><a href='symbol'>symbol</a></td></tr>\n");
     hp_text_put(
         &t, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
             "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
@@ -172,6 +178,14 @@ static void serve_index(struct hp_http_conn *c, const char *query)
             "<li><div class=profile-name>profile: </div> CPU profile. You can specify the "
             "duration in the seconds GET parameter (30 by default). After you get the profile "
             "file, use the go tool pprof command to investigate the profile.</li>\n"
+            "<li><div class=profile-name>goroutine: </div> Stack traces of all current threads "
+            "(a C program's goroutines): debug=1 grouped, debug=2 one per thread with its "
+            "state</li>\n"
+            "<li><div class=profile-name>threads: </div> The same as goroutine</li>\n"
+            "<li><div class=profile-name>threadcreate: </div> Stack traces that led to the "
+            "creation of the current threads</li>\n"
+            "<li><div class=profile-name>symbol: </div> Function names of the addresses given "
+            "(+-separated, in the query or a POST body), as go tool pprof asks for them</li>\n"
             "</ul>\n</p>\n<p>Read them with <code>go tool pprof http://HOST:PORT/debug/pprof/"
             "heap</code>.</p>\n</body>\n</html>\n");
     if (t.oom)
@@ -391,20 +405,17 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     } known[] = {
         {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
                   "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
-        {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
-                   "files and lines), so go tool pprof never needs to ask for them"},
-        {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
         {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
                   "served for a C program"},
         {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
-        {"threadcreate", "is a Go runtime profile: not served for a C program"},
     };
     if (!strncmp(path, "/debug/pprof/", pl + 1))
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (!strcmp(path + pl + 1, known[i].name)) {
                 hp_http_respond_text(c, 404,
                                      "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
-                                     "profile, timeline, cmdline (the index is /debug/pprof/).\n",
+                                     "profile, timeline, cmdline, goroutine, threads, "
+                                     "threadcreate, symbol (the index is /debug/pprof/).\n",
                                      known[i].name, known[i].why);
                 return;
             }
@@ -507,6 +518,93 @@ static void finish_delta(struct hp_http_conn *c, struct window *w)
     hp_snapshot_release(&s);
 }
 
+/* GET /debug/pprof/goroutine and /debug/pprof/threads: every live thread's
+ * stack (report/goroutine.c), a profile or ?debug=1 / ?debug=2 text. */
+static void serve_goroutine(struct hp_http_conn *c, const char *query)
+{
+    char val[16];
+    long debug = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    struct hp_arena a = {0};
+    uint8_t *body;
+    size_t len;
+    int r = hp_goroutine_render(&a, (int)debug, &body, &len);
+    if (r)
+        hp_http_respond_text(c, 500, "could not read the threads' stacks: %s\n", strerror(-r));
+    else if (debug)
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
+    else
+        hp_http_respond(c, 200, "application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"goroutine\"\r\n", body, len);
+    hp_arena_release(&a);
+}
+
+/* GET /debug/pprof/threadcreate: where the live threads were created. */
+static void serve_threadcreate(struct hp_http_conn *c, const char *query)
+{
+    char val[16];
+    long debug = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    struct hp_arena a = {0};
+    uint8_t *body;
+    size_t len;
+    int r = hp_threadcreate_render(&a, (int)debug, &body, &len);
+    if (r)
+        hp_http_respond_text(c, 500, "could not make the profile: %s\n", strerror(-r));
+    else if (debug)
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
+    else
+        hp_http_respond(c, 200, "application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"threadcreate\"\r\n", body,
+                        len);
+    hp_arena_release(&a);
+}
+
+/* GET or POST /debug/pprof/symbol, as Go answers it: "num_symbols: 1",
+ * then "0xADDR name" for each address of the '+'-separated list (in the
+ * body of a POST, else in the query) that names a function. go tool pprof
+ * asks here for the names of frames a profile leaves unnamed. */
+static void serve_symbol(struct hp_http_conn *c, const char *query)
+{
+    size_t blen = 0;
+    const char *body = hp_http_body(c, &blen);
+    const char *list = body && blen ? body : query;
+    size_t llen = list == body ? blen : list ? strlen(list) : 0;
+    struct hp_arena a = {0};
+    struct hp_text t = {.a = &a};
+    hp_text_put(&t, "num_symbols: 1\n");
+    struct hp_symbolizer *sym = llen ? hp_sym_open(&a) : NULL;
+    for (size_t i = 0; i < llen && sym;) {
+        size_t j = i;
+        while (j < llen && list[j] != '+')
+            j++;
+        char word[32];
+        size_t wl = j - i < sizeof word - 1 ? j - i : sizeof word - 1;
+        memcpy(word, list + i, wl);
+        word[wl] = 0;
+        char *end;
+        unsigned long long pc = strtoull(word, &end, 0); /* Go's ParseUint(word, 0, 64) */
+        if (pc && end != word && (*end == 0 || *end == '\r' || *end == '\n')) {
+            /* A profile's addresses are the call instructions themselves;
+             * the symbolizer takes return addresses. */
+            struct hp_symbolized fr;
+            hp_sym_lookup(sym, (uintptr_t)pc + 1, UINT32_MAX, &fr);
+            if (fr.nlines > 0 && fr.lines[0].function)
+                hp_text_put(&t, "%#llx %s\n", pc, fr.lines[0].function);
+        }
+        i = j + 1;
+    }
+    if (sym)
+        hp_sym_close(sym);
+    if (t.oom)
+        hp_http_respond_text(c, 500, "out of memory\n");
+    else
+        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, t.p, t.len);
+    hp_arena_release(&a);
+}
+
 /* ---- what the server calls (http.h) ---- */
 
 static const struct route {
@@ -521,6 +619,10 @@ static const struct route {
     {"/cmdline", serve_cmdline},
     {"/timeline", serve_timeline},
     {"/profile", serve_cpu},
+    {"/goroutine", serve_goroutine},
+    {"/threads", serve_goroutine},
+    {"/threadcreate", serve_threadcreate},
+    {"/symbol", serve_symbol},
 };
 
 static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
@@ -536,7 +638,8 @@ static void request(struct hp_http_conn *c, const char *method, const char *path
         left_out(c, path, pl);
         return;
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+        !(r->serve == serve_symbol && !strcmp(method, "POST"))) { /* Go's takes POST */
         static const char msg[] = "method not allowed: use GET or HEAD\n";
         hp_http_respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", msg,
                         sizeof msg - 1);

@@ -45,6 +45,8 @@ struct hp_http_conn {
     int64_t deadline;
     char req[MAX_REQUEST + 1];
     size_t reqlen;
+    const char *body; /* inside req, after the head; NULL: none */
+    size_t bodylen;
     char *out; /* hp_alloc'ed, outcap bytes */
     size_t outlen, outoff, outcap;
     bool head;    /* a HEAD request: the answer without its body */
@@ -291,6 +293,44 @@ static void handle_request(struct hp_http_conn *c)
     c->server->routes->request(c, method, target, query);
 }
 
+/* Whether the request is whole: its head, and the body its Content-Length
+ * announces (a POST to /debug/pprof/symbol carries its addresses there),
+ * which must fit in the same MAX_REQUEST bytes. */
+static bool head_complete(struct hp_http_conn *c)
+{
+    char *end = strstr(c->req, "\r\n\r\n");
+    size_t skip = 4;
+    if (!end) {
+        end = strstr(c->req, "\n\n");
+        skip = 2;
+    }
+    if (!end)
+        return false;
+    size_t headlen = (size_t)(end - c->req) + skip;
+    size_t want = 0;
+    for (const char *p = c->req; p && p < end; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        if (!strncasecmp(p, "Content-Length:", 15)) {
+            want = strtoul(p + 15, NULL, 10);
+            break;
+        }
+    }
+    if (want > MAX_REQUEST - headlen)
+        want = MAX_REQUEST - headlen; /* what does not fit is not read */
+    if (c->reqlen < headlen + want && c->reqlen < MAX_REQUEST)
+        return false;
+    c->body = c->req + headlen;
+    c->bodylen = c->reqlen - headlen < want ? c->reqlen - headlen : want;
+    return true;
+}
+
+const char *hp_http_body(const struct hp_http_conn *c, size_t *len)
+{
+    *len = c->body ? c->bodylen : 0;
+    return c->body;
+}
+
 static void on_readable(struct hp_http_conn *c)
 {
     for (;;) {
@@ -310,7 +350,7 @@ static void on_readable(struct hp_http_conn *c)
             hp_http_respond_text(c, 400, "bad request\n");
             return;
         }
-        if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
+        if (head_complete(c)) {
             handle_request(c);
             return;
         }

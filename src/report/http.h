@@ -47,6 +47,9 @@ void hp_http_respond(struct hp_http_conn *c, int status, const char *ctype, cons
 /* A short text/plain answer (at most 511 bytes). */
 void hp_http_respond_text(struct hp_http_conn *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The request's body (what its Content-Length announced, as much as fits
+ * in the request's buffer), len bytes; NULL when it has none. */
+const char *hp_http_body(const struct hp_http_conn *c, size_t *len);
 /* Opens a window: no answer until ms from now (window_end), or until the
  * client goes away (window_drop). window is the handler's own. */
 void hp_http_wait(struct hp_http_conn *c, int64_t ms, void *window);
