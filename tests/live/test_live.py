@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import select
 import socket
 import struct
 import subprocess
