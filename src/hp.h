@@ -20,7 +20,8 @@
  *   CPU-support lock -> dump lock (or timeline lock) -> CPU registry lock ->
  *   CPU table lock -> loader guard -> label sets lock -> table lock -> live
  *   shard locks -> unloaded-libraries lock -> own-memory lock -> its ranges
- *   lock; the spin locks of threads.c, regions.c and thread.c are leaves.
+ *   lock; the spin locks of threads.c, regions.c, thread.c and
+ *   contention.c are leaves.
  * heapprof's free can take a shard lock: code holding a shard lock, or one
  * below it, never calls into the C library's allocator.
  */
