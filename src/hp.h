@@ -229,9 +229,10 @@ void hp_real_resolve(void);
 /* The real function, found first if need be: for the hooks and for
  * heapprof's own blocking calls. */
 #define HP_REAL(name)                                                                              \
-    (HP_LIKELY(__atomic_load_n(&hp_real.name, __ATOMIC_RELAXED) != NULL)                           \
-         ? hp_real.name                                                                            \
-         : (hp_real_resolve(), hp_real.name))
+    __extension__({                                                                                \
+        __typeof__(hp_real.name) f_ = __atomic_load_n(&hp_real.name, __ATOMIC_RELAXED);            \
+        HP_LIKELY(f_ != NULL) ? f_ : (hp_real_resolve(), hp_real.name);                            \
+    })
 /* heapprof's own locks and waits, past its hooks: its own blocking never
  * shows in the mutex or block profile (and never calls back into them). */
 int hp_mutex_lock(pthread_mutex_t *m);

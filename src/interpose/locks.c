@@ -54,14 +54,11 @@ static inline void kept(int f, int64_t t0)
     hp_cont_record(HP_CONT_MUTEX, f, (double)d * f);
 }
 
-HEAPPROF_API int pthread_mutex_lock(pthread_mutex_t *m)
+/* The contended path, out of line: the uncontended one then needs no
+ * registers saved beyond the mutex's address. */
+static __attribute__((noinline)) int mutex_contended(pthread_mutex_t *m, int r)
 {
     int (*lock)(pthread_mutex_t *) = HP_REAL(pthread_mutex_lock);
-    if (HP_UNLIKELY(!plain_mutex(m)))
-        return lock(m);
-    int r = HP_REAL(pthread_mutex_trylock)(m);
-    if (HP_LIKELY(r == 0))
-        return 0;
     int f = r == EBUSY ? mutex_fraction() : 0;
     if (HP_LIKELY(!f))
         return lock(m);
@@ -70,6 +67,16 @@ HEAPPROF_API int pthread_mutex_lock(pthread_mutex_t *m)
     if (r == 0)
         kept(f, t0);
     return r;
+}
+
+HEAPPROF_API int pthread_mutex_lock(pthread_mutex_t *m)
+{
+    if (HP_UNLIKELY(!plain_mutex(m)))
+        return HP_REAL(pthread_mutex_lock)(m);
+    int r = HP_REAL(pthread_mutex_trylock)(m);
+    if (HP_LIKELY(r == 0))
+        return 0;
+    return mutex_contended(m, r);
 }
 
 HEAPPROF_API int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *at)
