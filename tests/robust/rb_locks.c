@@ -40,20 +40,35 @@ static const char *err(int e)
 {
     static char buf[32];
     switch (e) {
-    case 0: return "0";
-    case EBUSY: return "EBUSY";
-    case EDEADLK: return "EDEADLK";
-    case EPERM: return "EPERM";
-    case EOWNERDEAD: return "EOWNERDEAD";
-    case ENOTRECOVERABLE: return "ENOTRECOVERABLE";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EINVAL: return "EINVAL";
-    case EBADF: return "EBADF";
-    case EINTR: return "EINTR";
-    case ENOTSOCK: return "ENOTSOCK";
-    case EAGAIN: return "EAGAIN";
-    case ENOTSUP: return "ENOTSUP";
-    default: snprintf(buf, sizeof buf, "errno %d", e); return buf;
+    case 0:
+        return "0";
+    case EBUSY:
+        return "EBUSY";
+    case EDEADLK:
+        return "EDEADLK";
+    case EPERM:
+        return "EPERM";
+    case EOWNERDEAD:
+        return "EOWNERDEAD";
+    case ENOTRECOVERABLE:
+        return "ENOTRECOVERABLE";
+    case ETIMEDOUT:
+        return "ETIMEDOUT";
+    case EINVAL:
+        return "EINVAL";
+    case EBADF:
+        return "EBADF";
+    case EINTR:
+        return "EINTR";
+    case ENOTSOCK:
+        return "ENOTSOCK";
+    case EAGAIN:
+        return "EAGAIN";
+    case ENOTSUP:
+        return "ENOTSUP";
+    default:
+        snprintf(buf, sizeof buf, "errno %d", e);
+        return buf;
     }
 }
 
@@ -203,8 +218,7 @@ static void held_elsewhere(void)
         int c3 = pthread_mutex_lock(&mine);
         struct timespec z = {0, 1000};
         int c4 = nanosleep(&z, NULL);
-        printf("fork child: try %s tryrd %s own lock %s sleep %d\n", err(c1), err(c2), err(c3),
-               c4);
+        printf("fork child: try %s tryrd %s own lock %s sleep %d\n", err(c1), err(c2), err(c3), c4);
         fflush(stdout);
         _exit(0);
     }
@@ -220,8 +234,8 @@ static void held_elsewhere(void)
     pthread_rwlock_unlock(&held_rw);
     SAY("held: timed %s timedrd %s timedwr %s past %s try %s; child %d; after lock %s wr %s again "
         "%s rd %s",
-        err(r1), err(r2), err(r3), err(r4), err(r5), WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-        err(r6), err(r7), err(r8), err(r9));
+        err(r1), err(r2), err(r3), err(r4), err(r5), WIFEXITED(st) ? WEXITSTATUS(st) : -1, err(r6),
+        err(r7), err(r8), err(r9));
     pthread_spinlock_t sl;
     pthread_spin_init(&sl, 0);
     int s1 = pthread_spin_lock(&sl), s2 = pthread_spin_trylock(&sl), s3 = pthread_spin_unlock(&sl);
@@ -266,11 +280,21 @@ static void *wait_in(void *arg)
     struct epoll_event ev;
     int ep = epoll_create1(0);
     switch (which) {
-    case 1: read(pipefd[0], &c, 1); break;
-    case 2: poll(&pf, 1, -1); break;
-    case 3: nanosleep(&forever, NULL); break;
-    case 4: sem_wait(&never); break;
-    case 5: epoll_wait(ep, &ev, 1, -1); break;
+    case 1:
+        read(pipefd[0], &c, 1);
+        break;
+    case 2:
+        poll(&pf, 1, -1);
+        break;
+    case 3:
+        nanosleep(&forever, NULL);
+        break;
+    case 4:
+        sem_wait(&never);
+        break;
+    case 5:
+        epoll_wait(ep, &ev, 1, -1);
+        break;
     case 6: {
         struct timespec at = soon(100000000);
         pthread_mutex_lock(&cv_mu);
@@ -284,8 +308,8 @@ static void *wait_in(void *arg)
 
 static void cancellation(void)
 {
-    static const char *names[] = {"cond_wait", "read", "poll", "nanosleep", "sem_wait",
-                                  "epoll_wait"};
+    static const char *names[] = {"cond_wait", "read",     "poll",
+                                  "nanosleep", "sem_wait", "epoll_wait"};
     for (int which = 0; which < 6; which++) {
         cleaned = 0;
         pthread_t t;
@@ -296,8 +320,7 @@ static void cancellation(void)
         pthread_cancel(t);
         void *ret = NULL;
         pthread_join(t, &ret);
-        SAY("cancel in %s: canceled %d cleanup %d", names[which], ret == PTHREAD_CANCELED,
-            cleaned);
+        SAY("cancel in %s: canceled %d cleanup %d", names[which], ret == PTHREAD_CANCELED, cleaned);
     }
 }
 
