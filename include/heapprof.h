@@ -98,6 +98,17 @@ HEAPPROF_API void heapprof_label_pop(void);
 HEAPPROF_API int heapprof_cpu_start(const char *path);
 HEAPPROF_API int heapprof_cpu_stop(void);
 
+/* The mutex and block profiles (/debug/pprof/mutex and block), as Go's
+ * runtime.SetMutexProfileFraction and SetBlockProfileRate:
+ * heapprof_mutex_fraction(n) keeps 1 in n lock contentions from now on
+ * (0: off, the default unless HEAPPROF_MUTEX_FRACTION is set);
+ * heapprof_block_rate(ns) keeps a wait of d ns with probability d/ns (0:
+ * off; 1: every wait). Both return the previous value; a negative argument
+ * only reads it. Recorded only while profiling is on (HEAPPROF or
+ * HEAPPROF_HTTP). */
+HEAPPROF_API int heapprof_mutex_fraction(int n);
+HEAPPROF_API long heapprof_block_rate(long ns);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,7 +20,8 @@
  *   CPU-support lock -> dump lock (or timeline lock) -> CPU registry lock ->
  *   CPU table lock -> loader guard -> label sets lock -> table lock -> live
  *   shard locks -> unloaded-libraries lock -> own-memory lock -> its ranges
- *   lock; the spin locks of threads.c, regions.c and thread.c are leaves.
+ *   lock; the spin locks of threads.c, regions.c, thread.c and
+ *   contention.c are leaves.
  * heapprof's free can take a shard lock: code holding a shard lock, or one
  * below it, never calls into the C library's allocator.
  */
@@ -31,6 +32,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "heapprof.h" /* HEAPPROF_API: the one export macro */
 
@@ -178,11 +188,60 @@ struct hp_real {
     int (*brk)(void *);
     int (*madvise)(void *, size_t, int);
     int (*munmap)(void *, size_t);
+    /* Locks and blocking calls (interpose/locks.c, interpose/blocking.c). */
+    int (*pthread_mutex_lock)(pthread_mutex_t *);
+    int (*pthread_mutex_trylock)(pthread_mutex_t *);
+    int (*pthread_mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*pthread_rwlock_rdlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_wrlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*pthread_rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*pthread_rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*pthread_spin_lock)(pthread_spinlock_t *);
+    int (*pthread_spin_trylock)(pthread_spinlock_t *);
+    int (*pthread_cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+    int (*pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    int (*pthread_join)(pthread_t, void **);
+    int (*poll)(struct pollfd *, nfds_t, int);
+    int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+    int (*epoll_wait)(int, struct epoll_event *, int, int);
+    int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+    int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+    int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+    int (*nanosleep)(const struct timespec *, struct timespec *);
+    int (*clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
+    unsigned (*sleep)(unsigned);
+    int (*usleep)(unsigned int); /* useconds_t */
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*sem_wait)(sem_t *);
+    int (*sem_timedwait)(sem_t *, const struct timespec *);
     bool resolved;
 };
 extern struct hp_real hp_real;
 /* Finds the functions above but the malloc family; idempotent. */
 void hp_real_resolve(void);
+/* The real function, found first if need be: for the hooks and for
+ * heapprof's own blocking calls. */
+#define HP_REAL(name)                                                                              \
+    __extension__({                                                                                \
+        __typeof__(hp_real.name) f_ = __atomic_load_n(&hp_real.name, __ATOMIC_RELAXED);            \
+        HP_LIKELY(f_ != NULL) ? f_ : (hp_real_resolve(), hp_real.name);                            \
+    })
+/* heapprof's own locks and waits, past its hooks: its own blocking never
+ * shows in the mutex or block profile (and never calls back into them). */
+int hp_mutex_lock(pthread_mutex_t *m);
+int hp_cond_wait(pthread_cond_t *c, pthread_mutex_t *m);
+int hp_nanosleep(const struct timespec *t, struct timespec *rem);
+int hp_poll(struct pollfd *fds, nfds_t n, int timeout);
+ssize_t hp_read(int fd, void *buf, size_t len);
+ssize_t hp_recv(int fd, void *buf, size_t len, int flags);
+int hp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 
 /* ---- the profiler's own memory (common/mem.c): never goes through the hooks ---- */
 void *hp_alloc(size_t size);        /* zeroed; NULL on failure */

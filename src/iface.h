@@ -293,6 +293,37 @@ struct hp_spawn {
  * NULL): threads created while the table was full, since start-up. */
 int hp_spawn_list(struct hp_spawn *out, int max, int *unlisted);
 
+/* ---- lock contention and blocking (record/contention.c) ---- */
+enum hp_cont_kind { HP_CONT_MUTEX = 0, HP_CONT_BLOCK = 1 };
+/* Mutex profile: 1/fraction of contention events, 0: off (Go's
+ * SetMutexProfileFraction). Block profile: events of d ns kept with
+ * probability min(1, d/rate), 0: off (Go's SetBlockProfileRate). */
+extern int hp_mutex_fraction;
+extern int64_t hp_block_rate;
+/* One stack's events, unbiased: the estimated number of events and their
+ * total delay in nanoseconds. slot is its place in the table, the same in
+ * every snapshot (for deltas). ips are return addresses, leaf first. */
+struct hp_cont_stack {
+    double count, delay;
+    uint32_t slot, epoch;
+    int depth;
+    uintptr_t ips[HP_MAX_FRAMES];
+};
+struct hp_cont_profile {
+    struct hp_arena arena;
+    enum hp_cont_kind kind;
+    size_t nstacks;
+    struct hp_cont_stack *stacks;
+    int64_t rate;    /* the fraction or the rate in force at the snapshot */
+    int64_t time_ns; /* real-time clock */
+    bool folded;     /* the table was full: later stacks under [other] */
+};
+/* A copy of the table's stacks of one kind. 0 or -ENOMEM; release it
+ * with hp_arena_release(&p->arena) either way. */
+int hp_cont_snapshot(enum hp_cont_kind kind, struct hp_cont_profile *p);
+/* p minus base, stack by stack (for ?seconds=N). */
+void hp_cont_delta(struct hp_cont_profile *p, const struct hp_cont_profile *base);
+
 HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */

@@ -20,7 +20,7 @@ char *hp_read_file(struct hp_arena *a, const char *path, size_t *lenp)
     size_t cap = 1 << 16, len = 0;
     char *buf = hp_alloc(cap);
     while (buf) {
-        ssize_t n = read(fd, buf + len, cap - len - 1);
+        ssize_t n = hp_read(fd, buf + len, cap - len - 1);
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -62,7 +62,7 @@ static bool environ_find(pid_t pid, bool (*match)(const char *e, size_t len, con
     /* Entries are NUL-terminated; carry a partial entry across reads. */
     size_t have = 0;
     while (!found) {
-        ssize_t n = read(fd, buf + have, sizeof buf - have);
+        ssize_t n = hp_read(fd, buf + have, sizeof buf - have);
         if (n <= 0)
             break;
         have += (size_t)n;

@@ -94,7 +94,7 @@ static void *map(size_t len)
     if (!p)
         return NULL;
     __atomic_fetch_add(&mapped, len, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&ranges_lock);
+    hp_mutex_lock(&ranges_lock);
     ranges_add((uintptr_t)p, (uintptr_t)p + len);
     pthread_mutex_unlock(&ranges_lock);
     return p;
@@ -102,7 +102,7 @@ static void *map(size_t len)
 
 static void unmap(void *p, size_t len)
 {
-    pthread_mutex_lock(&ranges_lock);
+    hp_mutex_lock(&ranges_lock);
     ranges_remove((uintptr_t)p);
     pthread_mutex_unlock(&ranges_lock);
     hp_os_unmap(p, len);
@@ -131,7 +131,7 @@ void *hp_alloc(size_t size)
     int c = size_class(size);
     size_t csize = (size_t)1 << (c + MIN_SHIFT);
     void *p = NULL;
-    pthread_mutex_lock(&mem_lock);
+    hp_mutex_lock(&mem_lock);
     if (free_lists[c]) {
         p = free_lists[c];
         free_lists[c] = free_lists[c]->next;
@@ -167,7 +167,7 @@ void hp_free(void *p, size_t size)
     }
     int c = size_class(size);
     struct free_obj *o = p;
-    pthread_mutex_lock(&mem_lock);
+    hp_mutex_lock(&mem_lock);
     o->next = free_lists[c];
     free_lists[c] = o;
     pthread_mutex_unlock(&mem_lock);
@@ -175,8 +175,8 @@ void hp_free(void *p, size_t size)
 
 void hp_mem_lock(void)
 {
-    pthread_mutex_lock(&mem_lock);
-    pthread_mutex_lock(&ranges_lock);
+    hp_mutex_lock(&mem_lock);
+    hp_mutex_lock(&ranges_lock);
 }
 
 void hp_mem_unlock(void)

@@ -94,3 +94,17 @@ HEAPPROF_API int heapprof_cpu_stop(void)
     hp_cpu_release(&p);
     return r;
 }
+
+HEAPPROF_API int heapprof_mutex_fraction(int n)
+{
+    if (n < 0)
+        return __atomic_load_n(&hp_mutex_fraction, __ATOMIC_RELAXED);
+    return __atomic_exchange_n(&hp_mutex_fraction, n, __ATOMIC_RELAXED);
+}
+
+HEAPPROF_API long heapprof_block_rate(long ns)
+{
+    if (ns < 0)
+        return (long)__atomic_load_n(&hp_block_rate, __ATOMIC_RELAXED);
+    return (long)__atomic_exchange_n(&hp_block_rate, (int64_t)ns, __ATOMIC_RELAXED);
+}

@@ -87,6 +87,10 @@ static const struct hp_option options[] = {
      "CPU samples per second of CPU time"},
     {"HEAPPROF_CPU_TIMER", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
      "thread (per-thread CPU timers) or process (setitimer)"},
+    {"HEAPPROF_MUTEX_FRACTION", NULL, HP_OPT_INT, 0, 0, 1000000000, false, false,
+     "the mutex profile keeps 1 in N lock contentions (0: off)"},
+    {"HEAPPROF_BLOCK_RATE", NULL, HP_OPT_INT, 0, 0, 1000000000000LL, false, false,
+     "the block profile keeps a wait of d ns with probability d/N (0: off; 1: every wait)"},
 };
 
 const struct hp_option *hp_options(size_t *n)
@@ -364,6 +368,11 @@ void hp_config_load(void)
     hp_cfg.timeline_ms = env_long("HEAPPROF_TIMELINE_MS");
     if (serve_only)
         hp_cfg.leaks_off = true;
+    /* The mutex and block profiles (record/contention.c): the hooks read
+     * these from the start. */
+    __atomic_store_n(&hp_mutex_fraction, (int)env_long("HEAPPROF_MUTEX_FRACTION"),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&hp_block_rate, (int64_t)env_long("HEAPPROF_BLOCK_RATE"), __ATOMIC_RELAXED);
     hp_cfg.enabled = true;
 }
 

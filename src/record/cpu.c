@@ -501,7 +501,7 @@ static void thread_gone(void *unused)
     bool was = hp_busy_begin();
     sigset_t mine;
     bool blocked = pthread_sigmask(SIG_BLOCK, NULL, &mine) == 0 && sigismember(&mine, SIGPROF);
-    pthread_mutex_lock(&reg_mu);
+    hp_mutex_lock(&reg_mu);
     struct treg *t;
     HASH_FIND_INT(timers, &tid, t);
     if (t) {
@@ -521,7 +521,7 @@ static void thread_gone(void *unused)
 void hp_cpu_thread_begin(void)
 {
     bool was = hp_busy_begin();
-    pthread_mutex_lock(&reg_mu);
+    hp_mutex_lock(&reg_mu);
     if (__atomic_load_n(&sampling, __ATOMIC_ACQUIRE) && !process_timer &&
         arm_thread(my_tid(), true) == 0)
         pthread_setspecific(exit_key, (void *)1);
@@ -538,7 +538,7 @@ void hp_cpu_own_thread(void)
 {
     int tid = my_tid();
     bool was = hp_busy_begin();
-    pthread_mutex_lock(&reg_mu);
+    hp_mutex_lock(&reg_mu);
     if (n_own < MAX_OWN && !is_own(tid))
         own_tids[n_own++] = tid;
     disarm_thread(tid);
@@ -617,18 +617,18 @@ static void *drain_main(void *arg)
     hp_busy_begin(); /* for good */
     hp_cpu_own_thread();
     for (;;) {
-        pthread_mutex_lock(&drain_mu);
+        hp_mutex_lock(&drain_mu);
         while (!__atomic_load_n(&session, __ATOMIC_ACQUIRE))
-            pthread_cond_wait(&drain_cv, &drain_mu);
+            hp_cond_wait(&drain_cv, &drain_mu);
         pthread_mutex_unlock(&drain_mu);
         struct timespec ts = {0, DRAIN_MS * 1000000L};
-        nanosleep(&ts, NULL);
+        hp_nanosleep(&ts, NULL);
         if (__atomic_exchange_n(&yield_todo, 0, __ATOMIC_ACQ_REL)) {
-            pthread_mutex_lock(&reg_mu);
+            hp_mutex_lock(&reg_mu);
             disarm_all();
             pthread_mutex_unlock(&reg_mu);
         }
-        pthread_mutex_lock(&table_mu);
+        hp_mutex_lock(&table_mu);
         drain();
         pthread_mutex_unlock(&table_mu);
     }
@@ -653,8 +653,8 @@ static bool fork_took_mem;
 
 static void fork_prepare(void)
 {
-    pthread_mutex_lock(&reg_mu);
-    pthread_mutex_lock(&table_mu);
+    hp_mutex_lock(&reg_mu);
+    hp_mutex_lock(&table_mu);
     /* With the heap profiler on, its own handler (which runs after this
      * one) takes the memory lock. */
     fork_took_mem = __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON;
@@ -730,7 +730,7 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
         return -ENOTSUP;
     bool was = hp_busy_begin();
     pthread_once(&once, init_once);
-    pthread_mutex_lock(&reg_mu);
+    hp_mutex_lock(&reg_mu);
     int r = 0;
     if (__atomic_load_n(&session, __ATOMIC_ACQUIRE))
         r = -EBUSY;
@@ -777,7 +777,7 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
     }
     pthread_mutex_unlock(&reg_mu);
     if (!r) {
-        pthread_mutex_lock(&drain_mu);
+        hp_mutex_lock(&drain_mu);
         pthread_cond_signal(&drain_cv);
         pthread_mutex_unlock(&drain_mu);
     }
@@ -789,7 +789,7 @@ int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
 {
     memset(out, 0, sizeof *out);
     bool was = hp_busy_begin();
-    pthread_mutex_lock(&reg_mu);
+    hp_mutex_lock(&reg_mu);
     int cur = __atomic_load_n(&session, __ATOMIC_ACQUIRE);
     if (cur != (int)owner && owner != HP_CPU_ANY) {
         pthread_mutex_unlock(&reg_mu);
@@ -814,7 +814,7 @@ int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
     out->process_timer = process_timer;
     out->yielded = session_yielded;
     snprintf(out->path, sizeof out->path, "%s", session_path);
-    pthread_mutex_lock(&table_mu);
+    hp_mutex_lock(&table_mu);
     drain();
     out->folded = table_folded;
     out->nstacks = HASH_COUNT(table);

@@ -110,7 +110,7 @@ void hp_loader_fork_prepare(void)
     fork_skipped = guard_depth > 0;
     if (fork_skipped)
         return;
-    pthread_mutex_lock(&guard_fork);
+    hp_mutex_lock(&guard_fork);
     __atomic_store_n(&guard_writer, 1, __ATOMIC_SEQ_CST);
     for (int i = 0; i < GUARD_SLOTS; i++)
         while (__atomic_load_n(&guard_slot[i].readers, __ATOMIC_SEQ_CST))
@@ -190,7 +190,7 @@ static void keep_unloaded(const char *path, const struct find *f,
     uint32_t epoch = __atomic_add_fetch(&hp_dl_epoch, 1, __ATOMIC_ACQ_REL);
     if (!recorded_in(f->lo, f->hi))
         return;
-    pthread_mutex_lock(&unloaded_lock);
+    hp_mutex_lock(&unloaded_lock);
     size_t plen = strlen(path) + 1;
     struct hp_unloaded *u = nunloaded < MAX_UNLOADED ? hp_alloc(sizeof *u + plen) : NULL;
     if (u) {

@@ -156,7 +156,7 @@ uint32_t hp_labels_current(void)
     }
     const char *kv[2 * HEAPPROF_LABELS_MAX] = {NULL};
     int n = effective(kv);
-    pthread_mutex_lock(&sets_lock);
+    hp_mutex_lock(&sets_lock);
     uint32_t id = intern(lt.name[0] ? lt.name : NULL, kv, n);
     if (!id && n)
         id = intern(lt.name[0] ? lt.name : NULL, kv, 0); /* the name alone */
@@ -174,7 +174,7 @@ uint32_t hp_labels_current(void)
 
 void hp_labels_lock(void)
 {
-    pthread_mutex_lock(&sets_lock);
+    hp_mutex_lock(&sets_lock);
 }
 
 void hp_labels_unlock(void)

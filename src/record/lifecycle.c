@@ -67,6 +67,7 @@ static void fork_child(void)
     pthread_mutex_init(&cpu_support_mu, NULL);
     hp_process_child();
     hp_sampler_child();
+    hp_cont_child();
     if (hp_report)
         hp_report->agent_child();
 }
@@ -144,7 +145,7 @@ int hp_cpu_support(void)
 {
     pthread_mutex_t *mu = &cpu_support_mu;
     static int result = 1; /* 1: not tried yet */
-    pthread_mutex_lock(mu);
+    hp_mutex_lock(mu);
     if (result == 1) {
         bool was_busy = hp_busy_begin();
         if (!hp_stack_signal_ready() && !hp_stack_init())

@@ -123,7 +123,7 @@ static void shard_lock(struct shard *s)
                 sched_yield();
             } else {
                 struct timespec pause = {0, 50000};
-                nanosleep(&pause, NULL);
+                hp_nanosleep(&pause, NULL);
             }
         }
 }

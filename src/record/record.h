@@ -236,6 +236,18 @@ void hp_cpu_thread_begin(void);
 struct sigaction;
 void hp_cpu_sigprof_set(const struct sigaction *act);
 
+/* ---- lock contention and blocking (record/contention.c) ---- */
+/* A kept event, charged to the calling thread's stack: count events and
+ * delay ns, already unbiased. */
+void hp_cont_record(enum hp_cont_kind kind, double count, double delay);
+/* A wait of d ns, kept or not by the block profile's rate; fd: the
+ * descriptor waited on (non-blocking ones did not block), -1 for none,
+ * HP_CONT_NEVER for a call that never blocks. */
+enum { HP_CONT_NEVER = 1 << 30 };
+void hp_cont_block(int64_t rate, int64_t d, int fd);
+uint64_t hp_cont_random(void); /* per thread */
+void hp_cont_child(void);
+
 /* ---- labels (record/labels.c) ---- */
 /* The calling thread's label set now: its name and pushed labels. */
 uint32_t hp_labels_current(void);

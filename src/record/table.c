@@ -351,7 +351,7 @@ void hp_table_init(void)
 {
     if (pthread_key_create(&stripe_key, stripe_release) == 0)
         __atomic_store_n(&stripe_key_made, true, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&table_lock);
+    hp_mutex_lock(&table_lock);
     if (!other_node)
         other_node = add_node(0, HP_OTHER_IP, false);
     pthread_mutex_unlock(&table_lock);
@@ -396,7 +396,7 @@ static uint32_t stack_node(void **ips, int depth)
         uint32_t child = find_child(node, ip);
         if (!child) {
             if (!locked) {
-                pthread_mutex_lock(&table_lock);
+                hp_mutex_lock(&table_lock);
                 locked = true;
                 child = find_child(node, ip); /* another thread may have added it */
             }
@@ -416,7 +416,7 @@ static uint32_t stack_node(void **ips, int depth)
         memmove(last.ips, ips + d + 1, (size_t)have * sizeof *ips);
         memmove(last.nodes, nodes + d + 1, (size_t)have * sizeof *nodes);
         last.depth = have;
-        pthread_mutex_lock(&table_lock);
+        hp_mutex_lock(&table_lock);
         note_folded();
         pthread_mutex_unlock(&table_lock);
         return other_node;
@@ -472,7 +472,7 @@ static struct counts *my_counts(uint32_t b, bool *own)
     unsigned st = (unsigned)my_stripe, chunk = b >> BUCKET_CHUNK_BITS;
     struct counts *c = __atomic_load_n(&count_dir[st][chunk], __ATOMIC_ACQUIRE);
     if (HP_UNLIKELY(!c)) {
-        pthread_mutex_lock(&table_lock);
+        hp_mutex_lock(&table_lock);
         size_t size = BUCKET_CHUNK * sizeof(struct counts);
         if (!count_dir[st][chunk] && !over_limit(size) && (c = table_alloc(size)) != NULL)
             __atomic_store_n(&count_dir[st][chunk], c, __ATOMIC_RELEASE);
@@ -506,7 +506,7 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size, uint32_t labels)
     if (!b)
         b = find_bucket(stack, cls, labels);
     if (!b) {
-        pthread_mutex_lock(&table_lock);
+        hp_mutex_lock(&table_lock);
         b = find_bucket(stack, cls, labels);
         if (!b)
             b = add_bucket(stack, cls, labels, stack != other_node);
@@ -559,7 +559,7 @@ int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max)
 
 uint32_t hp_table_nodes(void)
 {
-    pthread_mutex_lock(&table_lock);
+    hp_mutex_lock(&table_lock);
     uint32_t n = nnodes;
     pthread_mutex_unlock(&table_lock);
     return n;
@@ -577,7 +577,7 @@ size_t hp_table_bytes(void)
 
 void hp_table_lock(void)
 {
-    pthread_mutex_lock(&table_lock);
+    hp_mutex_lock(&table_lock);
 }
 
 void hp_table_unlock(void)
@@ -595,7 +595,7 @@ void hp_table_child(void)
 
 bool hp_table_has_pc_in(uintptr_t lo, uintptr_t hi)
 {
-    pthread_mutex_lock(&table_lock);
+    hp_mutex_lock(&table_lock);
     bool found = false;
     for (uint32_t i = 1; i < nnodes && !found; i++)
         found = node_at(i)->ip >= lo && node_at(i)->ip < hi;
@@ -707,7 +707,7 @@ void hp_peak_capture(void)
     struct hp_snapshot s;
     memset(&s, 0, sizeof s);
     if (take(&s, &a, false) == 0) {
-        pthread_mutex_lock(&table_lock);
+        hp_mutex_lock(&table_lock);
         if (s.nbuckets > peak_cap) {
             /* Grow geometrically so that repeated captures rarely reallocate.
              * The copy is not the stack table's and does not take from its
@@ -778,7 +778,7 @@ int hp_snapshot_peak(struct hp_snapshot *s)
 {
     memset(s, 0, sizeof *s);
     s->rate = hp_cfg.rate;
-    pthread_mutex_lock(&table_lock);
+    hp_mutex_lock(&table_lock);
     if (!npeak) {
         pthread_mutex_unlock(&table_lock);
         return -ENOENT;

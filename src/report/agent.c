@@ -90,13 +90,13 @@ static void *agent_main(void *arg)
         int timeout = deadline == INT64_MAX ? -1
                       : deadline <= now     ? 0
                                         : (int)(deadline - now < 60000 ? deadline - now : 60000);
-        int r = poll(fds, (nfds_t)n, timeout);
+        int r = hp_poll(fds, (nfds_t)n, timeout);
         if (r < 0 && errno != EINTR)
             break;
         if (pipe_r >= 0 && n > 0 && (fds[0].revents & POLLIN)) {
             char drain[64];
             /* Several signals before we got here make one snapshot. */
-            while (read(pipe_r, drain, sizeof drain) > 0)
+            while (hp_read(pipe_r, drain, sizeof drain) > 0)
                 ;
             hp_dump_snapshot();
         }

@@ -22,7 +22,7 @@ static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
 {
     bool was_busy = hp_busy_begin();
-    pthread_mutex_lock(&dump_lock);
+    hp_mutex_lock(&dump_lock);
     hp_stderr_choose();
     int r;
     struct hp_snapshot snap;
@@ -109,7 +109,7 @@ int hp_dump_snapshot(void)
 int hp_dump_cpu(const char *path, struct hp_cpu_profile *p)
 {
     bool was_busy = hp_busy_begin();
-    pthread_mutex_lock(&dump_lock);
+    hp_mutex_lock(&dump_lock);
     hp_stderr_choose();
     char comment[512];
     struct hp_symbolizer *sym = hp_sym_open(&p->arena);

@@ -109,7 +109,7 @@ static ssize_t read_small(const char *path, char *buf, size_t len)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    ssize_t r = read(fd, buf, len - 1);
+    ssize_t r = hp_read(fd, buf, len - 1);
     close(fd);
     if (r >= 0)
         buf[r] = 0;

@@ -13,8 +13,9 @@
  * CPU profiling: cpu profiling already in use". goroutine (alias
  * threads): every live thread's stack; threadcreate: where the live threads
  * were created (both report/goroutine.c); symbol: names for addresses, as
- * Go answers them (GET or POST). Left out: trace, block, mutex (Go runtime
- * profiles a C program does not have): each gets a 404 that says so
+ * Go answers them (GET or POST). mutex and block: lock contention and
+ * blocking waits (record/contention.c, report/contention.c), with ?debug=1
+ * and ?seconds=N as heap's. Left out: trace, which gets a 404 that says so
  * (left_out), not Go's bare "404 page not found".
  *
  * They run on the background thread, which is marked busy: what libraries
@@ -25,6 +26,7 @@
 #define _GNU_SOURCE
 #include "handlers.h"
 #include "iface.h"
+#include "contention.h"
 #include "cpuprof.h"
 #include "goroutine.h"
 #include "http.h"
@@ -44,11 +46,13 @@ enum { MAX_SECONDS = 3600 };
 /* What a window waits for: a heap or allocs delta (from its base), or a CPU
  * profile. hp_alloc'ed; the server holds it until it ends (window_end) or
  * its client goes away (window_drop). */
-enum profile_kind { HEAP, ALLOCS, PEAK, CPU };
+enum profile_kind { HEAP, ALLOCS, PEAK, CPU, MUTEX, BLOCK };
 struct window {
     enum profile_kind kind;
     long seconds;
-    struct hp_snapshot base; /* a delta's start */
+    struct hp_snapshot base;      /* a delta's start */
+    struct hp_cont_profile cbase; /* a mutex or block delta's start */
+    int64_t start_ns;
 };
 
 static struct window *window_new(enum profile_kind kind, long seconds)
@@ -67,6 +71,8 @@ static void window_free(struct window *w)
         struct hp_cpu_profile p;
         if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
             hp_cpu_release(&p);
+    } else if (w->kind == MUTEX || w->kind == BLOCK) {
+        hp_arena_release(&w->cbase.arena);
     } else {
         hp_snapshot_release(&w->base);
     }
@@ -106,11 +112,15 @@ static void put_window(const void *window, int64_t ms_left, void *arg)
     struct in_progress *ip = arg;
     const char *what = w->kind == CPU      ? "a CPU profile (profile)"
                        : w->kind == ALLOCS ? "an allocs delta"
+                       : w->kind == MUTEX  ? "a mutex delta"
+                       : w->kind == BLOCK  ? "a block delta"
                                            : "a heap delta";
     int64_t left = (ms_left + 999) / 1000;
     hp_text_put(ip->t, "%s%s over %ld s, %lld s left", ip->n++ ? "; " : "<p>In progress: ", what,
                 w->seconds, (long long)(left > 0 ? left : 0));
 }
+
+static size_t cont_count(enum hp_cont_kind kind);
 
 /* GET /debug/pprof/ */
 static void serve_index(struct hp_http_conn *c, const char *query)
@@ -152,8 +162,12 @@ static void serve_index(struct hp_http_conn *c, const char *query)
     hp_text_put(&t, "Types of profiles available:\n<table>\n"
                     "<thead><td>Count</td><td>Profile</td></thead>\n");
     hp_text_put(&t, "<tr><td>%zu</td><td><a href='allocs?debug=1'>allocs</a></td></tr>\n", nb);
+    hp_text_put(&t, "<tr><td>%zu</td><td><a href='block?debug=1'>block</a></td></tr>\n",
+                cont_count(HP_CONT_BLOCK));
     hp_text_put(&t, "<tr><td>1</td><td><a href='cmdline'>cmdline</a></td></tr>\n");
     hp_text_put(&t, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
+    hp_text_put(&t, "<tr><td>%zu</td><td><a href='mutex?debug=1'>mutex</a></td></tr>\n",
+                cont_count(HP_CONT_MUTEX));
     hp_text_put(&t, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
     hp_text_put(&t, "<tr><td>1</td><td><a href='timeline'>timeline</a></td></tr>\n");
     hp_text_put(&t, "<tr><td></td><td><a href='profile'>profile</a></td></tr>\n");
@@ -165,11 +179,17 @@ static void serve_index(struct hp_http_conn *c, const char *query)
         &t, "</table>\n<br>\n<p>\nProfile Descriptions:\n<ul>\n"
             "<li><div class=profile-name>allocs: </div> A sampling of all past memory "
             "allocations (the heap profile with alloc_space shown by default)</li>\n"
+            "<li><div class=profile-name>block: </div> Stack traces that led to blocking in "
+            "condition variables, poll, epoll, select, sleeps, reads, accepts, semaphores and "
+            "joins (HEAPPROF_BLOCK_RATE, or rate=N here; off by default)</li>\n"
             "<li><div class=profile-name>cmdline: </div> The command line invocation of the "
             "current program</li>\n"
             "<li><div class=profile-name>heap: </div> A sampling of memory allocations of live "
             "objects. You can specify the seconds GET parameter to get a delta profile over that "
             "many seconds, and debug=1 for a text form.</li>\n"
+            "<li><div class=profile-name>mutex: </div> Stack traces of threads that waited for "
+            "contended pthread mutexes, rwlocks and spin locks, charged to the waiter "
+            "(HEAPPROF_MUTEX_FRACTION, or fraction=N here; off by default)</li>\n"
             "<li><div class=profile-name>peak: </div> The live objects when the estimated in-use "
             "bytes were at their highest (heapprof's own; within about 6%% below the peak)</li>\n"
             "<li><div class=profile-name>timeline: </div> The heap over time: the estimated "
@@ -405,17 +425,15 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     } known[] = {
         {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
                   "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
-        {"block", "is a Go runtime profile (goroutines blocked on channels and locks): not "
-                  "served for a C program"},
-        {"mutex", "is a Go runtime profile (contended Go mutexes): not served for a C program"},
     };
     if (!strncmp(path, "/debug/pprof/", pl + 1))
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (!strcmp(path + pl + 1, known[i].name)) {
                 hp_http_respond_text(c, 404,
                                      "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
-                                     "profile, timeline, cmdline, goroutine, threads, "
-                                     "threadcreate, symbol (the index is /debug/pprof/).\n",
+                                     "profile, mutex, block, timeline, cmdline, goroutine, "
+                                     "threads, threadcreate, symbol (the index is "
+                                     "/debug/pprof/).\n",
                                      known[i].name, known[i].why);
                 return;
             }
@@ -605,6 +623,127 @@ static void serve_symbol(struct hp_http_conn *c, const char *query)
     hp_arena_release(&a);
 }
 
+/* ---- the mutex and block profiles (report/contention.c) ---- */
+
+static size_t cont_count(enum hp_cont_kind kind)
+{
+    struct hp_cont_profile p;
+    size_t n = hp_cont_snapshot(kind, &p) == 0 ? p.nstacks : 0;
+    hp_arena_release(&p.arena);
+    return n;
+}
+
+static void respond_cont(struct hp_http_conn *c, struct hp_cont_profile *p, int64_t start_ns,
+                         bool text, const char *comment)
+{
+    struct hp_symbolizer *sym = hp_sym_open(&p->arena);
+    const char *name = p->kind == HP_CONT_MUTEX ? "mutex" : "block";
+    if (text) {
+        size_t len = 0;
+        char *body = hp_cont_text(p, sym, &len);
+        if (body)
+            hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
+        else
+            hp_http_respond_text(c, 500, "out of memory\n");
+    } else {
+        uint8_t *gz;
+        size_t len;
+        int r = hp_cont_encode(p, sym, start_ns, comment, &gz, &len);
+        char extra[128];
+        snprintf(extra, sizeof extra, "Content-Disposition: attachment; filename=\"%s\"\r\n", name);
+        if (r)
+            hp_http_respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
+        else
+            hp_http_respond(c, 200, "application/octet-stream", extra, gz, len);
+    }
+    hp_sym_close(sym);
+}
+
+/* GET /debug/pprof/mutex and block: the profile, its text (?debug=1), or a
+ * delta over a window (?seconds=N). ?fraction=N (mutex) and ?rate=N
+ * (block) set the sampling first, as heapprof_mutex_fraction and
+ * heapprof_block_rate do. */
+static void serve_cont(struct hp_http_conn *c, const char *query, enum profile_kind kind)
+{
+    char val[64];
+    long debug = 0, seconds = 0;
+    const char *knob = kind == MUTEX ? "fraction" : "rate";
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    if (query && query_param(query, knob, val, sizeof val)) {
+        char *end;
+        long long v = strtoll(val, &end, 10);
+        if (*end || end == val || v < 0 || v > (kind == MUTEX ? 1000000000LL : 1000000000000LL)) {
+            hp_http_respond_text(c, 400, "bad %s: want a whole number, 0 for off\n", knob);
+            return;
+        }
+        if (kind == MUTEX)
+            __atomic_store_n(&hp_mutex_fraction, (int)v, __ATOMIC_RELAXED);
+        else
+            __atomic_store_n(&hp_block_rate, (int64_t)v, __ATOMIC_RELAXED);
+    }
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        seconds = strtol(val, &end, 10);
+        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
+                                 MAX_SECONDS);
+            return;
+        }
+        if (debug) {
+            hp_http_respond_text(c, 400, "seconds= gives a delta profile, without debug=\n");
+            return;
+        }
+    }
+    enum hp_cont_kind ck = kind == MUTEX ? HP_CONT_MUTEX : HP_CONT_BLOCK;
+    struct hp_cont_profile p;
+    int r = hp_cont_snapshot(ck, &p);
+    if (r) {
+        hp_arena_release(&p.arena);
+        hp_http_respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
+        return;
+    }
+    if (seconds) {
+        struct window *w = window_new(kind, seconds);
+        if (!w) {
+            hp_arena_release(&p.arena);
+            hp_http_respond_text(c, 500, "out of memory\n");
+            return;
+        }
+        w->cbase = p;
+        w->start_ns = p.time_ns;
+        hp_http_wait(c, seconds * 1000, w);
+        return;
+    }
+    respond_cont(c, &p, hp_start_ns(), debug != 0, NULL);
+    hp_arena_release(&p.arena);
+}
+
+static void serve_mutex(struct hp_http_conn *c, const char *query)
+{
+    serve_cont(c, query, MUTEX);
+}
+
+static void serve_block(struct hp_http_conn *c, const char *query)
+{
+    serve_cont(c, query, BLOCK);
+}
+
+static void finish_cont(struct hp_http_conn *c, struct window *w)
+{
+    struct hp_cont_profile p;
+    int r = hp_cont_snapshot(w->cbase.kind, &p);
+    if (r) {
+        hp_http_respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
+    } else {
+        hp_cont_delta(&p, &w->cbase);
+        char comment[96];
+        snprintf(comment, sizeof comment, "heapprof delta over %ld s", w->seconds);
+        respond_cont(c, &p, w->start_ns, false, comment);
+    }
+    hp_arena_release(&p.arena);
+}
+
 /* ---- what the server calls (http.h) ---- */
 
 static const struct route {
@@ -623,6 +762,8 @@ static const struct route {
     {"/threads", serve_goroutine},
     {"/threadcreate", serve_threadcreate},
     {"/symbol", serve_symbol},
+    {"/mutex", serve_mutex},
+    {"/block", serve_block},
 };
 
 static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
@@ -651,7 +792,10 @@ static void request(struct hp_http_conn *c, const char *method, const char *path
 static void window_end(struct hp_http_conn *c, void *window)
 {
     struct window *w = window;
-    if (w->kind == CPU) {
+    if (w->kind == MUTEX || w->kind == BLOCK) {
+        finish_cont(c, w);
+        window_free(w);
+    } else if (w->kind == CPU) {
         finish_cpu(c); /* stops the profile */
         hp_free(w, sizeof *w);
     } else {

@@ -334,7 +334,7 @@ const char *hp_http_body(const struct hp_http_conn *c, size_t *len)
 static void on_readable(struct hp_http_conn *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->req + c->reqlen, MAX_REQUEST - c->reqlen, 0);
+        ssize_t n = hp_recv(c->fd, c->req + c->reqlen, MAX_REQUEST - c->reqlen, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -372,7 +372,7 @@ static void on_waiting(struct hp_http_conn *c, short revents)
     }
     char drain[512];
     for (;;) {
-        ssize_t n = recv(c->fd, drain, sizeof drain, 0);
+        ssize_t n = hp_recv(c->fd, drain, sizeof drain, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -402,7 +402,7 @@ static void on_writable(struct hp_http_conn *c)
 static void accept_all(struct hp_http *h)
 {
     for (;;) {
-        int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = hp_accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         struct hp_http_conn *c = NULL;

@@ -1144,12 +1144,12 @@ int hp_reach_check(struct hp_reach_stats *stats)
             err = -ETIMEDOUT;
             break;
         }
-        int pr = poll(&pf, 1, (int)(left < 1000 ? left : 1000));
+        int pr = hp_poll(&pf, 1, (int)(left < 1000 ? left : 1000));
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr <= 0)
             continue;
-        ssize_t r = read(p[0], (char *)buf + have, sizeof buf - have);
+        ssize_t r = hp_read(p[0], (char *)buf + have, sizeof buf - have);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)

@@ -83,7 +83,7 @@ bool hp_timeline_on(void)
 
 void hp_timeline_start(void)
 {
-    pthread_mutex_lock(&tl.lock);
+    hp_mutex_lock(&tl.lock);
     if (!tl.points) {
         tl.points = hp_alloc(MAX_POINTS * sizeof *tl.points);
         if (!tl.points)
@@ -243,7 +243,7 @@ int64_t hp_timeline_tick(void)
 {
     if (!hp_timeline_on())
         return INT64_MAX;
-    pthread_mutex_lock(&tl.lock);
+    hp_mutex_lock(&tl.lock);
     int64_t now = hp_mono_ms();
     if (tl.on && now >= tl.next_ms) {
         int64_t c0 = cpu_ns();
@@ -263,7 +263,7 @@ int64_t hp_timeline_tick(void)
 
 int hp_timeline_copy(struct hp_timeline_series *v, struct hp_arena *a)
 {
-    pthread_mutex_lock(&tl.lock);
+    hp_mutex_lock(&tl.lock);
     if (!tl.on && !tl.points) {
         pthread_mutex_unlock(&tl.lock);
         return -ENOENT;
@@ -293,7 +293,7 @@ int hp_timeline_copy(struct hp_timeline_series *v, struct hp_arena *a)
 
 void hp_timeline_last_point(void)
 {
-    pthread_mutex_lock(&tl.lock);
+    hp_mutex_lock(&tl.lock);
     if (tl.on)
         sample(hp_mono_ms());
     pthread_mutex_unlock(&tl.lock);
