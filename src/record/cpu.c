@@ -219,6 +219,8 @@ static void take_sample(void *uc, int overrun)
     }
     bool partial = false;
     s->depth = hp_stack_signal(uc, s->ips, HP_MAX_FRAMES, !guarded, &partial);
+    if (HP_TRACING())
+        hp_trace_cpu_sample(s->ips, s->depth);
     s->weight = weight;
     __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
     if (partial)

@@ -30,6 +30,7 @@
 #include "symbols.h"
 #include "text.h"
 #include "timeline_render.h"
+#include "trace_json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,10 +43,11 @@ enum { MAX_SECONDS = 3600 };
 /* What a window waits for: a heap or allocs delta (from its base), or a CPU
  * profile. hp_alloc'ed; the server holds it until it ends (window_end) or
  * its client goes away (window_drop). */
-enum profile_kind { HEAP, ALLOCS, PEAK, CPU };
+enum profile_kind { HEAP, ALLOCS, PEAK, CPU, TRACE };
 struct window {
     enum profile_kind kind;
     long seconds;
+    bool gzip;               /* a trace's client accepts gzip */
     struct hp_snapshot base; /* a delta's start */
 };
 
@@ -65,6 +67,10 @@ static void window_free(struct window *w)
         struct hp_cpu_profile p;
         if (hp_cpu_stop(HP_CPU_HTTP, &p) == 0)
             hp_cpu_release(&p);
+    } else if (w->kind == TRACE) {
+        struct hp_trace t;
+        if (hp_trace_stop(HP_TRACE_HTTP, &t) == 0)
+            hp_trace_release(&t);
     } else {
         hp_snapshot_release(&w->base);
     }
@@ -379,6 +385,71 @@ static void finish_cpu(struct hp_http_conn *c)
     hp_cpu_release(&p);
 }
 
+/* GET /debug/pprof/trace[?seconds=N]: an execution trace's window starts
+ * (record/trace.c); the answer, Chrome Trace Event JSON, comes when it
+ * ends. As Go's: 1 s when seconds is missing, not a number or <= 0; a
+ * second trace while one runs gets a 500. At most MAX_TRACE_SECONDS. */
+enum { MAX_TRACE_SECONDS = 60 };
+static void serve_trace(struct hp_http_conn *c, const char *query)
+{
+    char val[64];
+    long seconds = 1;
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        double v = strtod(val, &end);
+        if (!*end && end != val && v > MAX_TRACE_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a number of seconds up to %d\n",
+                                 MAX_TRACE_SECONDS);
+            return;
+        }
+        if (!*end && end != val && v > 0)
+            seconds = (long)v > 0 ? (long)v : 1;
+    }
+    int r = hp_trace_start(HP_TRACE_HTTP, NULL);
+    if (r) {
+        char body[256];
+        int n = snprintf(body, sizeof body, "Could not enable tracing: %s\n",
+                         r == -EBUSY ? "tracing is already enabled" : strerror(-r));
+        hp_http_respond(c, 500, "text/plain; charset=utf-8", "X-Go-Pprof: 1\r\n", body,
+                        n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
+        return;
+    }
+    struct window *w = window_new(TRACE, seconds);
+    if (!w) {
+        struct hp_trace t;
+        if (hp_trace_stop(HP_TRACE_HTTP, &t) == 0)
+            hp_trace_release(&t);
+        hp_http_respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    w->gzip = hp_http_header_has(c, "Accept-Encoding", "gzip");
+    hp_http_wait(c, seconds * 1000, w);
+}
+
+static void finish_trace(struct hp_http_conn *c, const struct window *w)
+{
+    struct hp_trace t;
+    int r = hp_trace_stop(HP_TRACE_HTTP, &t);
+    if (r) {
+        hp_http_respond_text(c, 500, "the trace was stopped: %s\n", strerror(-r));
+        return;
+    }
+    struct hp_arena a = {0};
+    uint8_t *data;
+    size_t len;
+    r = hp_trace_encode(&a, &t, w->gzip, &data, &len);
+    hp_trace_release(&t);
+    if (r)
+        hp_http_respond_text(c, 500, "could not encode the trace: %s\n", strerror(-r));
+    else
+        hp_http_respond(c, 200, "application/json",
+                        w->gzip ? "Content-Encoding: gzip\r\nContent-Disposition: attachment; "
+                                  "filename=\"trace.json\"\r\n"
+                                : "Content-Disposition: attachment; filename=\"trace.json\"\r\n",
+                        data, len);
+    hp_arena_release(&a);
+}
+
 /* A 404 for a path of net/http/pprof's that is not served here says why,
  * and what to use instead; anything else gets Go's plain answer. */
 static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
@@ -386,8 +457,6 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     static const struct {
         const char *name, *why;
     } known[] = {
-        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
-                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
         {"symbol", "is not served: heapprof's profiles carry their own symbols (function names, "
                    "files and lines), so go tool pprof never needs to ask for them"},
         {"goroutine", "is a Go runtime profile: a C program has no goroutines"},
@@ -518,6 +587,7 @@ static const struct route {
     {"/cmdline", serve_cmdline},
     {"/timeline", serve_timeline},
     {"/profile", serve_cpu},
+    {"/trace", serve_trace},
 };
 
 static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
@@ -547,6 +617,9 @@ static void window_end(struct hp_http_conn *c, void *window)
     struct window *w = window;
     if (w->kind == CPU) {
         finish_cpu(c); /* stops the profile */
+        hp_free(w, sizeof *w);
+    } else if (w->kind == TRACE) {
+        finish_trace(c, w); /* stops the trace */
         hp_free(w, sizeof *w);
     } else {
         finish_delta(c, w);
