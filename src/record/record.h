@@ -220,6 +220,8 @@ int hp_cpu_support(void);
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
 bool hp_cpu_wrap_threads(void);
+/* Called with each CPU sample's stack while an execution trace runs. */
+extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
 /* Calls of dl_iterate_phdr under way on this thread (cpu_hooks.c). */
 extern HP_TLS int hp_in_dl_iterate;
 void hp_cpu_thread_begin(void);

@@ -71,7 +71,7 @@ struct slot {
 static struct slot slots[MAX_SLOTS];
 static int nslots;
 
-int hp_trace_on;
+
 static uint32_t gen = 1;
 static int owner;    /* enum hp_trace_owner; also while held (stopped, not released) */
 static bool held;    /* stopped, its buffers with the reporting half */
@@ -302,10 +302,12 @@ static void init_once(void)
     pthread_atfork(fork_prepare, NULL, hp_trace_child);
 }
 
+/* The caller loaded what CPU samples need (hp_cpu_support), or not: then
+ * the trace has no CPU samples. */
 int hp_trace_start(enum hp_trace_owner who, const char *path)
 {
-    int r = hp_cpu_support(); /* libunwind and the reporting half */
     pthread_once(&once, init_once);
+    __atomic_store_n(&hp_cpu_tap, hp_trace_cpu_sample, __ATOMIC_RELEASE);
     bool was = hp_busy_begin();
     pthread_mutex_lock(&mu);
     if (owner || held) {
@@ -333,7 +335,7 @@ int hp_trace_start(enum hp_trace_owner who, const char *path)
     /* CPU samples: the trace's own timers, or a running profile's. */
     own_cpu = false;
     cpu_hz = 0;
-    if (r == 0) {
+    {
         int c = hp_cpu_start(TRACE_HZ, HP_CPU_TRACE, NULL);
         if (c == 0) {
             own_cpu = true;
@@ -468,6 +470,10 @@ void hp_trace_run_start(void)
 {
     if (!hp_cfg.trace_path[0])
         return;
+    if (!hp_report) {
+        hp_log("heapprof: the reporting half is not loaded; no trace");
+        return;
+    }
     int r = hp_trace_start(HP_TRACE_RUN, hp_cfg.trace_path);
     if (r) {
         hp_log("heapprof: cannot start the trace: %s", strerror(-r));
