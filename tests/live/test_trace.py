@@ -294,7 +294,16 @@ def check_viewer():
              # is idle or the budget (a bound on a hang, not a wait) is spent.
              "--virtual-time-budget=60000", "--dump-dom",
              "file://" + os.path.join(site, "view.html")]
-    dom = h.run([chromium] + flags, env=env_for({}), timeout=180)
+    import http.server
+    import threading
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=site)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    flags[-1] = f"http://127.0.0.1:{srv.server_address[1]}/view.html"
+    try:
+        dom = h.run([chromium] + flags, env=env_for({}), timeout=180)
+    finally:
+        srv.shutdown()
     m = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.S)
     if not m and "imported" not in dom.stdout and not dom.stdout.strip():
         h.skip(f"chromium could not render a page here: {dom.stderr.strip()[-300:]}")
