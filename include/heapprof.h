@@ -109,6 +109,20 @@ HEAPPROF_API int heapprof_cpu_stop(void);
 HEAPPROF_API int heapprof_mutex_fraction(int n);
 HEAPPROF_API long heapprof_block_rate(long ns);
 
+/* Execution traces (see the README, "Execution traces"): what each thread
+ * did over time (CPU samples with stacks, label scopes as nested regions,
+ * thread creation, renames and exit, sampled allocations and the heap's
+ * estimated in-use bytes), written by heapprof_trace_stop as Chrome Trace
+ * Event JSON to the path given to start (gzipped when it ends in .gz),
+ * atomically. They work whether HEAPPROF is set or not. One trace runs at a
+ * time: start returns -EBUSY while another runs (the endpoint's,
+ * HEAPPROF_TRACE's or an earlier start's), -ENOTSUP when the reporting half
+ * cannot be loaded, -EINVAL for a NULL or empty path. stop returns 0,
+ * -ENOENT when no trace started by heapprof_trace_start runs, or the error
+ * of writing the file. A trace still running at exit is written then. */
+HEAPPROF_API int heapprof_trace_start(const char *path);
+HEAPPROF_API int heapprof_trace_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

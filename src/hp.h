@@ -85,6 +85,9 @@ struct hp_config {
     char cpu_path[4096];    /* HEAPPROF_CPU: absolute path, or "" */
     int cpu_hz;             /* HEAPPROF_CPU_HZ: samples per CPU second */
     bool cpu_process_timer; /* HEAPPROF_CPU_TIMER=process: setitimer, not per-thread timers */
+    /* Execution traces (record/trace.c): read whether HEAPPROF is set or not. */
+    char trace_path[4096]; /* HEAPPROF_TRACE: absolute path, or "" */
+    int trace_seconds;     /* HEAPPROF_TRACE_SECONDS: 0, until exit */
 };
 extern struct hp_config hp_cfg;
 void hp_config_load(void);

@@ -238,7 +238,14 @@ const struct hp_unloaded *hp_unloaded_list(void);
 
 /* ---- CPU profiles (record/cpu.c) ---- */
 /* Who started the running profile: one runs at a time. */
-enum hp_cpu_owner { HP_CPU_NONE = 0, HP_CPU_RUN, HP_CPU_API, HP_CPU_HTTP, HP_CPU_ANY };
+enum hp_cpu_owner {
+    HP_CPU_NONE = 0,
+    HP_CPU_RUN,
+    HP_CPU_API,
+    HP_CPU_HTTP,
+    HP_CPU_TRACE,
+    HP_CPU_ANY
+};
 /* A stack and its samples. The leaf is stored as its address + 1, so that
  * every frame reads as a return address (the writer takes 1 off each). */
 struct hp_cpu_stack {
@@ -324,6 +331,65 @@ int hp_cont_snapshot(enum hp_cont_kind kind, struct hp_cont_profile *p);
 /* p minus base, stack by stack (for ?seconds=N). */
 void hp_cont_delta(struct hp_cont_profile *p, const struct hp_cont_profile *base);
 
+/* ---- execution traces (record/trace.c) ---- */
+/* Who started the running trace: one runs at a time. */
+enum hp_trace_owner { HP_TRACE_NONE = 0, HP_TRACE_RUN, HP_TRACE_API, HP_TRACE_HTTP, HP_TRACE_ANY };
+/* One event in a thread's buffer: this header, then its payload (n return
+ * addresses for a stack, leaf first, then a NUL-terminated string for the
+ * kinds that carry one), the whole padded to 8 bytes (size). ts is on the
+ * monotonic clock. */
+enum hp_tev_kind {
+    HP_TEV_SAMPLE = 1, /* a CPU sample: n frames */
+    HP_TEV_PUSH,       /* a label scope begins: "key=value" */
+    HP_TEV_POP,        /* the innermost scope ends */
+    HP_TEV_THREAD_START,
+    HP_TEV_THREAD_EXIT,
+    HP_TEV_THREAD_CREATE, /* this thread created thread a */
+    HP_TEV_RENAME,        /* the thread (a: its tid, 0: another one) renamed: the name */
+    HP_TEV_FORK,          /* this thread forks */
+    HP_TEV_ALLOC,         /* a sampled allocation: v = size, w = estimated bytes; n frames */
+    HP_TEV_FREE,          /* a sampled object freed: v = size, w = estimated bytes */
+    HP_TEV_BLOCKED,       /* a blocking call: ts its start, v its duration (ns), the call */
+};
+struct hp_tev {
+    int64_t ts;
+    int64_t v, w;
+    uint16_t size; /* the whole event's, header included */
+    uint8_t kind;
+    uint8_t n; /* frames */
+    int32_t a;
+};
+struct hp_trace_thread {
+    int tid;
+    char name[16];
+    const uint8_t *data; /* events, back to back */
+    size_t len;
+};
+struct hp_trace {
+    enum hp_trace_owner owner;
+    int64_t start_ns, end_ns; /* monotonic clock */
+    int64_t start_real_ns;    /* real-time clock at start */
+    int cpu_hz;               /* samples per CPU second; 0: no CPU samples */
+    bool heap;                /* heap profiling on: allocations and in-use bytes */
+    double heap_base;         /* estimated in-use bytes at the start */
+    long rate;
+    int64_t dropped; /* events lost: buffers full, or too many threads */
+    size_t budget;   /* bytes the buffers may take */
+    size_t nthreads;
+    struct hp_trace_thread *threads;
+    char path[4096]; /* the file it goes to (RUN, API) */
+};
+/* Starts a trace: 0, -EBUSY while one runs, or another -errno. */
+int hp_trace_start(enum hp_trace_owner owner, const char *path);
+/* Ends the running trace if owner started it (or with HP_TRACE_ANY): its
+ * events into out, held until hp_trace_release. 0, -ENOENT, -EBUSY. */
+int hp_trace_stop(enum hp_trace_owner owner, struct hp_trace *out);
+void hp_trace_release(struct hp_trace *t);
+/* A blocking call the calling thread made, from start_ns to end_ns on the
+ * monotonic clock (hp_mono_ns): a "Waiting" slice in a running trace,
+ * nothing otherwise. call is a short static name ("pthread_mutex_lock"). */
+void hp_trace_blocked(const char *call, int64_t start_ns, int64_t end_ns);
+
 HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */
@@ -343,6 +409,9 @@ struct hp_report {
      * HEAPPROF_SIGNAL and HEAPPROF_INTERVAL do (heapprof_snapshot): its
      * number (1, 2, ...) or -errno. */
     int (*snapshot)(void);
+    /* Writes an execution trace (report/trace_json.c) to path: gzipped
+     * when it ends in .gz. 0 or -errno. */
+    int (*trace_write)(const char *path, struct hp_trace *t);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

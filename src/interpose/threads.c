@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 struct start {
     void *(*fn)(void *);
@@ -23,6 +25,13 @@ struct start {
     uintptr_t ips[HP_SPAWN_FRAMES]; /* where it was created */
 };
 
+static void thread_end(void *unused)
+{
+    (void)unused;
+    if (HP_TRACING())
+        hp_trace_event(HP_TEV_THREAD_EXIT, 0, NULL);
+}
+
 static void *thread_start(void *p)
 {
     struct start s = *(struct start *)p;
@@ -31,7 +40,14 @@ static void *thread_start(void *p)
         hp_spawn_begin(s.ips, s.depth);
     if (s.cpu)
         hp_cpu_thread_begin();
-    return s.fn(s.arg);
+    if (HP_TRACING())
+        hp_trace_event(HP_TEV_THREAD_START, 0, NULL);
+    void *r;
+    /* The exit event on return, pthread_exit and cancellation alike. */
+    pthread_cleanup_push(thread_end, NULL);
+    r = s.fn(s.arg);
+    pthread_cleanup_pop(1);
+    return r;
 }
 
 /* Only while profiling is on, and not for heapprof's own threads (made
@@ -45,7 +61,7 @@ HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, v
     if (!real)
         return EAGAIN;
     bool cpu = hp_cpu_wrap_threads(), spawn = hp_spawn_wanted();
-    if (!cpu && !spawn)
+    if (!cpu && !spawn && !hp_trace_wrap_threads())
         return real(thread, attr, fn, arg);
     struct start *s = hp_alloc(sizeof *s);
     if (!s)
@@ -57,6 +73,8 @@ HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, v
     int r = real(thread, attr, thread_start, s);
     if (r)
         hp_free(s, sizeof *s);
+    else if (HP_TRACING())
+        hp_trace_event(HP_TEV_THREAD_CREATE, 0, NULL);
     return r;
 }
 
@@ -67,6 +85,10 @@ HEAPPROF_API int pthread_setname_np(pthread_t thread, const char *name)
     hp_real_resolve();
     int r = hp_real.pthread_setname_np ? hp_real.pthread_setname_np(thread, name) : ENOSYS;
     hp_labels_renamed();
+    if (HP_TRACING() && r == 0)
+        hp_trace_event(HP_TEV_RENAME,
+                       pthread_equal(thread, pthread_self()) ? (int32_t)syscall(SYS_gettid) : 0,
+                       name);
     return r;
 }
 
@@ -83,8 +105,11 @@ HEAPPROF_API int prctl(int option, ...)
         return -1;
     }
     int r = hp_real.prctl(option, a2, a3, a4, a5);
-    if (option == PR_SET_NAME)
+    if (option == PR_SET_NAME) {
         hp_labels_renamed();
+        if (HP_TRACING() && r == 0)
+            hp_trace_event(HP_TEV_RENAME, (int32_t)syscall(SYS_gettid), (const char *)a2);
+    }
     return r;
 }
 

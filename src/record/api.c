@@ -55,6 +55,8 @@ HEAPPROF_API int heapprof_snapshot(void)
 
 HEAPPROF_API int heapprof_label_push(const char *key, const char *value)
 {
+    if (HP_TRACING())
+        hp_trace_push(key, value);
     if (!heapprof_enabled())
         return 0;
     return hp_labels_push(key, value);
@@ -62,6 +64,8 @@ HEAPPROF_API int heapprof_label_push(const char *key, const char *value)
 
 HEAPPROF_API void heapprof_label_pop(void)
 {
+    if (HP_TRACING())
+        hp_trace_pop();
     if (heapprof_enabled())
         hp_labels_pop();
 }
@@ -107,4 +111,32 @@ HEAPPROF_API long heapprof_block_rate(long ns)
     if (ns < 0)
         return (long)__atomic_load_n(&hp_block_rate, __ATOMIC_RELAXED);
     return (long)__atomic_exchange_n(&hp_block_rate, (int64_t)ns, __ATOMIC_RELAXED);
+}
+
+/* Execution traces into a file (Chrome Trace Event JSON; gzipped when the
+ * name ends in .gz): like the CPU profile's, with or without HEAPPROF. */
+HEAPPROF_API int heapprof_trace_start(const char *path)
+{
+    if (!path || !*path)
+        return -EINVAL;
+    char abs[4096];
+    int r = hp_absolute_path(abs, sizeof abs, path);
+    if (r)
+        return r;
+    hp_init();
+    r = hp_cpu_support();
+    if (r)
+        return r;
+    return hp_trace_start(HP_TRACE_API, abs);
+}
+
+HEAPPROF_API int heapprof_trace_stop(void)
+{
+    struct hp_trace t;
+    int r = hp_trace_stop(HP_TRACE_API, &t);
+    if (r)
+        return r;
+    r = hp_report ? hp_report->trace_write(t.path, &t) : -ENOTSUP;
+    hp_trace_release(&t);
+    return r;
 }

@@ -91,6 +91,10 @@ static const struct hp_option options[] = {
      "the mutex profile keeps 1 in N lock contentions (0: off)"},
     {"HEAPPROF_BLOCK_RATE", NULL, HP_OPT_INT, 0, 0, 1000000000000LL, false, false,
      "the block profile keeps a wait of d ns with probability d/N (0: off; 1: every wait)"},
+    {"HEAPPROF_TRACE", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
+     "where an execution trace of the run's start goes (Chrome Trace Event JSON; .gz: gzipped)"},
+    {"HEAPPROF_TRACE_SECONDS", NULL, HP_OPT_INT, 10, 0, 3600, false, false,
+     "seconds HEAPPROF_TRACE covers from the start; 0: until exit"},
 };
 
 const struct hp_option *hp_options(size_t *n)
@@ -264,6 +268,29 @@ static int parse_signal(const char *s)
     return 0;
 }
 
+/* HEAPPROF_TRACE and HEAPPROF_TRACE_SECONDS: read whether HEAPPROF is set
+ * or not, as the CPU profile's; the trace's budget is half of
+ * HEAPPROF_MAX_MEMORY, read here too. */
+static void trace_config_load(void)
+{
+    hp_cfg.trace_seconds = (int)env_long("HEAPPROF_TRACE_SECONDS");
+    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY");
+    const char *tr = hp_env("HEAPPROF_TRACE");
+    if (!tr || !*tr)
+        return;
+    char path[sizeof hp_cfg.trace_path];
+    if (!absolute_path("HEAPPROF_TRACE", tr, path, sizeof path))
+        return;
+    size_t plen = strlen(path);
+    if (plen && path[plen - 1] == '/') {
+        hp_log("heapprof: HEAPPROF_TRACE=%.200s names a directory, not a file; no trace", tr);
+        return;
+    }
+    if (!dir_writable(path, "trace", "no trace"))
+        return;
+    strcpy(hp_cfg.trace_path, path);
+}
+
 /* HEAPPROF_CPU and HEAPPROF_CPU_HZ: read whether HEAPPROF is set or not. */
 static void cpu_config_load(void)
 {
@@ -274,6 +301,7 @@ static void cpu_config_load(void)
     else if (timer && *timer && strcasecmp(timer, "thread") != 0)
         hp_log("heapprof: HEAPPROF_CPU_TIMER=\"%.32s\" is not thread or process; using thread",
                timer);
+    trace_config_load();
     const char *cpu = hp_env("HEAPPROF_CPU");
     if (!cpu || !*cpu)
         return;
@@ -601,7 +629,8 @@ static void absolute_in_environ(char **envp)
     } vars[] = {{"HEAPPROF", hp_cfg.path},
                 {"HEAPPROF_LEAKS", hp_cfg.leaks_path},
                 {"HEAPPROF_SUPPRESSIONS", hp_cfg.suppressions},
-                {"HEAPPROF_CPU", hp_cfg.cpu_path}};
+                {"HEAPPROF_CPU", hp_cfg.cpu_path},
+                {"HEAPPROF_TRACE", hp_cfg.trace_path}};
     static char entries[sizeof vars / sizeof vars[0]][4200];
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *raw = hp_env(vars[i].name);

@@ -178,6 +178,10 @@ static pid_t my_tid(void)
 
 /* ---- the handler ---- */
 
+/* A running execution trace's copy of each sample (record/trace.c sets it:
+ * a pointer, so that this file does not call up into the trace). */
+void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
+
 /* overrun: the timer's expiries since the signal was queued that got no
  * signal of their own (it was still pending). A signal delayed by a few
  * periods (the thread preempted between the expiry and the delivery, which
@@ -219,6 +223,9 @@ static void take_sample(void *uc, int overrun)
     }
     bool partial = false;
     s->depth = hp_stack_signal(uc, s->ips, HP_MAX_FRAMES, !guarded, &partial);
+    void (*tap)(const uintptr_t *, int) = __atomic_load_n(&hp_cpu_tap, __ATOMIC_ACQUIRE);
+    if (HP_TRACING() && tap)
+        tap(s->ips, s->depth);
     s->weight = weight;
     __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
     if (partial)

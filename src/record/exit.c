@@ -172,6 +172,7 @@ static void heap_exit(void)
 static void exit_work(void)
 {
     hp_exit_room_release(0);
+    hp_trace_exit(); /* before cpu_exit: a trace may hold the CPU timers */
     cpu_exit();
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
         return;

@@ -207,6 +207,12 @@ __attribute__((constructor)) static void hp_constructor(void)
     }
     if (hp_cfg.cpu_path[0])
         start_run_profile();
+    if (hp_cfg.trace_path[0]) {
+        if (hp_cfg.announce)
+            hp_stderr_keep();
+        hp_cpu_support(); /* CPU samples, and the writer */
+        hp_trace_run_start();
+    }
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON || hp_cfg.cpu_path[0])
         hp_exit_signals_install();
 }

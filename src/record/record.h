@@ -230,6 +230,8 @@ int hp_cpu_support(void);
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
 bool hp_cpu_wrap_threads(void);
+/* Called with each CPU sample's stack while an execution trace runs. */
+extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
 /* Calls of dl_iterate_phdr under way on this thread (cpu_hooks.c). */
 extern HP_TLS int hp_in_dl_iterate;
 void hp_cpu_thread_begin(void);
@@ -273,5 +275,23 @@ bool hp_loader_try_enter(void); /* never waits: for signal handlers */
 void hp_loader_fork_prepare(void);
 void hp_loader_fork_parent(void);
 void hp_loader_fork_child(void);
+
+/* ---- execution traces (record/trace.c) ---- */
+/* Set while a trace runs: the only test the hooks make outside one. */
+extern int hp_trace_on;
+#define HP_TRACING() HP_UNLIKELY(__atomic_load_n(&hp_trace_on, __ATOMIC_RELAXED))
+/* Async-signal-safe: the CPU handler's sample (leaf + 1 first, as cpu.c keeps it). */
+void hp_trace_cpu_sample(const uintptr_t *ips, int depth);
+void hp_trace_push(const char *key, const char *value);
+void hp_trace_pop(void);
+void hp_trace_event(enum hp_tev_kind kind, int32_t a, const char *text);
+void hp_trace_alloc(void *const *ips, int depth, uint64_t size);
+void hp_trace_free(uint64_t size);
+bool hp_trace_wrap_threads(void);
+/* HEAPPROF_TRACE: starts the whole-run trace (record/lifecycle.c). */
+void hp_trace_run_start(void);
+/* At exit: a trace still running is written (RUN, API) or dropped. */
+void hp_trace_exit(void);
+void hp_trace_child(void);
 
 #endif

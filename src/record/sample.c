@@ -30,6 +30,8 @@ void hp_on_alloc(void *p, size_t size)
     struct hp_live_rec rec = {hp_table_record(ips, depth, size, hp_labels_current()), size};
     if (rec.bucket && hp_live_insert(p, rec))
         hp_peak_track(size, 1);
+    if (HP_TRACING())
+        hp_trace_alloc(ips, depth, size);
     t->busy = false;
     errno = saved;
 }
@@ -37,8 +39,11 @@ void hp_on_alloc(void *p, size_t size)
 struct hp_live_rec hp_on_free(void *p)
 {
     struct hp_live_rec rec = hp_live_remove(p);
-    if (rec.bucket)
+    if (rec.bucket) {
         hp_peak_track(rec.size, -1);
+        if (HP_TRACING())
+            hp_trace_free(rec.size);
+    }
     return rec;
 }
 

@@ -8,3 +8,6 @@
 volatile int hp_state;
 const struct hp_report *hp_report;
 uint32_t hp_dl_epoch;
+/* Set while an execution trace runs (record/trace.c): here, so that the
+ * hooks that test it do not depend on the trace's module. */
+int hp_trace_on;

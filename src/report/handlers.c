@@ -34,6 +34,7 @@
 #include "symbols.h"
 #include "text.h"
 #include "timeline_render.h"
+#include "trace_json.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,10 +47,11 @@ enum { MAX_SECONDS = 3600 };
 /* What a window waits for: a heap or allocs delta (from its base), or a CPU
  * profile. hp_alloc'ed; the server holds it until it ends (window_end) or
  * its client goes away (window_drop). */
-enum profile_kind { HEAP, ALLOCS, PEAK, CPU, MUTEX, BLOCK };
+enum profile_kind { HEAP, ALLOCS, PEAK, CPU, MUTEX, BLOCK, TRACE };
 struct window {
     enum profile_kind kind;
     long seconds;
+    bool gzip;                    /* a trace's client accepts gzip */
     struct hp_snapshot base;      /* a delta's start */
     struct hp_cont_profile cbase; /* a mutex or block delta's start */
     int64_t start_ns;
@@ -73,6 +75,10 @@ static void window_free(struct window *w)
             hp_cpu_release(&p);
     } else if (w->kind == MUTEX || w->kind == BLOCK) {
         hp_arena_release(&w->cbase.arena);
+    } else if (w->kind == TRACE) {
+        struct hp_trace t;
+        if (hp_trace_stop(HP_TRACE_HTTP, &t) == 0)
+            hp_trace_release(&t);
     } else {
         hp_snapshot_release(&w->base);
     }
@@ -416,27 +422,86 @@ static void finish_cpu(struct hp_http_conn *c)
     hp_cpu_release(&p);
 }
 
+/* GET /debug/pprof/trace[?seconds=N]: an execution trace's window starts
+ * (record/trace.c); the answer, Chrome Trace Event JSON, comes when it
+ * ends. As Go's: 1 s when seconds is missing, not a number or <= 0; a
+ * second trace while one runs gets a 500. At most MAX_TRACE_SECONDS. */
+enum { MAX_TRACE_SECONDS = 60 };
+static void serve_trace(struct hp_http_conn *c, const char *query)
+{
+    char val[64];
+    long seconds = 1;
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        double v = strtod(val, &end);
+        if (!*end && end != val && v > MAX_TRACE_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a number of seconds up to %d\n",
+                                 MAX_TRACE_SECONDS);
+            return;
+        }
+        if (!*end && end != val && v > 0)
+            seconds = (long)v > 0 ? (long)v : 1;
+    }
+    int r = hp_trace_start(HP_TRACE_HTTP, NULL);
+    if (r) {
+        char body[256];
+        int n = snprintf(body, sizeof body, "Could not enable tracing: %s\n",
+                         r == -EBUSY ? "tracing is already enabled" : strerror(-r));
+        hp_http_respond(c, 500, "text/plain; charset=utf-8", "X-Go-Pprof: 1\r\n", body,
+                        n > 0 && (size_t)n < sizeof body ? (size_t)n : 0);
+        return;
+    }
+    struct window *w = window_new(TRACE, seconds);
+    if (!w) {
+        struct hp_trace t;
+        if (hp_trace_stop(HP_TRACE_HTTP, &t) == 0)
+            hp_trace_release(&t);
+        hp_http_respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    w->gzip = hp_http_header_has(c, "Accept-Encoding", "gzip");
+    hp_http_wait(c, seconds * 1000, w);
+}
+
+static void finish_trace(struct hp_http_conn *c, const struct window *w)
+{
+    struct hp_trace t;
+    int r = hp_trace_stop(HP_TRACE_HTTP, &t);
+    if (r) {
+        hp_http_respond_text(c, 500, "the trace was stopped: %s\n", strerror(-r));
+        return;
+    }
+    struct hp_arena a = {0};
+    uint8_t *data;
+    size_t len;
+    r = hp_trace_encode(&a, &t, w->gzip, &data, &len);
+    hp_trace_release(&t);
+    if (r)
+        hp_http_respond_text(c, 500, "could not encode the trace: %s\n", strerror(-r));
+    else
+        hp_http_respond(c, 200, "application/json",
+                        w->gzip ? "Content-Encoding: gzip\r\nContent-Disposition: attachment; "
+                                  "filename=\"trace.json\"\r\n"
+                                : "Content-Disposition: attachment; filename=\"trace.json\"\r\n",
+                        data, len);
+    hp_arena_release(&a);
+}
+
 /* A 404 for a path of net/http/pprof's that is not served here says why,
  * and what to use instead; anything else gets Go's plain answer. */
 static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
 {
-    static const struct {
-        const char *name, *why;
-    } known[] = {
-        {"trace", "is not served yet (Go's execution trace has no C counterpart here); for where "
-                  "the time goes, take a CPU profile: /debug/pprof/profile?seconds=N"},
-    };
-    if (!strncmp(path, "/debug/pprof/", pl + 1))
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (!strcmp(path + pl + 1, known[i].name)) {
-                hp_http_respond_text(c, 404,
-                                     "heapprof: /debug/pprof/%s %s. Served: heap, allocs, peak, "
-                                     "profile, mutex, block, timeline, cmdline, goroutine, "
-                                     "threads, threadcreate, symbol (the index is "
-                                     "/debug/pprof/).\n",
-                                     known[i].name, known[i].why);
-                return;
-            }
+    /* Every route of Go's net/http/pprof is served: an unknown name under
+     * the prefix gets a 404 that lists them, not Go's bare one. */
+    if (!strncmp(path, "/debug/pprof/", pl + 1) && path[pl + 1]) {
+        hp_http_respond_text(c, 404,
+                             "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
+                             "Served: heap, allocs, peak, profile, trace, mutex, block, goroutine, "
+                             "threads, threadcreate, symbol, timeline, cmdline (the index is "
+                             "/debug/pprof/).\n",
+                             path + pl + 1);
+        return;
+    }
     hp_http_respond_text(c, 404, "404 page not found\n");
 }
 
@@ -764,6 +829,7 @@ static const struct route {
     {"/symbol", serve_symbol},
     {"/mutex", serve_mutex},
     {"/block", serve_block},
+    {"/trace", serve_trace},
 };
 
 static void request(struct hp_http_conn *c, const char *method, const char *path, const char *query)
@@ -797,6 +863,9 @@ static void window_end(struct hp_http_conn *c, void *window)
         window_free(w);
     } else if (w->kind == CPU) {
         finish_cpu(c); /* stops the profile */
+        hp_free(w, sizeof *w);
+    } else if (w->kind == TRACE) {
+        finish_trace(c, w); /* stops the trace */
         hp_free(w, sizeof *w);
     } else {
         finish_delta(c, w);

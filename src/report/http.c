@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,8 +50,9 @@ struct hp_http_conn {
     size_t bodylen;
     char *out; /* hp_alloc'ed, outcap bytes */
     size_t outlen, outoff, outcap;
-    bool head;    /* a HEAD request: the answer without its body */
-    void *window; /* the handler's, while the connection waits (WAITING) */
+    bool head;           /* a HEAD request: the answer without its body */
+    void *window;        /* the handler's, while the connection waits (WAITING) */
+    const char *headers; /* the request's header lines, in req */
 };
 
 struct hp_http {
@@ -267,6 +269,27 @@ void hp_http_each_window(const struct hp_http_conn *c,
     }
 }
 
+bool hp_http_header_has(const struct hp_http_conn *c, const char *name, const char *token)
+{
+    size_t nl = strlen(name);
+    for (const char *l = c->headers; l && *l;) {
+        while (*l == '\r' || *l == '\n')
+            l++;
+        const char *end = strpbrk(l, "\r\n");
+        size_t ll = end ? (size_t)(end - l) : strlen(l);
+        if (ll > nl && !strncasecmp(l, name, nl) && l[nl] == ':') {
+            char value[512];
+            size_t vl = ll - nl - 1 < sizeof value - 1 ? ll - nl - 1 : sizeof value - 1;
+            memcpy(value, l + nl + 1, vl);
+            value[vl] = 0;
+            if (strcasestr(value, token))
+                return true;
+        }
+        l += ll;
+    }
+    return false;
+}
+
 /* ---- requests ---- */
 
 /* The request line (METHOD SP TARGET SP HTTP/x.y) goes to the handlers. */
@@ -280,6 +303,7 @@ static void handle_request(struct hp_http_conn *c)
         return;
     }
     *eol = 0;
+    c->headers = eol + 1;
     char method[16], target[2048], version[16];
     if (sscanf(c->req, "%15s %2047s %15s", method, target, version) != 3 ||
         strncmp(version, "HTTP/1.", 7) != 0) {

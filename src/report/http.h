@@ -53,6 +53,9 @@ const char *hp_http_body(const struct hp_http_conn *c, size_t *len);
 /* Opens a window: no answer until ms from now (window_end), or until the
  * client goes away (window_drop). window is the handler's own. */
 void hp_http_wait(struct hp_http_conn *c, int64_t ms, void *window);
+/* Whether the request's header `name` (case-insensitive) holds token, as
+ * Accept-Encoding holds gzip. */
+bool hp_http_header_has(const struct hp_http_conn *c, const char *name, const char *token);
 /* Calls fn for each window open on c's server, with the ms left. */
 void hp_http_each_window(const struct hp_http_conn *c,
                          void (*fn)(const void *window, int64_t ms_left, void *arg), void *arg);

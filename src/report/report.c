@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "dump.h"
 #include "timeline_render.h"
+#include "trace_json.h"
 
 static void child(void)
 {
@@ -22,4 +23,5 @@ HEAPPROF_API const struct hp_report hp_report_entry = {
     .timeline_write = hp_timeline_write,
     .cpu_write = hp_dump_cpu,
     .snapshot = hp_dump_snapshot,
+    .trace_write = hp_trace_write,
 };

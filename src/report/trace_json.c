@@ -1,0 +1,356 @@
+/* Execution traces as Chrome's Trace Event JSON (record/trace.c records
+ * them): the format `go tool trace`'s viewer (catapult), Perfetto's UI and
+ * chrome://tracing load.
+ *
+ *   {"traceEvents": [...], "stackFrames": {...}, "displayTimeUnit": "ns",
+ *    "otherData": {...}}
+ *
+ * One process (process_name: the program's name), one track per thread
+ * (thread_name: its name at the end of the trace, or at its exit). On each:
+ * CPU samples as instant events (cat "cpu", named after the leaf function),
+ * label scopes as nested B/E slices (cat "region", named key=value), thread
+ * creation, start, renames, exit and fork as instant events (cat
+ * "lifecycle"), blocking calls as complete events (cat "waiting"), sampled
+ * allocations as instant events (cat "heap") with their size and estimated
+ * bytes; and one counter, "heap in-use (estimated)", moved by every sampled
+ * allocation and free from its level at the trace's start.
+ *
+ * Stacks are not repeated in events: every distinct (caller, frame) pair is
+ * one entry of stackFrames ({"name", "parent"}), and an event names its leaf
+ * entry with "sf", so a trace stays compact however many samples share a
+ * stack. Timestamps are microseconds since the trace's start, to the
+ * nanosecond (three decimals). otherData says how many events were dropped
+ * (buffers full) and what the trace could record.
+ */
+#define _GNU_SOURCE
+#include "trace_json.h"
+#include "iface.h"
+#include "symbols.h"
+#include "text.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A stackFrames entry: a frame under its caller's entry. */
+struct node {
+    UT_hash_handle hh;
+    struct {
+        uintptr_t ip;
+        uint64_t parent;
+    } key;
+    uint32_t id;
+};
+
+struct writer {
+    struct hp_arena *a;
+    struct hp_text t;
+    struct hp_symbolizer *sym;
+    struct node *nodes;
+    uint32_t nnodes;
+    struct hp_text frames; /* the stackFrames object's body */
+    int64_t start;
+    int pid;
+    bool first;
+    bool oom;
+};
+
+static const char *frame_name(struct writer *w, uintptr_t ip, char *buf, size_t len)
+{
+    struct hp_symbolized s;
+    memset(&s, 0, sizeof s);
+    if (w->sym)
+        hp_sym_lookup(w->sym, ip, UINT32_MAX, &s);
+    if (s.nlines > 0 && s.lines[0].function)
+        return s.lines[0].function;
+    if (s.nlines > 0 && s.lines[0].system_name)
+        return s.lines[0].system_name;
+    snprintf(buf, len, "0x%lx", (unsigned long)(ip - 1));
+    return buf;
+}
+
+/* The stackFrames id of a stack (leaf first), made if new; 0: none. */
+static uint32_t stack_id(struct writer *w, const uintptr_t *ips, int n)
+{
+    uint64_t parent = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        struct node key, *e;
+        memset(&key, 0, sizeof key);
+        key.key.ip = ips[i];
+        key.key.parent = parent;
+        HASH_FIND(hh, w->nodes, &key.key, sizeof key.key, e);
+        if (!e) {
+            e = hp_alloc(sizeof *e);
+            if (!e) {
+                w->oom = true;
+                return (uint32_t)parent;
+            }
+            e->key = key.key;
+            e->id = ++w->nnodes;
+            HASH_ADD(hh, w->nodes, key, sizeof e->key, e);
+            char buf[32];
+            hp_text_put(&w->frames, "%s\"%u\":{\"name\":", e->id == 1 ? "" : ",", e->id);
+            hp_text_json(&w->frames, frame_name(w, ips[i], buf, sizeof buf));
+            if (parent)
+                hp_text_put(&w->frames, ",\"parent\":\"%u\"", (unsigned)parent);
+            hp_text_put(&w->frames, "}");
+        }
+        parent = e->id;
+    }
+    return (uint32_t)parent;
+}
+
+static void ev_open(struct writer *w, const char *ph, const char *cat, const char *name, int64_t ts,
+                    int tid)
+{
+    if (ts < w->start)
+        ts = w->start;
+    int64_t rel = ts - w->start;
+    hp_text_put(&w->t, "%s\n{\"ph\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%lld.%03lld",
+                w->first ? "" : ",", ph, w->pid, tid, (long long)(rel / 1000),
+                (long long)(rel % 1000));
+    w->first = false;
+    if (cat)
+        hp_text_put(&w->t, ",\"cat\":\"%s\"", cat);
+    if (name) {
+        hp_text_put(&w->t, ",\"name\":");
+        hp_text_json(&w->t, name);
+    }
+}
+
+static void meta(struct writer *w, const char *what, int tid, const char *name)
+{
+    hp_text_put(&w->t,
+                "%s\n{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"%s\",\"args\":{\"name\":",
+                w->first ? "" : ",", w->pid, tid, what);
+    hp_text_json(&w->t, name);
+    hp_text_put(&w->t, "}}");
+    w->first = false;
+}
+
+/* A heap change, for the counter. */
+struct change {
+    int64_t ts;
+    int64_t delta;
+};
+
+static int by_ts(const void *x, const void *y)
+{
+    const struct change *a = x, *b = y;
+    return a->ts < b->ts ? -1 : a->ts > b->ts;
+}
+
+static void instant(struct writer *w, const char *cat, const char *name, int64_t ts, int tid)
+{
+    ev_open(w, "i", cat, name, ts, tid);
+    hp_text_put(&w->t, ",\"s\":\"t\"}");
+}
+
+static void one_thread(struct writer *w, const struct hp_trace *tr,
+                       const struct hp_trace_thread *th, struct change *ch, size_t *nch)
+{
+    meta(w, "thread_name", th->tid, th->name[0] ? th->name : "(unnamed)");
+    int depth = 0;
+    int64_t last = tr->start_ns;
+    char buf[64];
+    for (size_t off = 0; off + sizeof(struct hp_tev) <= th->len;) {
+        const struct hp_tev *e = (const struct hp_tev *)(th->data + off);
+        if (e->size < sizeof *e || off + e->size > th->len)
+            break;
+        off += e->size;
+        const uintptr_t *ips = (const uintptr_t *)(e + 1);
+        const char *text = (const char *)(ips + e->n);
+        bool has_text = (const uint8_t *)text < (const uint8_t *)e + e->size;
+        if (e->ts > last)
+            last = e->ts;
+        switch (e->kind) {
+        case HP_TEV_SAMPLE: {
+            if (!e->n)
+                break;
+            uint32_t sf = stack_id(w, ips, e->n);
+            ev_open(w, "i", "cpu", frame_name(w, ips[0], buf, sizeof buf), e->ts, th->tid);
+            hp_text_put(&w->t, ",\"s\":\"t\",\"sf\":\"%u\"}", sf);
+            break;
+        }
+        case HP_TEV_PUSH:
+            ev_open(w, "B", "region", has_text ? text : "?", e->ts, th->tid);
+            hp_text_put(&w->t, "}");
+            depth++;
+            break;
+        case HP_TEV_POP:
+            /* A scope entered before the trace began has no B to end. */
+            if (depth > 0) {
+                ev_open(w, "E", "region", NULL, e->ts, th->tid);
+                hp_text_put(&w->t, "}");
+                depth--;
+            }
+            break;
+        case HP_TEV_THREAD_START:
+            instant(w, "lifecycle", "thread start", e->ts, th->tid);
+            break;
+        case HP_TEV_THREAD_EXIT:
+            instant(w, "lifecycle", "thread exit", e->ts, th->tid);
+            break;
+        case HP_TEV_THREAD_CREATE:
+            instant(w, "lifecycle", "pthread_create", e->ts, th->tid);
+            break;
+        case HP_TEV_FORK:
+            instant(w, "lifecycle", "fork", e->ts, th->tid);
+            break;
+        case HP_TEV_RENAME: {
+            char nm[600];
+            snprintf(nm, sizeof nm, "%s %s", e->a ? "renamed to" : "renamed another thread to",
+                     has_text ? text : "?");
+            instant(w, "lifecycle", nm, e->ts, th->tid);
+            break;
+        }
+        case HP_TEV_ALLOC: {
+            uint32_t sf = e->n ? stack_id(w, ips, e->n) : 0;
+            ev_open(w, "i", "heap", "allocation", e->ts, th->tid);
+            hp_text_put(&w->t, ",\"s\":\"t\",\"args\":{\"bytes\":%lld,\"estimated_bytes\":%lld}",
+                        (long long)e->v, (long long)e->w);
+            if (sf)
+                hp_text_put(&w->t, ",\"sf\":\"%u\"", sf);
+            hp_text_put(&w->t, "}");
+            if (ch)
+                ch[(*nch)++] = (struct change){e->ts, e->w};
+            break;
+        }
+        case HP_TEV_FREE:
+            if (ch)
+                ch[(*nch)++] = (struct change){e->ts, -e->w};
+            break;
+        case HP_TEV_BLOCKED:
+            ev_open(w, "X", "waiting", has_text ? text : "blocked", e->ts, th->tid);
+            hp_text_put(&w->t, ",\"dur\":%lld.%03lld}", (long long)(e->v / 1000),
+                        (long long)(e->v % 1000));
+            break;
+        default:
+            break;
+        }
+    }
+    /* Scopes still open at the end end there. */
+    int64_t end = tr->end_ns > last ? tr->end_ns : last;
+    for (; depth > 0; depth--) {
+        ev_open(w, "E", "region", NULL, end, th->tid);
+        hp_text_put(&w->t, "}");
+    }
+}
+
+static size_t count_heap_events(const struct hp_trace *tr)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < tr->nthreads; i++) {
+        const struct hp_trace_thread *th = &tr->threads[i];
+        for (size_t off = 0; off + sizeof(struct hp_tev) <= th->len;) {
+            const struct hp_tev *e = (const struct hp_tev *)(th->data + off);
+            if (e->size < sizeof *e || off + e->size > th->len)
+                break;
+            off += e->size;
+            n += e->kind == HP_TEV_ALLOC || e->kind == HP_TEV_FREE;
+        }
+    }
+    return n;
+}
+
+static void counter(struct writer *w, int64_t ts, double bytes)
+{
+    ev_open(w, "C", "heap", "heap in-use (estimated)", ts, 0);
+    hp_text_put(&w->t, ",\"args\":{\"bytes\":%.0f}}", bytes < 0 ? 0 : bytes);
+}
+
+int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint8_t **out,
+                    size_t *len)
+{
+    struct writer w;
+    memset(&w, 0, sizeof w);
+    w.a = a;
+    w.t.a = a;
+    w.frames.a = a;
+    w.start = tr->start_ns;
+    w.pid = (int)getpid();
+    w.first = true;
+    w.sym = hp_sym_open(a);
+    hp_text_put(&w.t, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
+    const char *comm = hp_read_file(a, "/proc/self/comm", NULL);
+    char pname[64] = "program";
+    if (comm) {
+        snprintf(pname, sizeof pname, "%s", comm);
+        char *nl = strchr(pname, '\n');
+        if (nl)
+            *nl = 0;
+    }
+    meta(&w, "process_name", 0, pname);
+    size_t nheap = tr->heap ? count_heap_events(tr) : 0;
+    struct change *ch = nheap ? hp_arena_alloc(a, nheap * sizeof *ch) : NULL;
+    size_t nch = 0;
+    for (size_t i = 0; i < tr->nthreads; i++)
+        one_thread(&w, tr, &tr->threads[i], ch, &nch);
+    if (tr->heap) {
+        qsort(ch, nch, sizeof *ch, by_ts);
+        double level = tr->heap_base;
+        counter(&w, tr->start_ns, level);
+        for (size_t i = 0; i < nch; i++) {
+            level += (double)ch[i].delta;
+            counter(&w, ch[i].ts, level);
+        }
+        counter(&w, tr->end_ns, level);
+    }
+    hp_text_put(&w.t, "\n],\"stackFrames\":{");
+    if (w.frames.p)
+        hp_text_add(&w.t, w.frames.p, w.frames.len);
+    hp_text_put(
+        &w.t,
+        "},\"otherData\":{\"producer\":\"heapprof " HEAPPROF_VERSION "\","
+        "\"duration_ns\":\"%lld\",\"cpu_hz\":\"%d\",\"heap_rate\":\"%ld\","
+        "\"threads\":\"%zu\",\"dropped_events\":\"%lld\",\"buffer_budget_bytes\":\"%zu\"}}\n",
+        (long long)(tr->end_ns - tr->start_ns), tr->cpu_hz, tr->heap ? tr->rate : 0L, tr->nthreads,
+        (long long)tr->dropped, tr->budget);
+    struct node *e, *tmp;
+    HASH_ITER(hh, w.nodes, e, tmp)
+    {
+        HASH_DEL(w.nodes, e);
+        hp_free(e, sizeof *e);
+    }
+    if (w.sym)
+        hp_sym_close(w.sym);
+    if (w.t.oom || w.frames.oom || w.oom || !w.t.p)
+        return -ENOMEM;
+    if (!gz) {
+        *out = (uint8_t *)w.t.p;
+        *len = w.t.len;
+        return 0;
+    }
+    struct hp_wire *z = hp_wire_open(a);
+    if (!z)
+        return -ENOMEM;
+    hp_wire_raw(z, w.t.p, w.t.len);
+    return hp_wire_close(z, out, len);
+}
+
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int hp_trace_write(const char *path, struct hp_trace *t)
+{
+    bool was = hp_busy_begin();
+    hp_mutex_lock(&write_lock);
+    hp_stderr_choose();
+    struct hp_arena a = {0};
+    size_t pl = strlen(path);
+    bool gz = pl > 3 && !strcmp(path + pl - 3, ".gz");
+    uint8_t *data;
+    size_t len;
+    int r = hp_trace_encode(&a, t, gz, &data, &len);
+    if (r == 0)
+        r = hp_write_file_atomic(path, data, len);
+    if (r)
+        hp_log("heapprof: cannot write the trace %s: %s", path, strerror(-r));
+    hp_arena_release(&a);
+    pthread_mutex_unlock(&write_lock);
+    hp_busy_end(was);
+    return r;
+}
