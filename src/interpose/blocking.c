@@ -2,11 +2,12 @@
  * variables, poll, epoll, select, the sleeps, reads and accepts, semaphores
  * and pthread_join.
  *
- * With the profile off (HEAPPROF_BLOCK_RATE 0, the default) each hook adds
- * one load of the rate and a branch that goes the same way every time to
- * the real call. With it on, the wait is timed on the monotonic clock and
- * handed to the sampler, which keeps a wait of d ns with probability
- * min(1, d/rate).
+ * With the profile off (HEAPPROF_BLOCK_RATE 0, the default) and no
+ * execution trace running, each hook adds two loads and branches that go
+ * the same way every time to the real call. With the profile on, the wait
+ * is timed on the monotonic clock and handed to the sampler, which keeps a
+ * wait of d ns with probability min(1, d/rate); while a trace runs, every
+ * wait is also a slice on the thread's track (record/trace.c).
  *
  * What the program sees is the real call's: its arguments passed as they
  * came, its return value and its errno (restored after heapprof's own
@@ -47,15 +48,20 @@ static inline bool did_not_wait(int fd, long long r, int e)
         int64_t t0_ = hp_mono_ns();                                                                \
         ret r_ = HP_REAL(name) args;                                                               \
         int e_ = errno;                                                                            \
-        if (!did_not_wait(fd, (long long)r_, e_))                                                  \
-            hp_cont_block(rate_, hp_mono_ns() - t0_, fd);                                          \
+        if (!did_not_wait(fd, (long long)r_, e_)) {                                                \
+            int64_t t1_ = hp_mono_ns();                                                            \
+            if (rate_ > 0)                                                                         \
+                hp_cont_block(rate_, t1_ - t0_, fd);                                               \
+            if (HP_TRACING())                                                                      \
+                hp_trace_blocked(#name, t0_, t1_);                                                 \
+        }                                                                                          \
         errno = e_;                                                                                \
         return r_;                                                                                 \
     }                                                                                              \
     HEAPPROF_API ret name(HP_UNPAREN params)                                                       \
     {                                                                                              \
         int64_t rate_ = block_rate();                                                              \
-        if (HP_LIKELY(rate_ <= 0))                                                                 \
+        if (HP_LIKELY(rate_ <= 0) && !HP_TRACING())                                                \
             return HP_REAL(name) args;                                                             \
         return name##_timed(rate_, HP_UNPAREN args);                                               \
     }

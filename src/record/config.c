@@ -271,13 +271,23 @@ static int parse_signal(const char *s)
 /* HEAPPROF_TRACE and HEAPPROF_TRACE_SECONDS: read whether HEAPPROF is set
  * or not, as the CPU profile's; the trace's budget is half of
  * HEAPPROF_MAX_MEMORY, read here too. */
+/* Once, by whichever needs it first: a bad value is said once. */
+static void max_memory_load(void)
+{
+    static bool read;
+    if (!read) {
+        read = true;
+        hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY");
+    }
+}
+
 static void trace_config_load(void)
 {
     hp_cfg.trace_seconds = (int)env_long("HEAPPROF_TRACE_SECONDS");
-    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY");
     const char *tr = hp_env("HEAPPROF_TRACE");
     if (!tr || !*tr)
         return;
+    max_memory_load();
     char path[sizeof hp_cfg.trace_path];
     if (!absolute_path("HEAPPROF_TRACE", tr, path, sizeof path))
         return;
@@ -345,7 +355,7 @@ void hp_config_load(void)
     }
 
     hp_cfg.rate = env_long("HEAPPROF_RATE");
-    hp_cfg.max_memory = env_size("HEAPPROF_MAX_MEMORY");
+    max_memory_load();
     const char *seed = hp_env("HEAPPROF_SEED");
     if (seed) {
         char *end;

@@ -324,7 +324,28 @@ def check_viewer():
             f"viewer: no work=heavy slice on trc-heavy: {res['slices'][:20]}")
 
 
+def check_blocked():
+    """Blocking calls during a trace are slices named by the call on the
+    thread's track, each as long as the program measured it (within 2 ms
+    and 10%: the program's clock reads sit just outside the hook's)."""
+    tmp = h.tempdir()
+    path = os.path.join(tmp, "b.json")
+    p = h.run([h.env_path("HEAPPROF_TRACER_BLOCK"), path], env=h.base_env(), timeout=120)
+    h.check(p.returncode == 0, f"tracer_block: {p.returncode}: {p.stderr[-1000:]}")
+    measured = [(line.split()[0], int(line.split()[1])) for line in p.stdout.splitlines()]
+    with open(path) as f:
+        doc = json.load(f)
+    names = {e["tid"]: e["args"]["name"] for e in doc["traceEvents"]
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    slices = [(e["name"], e["dur"]) for e in doc["traceEvents"]
+              if e.get("ph") == "X" and names.get(e.get("tid")) == "trc-wait"]
+    h.check([n for n, _ in slices] == [n for n, _ in measured],
+            f"slices on trc-wait {slices}, want the calls {measured}")
+    for (name, dur), (_, us) in zip(slices, measured):
+        h.check(abs(dur - us) <= 2000 + us / 10, f"{name}: {dur:.0f} us in the trace, {us} measured")
+
+
 if __name__ == "__main__":
     checks = {"api": check_api, "env": check_env, "endpoint": check_endpoint,
-              "viewer": check_viewer}
+              "blocked": check_blocked, "viewer": check_viewer}
     h.main(checks[sys.argv[1]])
