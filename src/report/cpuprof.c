@@ -22,8 +22,10 @@ const char *hp_cpu_comment(const struct hp_cpu_profile *p, char *buf, size_t len
                               (long long)p->leaf_only);
     if (p->dropped && n < len)
         n += (size_t)snprintf(buf + n, len - n,
-                              "heapprof: %lld samples dropped (the buffer was full, or the "
-                              "signal was held back while the thread blocked SIGPROF). ",
+                              "heapprof: %lld samples dropped (the buffer was full, the "
+                              "signal was held back while the thread blocked SIGPROF, or the "
+                              "kernel delivered it more than 3 periods late, as on a busy "
+                              "machine). ",
                               (long long)p->dropped);
     if (p->folded && n < len)
         n += (size_t)snprintf(buf + n, len - n,
