@@ -207,11 +207,22 @@ int main(int argc, char **argv)
             signal(SIGTERM, own_handler);
         if (!strcmp(mode, "wait-ignore"))
             signal(SIGTERM, SIG_IGN);
+        /* The signals are held while stdout is written and flushed (the
+         * own handler's exit() flushes stdout again: in the middle of a
+         * flush it would write the same lines twice), and let in only by
+         * sigsuspend, once the lines are out. */
+        sigset_t hold, none;
+        sigemptyset(&hold);
+        sigaddset(&hold, SIGINT);
+        sigaddset(&hold, SIGTERM);
+        sigaddset(&hold, SIGHUP);
+        sigprocmask(SIG_BLOCK, &hold, NULL);
         show_dispositions();
         puts("waiting");
         fflush(stdout);
+        sigemptyset(&none);
         for (;;)
-            pause();
+            sigsuspend(&none);
     }
     fprintf(stderr, "rb_exit: unknown mode %s\n", mode);
     return 2;
