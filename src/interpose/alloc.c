@@ -3,9 +3,9 @@
  * Each entry point forwards to the next allocator in the lookup order (glibc,
  * or jemalloc/mimalloc when those are preloaded after heapprof), then does
  * the least it can: an allocation subtracts its size from the thread's
- * countdown and only goes further when that crosses zero; a free reads the
- * count of live samples and, when there are any, one counter of the live
- * set's filter (see live.c).
+ * countdown and only goes further when that crosses zero; a free reads one
+ * bit of the live set's block bitmap and, when it is set, the filter (see
+ * record/live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
  * reach these through heapprof's own operators (cxx.c), which call malloc,
@@ -25,8 +25,6 @@
 
 static void *first_malloc(size_t size);
 static void first_free(void *p);
-/* Until the real functions are known, the fast paths of malloc and free
- * call these, which find them. */
 /* The allocator behind the hooks, for the fast paths: until it is known,
  * malloc and free call these, which find it. Once found it is also copied
  * into hp_real (common/real.c), for heapprof's own code. */

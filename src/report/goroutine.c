@@ -104,18 +104,6 @@ struct gset {
     int no_stack;
 };
 
-static ssize_t read_small(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t r = hp_read(fd, buf, len - 1);
-    close(fd);
-    if (r >= 0)
-        buf[r] = 0;
-    return r;
-}
-
 /* Reads len bytes at addr of this process into out, page by page: how many
  * bytes could be read before the first page that cannot. */
 static size_t read_self(void *out, uintptr_t addr, size_t len)
@@ -216,17 +204,17 @@ static bool read_proc(struct gthread *t)
 {
     char path[64], text[512];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
-    if (read_small(path, text, sizeof text) <= 0)
+    if (hp_task_read(path, text, sizeof text) <= 0)
         return false;
     const char *rp = strrchr(text, ')');
     t->state = rp && rp[1] == ' ' ? rp[2] : '?';
     if (t->state == 'Z' || t->state == 'X')
         return false;
     snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)t->tid);
-    if (read_small(path, t->name, sizeof t->name) > 0)
+    if (hp_task_read(path, t->name, sizeof t->name) > 0)
         t->name[strcspn(t->name, "\n")] = 0;
     snprintf(path, sizeof path, "/proc/self/task/%d/wchan", (int)t->tid);
-    if (read_small(path, t->wchan, sizeof t->wchan) <= 0 || !strcmp(t->wchan, "0"))
+    if (hp_task_read(path, t->wchan, sizeof t->wchan) <= 0 || !strcmp(t->wchan, "0"))
         t->wchan[0] = 0;
     return true;
 }
@@ -239,7 +227,7 @@ static void read_syscall(struct gthread *t)
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
     t->sysno = -2;
     t->sp = t->pc = 0;
-    if (read_small(path, text, sizeof text) <= 0)
+    if (hp_task_read(path, text, sizeof text) <= 0)
         return;
     char *f[9];
     int nf = 0;
@@ -292,39 +280,12 @@ static void on_signal(int sig, siginfo_t *si, void *ucv)
     errno = saved;
 }
 
-/* A real-time signal nobody handles, with the handler installed; it stays
- * installed, so that a signal still pending later does no harm. */
+/* A real-time signal nobody handles, with the handler installed, once. */
 static bool signal_setup(void)
 {
-    if (gsig)
-        return gsig > 0;
-    gsig = -1;
-    for (int sig = SIGRTMAX; sig >= SIGRTMIN + 4; sig--) {
-        struct sigaction old;
-        if (hp_real.sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
-            old.sa_handler != SIG_DFL)
-            continue;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_signal;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigfillset(&sa.sa_mask);
-        if (hp_real.sigaction(sig, &sa, NULL) == 0) {
-            gsig = sig;
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool blocks(pid_t tid, int sig)
-{
-    char path[64], text[4096];
-    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    if (read_small(path, text, sizeof text) <= 0)
-        return true;
-    const char *b = strstr(text, "\nSigBlk:");
-    return b && ((strtoull(b + 8, NULL, 16) >> (sig - 1)) & 1);
+    if (!gsig)
+        gsig = hp_task_signal_install(on_signal);
+    return gsig > 0;
 }
 
 /* Signals the running threads, one right after its /proc file said so,
@@ -346,7 +307,7 @@ static void signal_running(struct gset *g)
         struct gthread *t = &g->t[i];
         if (t->sysno != -2)
             continue;
-        if (blocks(t->tid, gsig)) {
+        if (hp_task_blocks(t->tid, gsig)) {
             t->blocks_signal = true;
             continue;
         }

@@ -22,8 +22,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-/* Reads a small /proc file without malloc (threads may be held in it). */
-static ssize_t read_small(const char *path, char *buf, size_t len)
+ssize_t hp_task_read(const char *path, char *buf, size_t len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -67,7 +66,7 @@ static int read_task(pid_t tid, void *arg)
     char path[64], text[512];
     /* "PID (COMM) S ...": the state after the last ')'. */
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)t->tid);
-    if (read_small(path, text, sizeof text) > 0) {
+    if (hp_task_read(path, text, sizeof text) > 0) {
         const char *rp = strrchr(text, ')');
         if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
             t->gone = true;
@@ -77,7 +76,7 @@ static int read_task(pid_t tid, void *arg)
     /* "NR ARG1 ... ARG6 SP PC" for a thread in a system call,
      * "-1 SP PC" for one blocked outside any, "running" otherwise. */
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-    if (read_small(path, text, sizeof text) <= 0)
+    if (hp_task_read(path, text, sizeof text) <= 0)
         return 0;
     char *f[9];
     int nf = 0;
@@ -203,13 +202,8 @@ static int note_own_text(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* A real-time signal nobody handles, with heapprof's handler installed. */
-static bool park_setup(void)
+int hp_task_signal_install(void (*handler)(int, siginfo_t *, void *))
 {
-    if (park_sig)
-        return park_sig > 0;
-    park_sig = -1;
-    hp_dl_iterate_phdr(note_own_text, NULL);
     for (int sig = SIGRTMAX; sig >= SIGRTMIN + 4; sig--) {
         struct sigaction old;
         if (hp_real.sigaction(sig, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
@@ -217,23 +211,30 @@ static bool park_setup(void)
             continue;
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_park;
+        sa.sa_sigaction = handler;
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         sigfillset(&sa.sa_mask);
-        if (hp_real.sigaction(sig, &sa, NULL) == 0) {
-            park_sig = sig;
-            return true;
-        }
+        if (hp_real.sigaction(sig, &sa, NULL) == 0)
+            return sig;
     }
-    return false;
+    return -1;
 }
 
-/* Whether thread tid blocks sig, or is gone. */
-static bool cannot_answer(pid_t tid, int sig)
+/* The holding signal, chosen and installed once. */
+static bool park_setup(void)
+{
+    if (park_sig)
+        return park_sig > 0;
+    hp_dl_iterate_phdr(note_own_text, NULL);
+    park_sig = hp_task_signal_install(on_park);
+    return park_sig > 0;
+}
+
+bool hp_task_blocks(pid_t tid, int sig)
 {
     char path[64], text[4096];
     snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    if (read_small(path, text, sizeof text) <= 0)
+    if (hp_task_read(path, text, sizeof text) <= 0)
         return true;
     const char *b = strstr(text, "\nSigBlk:");
     if (!b)
@@ -280,7 +281,7 @@ int hp_tasks_park(struct hp_tasks *ts)
             struct hp_task *t = &ts->t[i];
             int want = HP_PARK_ASKED;
             if (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE) == HP_PARK_ASKED &&
-                (late || cannot_answer(t->tid, park_sig)))
+                (late || hp_task_blocks(t->tid, park_sig)))
                 __atomic_compare_exchange_n(&t->park, &want, HP_PARK_GIVEN_UP, false,
                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
         }

@@ -9,10 +9,21 @@
 
 #include "iface.h"
 
+#include <signal.h>
+
 /* Calls fn with the id of each thread of this process until it returns
  * non-zero; returns that, 0 when every thread was seen, or -errno when the
  * list cannot be read. */
 int hp_task_each(int (*fn)(pid_t tid, void *arg), void *arg);
+/* Reads a small /proc file whole, without malloc (threads may be held while
+ * it runs); NUL-terminated; the bytes read or -1. */
+ssize_t hp_task_read(const char *path, char *buf, size_t len);
+/* Installs handler (SA_SIGINFO, SA_RESTART, every signal masked) on a
+ * real-time signal nobody handles, for good: a signal still pending later
+ * does no harm. Returns the signal, or -1. */
+int hp_task_signal_install(void (*handler)(int, siginfo_t *, void *));
+/* Whether thread tid blocks sig, or is gone. */
+bool hp_task_blocks(pid_t tid, int sig);
 
 enum { HP_MAX_TASKS = 4096, HP_TASK_REGS = 16 };
 /* Holding a thread: asked (a signal sent or to be sent), held (stopped in
