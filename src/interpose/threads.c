@@ -20,7 +20,7 @@
 struct start {
     void *(*fn)(void *);
     void *arg;
-    bool cpu; /* a CPU profile runs: the thread makes its timer */
+    bool cpu; /* a CPU profile may run: the thread checks for its timer */
     int depth;
     uintptr_t ips[HP_SPAWN_FRAMES]; /* where it was created */
 };

@@ -525,8 +525,15 @@ static void thread_gone(void *unused)
     hp_busy_end(was);
 }
 
+/* A new thread, first thing: its timer if a profile runs. No race with a
+ * profile starting meanwhile: the thread is in /proc/self/task from its
+ * clone on, and hp_cpu_start sets `sampling` before it lists that
+ * directory; so either this load sees the profile or arm_all sees the
+ * thread (both may: arm_thread replaces). */
 void hp_cpu_thread_begin(void)
 {
+    if (!__atomic_load_n(&sampling, __ATOMIC_SEQ_CST))
+        return;
     bool was = hp_busy_begin();
     hp_mutex_lock(&reg_mu);
     if (__atomic_load_n(&sampling, __ATOMIC_ACQUIRE) && !process_timer &&
@@ -536,9 +543,13 @@ void hp_cpu_thread_begin(void)
     hp_busy_end(was);
 }
 
+/* Whether a new thread must go through hp_cpu_thread_begin: whenever a
+ * profile may run in its lifetime, not only when one runs now; deciding
+ * on `sampling` at pthread_create missed the threads created just as a
+ * profile started (created before it, running only after its listing). */
 bool hp_cpu_wrap_threads(void)
 {
-    return __atomic_load_n(&sampling, __ATOMIC_ACQUIRE) && !process_timer && !hp_thread.busy;
+    return !__atomic_load_n(&yielded, __ATOMIC_ACQUIRE) && !hp_thread.busy;
 }
 
 void hp_cpu_own_thread(void)

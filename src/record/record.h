@@ -226,13 +226,13 @@ void hp_cpu_set_not_root(bool v);
 /* Loads what CPU profiles need when the heap profiler did not (libunwind,
  * the reporting half): 0 or -ENOTSUP (record/core.c). */
 int hp_cpu_support(void);
-/* For cpu_hooks.c: whether a new thread must be wrapped, the wrapped
+/* For interpose/threads.c and signals.c: whether a new thread must be wrapped, the wrapped
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
 bool hp_cpu_wrap_threads(void);
 /* Called with each CPU sample's stack while an execution trace runs. */
 extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
-/* Calls of dl_iterate_phdr under way on this thread (cpu_hooks.c). */
+/* Calls of dl_iterate_phdr under way on this thread (interpose/loader.c). */
 extern HP_TLS int hp_in_dl_iterate;
 void hp_cpu_thread_begin(void);
 struct sigaction;
