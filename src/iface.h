@@ -188,6 +188,8 @@ struct hp_live_obj {
  * out. Without locks: for a child forked by hp_freeze_fork only, where no
  * other thread runs and the parent held every lock at the fork. */
 size_t hp_live_count_frozen(void);
+/* Their number now, from any thread: the live set's locks are taken. */
+size_t hp_live_count_now(void);
 size_t hp_live_copy_frozen(struct hp_live_obj *out, size_t max);
 /* Gives the live object at p a verdict; false if p is not live. */
 bool hp_live_set_verdict(const void *p, enum hp_verdict v);

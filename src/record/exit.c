@@ -178,7 +178,10 @@ static void exit_work(void)
         return;
     if (!hp_cfg.path[0])
         return; /* HEAPPROF_HTTP alone: live profiles only */
-    if (exit_stack && !dying_of && !hp_cfg.leaks_off && hp_cfg.leak_scan) {
+    /* The exit's roots are for the leak check, which has nothing to do
+     * when no sampled object is live (report/reach.c). */
+    if (exit_stack && !dying_of && !hp_cfg.leaks_off && hp_cfg.leak_scan &&
+        hp_live_count_now() > 0) {
         bool was = hp_busy_begin();
         roots_found = hp_stack_exit_roots(&program_ctx, &roots);
         hp_busy_end(was);

@@ -29,6 +29,14 @@ void hp_freeze_release(void)
     hp_live_unlock_all();
 }
 
+size_t hp_live_count_now(void)
+{
+    hp_live_lock_all();
+    size_t n = hp_live_count_frozen();
+    hp_live_unlock_all();
+    return n;
+}
+
 pid_t hp_freeze_clone(void)
 {
     /* No exit signal and no flags: a copy of the address space, as fork
