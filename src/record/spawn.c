@@ -2,7 +2,7 @@
  * pthread_create, for /debug/pprof/threadcreate (report/goroutine.c).
  *
  * The creating stack is taken in heapprof's pthread_create (at thread
- * creation only, never on a hot path) and handed to the new thread with its
+ * creation only, never on a hot path, and only with HEAPPROF_HTTP) and handed to the new thread with its
  * start routine (interpose/threads.c); the new thread puts it in a slot of
  * a fixed table under its own id, and a thread-specific key's destructor
  * empties the slot when it exits. Keyed by the new thread rather than by
@@ -56,9 +56,13 @@ static void make_key(void)
     key_made = pthread_key_create(&key, on_exit_thread) == 0;
 }
 
+/* Only with the endpoint, the one reader of the table: the capture is a
+ * stack unwound on the creating thread, which may never sample otherwise
+ * (libunwind fills a 256 KiB cache on a thread's first unwind), and the
+ * wrapper it needs is more work at every thread's start and exit. */
 bool hp_spawn_wanted(void)
 {
-    return hp_state == HP_STATE_ON && !hp_thread.busy;
+    return hp_state == HP_STATE_ON && !hp_thread.busy && hp_cfg.http[0];
 }
 
 int hp_spawn_capture(uintptr_t *ips, int max)
