@@ -230,13 +230,12 @@ static int exit_signal_index(int sig)
     return -1;
 }
 
-static void note_function(void *fn)
+static void note_function(void *fn, const char *name)
 {
-    Dl_info info;
-    const ElfW(Sym) *sym = NULL;
-    if (!fn || !dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
+    size_t size = hp_dl_function_size(fn, name);
+    if (!size)
         return;
-    uintptr_t lo = (uintptr_t)info.dli_saddr, hi = lo + sym->st_size;
+    uintptr_t lo = (uintptr_t)fn, hi = lo + size;
     if (!alloc_lo || lo < alloc_lo)
         alloc_lo = lo;
     if (hi > alloc_hi)
@@ -332,7 +331,7 @@ void hp_exit_signals_install(void)
                                             "realloc", "memalign", "posix_memalign",
                                             "valloc",  "pvalloc",  "malloc_usable_size"};
         for (size_t k = 0; k < sizeof names / sizeof *names; k++)
-            note_function(dlsym(RTLD_NEXT, names[k]));
+            note_function(dlsym(RTLD_NEXT, names[k]), names[k]);
     }
     hp_real_resolve();
     for (int i = 0; i < NSIG_EXIT; i++) {

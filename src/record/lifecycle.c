@@ -117,16 +117,16 @@ static void turn_off(void)
  * the directory this object was loaded from. */
 static void load_report(void)
 {
-    Dl_info info;
     char path[4200];
-    if (!dladdr((void *)load_report, &info) || !info.dli_fname || !strchr(info.dli_fname, '/')) {
+    const char *self = hp_dl_path_of((const void *)load_report);
+    if (!self || !strchr(self, '/')) {
         hp_log("heapprof: cannot find where libheapprof is loaded from; profiling is off");
         turn_off();
         return;
     }
-    const char *slash = strrchr(info.dli_fname, '/');
-    int n = snprintf(path, sizeof path, "%.*s/libheapprof-report.so.%s",
-                     (int)(slash - info.dli_fname), info.dli_fname, HEAPPROF_VERSION);
+    const char *slash = strrchr(self, '/');
+    int n = snprintf(path, sizeof path, "%.*s/libheapprof-report.so.%s", (int)(slash - self), self,
+                     HEAPPROF_VERSION);
     void *h = n > 0 && (size_t)n < sizeof path ? hp_dl_open(path, RTLD_NOW | RTLD_LOCAL) : NULL;
     const struct hp_report *r = h ? dlsym(h, HP_REPORT_SYMBOL) : NULL;
     if (!r) {

@@ -275,6 +275,12 @@ bool hp_loader_try_enter(void); /* never waits: for signal handlers */
 void hp_loader_fork_prepare(void);
 void hp_loader_fork_parent(void);
 void hp_loader_fork_child(void);
+/* Without dladdr, which reads every symbol of an object: the path of the
+ * object that holds addr (the loader's string; NULL for the program or when
+ * none does), and the size of the function fn, defined under name in the
+ * object that holds it (0 when its symbol table cannot say). */
+const char *hp_dl_path_of(const void *addr);
+size_t hp_dl_function_size(const void *fn, const char *name);
 
 /* ---- execution traces (record/trace.c) ---- */
 /* Set while a trace runs: the only test the hooks make outside one. */
