@@ -31,7 +31,8 @@ static int public_dump(const char *path, enum hp_dump_kind kind)
     int r = hp_absolute_path(abs, sizeof abs, path);
     if (r)
         return r;
-    return hp_report ? hp_report->dump_to(abs, kind, NULL) : -ENOTSUP;
+    const struct hp_report *rep = hp_report_need(true);
+    return rep ? rep->dump_to(abs, kind, NULL) : -ENOTSUP;
 }
 
 HEAPPROF_API int heapprof_dump(const char *path)
@@ -46,7 +47,7 @@ HEAPPROF_API int heapprof_dump_peak(const char *path)
 
 HEAPPROF_API int heapprof_snapshot(void)
 {
-    if (!heapprof_enabled() || !hp_report)
+    if (!heapprof_enabled() || !hp_report_need(true))
         return -ENOTSUP;
     /* Numbered by the reporting half, which the signal and interval
      * snapshots share: one sequence. */

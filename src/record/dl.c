@@ -103,6 +103,11 @@ bool hp_loader_try_enter(void)
     return true;
 }
 
+bool hp_loader_inside(void)
+{
+    return guard_depth > 0 || hp_in_dl_iterate > 0;
+}
+
 void hp_loader_fork_prepare(void)
 {
     /* A fork from inside dlopen (a constructor that forks) already holds a

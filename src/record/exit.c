@@ -174,10 +174,12 @@ static void exit_work(void)
     hp_exit_room_release(0);
     hp_trace_exit(); /* before cpu_exit: a trace may hold the CPU timers */
     cpu_exit();
-    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON || !hp_report)
+    if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) != HP_STATE_ON)
         return;
     if (!hp_cfg.path[0])
         return; /* HEAPPROF_HTTP alone: live profiles only */
+    if (!hp_report_need(!dying_of))
+        return;
     /* The exit's roots are for the leak check, which has nothing to do
      * when no sampled object is live (report/reach.c). */
     if (exit_stack && !dying_of && !hp_cfg.leaks_off && hp_cfg.leak_scan &&
@@ -249,6 +251,8 @@ static bool unsafe_to_dump(void *uc)
     hp_busy_end(was);
     if (was)
         return true; /* inside heapprof */
+    if (!__atomic_load_n(&hp_report, __ATOMIC_ACQUIRE) && hp_loader_inside())
+        return true; /* inside dlopen: the exit would load the reporting half */
     uintptr_t ips[64];
     bool partial = false;
     int n = hp_stack_signal(uc, ips, 64, false, &partial);

@@ -13,9 +13,9 @@
  * (record/stack.c), since the first allocations (a C++ runtime's emergency
  * pool, made before this object's constructor runs) need their stacks; and
  * the reporting half, libheapprof-report.so, from the directory this object
- * was loaded from (a build tree and an installed tree alike), in the
- * constructor: never at exit or in a signal handler. If either cannot be
- * loaded, one line says so and profiling is off; the program runs on.
+ * was loaded from, when first needed (record/reporting.c): here only for
+ * the background thread, a CPU profile or a trace, else at exit. If either
+ * is missing, one line says so and profiling is off; the program runs on.
  */
 #define _GNU_SOURCE
 #include "record.h"
@@ -66,6 +66,7 @@ static void fork_child(void)
     hp_regions_child();
     pthread_mutex_init(&cpu_support_mu, NULL);
     hp_process_child();
+    hp_report_child();
     hp_sampler_child();
     hp_cont_child();
     if (hp_report)
@@ -113,31 +114,6 @@ static void turn_off(void)
     __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
 }
 
-/* The reporting half, beside this object: libheapprof-report.so.VERSION in
- * the directory this object was loaded from. */
-static void load_report(void)
-{
-    char path[4200];
-    const char *self = hp_dl_path_of((const void *)load_report);
-    if (!self || !strchr(self, '/')) {
-        hp_log("heapprof: cannot find where libheapprof is loaded from; profiling is off");
-        turn_off();
-        return;
-    }
-    const char *slash = strrchr(self, '/');
-    int n = snprintf(path, sizeof path, "%.*s/libheapprof-report.so.%s", (int)(slash - self), self,
-                     HEAPPROF_VERSION);
-    void *h = n > 0 && (size_t)n < sizeof path ? hp_dl_open(path, RTLD_NOW | RTLD_LOCAL) : NULL;
-    const struct hp_report *r = h ? dlsym(h, HP_REPORT_SYMBOL) : NULL;
-    if (!r) {
-        hp_log("heapprof: cannot load the reporting half %s (%s); profiling is off", path,
-               h ? "no entry table" : dlerror());
-        turn_off();
-        return;
-    }
-    hp_report = r;
-}
-
 /* What CPU profiles need, loaded on first use when the heap profiler did
  * not load it (HEAPPROF unset): libunwind and the reporting half. Never
  * from a signal handler: from the constructor, or heapprof_cpu_start. */
@@ -154,9 +130,7 @@ int hp_cpu_support(void)
             hp_log("heapprof: libunwind has no unw_init_local2; no CPU profiles");
             result = -ENOTSUP;
         } else {
-            if (!hp_report)
-                load_report();
-            result = hp_report ? 0 : -ENOTSUP;
+            result = hp_report_need(true) ? 0 : -ENOTSUP;
             if (result == 0)
                 hp_exit_reserve();
         }
@@ -199,10 +173,12 @@ __attribute__((constructor)) static void hp_constructor(void)
 {
     hp_init();
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON) {
-        bool was_busy = hp_busy_begin();
-        load_report();
-        hp_busy_end(was_busy);
-        if (hp_report && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON)
+        /* The reporting half now only for the background thread; else when
+         * first needed (record/reporting.c). */
+        if (!hp_report_find())
+            turn_off();
+        else if ((hp_cfg.http[0] || hp_cfg.snap_signal || hp_cfg.interval || hp_cfg.timeline) &&
+                 hp_report_need(true))
             hp_report->agent_start();
     }
     if (hp_cfg.cpu_path[0])

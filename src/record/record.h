@@ -217,6 +217,13 @@ void hp_on_unfree(void *p, struct hp_live_rec rec);
 
 /* The reporting half, once loaded (NULL before, or if it could not be). */
 extern const struct hp_report *hp_report;
+/* At start-up: whether it is there to load (false: one line said why).
+ * Then hp_report_need loads it the first time (record/reporting.c): NULL
+ * if it cannot be loaded (one line says so), or, without may_wait, while
+ * another call is loading it. hp_report_child: in a forked child. */
+bool hp_report_find(void);
+const struct hp_report *hp_report_need(bool may_wait);
+void hp_report_child(void);
 
 /* ---- CPU profiles (record/cpu.c) ---- */
 /* A whole-run profile's file gets a pid (a forked child, or a program exec'd
@@ -272,6 +279,7 @@ void *hp_dl_open(const char *file, int mode);
 void hp_dl_closing(void *handle, bool (*recorded_in)(uintptr_t lo, uintptr_t hi));
 void hp_loader_leave(void);
 bool hp_loader_try_enter(void); /* never waits: for signal handlers */
+bool hp_loader_inside(void);    /* this thread is inside a loader section */
 void hp_loader_fork_prepare(void);
 void hp_loader_fork_parent(void);
 void hp_loader_fork_child(void);

@@ -2,16 +2,17 @@
  * pthread_create, for /debug/pprof/threadcreate (report/goroutine.c).
  *
  * The creating stack is taken in heapprof's pthread_create (at thread
- * creation only, never on a hot path, and only with HEAPPROF_HTTP) and handed to the new thread with its
- * start routine (interpose/threads.c); the new thread puts it in a slot of
- * a fixed table under its own id, and a thread-specific key's destructor
- * empties the slot when it exits. Keyed by the new thread rather than by
- * its pthread_t in the creator, so that a thread that exits before
- * pthread_create returns leaves nothing behind. A fixed table: nothing is
- * allocated; a thread that finds it full goes unlisted (hp_spawn_list says
- * how many did). A thread killed without running its destructors (a fork
- * child's other threads, exec) may leave a slot whose id no longer lives:
- * the report keeps only ids listed in /proc/self/task.
+ * creation only, never on a hot path, and only with HEAPPROF_HTTP) and
+ * handed to the new thread with its start routine (interpose/threads.c);
+ * the new thread puts it in a slot of a fixed table under its own id, and a
+ * thread-specific key's destructor empties the slot when it exits. Keyed by
+ * the new thread rather than by its pthread_t in the creator, so that a
+ * thread that exits before pthread_create returns leaves nothing behind. A
+ * fixed table: nothing is allocated; a thread that finds it full goes
+ * unlisted (hp_spawn_list says how many did). A thread killed without
+ * running its destructors (a fork child's other threads, exec) may leave a
+ * slot whose id no longer lives: the report keeps only ids listed in
+ * /proc/self/task.
  */
 #define _GNU_SOURCE
 #include "record.h"

@@ -1621,20 +1621,24 @@ def check_split_off():
 
 
 def check_split_on():
-    """With HEAPPROF set, the reporting half and libunwind are loaded, from
-    beside the library."""
+    """With HEAPPROF set, libunwind is loaded at start-up, and the reporting
+    half, from beside the library, when first needed: at exit, to write (the
+    profile's mappings are the process's at that moment), and not before."""
     d = helpers.tempdir()
     profile = os.path.join(d, "m.pb.gz")
     r = run(["cat", "/proc/self/maps"], hp_env(profile, leaks="off"))
     check(r.returncode == 0 and os.path.exists(profile), describe(r))
     objs = mapped_objects(r.stdout)
-    lib_dir = os.path.dirname(os.path.realpath(helpers.lib_path()))
-    report = [o for o in objs if os.path.basename(o).startswith("libheapprof-report.so")]
-    check(report and os.path.dirname(report[0]) == lib_dir,
-          f"the reporting half is not mapped from {lib_dir}: {sorted(objs)}")
     check(any(os.path.basename(o).startswith("libunwind") for o in objs),
           f"libunwind not mapped: {sorted(objs)}")
-    print(f"on: {report[0]} mapped")
+    early = [o for o in objs if os.path.basename(o).startswith("libheapprof-report.so")]
+    check(not early, f"the reporting half is mapped before exit: {early}")
+    files = {m["file"] for m in helpers.decode_json(profile)["mappings"]}
+    lib_dir = os.path.dirname(os.path.realpath(helpers.lib_path()))
+    report = [f for f in files if os.path.basename(f).startswith("libheapprof-report.so")]
+    check(report and os.path.dirname(report[0]) == lib_dir,
+          f"the reporting half is not mapped from {lib_dir} at exit: {sorted(files)}")
+    print(f"on: {report[0]} mapped at exit")
 
 
 def check_split_missing():
