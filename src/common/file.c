@@ -17,7 +17,10 @@ char *hp_read_file(struct hp_arena *a, const char *path, size_t *lenp)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    size_t cap = 1 << 16, len = 0;
+    /* Small at first: most of these files are a few hundred bytes (a
+     * command line, an environment), and the buffer is zeroed, so each of
+     * its pages is a fault; /proc/self/maps grows it to 16 KiB. */
+    size_t cap = 4096, len = 0;
     char *buf = hp_alloc(cap);
     while (buf) {
         ssize_t n = hp_read(fd, buf + len, cap - len - 1);
