@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,7 +75,7 @@ static void note_start(void)
     if (!start_cmdline || !start_cmdline[0])
         return;
     const char *argv0 = start_cmdline;
-    char candidate[PATH_MAX], real[PATH_MAX], exe[PATH_MAX];
+    char candidate[PATH_MAX], exe[PATH_MAX];
     candidate[0] = 0;
     if (strchr(argv0, '/')) {
         if (hp_absolute_path(candidate, sizeof candidate, argv0) != 0)
@@ -92,8 +93,15 @@ static void note_start(void)
             path = end ? end + 1 : NULL;
         }
     }
-    if (candidate[0] && realpath(candidate, real) && realpath("/proc/self/exe", exe) &&
-        !strcmp(real, exe) && strcmp(candidate, exe) != 0)
+    /* The candidate is the program when it is the same file as the one the
+     * kernel ran (a stat of each: realpath would read every link on both
+     * paths, a dozen calls at each start-up). */
+    if (!candidate[0])
+        return;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    struct stat c, e;
+    if (n > 0 && (exe[n] = 0, strcmp(candidate, exe) != 0) && stat(candidate, &c) == 0 &&
+        stat(exe, &e) == 0 && c.st_dev == e.st_dev && c.st_ino == e.st_ino)
         snprintf(run_as, sizeof run_as, "%s", candidate);
 }
 
