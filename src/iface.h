@@ -70,6 +70,9 @@ int hp_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 /* dl_iterate_phdr inside the loader guard, counted (record/dl.c). */
 struct dl_phdr_info;
 int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);
+/* dlopen inside the loader guard; libdebuginfod refused while heapprof
+ * works (record/dl.c). */
+void *hp_dl_open(const char *file, int mode);
 
 /* ---- memory the program took without malloc (record/regions.c) ---- */
 /* The ranges it took with sbrk/brk: its own, although inside the mapping

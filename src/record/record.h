@@ -272,10 +272,9 @@ extern uint32_t hp_dl_epoch;
 /* Around anything that takes glibc's loader lock (unwinding, dlopen,
  * dlclose): fork waits until no thread is inside. */
 void hp_loader_enter(void);
-/* heapprof's own dlopen and dl_iterate_phdr (and the interposed ones'
- * work): inside the loader guard, counted. hp_dl_closing: before a
- * dlclose (interpose/loader.c). */
-void *hp_dl_open(const char *file, int mode);
+/* hp_dl_closing: before a dlclose (interpose/loader.c). heapprof's own
+ * dlopen and dl_iterate_phdr (and the interposed ones' work) are in
+ * iface.h. */
 void hp_dl_closing(void *handle, bool (*recorded_in)(uintptr_t lo, uintptr_t hi));
 void hp_loader_leave(void);
 bool hp_loader_try_enter(void); /* never waits: for signal handlers */

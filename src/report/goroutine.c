@@ -47,9 +47,9 @@
 #include "pprof.h"
 #include "symbols.h"
 #include "tasks.h"
+#include "dw.h"
 #include "text.h"
 
-#include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -443,11 +443,6 @@ static int on_frame(Dwfl_Frame *state, void *arg)
     return DWARF_CB_OK;
 }
 
-static const Dwfl_Callbacks dwfl_callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-};
-
 /* The executable mappings, from /proc/self/maps: a return address must
  * fall in one (a module's data does not do). */
 enum { MAX_CODE = 512 };
@@ -586,7 +581,7 @@ static int collect(struct hp_arena *a, struct gset *g)
     signal_running(g);
     uint8_t *buf = hp_arena_alloc(a, STACK_COPY);
     read_code_ranges(a);
-    Dwfl *dwfl = dwfl_begin(&dwfl_callbacks);
+    Dwfl *dwfl = hp_dw_load() ? dwfl_begin(hp_dw_proc_callbacks()) : NULL;
     bool ok = dwfl != NULL;
     if (ok) {
         dwfl_report_begin(dwfl);

@@ -20,11 +20,9 @@
 #include "symbols.h"
 #include "iface.h"
 
+#include "dw.h"
+
 #include <dlfcn.h>
-#include <dwarf.h>
-#include <elfutils/libdwfl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
@@ -98,10 +96,7 @@ struct hp_symbolizer {
  * means decompressing megabytes at every dump (measured: the 10,000-stack
  * dump went from 16 to 52 ms of CPU, and an exit dump added MiBs of RSS).
  * DWARF kept in the binaries themselves is always read. */
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-};
+/* (hp_dw_proc_callbacks: libdwfl's own finders for this process.) */
 
 /* Whether the module's own file has DWARF (cached per module). */
 static bool own_dwarf(struct hp_symbolizer *s, Dwfl_Module *mod)
@@ -305,7 +300,9 @@ static Dwfl *sym_dwfl(struct hp_symbolizer *s)
     if (s->dwfl_tried)
         return s->dwfl;
     s->dwfl_tried = true;
-    s->dwfl = dwfl_begin(&callbacks);
+    if (!hp_dw_load())
+        return NULL;
+    s->dwfl = dwfl_begin(hp_dw_proc_callbacks());
     if (s->dwfl) {
         dwfl_report_begin(s->dwfl);
         if (dwfl_linux_proc_report(s->dwfl, getpid()) != 0 ||
@@ -1026,12 +1023,6 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     }
 }
 
-static const Dwfl_Callbacks offline_callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-};
-
 /* A symbolizer for one unloaded library's file, at its old load bias. */
 static struct hp_symbolizer *retained_sub(struct hp_symbolizer *s, struct retained *r)
 {
@@ -1049,7 +1040,7 @@ static struct hp_symbolizer *retained_sub(struct hp_symbolizer *s, struct retain
     sub->maps[0] = s->maps[r->index];
     sub->nmaps = 1;
     sub->dwfl_tried = true;
-    sub->dwfl = dwfl_begin(&offline_callbacks);
+    sub->dwfl = hp_dw_load() ? dwfl_begin(hp_dw_offline_callbacks()) : NULL;
     if (sub->dwfl) {
         dwfl_report_begin(sub->dwfl);
         Dwfl_Module *mod =
