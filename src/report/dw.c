@@ -53,6 +53,13 @@ bool hp_dw_load(void)
     return loaded > 0;
 }
 
+/* A fork while another thread was loading them (loaded still 0): the
+ * child loads them again. */
+void hp_dw_child(void)
+{
+    pthread_mutex_init(&load_mu, NULL);
+}
+
 const Dwfl_Callbacks *hp_dw_proc_callbacks(void)
 {
     return &proc_callbacks;

@@ -70,8 +70,10 @@ struct hp_dw {
 };
 extern struct hp_dw hp_dw;
 
-/* Loads them, once: false (and one line said why) if they cannot be. */
+/* Loads them, once: false (and one line said why) if they cannot be.
+ * hp_dw_child: in a forked child. */
 bool hp_dw_load(void);
+void hp_dw_child(void);
 /* libdwfl's callbacks for this process's modules, and for a file at a
  * given bias (an unloaded library); only once hp_dw_load returned true. */
 const Dwfl_Callbacks *hp_dw_proc_callbacks(void);

@@ -7,12 +7,14 @@
 #include "iface.h"
 #include "agent.h"
 #include "dump.h"
+#include "dw.h"
 #include "timeline_render.h"
 #include "trace_json.h"
 
 static void child(void)
 {
     hp_dump_child();
+    hp_dw_child();
     hp_agent_child();
 }
 
