@@ -67,6 +67,10 @@ struct sigaction;
 /* sigaction for a signal the program could take too (record/signals.c): the
  * CPU profiler and the exit handler see it, as they see the program's. */
 int hp_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* log and exp(x) - 1, heapprof's own (record/math.c): neither half links
+ * libm. */
+double hp_math_log(double x);
+double hp_math_expm1(double x);
 /* dl_iterate_phdr inside the loader guard, counted (record/dl.c). */
 struct dl_phdr_info;
 int hp_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);

@@ -92,7 +92,7 @@ void hp_init(void)
     if ((!hp_cfg.leaks_off && !hp_cfg.leaks_path[0]) || hp_cfg.announce)
         hp_stderr_keep();
     hp_process_start();
-    if (!hp_math_init() || !hp_stack_init()) {
+    if (!hp_stack_init()) {
         __atomic_store_n(&hp_state, HP_STATE_OFF, __ATOMIC_RELEASE);
         hp_busy_end(was_busy);
         return;

@@ -64,13 +64,10 @@ void hp_sampler_child(void);
 void hp_count_allocated(struct hp_thread *t);
 void hp_count_join(struct hp_thread *t);
 void hp_thread_child(void);
-double hp_math_log(double x);
 static inline void hp_sampler_unbusy(void)
 {
     hp_thread.counted_at -= hp_thread.busy_mark - hp_thread.countdown;
 }
-/* Loads log and expm1 from libm (profiling on only). */
-bool hp_math_init(void);
 /* Go's unbiasing: the expected number of allocations of `size` bytes that one
  * sample of that size stands for, at the given rate. */
 double hp_unbias_scale(uint64_t size, long rate);

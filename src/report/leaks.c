@@ -30,7 +30,6 @@
 #include "text.h"
 
 #include <errno.h>
-#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -289,6 +288,23 @@ static void put_frames(struct hp_text *t, struct hp_symbolizer *sym, uint32_t st
 static const char *const verdict_words[HP_NVERDICTS] = {"", "definitely lost", "indirectly lost",
                                                         "still reachable"};
 
+/* The square root of v >= 0 (libm is not linked: iface.h): a first guess
+ * from the exponent halved, within 6%, then Newton's steps, each doubling
+ * the digits right. */
+static double root(double v)
+{
+    if (!(v > 0) || v == __builtin_inf())
+        return v > 0 ? v : 0;
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    b = (b >> 1) + (1023ull << 51);
+    double r;
+    memcpy(&r, &b, sizeof r);
+    for (int i = 0; i < 6; i++)
+        r = 0.5 * (r + v / r);
+    return r;
+}
+
 static void put_stack(struct hp_text *t, struct hp_symbolizer *sym, const struct leak *l,
                       size_t num, bool exact, const char *verdict, uint64_t offsets)
 {
@@ -302,7 +318,7 @@ static void put_stack(struct hp_text *t, struct hp_symbolizer *sym, const struct
         hp_text_put(t,
                     "heapprof: leak #%zu: %llu bytes (± %llu, %lld sample%s) in %llu objects%s%s%s "
                     "allocated from:\n",
-                    num, (unsigned long long)l->bytes, (unsigned long long)(sqrt(l->var) + 0.5),
+                    num, (unsigned long long)l->bytes, (unsigned long long)(root(l->var) + 0.5),
                     (long long)l->samples, l->samples == 1 ? "" : "s",
                     (unsigned long long)l->objects, *verdict ? " " : "", verdict,
                     *verdict ? "," : "");
@@ -413,7 +429,7 @@ static void put_no_leaks(struct hp_text *t, const struct hp_snapshot *s, bool ex
     for (size_t i = 0; i < s->nbuckets; i++)
         samples += s->buckets[i].allocs > 0 ? (uint64_t)s->buckets[i].allocs : 0;
     double allocated = (double)hp_allocated_bytes(), rate = (double)s->rate;
-    double seen95 = rate * log(20.0);
+    double seen95 = rate * hp_math_log(20.0);
     char all[32], floor95[32];
     size_text(all, sizeof all, allocated);
     size_text(floor95, sizeof floor95, seen95);
@@ -423,8 +439,8 @@ static void put_no_leaks(struct hp_text *t, const struct hp_snapshot *s, bool ex
                     "to tell; had all of it leaked, it would have gone unseen %.0f%% of the "
                     "time (a leak is seen 95%% of the time from ~%s); for a CI gate use exact "
                     "mode, HEAPPROF_RATE=1\n",
-                    (unsigned long long)samples, all, s->rate, 100 * exp(-allocated / rate),
-                    floor95);
+                    (unsigned long long)samples, all, s->rate,
+                    100 * (1 + hp_math_expm1(-allocated / rate)), floor95);
         return;
     }
     hp_text_put(t,

@@ -13,7 +13,6 @@
 #include "timeline.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -348,11 +347,12 @@ static void bytes_text(char *out, size_t len, double v)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
-    while (fabs(v) >= 1024 && u < 4) {
+    while ((v < 0 ? -v : v) >= 1024 && u < 4) {
         v /= 1024;
         u++;
     }
-    snprintf(out, len, v == floor(v) ? "%.0f %s" : "%.1f %s", v, units[u]);
+    bool whole = !(v < 1e15 && v > -1e15) || v == (double)(long long)v;
+    snprintf(out, len, whole ? "%.0f %s" : "%.1f %s", v, units[u]);
 }
 
 /* Colours for the series, by their rank; "other" is grey. */
@@ -386,7 +386,9 @@ static void render_html(struct hp_text *b, const struct view *v)
     if (tmax <= 0)
         tmax = 1;
     double ystep = nice_step(ymax > 0 ? ymax : 1024, true);
-    ymax = ystep * ceil((ymax > 0 ? ymax : 1024) / ystep);
+    /* Up to the next whole step (ceil: libm is not linked, iface.h). */
+    double steps = (ymax > 0 ? ymax : 1024) / ystep, whole = (double)(long long)steps;
+    ymax = ystep * (whole < steps ? whole + 1 : whole);
     double xstep = nice_step(tmax, false);
 
     char cmd[512];

@@ -19,10 +19,6 @@ struct hp_config hp_cfg;
 volatile int hp_state = HP_STATE_ON;
 void hp_threads_seen(void) {}
 HP_TLS bool hp_threads_pending;
-void *hp_dl_open(const char *file, int mode)
-{
-    return dlopen(file, mode);
-}
 void hp_log(const char *fmt, ...)
 {
     (void)fmt;
@@ -50,6 +46,44 @@ static void test_go_values(void)
     CHECK(objs == 1, "1 x 512 KiB: %lld objects, want 1", (long long)objs);
     CHECK(bytes == 829411, "1 x 512 KiB: %lld bytes, want 829411", (long long)bytes);
     CHECK(hp_unbias_scale(12345, 1) == 1.0, "exact mode must not scale");
+}
+
+/* heapprof's own log and expm1 (record/math.c) against the C library's:
+ * within 4 units in the last place over the ranges they are used in (the
+ * sampler's u in (0, 1], weights' -size/rate down to -40 and beyond), and at
+ * the edges. */
+static double ulps(double got, double want)
+{
+    if (got == want)
+        return 0;
+    return fabs(got - want) / fabs(nextafter(want, INFINITY) - want);
+}
+
+static void test_own_math(void)
+{
+    uint64_t rng[4];
+    hp_rng_seed(rng, 7);
+    double worst_log = 0, worst_expm1 = 0;
+    for (int i = 0; i < 200000; i++) {
+        /* u as the sampler draws it, and values spread over many octaves. */
+        double u = (double)((hp_rng_next(rng) >> 11) + 1) * 0x1.0p-53;
+        double x = i % 2 ? u : ldexp(u, (int)(hp_rng_next(rng) % 200) - 100);
+        double d = ulps(hp_math_log(x), log(x));
+        worst_log = d > worst_log ? d : worst_log;
+        double y = -u * (i % 3 ? 1.0 : 60.0);
+        if (i % 5 == 0)
+            y = -y / 64; /* small and positive too */
+        d = ulps(hp_math_expm1(y), expm1(y));
+        worst_expm1 = d > worst_expm1 ? d : worst_expm1;
+    }
+    CHECK(worst_log <= 4, "log: %.1f ulps from the C library's", worst_log);
+    CHECK(worst_expm1 <= 4, "expm1: %.1f ulps from the C library's", worst_expm1);
+    CHECK(hp_math_log(1.0) == 0.0, "log(1) = %g", hp_math_log(1.0));
+    CHECK(isinf(hp_math_log(0.0)) && hp_math_log(0.0) < 0, "log(0) = %g", hp_math_log(0.0));
+    CHECK(ulps(hp_math_log(0x1p-1074), log(0x1p-1074)) <= 4, "log of a subnormal");
+    CHECK(hp_math_expm1(0.0) == 0.0, "expm1(0) = %g", hp_math_expm1(0.0));
+    CHECK(hp_math_expm1(-1000.0) == -1.0, "expm1(-1000) = %g", hp_math_expm1(-1000.0));
+    printf("own log: %.2f ulps at worst; own expm1: %.2f\n", worst_log, worst_expm1);
 }
 
 /* The gaps are exponential with mean R: mean R and standard deviation R, so
@@ -180,6 +214,7 @@ static void test_busy_records_nothing(void)
 
 int main(void)
 {
+    test_own_math();
     test_go_values();
     test_gap_distribution();
     test_sampling_probability();
