@@ -112,7 +112,7 @@ def main():
           f"alternating rounds\n")
     for w, cmd, n in workloads:
         print(f"{w}: {n} x `{cmd}`\n")
-        print("| configuration | wall per process | over floor | CPU per process "
+        print("| configuration | wall per run | over floor | CPU per run "
               "| over floor |")
         print("|---|---:|---:|---:|---:|")
         mw = {k: statistics.median(wall[(w, k)]) for k in names}
