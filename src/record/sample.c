@@ -21,7 +21,7 @@
 void hp_on_alloc(void *p, size_t size)
 {
     if (HP_UNLIKELY(__atomic_load_n(&hp_state, __ATOMIC_RELAXED) != HP_STATE_ON))
-        return; /* turned off at start-up: see load_report */
+        return; /* turned off at start-up: see hp_report_find */
     struct hp_thread *t = &hp_thread;
     int saved = errno;
     t->busy = true;
