@@ -325,7 +325,18 @@ static void render_json(struct hp_text *b, const struct view *v)
             hp_text_put(b, "%s%.0f", i ? "," : "", v->s.points[i].v[s]);
         hp_text_put(b, "]}");
     }
-    hp_text_put(b, "]}\n");
+    /* Live leak checks (HEAPPROF_LEAK_INTERVAL, /debug/pprof/leaks): the
+     * lost bytes each found, at its own times. */
+    hp_text_put(b, "],\n\"lost\":{\"times_s\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.3f", i ? "," : "", v->s.lost[i].t_ms / 1000);
+    hp_text_put(b, "],\"definite\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->s.lost[i].definite);
+    hp_text_put(b, "],\"indirect\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->s.lost[i].indirect);
+    hp_text_put(b, "]}}\n");
 }
 
 /* 1, 2 or 5 times a power of ten (of 1024 for bytes), near range/5. */
