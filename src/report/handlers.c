@@ -31,6 +31,7 @@
 #include "goroutine.h"
 #include "http.h"
 #include "leakcheck.h"
+#include "reach.h"
 #include "profile.h"
 #include "symbols.h"
 #include "text.h"

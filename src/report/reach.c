@@ -885,7 +885,8 @@ static void child_report_live(struct scan *sc, int out)
  * waits for it (SIGKILL cannot be blocked). */
 static void stay_in_background(void)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (hp_real.prctl)
+        hp_real.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     setpriority(PRIO_PROCESS, 0, 19);
     cpu_set_t cpus;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1) {
