@@ -394,6 +394,7 @@ HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */
 enum hp_dump_kind { HP_DUMP_NOW, HP_DUMP_PEAK };
+struct heapprof_leak_counts;
 struct hp_report {
     /* Writes a profile; with nleaks, also the leak summary. 0 or -errno. */
     int (*dump_to)(const char *path, enum hp_dump_kind kind, int *nleaks);
@@ -412,6 +413,8 @@ struct hp_report {
     /* Writes an execution trace (report/trace_json.c) to path: gzipped
      * when it ends in .gz. 0 or -errno. */
     int (*trace_write)(const char *path, struct hp_trace *t);
+    /* heapprof_leak_check(): a leak check now, path absolute or NULL. */
+    int (*leak_check)(const char *path, struct heapprof_leak_counts *counts);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

@@ -15,8 +15,11 @@
  * were created (both report/goroutine.c); symbol: names for addresses, as
  * Go answers them (GET or POST). mutex and block: lock contention and
  * blocking waits (record/contention.c, report/contention.c), with ?debug=1
- * and ?seconds=N as heap's. Left out: trace, which gets a 404 that says so
- * (left_out), not Go's bare "404 page not found".
+ * and ?seconds=N as heap's. trace: an execution trace over ?seconds=N
+ * (report/trace_json.c). leaks (heapprof's own): a leak check now, in a
+ * clone (report/leakcheck.c), whose connection waits for the clone's pipe
+ * as a window waits for its deadline. An unknown name under the prefix gets
+ * a 404 that lists what is served (left_out).
  *
  * They run on the background thread, which is marked busy: what libraries
  * allocate for them (symbolizing, compressing) goes straight to the real
@@ -535,7 +538,7 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     if (!strncmp(path, "/debug/pprof/", pl + 1) && path[pl + 1]) {
         hp_http_respond_text(c, 404,
                              "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
-                             "Served: heap, allocs, peak, profile, trace, mutex, block, goroutine, "
+                             "Served: heap, allocs, peak, leaks, profile, trace, mutex, block, goroutine, "
                              "threads, threadcreate, symbol, timeline, cmdline (the index is "
                              "/debug/pprof/).\n",
                              path + pl + 1);

@@ -546,6 +546,9 @@ void hp_http_child(struct hp_http *h)
     close(h->lfd);
     h->lfd = -1;
     for (int i = 0; i < MAX_CONNS; i++)
-        if (h->conns[i].state != FREE)
+        if (h->conns[i].state != FREE) {
             close(h->conns[i].fd);
+            if (h->conns[i].state == WAITING && h->conns[i].wake_fd1)
+                close(h->conns[i].wake_fd1 - 1);
+        }
 }

@@ -43,9 +43,16 @@ void hp_leakcheck_release(void)
     __atomic_store_n(&claimed, 0, __ATOMIC_RELEASE);
 }
 
+static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void hp_leakcheck_child(void)
+{
+    claimed = 0; /* the parent's check is not this process's */
+    pthread_mutex_init(&last_mu, NULL);
+}
+
 /* ---- the last check, for the index page and the timeline ---- */
 
-static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct hp_leak_totals last;
 static struct hp_reach_stats last_stats;
 static int64_t last_time_ns;
@@ -241,6 +248,8 @@ int hp_leakcheck_api(const char *path, struct heapprof_leak_counts *counts)
     struct hp_reach_stats st;
     char why[256];
     int r = hp_leakcheck_run(&s, &st, why, sizeof why);
+    if (r && r != -EBUSY)
+        hp_log("heapprof: heapprof_leak_check: the leak check could not be made: %s", why);
     if (r == 0 && counts) {
         struct hp_leak_totals t;
         hp_leak_totals(&s, &t);

@@ -14,6 +14,8 @@
  * while another holds it. */
 bool hp_leakcheck_claim(void);
 void hp_leakcheck_release(void);
+/* After fork, in the child. */
+void hp_leakcheck_child(void);
 
 /* A whole check, on the calling thread: claims, runs, releases. 0, or
  * -errno and why in words (-EBUSY: another runs). out is released by the
