@@ -536,12 +536,13 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     /* Every route of Go's net/http/pprof is served: an unknown name under
      * the prefix gets a 404 that lists them, not Go's bare one. */
     if (!strncmp(path, "/debug/pprof/", pl + 1) && path[pl + 1]) {
-        hp_http_respond_text(c, 404,
-                             "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
-                             "Served: heap, allocs, peak, leaks, profile, trace, mutex, block, goroutine, "
-                             "threads, threadcreate, symbol, timeline, cmdline (the index is "
-                             "/debug/pprof/).\n",
-                             path + pl + 1);
+        hp_http_respond_text(
+            c, 404,
+            "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
+            "Served: heap, allocs, peak, leaks, profile, trace, mutex, block, goroutine, "
+            "threads, threadcreate, symbol, timeline, cmdline (the index is "
+            "/debug/pprof/).\n",
+            path + pl + 1);
         return;
     }
     hp_http_respond_text(c, 404, "404 page not found\n");
