@@ -77,17 +77,34 @@ static int64_t periodic_t0;
 /* A periodic check that has not answered in this long is ended. */
 enum { PERIODIC_LIMIT_MS = 600000 };
 
+/* A periodic check that fails says why on stderr, once for each new
+ * reason (a server checked every minute would otherwise repeat it). */
+static void periodic_failed(int err)
+{
+    static char said[256];
+    char why[256];
+    hp_leakcheck_why(why, sizeof why, err, &periodic);
+    if (strcmp(why, said) != 0) {
+        snprintf(said, sizeof said, "%s", why);
+        hp_log("heapprof: a periodic leak check (HEAPPROF_LEAK_INTERVAL) could not be made: %s",
+               why);
+    }
+}
+
 /* Starts the periodic check when it is due (not while another check runs:
  * it then waits for the next interval). */
 static void periodic_start(void)
 {
     if (periodic_on || !hp_leakcheck_claim())
         return;
-    if (hp_reach_start(&periodic, true) == 0) {
+    int r = hp_reach_start(&periodic, true);
+    if (r == 0) {
         periodic_on = true;
         periodic_t0 = hp_mono_ms();
-    } else
+    } else {
+        periodic_failed(r);
         hp_leakcheck_release();
+    }
 }
 
 static void periodic_finish(void)
@@ -95,8 +112,11 @@ static void periodic_finish(void)
     struct hp_snapshot s;
     memset(&s, 0, sizeof s);
     struct hp_reach_stats st;
-    if (hp_reach_finish(&periodic, &st, &s) == 0)
+    int r = hp_reach_finish(&periodic, &st, &s);
+    if (r == 0)
         hp_leakcheck_note(&s, &st);
+    else
+        periodic_failed(r);
     hp_snapshot_release(&s);
     periodic_on = false;
     hp_leakcheck_release();
@@ -143,6 +163,7 @@ static void *agent_main(void *arg)
             periodic_finish();
         } else if (periodic_on && hp_mono_ms() - periodic_t0 > PERIODIC_LIMIT_MS) {
             hp_reach_cancel(&periodic);
+            periodic_failed(-ETIMEDOUT);
             periodic_on = false;
             hp_leakcheck_release();
         }
