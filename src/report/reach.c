@@ -1161,44 +1161,54 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2], int6
  * cgroup's limit leaves: a clone that the OOM killer ends is harmless (its
  * oom_score_adj is the highest), but under a cgroup limit the killer may
  * pick the program instead while the clone grows. Every level of the
- * cgroup v2 hierarchy counts; without v2 (or a limit) there is nothing to
- * check. 0, or -ENOMEM with why filled. */
+ * hierarchy counts, in cgroup v2 (memory.max, memory.current) and in v1's
+ * memory controller (memory.limit_in_bytes, memory.usage_in_bytes; its
+ * "no limit" is a number near 2^63). 0, or -ENOMEM with why filled. */
 static int cgroup_room(uint64_t need, char *why, size_t len)
 {
     struct hp_arena a = {0};
     char *cg = hp_read_file(&a, "/proc/self/cgroup", NULL);
-    char *path = cg ? strstr(cg, "0::/") : NULL;
     int r = 0;
-    if (path && (path == cg || path[-1] == '\n')) {
-        path += 3;
-        char *eol = strchr(path, '\n');
+    for (char *line = cg; line && *line && !r;) {
+        char *eol = strchr(line, '\n');
         if (eol)
             *eol = 0;
-        char dir[4096];
-        snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", path);
-        for (;;) {
-            char f[4200];
-            snprintf(f, sizeof f, "%s/memory.max", dir);
-            char *max = hp_read_file(&a, f, NULL);
-            snprintf(f, sizeof f, "%s/memory.current", dir);
-            char *cur = hp_read_file(&a, f, NULL);
-            if (max && cur && strncmp(max, "max", 3) != 0) {
-                uint64_t m = strtoull(max, NULL, 10), c = strtoull(cur, NULL, 10);
-                if (c + need > m) {
-                    snprintf(why, len,
-                             "it needs about %.0f MiB and the memory limit of cgroup %.80s leaves "
-                             "%.0f MiB",
-                             (double)need / 1048576.0, dir + 14,
-                             c < m ? (double)(m - c) / 1048576.0 : 0.0);
-                    r = -ENOMEM;
-                    break;
+        /* ID:CONTROLLERS:PATH */
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        bool v2 = c1 == line + 1 && line[0] == '0' && c2 == c1 + 1;
+        bool v1 =
+            c1 && c2 && (size_t)(c2 - c1 - 1) == strlen("memory") && !strncmp(c1 + 1, "memory", 6);
+        if ((v1 || v2) && c2[1] == '/') {
+            char dir[4096];
+            const char *root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+            size_t rootlen = strlen(root);
+            snprintf(dir, sizeof dir, "%s%s", root, strcmp(c2 + 1, "/") ? c2 + 1 : "");
+            for (;;) {
+                char f[4200];
+                snprintf(f, sizeof f, "%s/%s", dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+                char *max = hp_read_file(&a, f, NULL);
+                snprintf(f, sizeof f, "%s/%s", dir,
+                         v2 ? "memory.current" : "memory.usage_in_bytes");
+                char *cur = hp_read_file(&a, f, NULL);
+                if (max && cur && *max >= '0' && *max <= '9') {
+                    uint64_t m = strtoull(max, NULL, 10), u = strtoull(cur, NULL, 10);
+                    if (u + need > m) {
+                        snprintf(why, len,
+                                 "it needs about %.0f MiB and the memory limit of cgroup %.80s "
+                                 "leaves %.0f MiB",
+                                 (double)need / 1048576.0, dir[rootlen] ? dir + rootlen : "/",
+                                 u < m ? (double)(m - u) / 1048576.0 : 0.0);
+                        r = -ENOMEM;
+                        break;
+                    }
                 }
+                char *slash = strrchr(dir, '/');
+                if (!slash || (size_t)(slash - dir) < rootlen)
+                    break;
+                *slash = 0;
             }
-            char *slash = strrchr(dir, '/');
-            if (!slash || slash - dir <= (ptrdiff_t)strlen("/sys/fs/cgroup"))
-                break;
-            *slash = 0;
         }
+        line = eol ? eol + 1 : NULL;
     }
     hp_arena_release(&a);
     return r;
