@@ -229,7 +229,8 @@ int hp_cpu_support(void);
 /* For interpose/threads.c and signals.c: whether a new thread must be wrapped, the wrapped
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
-bool hp_cpu_wrap_threads(void);
+bool hp_cpu_create_begin(void); /* true: wrap the new thread */
+void hp_cpu_create_end(void);
 /* Called with each CPU sample's stack while an execution trace runs. */
 extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
 /* Calls of dl_iterate_phdr under way on this thread (interpose/loader.c). */
