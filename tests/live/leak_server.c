@@ -36,6 +36,10 @@
  *   spawn N        a thread runs /bin/true N times by fork and exec, waiting
  *                  for each: "spawn started", then, when done,
  *                  "spawned N failed F"
+ *   check [PATH]   heapprof_leak_check(PATH or NULL, &counts), looked up with
+ *                  dlsym (heapprof is preloaded, not linked): "check rc=R
+ *                  definite=OBJECTS/BYTES indirect=O/B reachable=O/B
+ *                  estimated=E", or "check unavailable" without heapprof
  *   times          the rate leaker's notes: "times N", then N lines
  *                  "t BEFORE_NS AFTER_NS"
  *   quit           "bye", and exits 0
@@ -43,6 +47,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -55,6 +60,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "heapprof.h"
 
 #define SITE __attribute__((noinline))
 enum { RING = 64, BURST = 200, CACHE_SIZE = 72, MAX_TIMES = 1 << 16 };
@@ -308,6 +315,27 @@ static void *spawner(void *arg)
     return NULL;
 }
 
+typedef int (*leak_check_fn)(const char *, struct heapprof_leak_counts *);
+
+static void api_check(char *path)
+{
+    leak_check_fn check = (leak_check_fn)dlsym(RTLD_DEFAULT, "heapprof_leak_check");
+    if (!check) {
+        say("check unavailable\n");
+        return;
+    }
+    if (path)
+        path[strcspn(path, "\n")] = 0;
+    struct heapprof_leak_counts c;
+    memset(&c, 0, sizeof c);
+    int r = check(path, &c);
+    say("check rc=%d definite=%llu/%llu indirect=%llu/%llu reachable=%llu/%llu estimated=%d\n", r,
+        (unsigned long long)c.definite_objects, (unsigned long long)c.definite_bytes,
+        (unsigned long long)c.indirect_objects, (unsigned long long)c.indirect_bytes,
+        (unsigned long long)c.reachable_objects, (unsigned long long)c.reachable_bytes,
+        (int)c.estimated);
+}
+
 /* One command; false on "quit". */
 SITE static int handle(char *line)
 {
@@ -344,6 +372,8 @@ SITE static int handle(char *line)
             abort();
         pthread_detach(t);
         say("spawn started\n");
+    } else if (!strncmp(line, "check", 5) && (line[5] == '\n' || line[5] == ' ')) {
+        api_check(line[5] == ' ' ? line + 6 : NULL);
     } else if (!strcmp(line, "times\n")) {
         size_t k = __atomic_load_n(&nticks, __ATOMIC_ACQUIRE);
         say("times %zu\n", k);

@@ -48,6 +48,7 @@ Usage: test_leaks_live.py CHECK (run by meson test; the paths come from the
 environment: HEAPPROF_LIB, HEAPPROF_DECODE, HEAPPROF_LEAK_SERVER).
 """
 
+import json
 import math
 import os
 import re
@@ -698,7 +699,92 @@ def check_rate():
     check(code == 0, f"exit status {code}: {err[-2000:]}")
 
 
+_API = re.compile(r"^check rc=(-?\d+) definite=(\d+)/(\d+) indirect=(\d+)/(\d+) "
+                  r"reachable=(\d+)/(\d+) estimated=(\d)$|^check unavailable$")
+
+
+def api_check(srv, path=None):
+    m = srv.cmd("check" + (" " + path if path else ""), _API.pattern)
+    check(m.group(1) is not None, "heapprof_leak_check is not exported by the library")
+    g = [int(x) for x in m.groups()]
+    return {"rc": g[0], "definite": g[1:3], "indirect": g[3:5], "reachable": g[5:7],
+            "estimated": g[7]}
+
+
+def check_api():
+    """heapprof_leak_check() from the program (leak_server's "check"): the
+    counts per verdict exact, the .txt summary and the profile the endpoint's,
+    and -EBUSY while the endpoint's check holds the right to run."""
+    tmp = h.tempdir()
+    srv = Server(tmp, rate=1)
+    c = api_check(srv)
+    check(c["rc"] == 0 and c["definite"] == [0, 0] and c["indirect"] == [0, 0] and
+          c["estimated"] == 0, f"nothing lost yet: {c}")
+    check(c["reachable"][0] >= CACHE + 1, f"the cache is not counted reachable: {c}")
+    srv.leak(120)
+    c = api_check(srv)
+    check(c["rc"] == 0 and c["definite"] == [120, 120 * LEAK_SIZE] and c["indirect"] == [0, 0],
+          f"after 120 leaked: {c}")
+    txt = os.path.join(tmp, "api.txt")
+    c = api_check(srv, txt)
+    check(c["rc"] == 0, f"with a .txt path: {c}")
+    with open(txt) as f:
+        t = parse_text(f.read())
+    check(lost(t, "leak_one")[:2] == [120, 120 * LEAK_SIZE] and
+          lost(t, "cache_put", "still reachable")[0] == CACHE,
+          f"the .txt summary: {t['sites']}")
+    pb = os.path.join(tmp, "api.pb.gz")
+    c = api_check(srv, pb)
+    sites, _ = profile_sites(pb)
+    check(c["rc"] == 0 and sites.get("leak_one", {}).get("definite") == [120, 120 * LEAK_SIZE],
+          f"the profile: {c}, {sites.get('leak_one')}")
+    conn = raw_request(srv, "leaks?seconds=60")
+    h.wait_for("the delta to be listed", lambda: window_left(srv, 60) is not None)
+    c = api_check(srv)
+    check(c["rc"] == -16, f"during the endpoint's delta: {c}, want -EBUSY (-16)")
+    conn.close()
+    h.wait_for("the window to end", lambda: "In progress" not in srv.index())
+    c = api_check(srv)
+    check(c["rc"] == 0 and c["definite"][0] == 120, f"after the delta: {c}")
+    code, out, err = srv.finish()
+    check(code == 0, f"exit status {code}: {err[-2000:]}")
+
+
+def check_interval():
+    """HEAPPROF_LEAK_INTERVAL=1: the timeline's "lost" series reaches the
+    lost bytes after each command (waited for, never timed) and holds only
+    the values the program's leaks make: exact, never falling, nothing
+    indirect."""
+    tmp = h.tempdir()
+    srv = Server(tmp, rate=1, extra={"HEAPPROF_LEAK_INTERVAL": "1", "HEAPPROF_TIMELINE": "1"})
+
+    def series():
+        st, body = srv.get("timeline?format=json")
+        check(st == 200, f"timeline?format=json answered {st}: {body[:300]!r}")
+        doc = json.loads(body)
+        check("lost" in doc, f"no lost series in the timeline: {sorted(doc)}")
+        return doc["lost"]
+
+    wanted = [0]
+    for n in (100, 50):
+        total = srv.leak(n)
+        wanted.append(total * LEAK_SIZE)
+        h.wait_for(f"a periodic check to see {total} objects lost",
+                   lambda: (lambda s: s["definite"] and s["definite"][-1] == wanted[-1])(series()))
+    s = series()
+    d, ind, ts = s["definite"], s["indirect"], s["times_s"]
+    check(len(d) == len(ind) == len(ts) >= 2, f"series of unequal lengths: {s}")
+    check(all(v in wanted for v in d), f"lost bytes other than the leaks' {wanted}: {d}")
+    check(d == sorted(d), f"the lost bytes fell: {d}")
+    check(not any(ind), f"indirectly lost bytes: {ind}")
+    check(ts == sorted(ts), f"times out of order: {ts}")
+    code, out, err = srv.finish()
+    check(code == 0, f"exit status {code}: {err[-2000:]}")
+
+
 CHECKS = {
+    "api": check_api,
+    "interval": check_interval,
     "exact": check_exact,
     "delta": check_delta,
     "sampled": check_sampled,
