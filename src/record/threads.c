@@ -12,6 +12,11 @@
  * full goes unnoted; its stack is then scanned whole as any other writable
  * memory, which can only call more memory reachable, never less. The main
  * thread is not noted: its stack is the mapping the kernel calls [stack].
+ *
+ * The fast unwinder (record/unwind.c) reads the calling thread's stack and
+ * must stay inside it: hp_threads_bounds asks glibc once per thread and
+ * keeps the answer in thread-local storage, whether or not the leak check
+ * (which notes threads in the table) is on.
  */
 #define _GNU_SOURCE
 #include "record.h"
@@ -30,6 +35,8 @@ static bool key_made;
 static HP_TLS int my_slot; /* 1 + the calling thread's entry, or 0 */
 HP_TLS int hp_in_getattr;  /* inside the program's pthread_getattr_np */
 HP_TLS bool hp_threads_pending;
+static HP_TLS uintptr_t my_lo, my_hi; /* the calling thread's stack, once asked */
+static HP_TLS bool my_failed;         /* glibc could not say: never asked again */
 
 static void take_lock(void)
 {
@@ -60,6 +67,39 @@ void hp_threads_init(void)
         key_made = true;
 }
 
+/* The calling thread's stack block from glibc, once per thread; false
+ * when it cannot be asked now (inside the program's own
+ * pthread_getattr_np, which holds the thread's lock while it allocates) or
+ * could not answer. glibc allocates here: the caller is busy. */
+bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    if (HP_LIKELY(my_hi != 0)) {
+        *lo = my_lo;
+        *hi = my_hi;
+        return true;
+    }
+    if (my_failed || hp_in_getattr > 0)
+        return false;
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    hp_real_resolve();
+    bool ok = hp_real.pthread_getattr_np && hp_real.pthread_getattr_np(pthread_self(), &attr) == 0;
+    if (ok) {
+        ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!ok || size == 0) {
+        my_failed = true;
+        return false;
+    }
+    my_lo = (uintptr_t)addr;
+    my_hi = my_lo + size;
+    *lo = my_lo;
+    *hi = my_hi;
+    return true;
+}
+
 void hp_threads_seen(void)
 {
     pid_t tid = gettid();
@@ -71,21 +111,12 @@ void hp_threads_seen(void)
     hp_threads_pending = hp_in_getattr > 0;
     if (hp_threads_pending)
         return;
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
+    uintptr_t lo, hi;
     bool was = hp_busy_begin(); /* glibc allocates here */
-    hp_real_resolve();
-    bool ok = hp_real.pthread_getattr_np && hp_real.pthread_getattr_np(pthread_self(), &attr) == 0;
-    if (ok) {
-        ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
-        pthread_attr_destroy(&attr);
-    }
-    if (!ok) {
+    if (!hp_threads_bounds(&lo, &hi)) {
         hp_busy_end(was);
         return;
     }
-    uintptr_t lo = (uintptr_t)addr, hi = lo + size;
     take_lock();
     int pick = -1;
     uint64_t oldest = UINT64_MAX;
