@@ -36,5 +36,8 @@ HEAPPROF_API int dlclose(void *handle)
 
 HEAPPROF_API void *dlopen(const char *file, int mode)
 {
-    return hp_dl_open(file, mode);
+    void *h = hp_dl_open(file, mode);
+    if (h)
+        hp_unwind_opened();
+    return h;
 }

@@ -102,8 +102,10 @@ void hp_unwind_count(int reason);
 /* Check mode (HEAPPROF_UNWIND=check): one comparison of the two unwinders'
  * stacks (after heapprof's own frames are cut). */
 void hp_unwind_compared(void *const *fast, int nfast, void *const *slow, int nslow);
-/* Around the real dlclose (interpose/loader.c): captures meanwhile go to
- * libunwind, and the modules that went are dropped after it. */
+/* After a dlopen (interpose/loader.c): the next capture looks for new
+ * modules. Around the real dlclose: captures meanwhile go to libunwind,
+ * and the modules that went are dropped after it. */
+void hp_unwind_opened(void);
 void hp_unwind_closing(void);
 void hp_unwind_closed(void);
 void hp_unwind_child(void);

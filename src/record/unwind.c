@@ -127,6 +127,7 @@ static struct uw_thread *free_threads;
 static int threads_lock; /* spin: the free list (a leaf) */
 static int mods_lock;    /* spin: rescans, table builds, retiring (see docs/locks.md) */
 static int closing;      /* dlcloses under way */
+static int opened;       /* a dlopen since the last rescan */
 static uint32_t next_gen = 1;
 static struct set *retired_sets;
 static struct mod *retired_mods;
@@ -973,6 +974,11 @@ static void try_rescan(bool only_if_changed)
     hp_loader_leave();
 }
 
+void hp_unwind_opened(void)
+{
+    __atomic_store_n(&opened, 1, __ATOMIC_RELEASE);
+}
+
 void hp_unwind_closing(void)
 {
     /* Under the lock: a table being built reads the module's .eh_frame,
@@ -1196,8 +1202,13 @@ int hp_unwind_capture(void **ips, int max)
         hp_unwind_count(HP_UW_STACK);
         return -1;
     }
-    if (HP_UNLIKELY(!__atomic_load_n(&cur_set, __ATOMIC_ACQUIRE)))
+    /* The set is made at the first capture, and again after a dlopen, so
+     * that a plugin's first stacks do not miss it. */
+    if (HP_UNLIKELY(!__atomic_load_n(&cur_set, __ATOMIC_ACQUIRE) ||
+                    __atomic_load_n(&opened, __ATOMIC_RELAXED))) {
+        __atomic_store_n(&opened, 0, __ATOMIC_RELAXED);
         try_rescan(false);
+    }
     __atomic_exchange_n(&t->active, 1, __ATOMIC_SEQ_CST);
     const struct set *set = __atomic_load_n(&cur_set, __ATOMIC_SEQ_CST);
     int n;
