@@ -142,6 +142,13 @@ static int keep_program_frames(void **ips, int max, void *const *buf, int n)
     return depth;
 }
 
+/* libunwind's thread-local cache is allocated (glibc allocates a dlopen'ed
+ * library's TLS with malloc, from the program's heap) at a thread's first
+ * unw_backtrace. So each thread's first capture is libunwind's too, as
+ * before the fast unwinder: the program's heap is laid out the same, and a
+ * later fallback does not allocate in the middle of the program's work. */
+static HP_TLS bool touched;
+
 int hp_stack_capture(void **ips, int max)
 {
     /* Room for heapprof's own frames, cut afterwards. */
@@ -152,7 +159,7 @@ int hp_stack_capture(void **ips, int max)
         return 0; /* before the constructor loaded libunwind */
     int mode = hp_unwind_mode;
     int fast = -1;
-    if (HP_LIKELY(mode == HP_UNWIND_FAST)) {
+    if (HP_LIKELY(mode == HP_UNWIND_FAST) && HP_LIKELY(touched)) {
         fast = hp_unwind_capture(buf, ROOM);
         if (HP_LIKELY(fast >= 0))
             return keep_program_frames(ips, max, buf, fast);
@@ -167,6 +174,7 @@ int hp_stack_capture(void **ips, int max)
     hp_loader_enter();
     int n = bt(buf, ROOM);
     hp_loader_leave();
+    touched = true;
     int depth = keep_program_frames(ips, max, buf, n);
     if (mode == HP_UNWIND_CHECK && fast >= 0)
         hp_unwind_compared(fast_ips, nfast, ips, depth);

@@ -22,6 +22,8 @@
 #include "record.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 enum { MAX_THREADS = 1024 };
@@ -67,6 +69,39 @@ void hp_threads_init(void)
         key_made = true;
 }
 
+/* The main thread's stack: the mapping that holds the stack pointer, from
+ * /proc/self/maps read into heapprof's own memory. Not glibc's
+ * pthread_getattr_np, which reads the same file through stdio: its buffer
+ * would come from the program's heap, and move what the program allocates
+ * next. */
+static bool main_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    struct hp_arena a = {0};
+    size_t len = 0;
+    char *text = hp_read_file(&a, "/proc/self/maps", &len);
+    for (char *line = text; line && *line;) {
+        char *end;
+        uintptr_t from = (uintptr_t)strtoull(line, &end, 16);
+        uintptr_t to = *end == '-' ? (uintptr_t)strtoull(end + 1, &end, 16) : 0;
+        if (from <= sp && sp < to) {
+            my_lo = from;
+            my_hi = to;
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    hp_arena_release(&a);
+    if (!my_hi) {
+        my_failed = true;
+        return false;
+    }
+    *lo = my_lo;
+    *hi = my_hi;
+    return true;
+}
+
 /* The calling thread's stack block from glibc, once per thread; false
  * when it cannot be asked now (inside the program's own
  * pthread_getattr_np, which holds the thread's lock while it allocates) or
@@ -80,6 +115,8 @@ bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi)
     }
     if (my_failed || hp_in_getattr > 0)
         return false;
+    if (gettid() == getpid())
+        return main_bounds(lo, hi);
     pthread_attr_t attr;
     void *addr;
     size_t size;
