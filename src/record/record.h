@@ -227,8 +227,8 @@ int hp_spawn_capture(uintptr_t *ips, int max);
  * dropped when it exits. */
 void hp_spawn_begin(const uintptr_t *ips, int depth);
 void hp_threads_seen(void);
-/* The calling thread's stack block (asked of glibc once per thread, then
- * kept); false when it cannot be known now. The caller is busy. */
+/* The mapping that holds the calling thread's stack (looked for once per
+ * thread, then kept); false when it cannot be found. */
 bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi);
 /* Inside the program's pthread_getattr_np (interpose/threads.c); a thread
  * whose stack is still to be noted. */

@@ -14,9 +14,13 @@
  * thread is not noted: its stack is the mapping the kernel calls [stack].
  *
  * The fast unwinder (record/unwind.c) reads the calling thread's stack and
- * must stay inside it: hp_threads_bounds asks glibc once per thread and
- * keeps the answer in thread-local storage, whether or not the leak check
- * (which notes threads in the table) is on.
+ * must stay inside it: hp_threads_bounds finds the mapping that holds the
+ * stack pointer once per thread, whether or not the leak check is on, and
+ * keeps it in thread-local storage. From /proc/self/maps, read into
+ * heapprof's own memory: glibc's pthread_getattr_np allocates from the
+ * program's heap (its CPU set, and for the main thread a stdio buffer),
+ * which moved what the program allocated next (a 2-thread churn ran 10%
+ * slower over glibc with it).
  */
 #define _GNU_SOURCE
 #include "record.h"
@@ -37,8 +41,8 @@ static bool key_made;
 static HP_TLS int my_slot; /* 1 + the calling thread's entry, or 0 */
 HP_TLS int hp_in_getattr;  /* inside the program's pthread_getattr_np */
 HP_TLS bool hp_threads_pending;
-static HP_TLS uintptr_t my_lo, my_hi; /* the calling thread's stack, once asked */
-static HP_TLS bool my_failed;         /* glibc could not say: never asked again */
+static HP_TLS uintptr_t my_lo, my_hi; /* the mapping that holds this thread's stack */
+static HP_TLS bool my_failed;         /* not found: never looked for again */
 
 static void take_lock(void)
 {
@@ -69,74 +73,6 @@ void hp_threads_init(void)
         key_made = true;
 }
 
-/* The main thread's stack: the mapping that holds the stack pointer, from
- * /proc/self/maps read into heapprof's own memory. Not glibc's
- * pthread_getattr_np, which reads the same file through stdio: its buffer
- * would come from the program's heap, and move what the program allocates
- * next. */
-static bool main_bounds(uintptr_t *lo, uintptr_t *hi)
-{
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    struct hp_arena a = {0};
-    size_t len = 0;
-    char *text = hp_read_file(&a, "/proc/self/maps", &len);
-    for (char *line = text; line && *line;) {
-        char *end;
-        uintptr_t from = (uintptr_t)strtoull(line, &end, 16);
-        uintptr_t to = *end == '-' ? (uintptr_t)strtoull(end + 1, &end, 16) : 0;
-        if (from <= sp && sp < to) {
-            my_lo = from;
-            my_hi = to;
-            break;
-        }
-        line = strchr(line, '\n');
-        line = line ? line + 1 : NULL;
-    }
-    hp_arena_release(&a);
-    if (!my_hi) {
-        my_failed = true;
-        return false;
-    }
-    *lo = my_lo;
-    *hi = my_hi;
-    return true;
-}
-
-/* The calling thread's stack block from glibc, once per thread; false
- * when it cannot be asked now (inside the program's own
- * pthread_getattr_np, which holds the thread's lock while it allocates) or
- * could not answer. glibc allocates here: the caller is busy. */
-bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi)
-{
-    if (HP_LIKELY(my_hi != 0)) {
-        *lo = my_lo;
-        *hi = my_hi;
-        return true;
-    }
-    if (my_failed || hp_in_getattr > 0)
-        return false;
-    if (gettid() == getpid())
-        return main_bounds(lo, hi);
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    hp_real_resolve();
-    bool ok = hp_real.pthread_getattr_np && hp_real.pthread_getattr_np(pthread_self(), &attr) == 0;
-    if (ok) {
-        ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
-        pthread_attr_destroy(&attr);
-    }
-    if (!ok || size == 0) {
-        my_failed = true;
-        return false;
-    }
-    my_lo = (uintptr_t)addr;
-    my_hi = my_lo + size;
-    *lo = my_lo;
-    *hi = my_hi;
-    return true;
-}
-
 void hp_threads_seen(void)
 {
     pid_t tid = gettid();
@@ -148,12 +84,21 @@ void hp_threads_seen(void)
     hp_threads_pending = hp_in_getattr > 0;
     if (hp_threads_pending)
         return;
-    uintptr_t lo, hi;
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
     bool was = hp_busy_begin(); /* glibc allocates here */
-    if (!hp_threads_bounds(&lo, &hi)) {
+    hp_real_resolve();
+    bool ok = hp_real.pthread_getattr_np && hp_real.pthread_getattr_np(pthread_self(), &attr) == 0;
+    if (ok) {
+        ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!ok) {
         hp_busy_end(was);
         return;
     }
+    uintptr_t lo = (uintptr_t)addr, hi = lo + size;
     take_lock();
     int pick = -1;
     uint64_t oldest = UINT64_MAX;
@@ -179,6 +124,41 @@ void hp_threads_seen(void)
     if (pick >= 0)
         pthread_setspecific(key, (void *)(uintptr_t)(pick + 1));
     hp_busy_end(was);
+}
+
+bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    if (HP_LIKELY(my_hi != 0)) {
+        *lo = my_lo;
+        *hi = my_hi;
+        return true;
+    }
+    if (my_failed)
+        return false;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    struct hp_arena a = {0};
+    size_t len = 0;
+    char *text = hp_read_file(&a, "/proc/self/maps", &len);
+    for (char *line = text; line && *line;) {
+        char *end;
+        uintptr_t from = (uintptr_t)strtoull(line, &end, 16);
+        uintptr_t to = *end == '-' ? (uintptr_t)strtoull(end + 1, &end, 16) : 0;
+        if (from <= sp && sp < to) {
+            my_lo = from;
+            my_hi = to;
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    hp_arena_release(&a);
+    if (!my_hi) {
+        my_failed = true;
+        return false;
+    }
+    *lo = my_lo;
+    *hi = my_hi;
+    return true;
 }
 
 int hp_threads_list(struct hp_thread_stack *out, int max)
