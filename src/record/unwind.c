@@ -21,7 +21,8 @@
  * HEAPPROF_UNWIND=check verifies on every capture (tests/unwind/).
  *
  * It must never fault: every read of the stack is checked against the
- * thread's stack block (record/threads.c asks glibc once per thread), and
+ * mapping that holds the thread's stack (record/threads.c finds it once per
+ * thread), and
  * every read of .eh_frame against the segment that holds it. A stack that
  * is not the thread's own (a signal stack, a coroutine's) goes to libunwind.
  *
