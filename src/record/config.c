@@ -96,6 +96,9 @@ static const struct hp_option options[] = {
      "the mutex profile keeps 1 in N lock contentions (0: off)"},
     {"HEAPPROF_BLOCK_RATE", NULL, HP_OPT_INT, 0, 0, 1000000000000LL, false, false,
      "the block profile keeps a wait of d ns with probability d/N (0: off; 1: every wait)"},
+    {"HEAPPROF_UNWIND", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "fast (heapprof's own unwinder, libunwind where it cannot), libunwind, or check (both, "
+     "compared; a count at exit)"},
     {"HEAPPROF_TRACE", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
      "where an execution trace of the run's start goes (Chrome Trace Event JSON; .gz: gzipped)"},
     {"HEAPPROF_TRACE_SECONDS", NULL, HP_OPT_INT, 10, 0, 3600, false, false,

@@ -152,6 +152,35 @@ static void put_window(const void *window, int64_t ms_left, void *arg)
 
 static size_t cont_count(enum hp_cont_kind kind);
 
+/* How the sampled stacks were taken: by the fast unwinder, or by
+ * libunwind and why (record/unwind.c). */
+static void put_unwind(struct hp_text *t)
+{
+    struct hp_unwind_stats u;
+    hp_unwind_stats(&u);
+    uint64_t fb = 0;
+    for (int i = 0; i < HP_UW_REASONS; i++)
+        fb += u.fallback[i];
+    if (u.mode == HP_UNWIND_LIBUNWIND) {
+        hp_text_put(t, "<p>Stacks: libunwind (HEAPPROF_UNWIND=libunwind)</p>\n");
+        return;
+    }
+    hp_text_put(t,
+                "<p>Stacks: %llu captures, %llu by the fast unwinder, %llu by libunwind "
+                "(HEAPPROF_UNWIND=%s)",
+                (unsigned long long)(u.fast + fb), (unsigned long long)u.fast,
+                (unsigned long long)fb, u.mode == HP_UNWIND_CHECK ? "check" : "fast");
+    for (int i = 0, n = 0; i < HP_UW_REASONS; i++)
+        if (u.fallback[i])
+            hp_text_put(t, "%s%s %llu", n++ ? ", " : ": ", hp_unwind_reason(i),
+                        (unsigned long long)u.fallback[i]);
+    if (u.mode == HP_UNWIND_CHECK)
+        hp_text_put(t, "; %llu compared with libunwind, %llu differed",
+                    (unsigned long long)u.compared, (unsigned long long)u.mismatches);
+    hp_text_put(t, "; unwind tables for %u of %u modules, %zu KiB with the threads' caches</p>\n",
+                u.tables, u.modules, u.bytes >> 10);
+}
+
 /* GET /debug/pprof/ */
 static void serve_index(struct hp_http_conn *c, const char *query)
 {
@@ -196,6 +225,7 @@ static void serve_index(struct hp_http_conn *c, const char *query)
                     (unsigned long long)lt.bytes[0], (unsigned long long)lt.bytes[1],
                     (unsigned long long)lt.bytes[2], hp_cfg.rate <= 1 ? "exact" : "estimated",
                     (double)lst.ns / 1e6, (double)lst.pause_ns / 1e6);
+    put_unwind(&t);
     /* The windows that clients wait on: a CPU profile among them is why a
      * new one gets the 500 meanwhile. */
     struct in_progress ip = {&t, 0};
