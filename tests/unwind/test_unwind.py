@@ -61,8 +61,14 @@ def same_stacks(exe, plugin, allocator=None):
     check(c["fast"] > 0 and c["compared"] == c["fast"],
           f"the fast unwinder took no stack, or not every one was compared: {c}")
     # Most stacks are the fast unwinder's: a fallback of every capture
-    # would still agree, and prove nothing.
-    check(c["fast"] >= 0.9 * c["captures"], f"libunwind took more than a tenth: {c}")
+    # would still agree, and prove nothing. Not counted: the captures made
+    # while another thread was inside dlclose ("busy"), which go to
+    # libunwind by design; how many there are depends on how the threads
+    # interleave with the plugin's unloads (from 2 to 3599 of 8544 on this
+    # 2-CPU machine under load).
+    own = c["captures"] - c["busy"]
+    check(c["fast"] >= 0.9 * own and c["fast"] >= 0.25 * c["captures"],
+          f"libunwind took more than a tenth of the captures made outside dlclose: {c}")
     if os.path.basename(exe).startswith("uw_prog-"):
         check(c["signal frame"] > 0 and c["foreign stack"] > 0,
               f"the handler's allocations (a signal frame; an alternate stack) were not "
