@@ -6,6 +6,12 @@ configurations alternating run by run; medians of the CPU time of the
 benchmark's own loop, and each median's ratio to the program alone.
 
   python3 bench/ab_libs.py --build build-rel --before OTHER/build-rel [--runs 7]
+      [--over /usr/lib/x86_64-linux-gnu/libjemalloc.so.2] [--case "mixed 2 8000000"]
+
+--over preloads another allocator behind every configuration, the program
+alone included (then "alone" is that allocator alone). A fifth column,
+"libunwind", is this tree's library with HEAPPROF_UNWIND=libunwind: the
+fast unwinder's share, within the same run.
 
 For a change that must leave the hot paths as fast as they were (a
 restructuring): build the old commit in a worktree (git worktree add
@@ -26,35 +32,47 @@ def main():
     ap.add_argument("--build", required=True, help="release build of this tree")
     ap.add_argument("--before", required=True, help="release build to compare with")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--over", help="an allocator to preload behind each configuration")
+    ap.add_argument("--case", action="append",
+                    help='only this case, e.g. "mixed 2 8000000" (repeatable)')
     a = ap.parse_args()
+    cases = [tuple(c.split()) for c in a.case] if a.case else CASES
     exe = os.path.join(a.build, "bench", "malloc_bench")
     libs = {"alone": None, "floor": os.path.join(a.build, "bench", "libhpfloor.so"),
             "before": os.path.join(a.before, "src", "libheapprof.so"),
-            "after": os.path.join(a.build, "src", "libheapprof.so")}
-    res = {k: {c: [] for c in CASES} for k in libs}
-    for _ in range(a.runs):
-        for case in CASES:
-            for name, lib in libs.items():
+            "after": os.path.join(a.build, "src", "libheapprof.so"),
+            "libunwind": os.path.join(a.build, "src", "libheapprof.so")}
+    res = {k: {c: [] for c in cases} for k in libs}
+    for r in range(a.runs):
+        for case in cases:
+            names = list(libs)
+            names = names[r % len(names):] + names[:r % len(names)]  # rotate the first
+            for name in names:
+                lib = libs[name]
                 env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPPROF")}
                 env.pop("LD_PRELOAD", None)
-                if lib:
-                    env["LD_PRELOAD"] = os.path.abspath(lib)
-                if name in ("before", "after"):
+                preload = ([os.path.abspath(lib)] if lib else []) + ([a.over] if a.over else [])
+                if preload:
+                    env["LD_PRELOAD"] = " ".join(preload)
+                if name in ("before", "after", "libunwind"):
                     env.update(HEAPPROF="/tmp/ab_libs.pb.gz", HEAPPROF_LEAKS="off")
+                if name == "libunwind":
+                    env["HEAPPROF_UNWIND"] = "libunwind"
                 p = subprocess.run([exe, *case], env=env, capture_output=True, text=True,
                                    check=True)
                 res[name][case].append(float(re.search(r"cpu_seconds=([0-9.]+)",
                                                        p.stdout).group(1)))
     print("| malloc_bench | " + " | ".join(libs) + " |")
     print("|---" * (len(libs) + 1) + "|")
-    for case in CASES:
+    for case in cases:
         base = statistics.median(res["alone"][case])
         cells = []
         for n in libs:
             m = statistics.median(res[n][case])
             cells.append(f"{m:.4f} s ({m / base:.3f}x)")
         print(f"| {' '.join(case)} | " + " | ".join(cells) + " |")
-    print(f"\nMedians of {a.runs} runs, CPU time of the benchmark's loop.")
+    print(f"\nMedians of {a.runs} runs, CPU time of the benchmark's loop"
+          + (f", over {a.over}." if a.over else ", over glibc."))
 
 
 if __name__ == "__main__":

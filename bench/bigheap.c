@@ -1,6 +1,6 @@
 /* bigheap: a heap of a given size for the leak check's cost (bench/leakcheck.py).
  *
- * Usage: bigheap MIB [MEAN_BYTES]
+ * Usage: bigheap MIB [MEAN_BYTES] [hold]
  *
  * Allocates objects of uniform random size 16..2*MEAN (default 1024) until
  * MIB MiB are live. Every object's words are filled; one word in eight holds
@@ -8,12 +8,15 @@
  * real heap's is), the rest small integers. A global array (itself a heap
  * object) keeps 99% of the objects; every hundredth is dropped from it and
  * nothing else is made to point to it on purpose. Prints one line:
- * objects=N bytes=B. Exits without freeing anything.
+ * objects=N bytes=B. Exits without freeing anything; with `hold`, only once
+ * its stdin ends, so that a live leak check (bench/live_leaks.py, through
+ * HEAPPROF_HTTP) can be asked of the heap in the meantime.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -30,7 +33,7 @@ void **kept;
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bigheap MIB [MEAN_BYTES]\n");
+        fprintf(stderr, "usage: bigheap MIB [MEAN_BYTES] [hold]\n");
         return 2;
     }
     size_t total = (size_t)atol(argv[1]) << 20;
@@ -53,5 +56,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i += 100)
         kept[i] = NULL;
     printf("objects=%zu bytes=%zu\n", n, bytes);
+    if (argc > 3 && !strcmp(argv[3], "hold")) {
+        fflush(stdout);
+        char buf[256];
+        while (read(0, buf, sizeof buf) > 0)
+            ;
+    }
     return 0;
 }

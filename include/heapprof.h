@@ -11,6 +11,7 @@
 #define HEAPPROF_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,6 +123,28 @@ HEAPPROF_API long heapprof_block_rate(long ns);
  * of writing the file. A trace still running at exit is written then. */
 HEAPPROF_API int heapprof_trace_start(const char *path);
 HEAPPROF_API int heapprof_trace_stop(void);
+
+/* A leak check now, while the program runs (the check made at exit, in a
+ * copy of the process: the program's threads are held only while the copy
+ * is made). Memory is lost when nothing points to it any more (definitely),
+ * or only other lost memory does (indirectly); the rest is reachable. In
+ * sampled mode the counts are estimates, and "indirect" is not told apart
+ * (see the README, "Leak checks while the program runs"). */
+struct heapprof_leak_counts {
+    uint64_t definite_objects, definite_bytes;
+    uint64_t indirect_objects, indirect_bytes;
+    uint64_t reachable_objects, reachable_bytes;
+    bool estimated; /* sampled mode: unbiased estimates, not exact counts */
+};
+/* Runs the check; fills counts (when not NULL) and, when path is not NULL,
+ * writes the result atomically: the leak summary as text when path ends in
+ * ".txt", otherwise a gzipped pprof heap profile whose in-use samples carry
+ * the label leak=definite, indirect or reachable. Returns 0, -ENOTSUP when
+ * profiling is off, -EBUSY while another check runs (the endpoint's, a
+ * periodic one), or another negative errno (-ENOMEM: not enough memory for
+ * the check's copy, said on stderr). Blocks the calling thread for the
+ * check's length (about a second per GiB of heap in exact mode). */
+HEAPPROF_API int heapprof_leak_check(const char *path, struct heapprof_leak_counts *counts);
 
 #ifdef __cplusplus
 }

@@ -76,6 +76,8 @@ struct hp_config {
     char http[256];      /* HEAPPROF_HTTP: HOST:PORT to serve /debug/pprof/ on */
     int snap_signal;     /* HEAPPROF_SIGNAL: 0, or the signal that takes a snapshot */
     long interval;       /* HEAPPROF_INTERVAL: seconds between snapshots, 0: none */
+    bool snap_leaks;     /* HEAPPROF_SIGNAL_LEAKS: snapshots with a leak check's verdicts */
+    long leak_interval;  /* HEAPPROF_LEAK_INTERVAL: seconds between live leak checks, 0: none */
     bool peak;           /* HEAPPROF_PEAK: write the peak profile at exit */
     bool announce;       /* HEAPPROF_ANNOUNCE: say where the profile went */
     bool debuginfo;      /* HEAPPROF_DEBUGINFO: read separate debug info files */

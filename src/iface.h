@@ -225,6 +225,31 @@ struct hp_thread_stack {
 };
 int hp_threads_list(struct hp_thread_stack *out, int max);
 
+/* ---- the fast unwinder (record/unwind.c) ---- */
+enum hp_unwind_mode { HP_UNWIND_FAST, HP_UNWIND_LIBUNWIND, HP_UNWIND_CHECK };
+/* Why a capture went to libunwind (counted; hp_unwind_reason names them). */
+enum {
+    HP_UW_STACK,  /* the stack is not the thread's known one (a signal stack, a coroutine) */
+    HP_UW_MODULE, /* a return address in no loaded module */
+    HP_UW_TABLE,  /* a module without usable .eh_frame_hdr, or over the memory share */
+    HP_UW_BUSY,   /* a table being built by another thread, or a dlclose under way */
+    HP_UW_ROW,    /* an address no FDE covers */
+    HP_UW_RULE,   /* a rule the fast unwinder does not follow (expressions, registers) */
+    HP_UW_SIGNAL, /* a signal frame */
+    HP_UW_BOUNDS, /* a read that would leave the stack, or a frame that does not climb */
+    HP_UW_REASONS
+};
+struct hp_unwind_stats {
+    int mode;                         /* enum hp_unwind_mode */
+    uint64_t fast;                    /* captures done by the fast unwinder */
+    uint64_t fallback[HP_UW_REASONS]; /* captures done by libunwind, by reason */
+    uint64_t compared, mismatches;    /* check mode */
+    uint32_t modules, tables;         /* modules known, and with a table built */
+    size_t bytes;                     /* tables and per-thread caches */
+};
+void hp_unwind_stats(struct hp_unwind_stats *out);
+const char *hp_unwind_reason(int reason);
+
 /* ---- heapprof's own memory ---- */
 size_t hp_table_bytes(void); /* the stack table's (record/table.c) */
 size_t hp_live_bytes(void);  /* the live set's slots (record/live.c) */
@@ -403,6 +428,7 @@ HP_SHARED_END
 
 /* ---- the reporting half's entry points (report/report.c) ---- */
 enum hp_dump_kind { HP_DUMP_NOW, HP_DUMP_PEAK };
+struct heapprof_leak_counts;
 struct hp_report {
     /* Writes a profile; with nleaks, also the leak summary. 0 or -errno. */
     int (*dump_to)(const char *path, enum hp_dump_kind kind, int *nleaks);
@@ -421,6 +447,8 @@ struct hp_report {
     /* Writes an execution trace (report/trace_json.c) to path: gzipped
      * when it ends in .gz. 0 or -errno. */
     int (*trace_write)(const char *path, struct hp_trace *t);
+    /* heapprof_leak_check(): a leak check now, path absolute or NULL. */
+    int (*leak_check)(const char *path, struct heapprof_leak_counts *counts);
 };
 /* The name libheapprof-report.so exports its table under. */
 #define HP_REPORT_SYMBOL "hp_report_entry"

@@ -27,12 +27,17 @@ HEAPPROF_API int dlclose(void *handle)
     void *volatile h = handle;
     if (h && __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON && !hp_thread.busy)
         hp_dl_closing(handle, hp_table_has_pc_in);
+    hp_unwind_closing();
     int r = hp_real.dlclose ? hp_real.dlclose(handle) : -1;
+    hp_unwind_closed();
     hp_loader_leave();
     return r;
 }
 
 HEAPPROF_API void *dlopen(const char *file, int mode)
 {
-    return hp_dl_open(file, mode);
+    void *h = hp_dl_open(file, mode);
+    if (h)
+        hp_unwind_opened();
+    return h;
 }

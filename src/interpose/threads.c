@@ -20,7 +20,7 @@
 struct start {
     void *(*fn)(void *);
     void *arg;
-    bool cpu; /* a CPU profile may run: the thread checks for its timer */
+    bool cpu; /* a CPU profile runs: the thread makes its timer */
     int depth;
     uintptr_t ips[HP_SPAWN_FRAMES]; /* where it was created */
 };
@@ -60,17 +60,25 @@ HEAPPROF_API int pthread_create(pthread_t *thread, const pthread_attr_t *attr, v
         pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))hp_real.pthread_create;
     if (!real)
         return EAGAIN;
-    bool cpu = hp_cpu_wrap_threads(), spawn = hp_spawn_wanted();
-    if (!cpu && !spawn && !hp_trace_wrap_threads())
-        return real(thread, attr, fn, arg);
+    bool cpu = hp_cpu_create_begin(), spawn = hp_spawn_wanted();
+    int r;
+    if (!cpu && !spawn && !hp_trace_wrap_threads()) {
+        r = real(thread, attr, fn, arg);
+        hp_cpu_create_end();
+        return r;
+    }
     struct start *s = hp_alloc(sizeof *s);
-    if (!s)
-        return real(thread, attr, fn, arg);
+    if (!s) {
+        r = real(thread, attr, fn, arg);
+        hp_cpu_create_end();
+        return r;
+    }
     s->fn = fn;
     s->arg = arg;
     s->cpu = cpu;
     s->depth = spawn ? hp_spawn_capture(s->ips, HP_SPAWN_FRAMES) : 0;
-    int r = real(thread, attr, thread_start, s);
+    r = real(thread, attr, thread_start, s);
+    hp_cpu_create_end();
     if (r)
         hp_free(s, sizeof *s);
     else if (HP_TRACING())

@@ -45,6 +45,24 @@ HEAPPROF_API int heapprof_dump_peak(const char *path)
     return public_dump(path, HP_DUMP_PEAK);
 }
 
+HEAPPROF_API int heapprof_leak_check(const char *path, struct heapprof_leak_counts *counts)
+{
+    if (!heapprof_enabled() || !hp_report_need(true))
+        return -ENOTSUP;
+    char abs[4096];
+    if (path) {
+        if (!*path)
+            return -EINVAL;
+        int r = hp_absolute_path(abs, sizeof abs, path);
+        if (r)
+            return r;
+    }
+    bool was = hp_busy_begin();
+    int r = hp_report->leak_check(path ? abs : NULL, counts);
+    hp_busy_end(was);
+    return r;
+}
+
 HEAPPROF_API int heapprof_snapshot(void)
 {
     if (!heapprof_enabled() || !hp_report_need(true))

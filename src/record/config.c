@@ -71,6 +71,11 @@ static const struct hp_option options[] = {
      "a signal that writes a numbered snapshot (USR1, USR2, HUP, ... or a real-time number)"},
     {"HEAPPROF_INTERVAL", NULL, HP_OPT_INT, 0, 0, 86400L * 365, false, false,
      "seconds between numbered snapshots (0: none)"},
+    {"HEAPPROF_SIGNAL_LEAKS", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
+     "signal and interval snapshots run a leak check and carry its leak labels"},
+    {"HEAPPROF_LEAK_INTERVAL", NULL, HP_OPT_INT, 0, 0, 86400L * 365, false, false,
+     "seconds between leak checks while the program runs, for the timeline's lost series (0: "
+     "none)"},
     {"HEAPPROF_PEAK", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
      "also write the in-use profile at the estimated peak"},
     {"HEAPPROF_ANNOUNCE", NULL, HP_OPT_BOOL, 0, 0, 1, false, false,
@@ -91,6 +96,9 @@ static const struct hp_option options[] = {
      "the mutex profile keeps 1 in N lock contentions (0: off)"},
     {"HEAPPROF_BLOCK_RATE", NULL, HP_OPT_INT, 0, 0, 1000000000000LL, false, false,
      "the block profile keeps a wait of d ns with probability d/N (0: off; 1: every wait)"},
+    {"HEAPPROF_UNWIND", NULL, HP_OPT_TEXT, 0, 0, 0, false, false,
+     "fast (heapprof's own unwinder, libunwind where it cannot), libunwind, or check (both, "
+     "compared; a count at exit)"},
     {"HEAPPROF_TRACE", NULL, HP_OPT_PATH, 0, 0, 0, true, false,
      "where an execution trace of the run's start goes (Chrome Trace Event JSON; .gz: gzipped)"},
     {"HEAPPROF_TRACE_SECONDS", NULL, HP_OPT_INT, 10, 0, 3600, false, false,
@@ -399,6 +407,8 @@ void hp_config_load(void)
                "HUP, PROF, URG, WINCH, PWR or a real-time signal number); no snapshots on signal",
                sig);
     hp_cfg.interval = env_long("HEAPPROF_INTERVAL");
+    hp_cfg.snap_leaks = env_bool("HEAPPROF_SIGNAL_LEAKS");
+    hp_cfg.leak_interval = env_long("HEAPPROF_LEAK_INTERVAL");
     hp_cfg.peak = env_bool("HEAPPROF_PEAK");
     hp_cfg.debuginfo = env_bool("HEAPPROF_DEBUGINFO");
     hp_cfg.timeline = env_bool("HEAPPROF_TIMELINE");
@@ -544,9 +554,11 @@ static int say_ineffective(bool print)
                                             "HEAPPROF_LEAK_FRAMES",    "HEAPPROF_SUPPRESSIONS",
                                             "HEAPPROF_LEAK_EXIT_CODE", "HEAPPROF_LEAK_EXIT_ANY",
                                             "HEAPPROF_LEAK_REACHABLE", "HEAPPROF_LEAK_STATS"};
-    static const char *const other_vars[] = {
-        "HEAPPROF_RATE",     "HEAPPROF_SEED", "HEAPPROF_MAX_MEMORY", "HEAPPROF_SIGNAL",
-        "HEAPPROF_INTERVAL", "HEAPPROF_PEAK", "HEAPPROF_TIMELINE",   "HEAPPROF_TIMELINE_MS"};
+    static const char *const other_vars[] = {"HEAPPROF_RATE",         "HEAPPROF_SEED",
+                                             "HEAPPROF_MAX_MEMORY",   "HEAPPROF_SIGNAL",
+                                             "HEAPPROF_INTERVAL",     "HEAPPROF_PEAK",
+                                             "HEAPPROF_TIMELINE",     "HEAPPROF_TIMELINE_MS",
+                                             "HEAPPROF_SIGNAL_LEAKS", "HEAPPROF_LEAK_INTERVAL"};
     const size_t nleak = sizeof leak_vars / sizeof leak_vars[0];
     const char *out = hp_env("HEAPPROF");
     int said = 0;
@@ -603,6 +615,14 @@ static int say_ineffective(bool print)
     if (hp_cfg.rate <= 1)
         said += no_effect("HEAPPROF_SEED", "in exact mode (HEAPPROF_RATE=1 records every "
                                            "allocation: nothing is drawn at random)");
+    if (hp_cfg.enabled && !hp_cfg.snap_signal && !hp_cfg.interval)
+        said += no_effect("HEAPPROF_SIGNAL_LEAKS",
+                          "without HEAPPROF_SIGNAL or HEAPPROF_INTERVAL (no snapshots to carry "
+                          "the verdicts)");
+    if (hp_cfg.enabled && hp_cfg.leak_interval && !hp_cfg.timeline && !hp_cfg.http[0])
+        said += no_effect("HEAPPROF_LEAK_INTERVAL",
+                          "without HEAPPROF_TIMELINE or HEAPPROF_HTTP (the checks' lost bytes are "
+                          "shown on the timeline)");
     if (!hp_cfg.timeline && !hp_cfg.http[0])
         said += no_effect("HEAPPROF_TIMELINE_MS",
                           "without HEAPPROF_TIMELINE or HEAPPROF_HTTP (no timeline is kept)");

@@ -525,15 +525,10 @@ static void thread_gone(void *unused)
     hp_busy_end(was);
 }
 
-/* A new thread, first thing: its timer if a profile runs. No race with a
- * profile starting meanwhile: the thread is in /proc/self/task from its
- * clone on, and hp_cpu_start sets `sampling` before it lists that
- * directory; so either this load sees the profile or arm_all sees the
- * thread (both may: arm_thread replaces). */
+/* A new thread whose creator saw a profile, first thing: its timer (the
+ * listing may have seen it too: arm_thread replaces). */
 void hp_cpu_thread_begin(void)
 {
-    if (!__atomic_load_n(&sampling, __ATOMIC_SEQ_CST))
-        return;
     bool was = hp_busy_begin();
     hp_mutex_lock(&reg_mu);
     if (__atomic_load_n(&sampling, __ATOMIC_ACQUIRE) && !process_timer &&
@@ -543,13 +538,37 @@ void hp_cpu_thread_begin(void)
     hp_busy_end(was);
 }
 
-/* Whether a new thread must go through hp_cpu_thread_begin: whenever a
- * profile may run in its lifetime, not only when one runs now; deciding
- * on `sampling` at pthread_create missed the threads created just as a
- * profile started (created before it, running only after its listing). */
-bool hp_cpu_wrap_threads(void)
+/* Calls of pthread_create between their look at `sampling` and the end of
+ * the real call (interpose/threads.c). hp_cpu_start sets `sampling`, then
+ * waits for this to reach zero before it lists the threads: a thread whose
+ * creator saw no profile is then in /proc/self/task by the listing, and a
+ * creator that comes later sees the profile and has its thread make its
+ * own timer. (Deciding at pthread_create alone missed the threads created
+ * just as a profile started: seen before, cloned after the listing.) */
+static int creating;
+
+bool hp_cpu_create_begin(void)
 {
-    return !__atomic_load_n(&yielded, __ATOMIC_ACQUIRE) && !hp_thread.busy;
+    __atomic_add_fetch(&creating, 1, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&sampling, __ATOMIC_SEQ_CST) && !process_timer && !hp_thread.busy;
+}
+
+void hp_cpu_create_end(void)
+{
+    __atomic_sub_fetch(&creating, 1, __ATOMIC_RELEASE);
+}
+
+/* After `sampling` is set: the pthread_create calls under way end (they
+ * wait for nothing of the profiler's; a pause of 50 us between looks). At
+ * most 100 ms: a count left by a thread that a raw fork system call did
+ * not copy (the atfork handler resets it) costs a missed thread, not a
+ * hang. */
+static void wait_creators(void)
+{
+    for (int i = 0; i < 2000 && __atomic_load_n(&creating, __ATOMIC_SEQ_CST); i++) {
+        struct timespec pause = {0, 50000};
+        hp_nanosleep(&pause, NULL);
+    }
 }
 
 void hp_cpu_own_thread(void)
@@ -694,6 +713,7 @@ static void fork_child(void)
      * not. */
     if (fork_took_mem)
         hp_mem_child();
+    creating = 0; /* only this thread is left, and it is not in pthread_create */
     pthread_mutex_init(&reg_mu, NULL);
     pthread_mutex_init(&table_mu, NULL);
     pthread_mutex_init(&drain_mu, NULL);
@@ -778,6 +798,8 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
         process_timer = hp_cfg.cpu_process_timer;
         __atomic_store_n(&session, owner, __ATOMIC_RELEASE);
         __atomic_store_n(&sampling, 1, __ATOMIC_SEQ_CST);
+        if (!process_timer)
+            wait_creators();
         if (!process_timer && !arm_all())
             process_timer = true;
         if (process_timer) {

@@ -63,6 +63,7 @@ static void fork_child(void)
     hp_labels_child();
     hp_loader_fork_child();
     hp_threads_child();
+    hp_unwind_child();
     hp_regions_child();
     pthread_mutex_init(&cpu_support_mu, NULL);
     hp_process_child();
@@ -97,6 +98,9 @@ void hp_init(void)
         hp_busy_end(was_busy);
         return;
     }
+    /* The fast unwinder's tables and caches: within a quarter of the
+     * ceiling, as the label sets take an eighth. */
+    hp_unwind_init(hp_env("HEAPPROF_UNWIND"), hp_cfg.max_memory / 4);
     hp_table_init();
     hp_threads_init();
     hp_live_init(hp_cfg.rate <= 1);
@@ -173,12 +177,14 @@ __attribute__((constructor)) static void hp_constructor(void)
 {
     hp_init();
     if (__atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON) {
-        /* The reporting half now only for the background thread; else when
-         * first needed (record/reporting.c). */
+        /* The reporting half now only for the background thread (when
+         * hp_agent_start, report/agent.c, would start it); else when first
+         * needed (record/reporting.c). */
+        bool agent = hp_cfg.http[0] || hp_cfg.snap_signal || hp_cfg.interval || hp_cfg.timeline ||
+                     hp_cfg.leak_interval;
         if (!hp_report_find())
             turn_off();
-        else if ((hp_cfg.http[0] || hp_cfg.snap_signal || hp_cfg.interval || hp_cfg.timeline) &&
-                 hp_report_need(true))
+        else if (agent && hp_report_need(true))
             hp_report->agent_start();
     }
     if (hp_cfg.cpu_path[0])
@@ -198,5 +204,6 @@ __attribute__((constructor)) static void hp_constructor(void)
  * not reported as leaked: the exit files (record/exit.c). */
 __attribute__((destructor)) static void at_exit_dump(void)
 {
+    hp_unwind_exit_report();
     hp_exit_run();
 }

@@ -84,6 +84,31 @@ int hp_stack_signal(void *ucontext, uintptr_t *ips, int max, bool leaf_only, boo
 bool hp_stack_exit_roots(void *ucontext, struct hp_exit_roots *out);
 bool hp_stack_is_own(uintptr_t pc); /* in heapprof's or libunwind's code */
 
+/* ---- the fast unwinder (record/unwind.c) ---- */
+/* At start-up (lifecycle.c), with HEAPPROF_UNWIND's value and the memory
+ * the tables and caches may take. */
+void hp_unwind_init(const char *mode, size_t share);
+extern int hp_unwind_mode; /* enum hp_unwind_mode (iface.h) */
+/* The return addresses of the calling stack, the caller's own first, into
+ * ips (at most max); -1 (and the reason counted) where libunwind must do
+ * the capture instead. Never faults, never allocates from the program's
+ * heap; not async-signal-safe (it may build a module's table). */
+int hp_unwind_capture(void **ips, int max);
+/* Counts a capture the fast unwinder did not do, with its reason. */
+void hp_unwind_count(int reason);
+/* Check mode (HEAPPROF_UNWIND=check): one comparison of the two unwinders'
+ * stacks (after heapprof's own frames are cut). */
+void hp_unwind_compared(void *const *fast, int nfast, void *const *slow, int nslow);
+/* After a dlopen (interpose/loader.c): the next capture looks for new
+ * modules. Around the real dlclose: captures meanwhile go to libunwind,
+ * and the modules that went are dropped after it. */
+void hp_unwind_opened(void);
+void hp_unwind_closing(void);
+void hp_unwind_closed(void);
+void hp_unwind_child(void);
+/* Check mode: one line on stderr with the counts (from the destructor). */
+void hp_unwind_exit_report(void);
+
 /* ---- the stack table (record/table.c) ---- */
 void hp_table_init(void);
 void hp_table_lock(void);
@@ -199,6 +224,9 @@ int hp_spawn_capture(uintptr_t *ips, int max);
  * dropped when it exits. */
 void hp_spawn_begin(const uintptr_t *ips, int depth);
 void hp_threads_seen(void);
+/* The mapping that holds the calling thread's stack (looked for once per
+ * thread, then kept); false when it cannot be found. */
+bool hp_threads_bounds(uintptr_t *lo, uintptr_t *hi);
 /* Inside the program's pthread_getattr_np (interpose/threads.c); a thread
  * whose stack is still to be noted. */
 extern HP_TLS int hp_in_getattr;
@@ -233,7 +261,8 @@ int hp_cpu_support(void);
 /* For interpose/threads.c and signals.c: whether a new thread must be wrapped, the wrapped
  * thread's first step, and the program setting SIGPROF's disposition (act
  * NULL: through signal()). */
-bool hp_cpu_wrap_threads(void);
+bool hp_cpu_create_begin(void); /* true: wrap the new thread */
+void hp_cpu_create_end(void);
 /* Called with each CPU sample's stack while an execution trace runs. */
 extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
 /* Calls of dl_iterate_phdr under way on this thread (interpose/loader.c). */

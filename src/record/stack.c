@@ -1,7 +1,10 @@
 /* Stack capture on the sampled path.
  *
- * libunwind's unw_backtrace walks the stack with its fast trace cache (one
- * cache per thread, so no lock is shared between threads). The frames of
+ * The fast unwinder (record/unwind.c) takes the stack where it can;
+ * elsewhere, and with HEAPPROF_UNWIND=libunwind, libunwind's unw_backtrace
+ * walks it with its fast trace cache (one cache per thread, so no lock is
+ * shared between threads). With HEAPPROF_UNWIND=check both take every
+ * stack, libunwind's is kept, and any difference is counted. The frames of
  * heapprof itself and of libunwind are cut from the leaf end by address
  * range, not by a fixed count, so inlining in the hooks cannot shift the
  * result: the leaf is always the function that called the allocator.
@@ -122,15 +125,10 @@ static inline bool inside(const struct range *r, uintptr_t pc)
     return pc >= r->lo && pc < r->hi;
 }
 
-int hp_stack_capture(void **ips, int max)
+/* Cuts heapprof's and libunwind's frames from the leaf end of buf[0..n)
+ * and copies at most max of the rest to ips. */
+static int keep_program_frames(void **ips, int max, void *const *buf, int n)
 {
-    void *buf[HP_MAX_FRAMES + 16];
-    int (*bt)(void **, int) = __atomic_load_n(&backtrace_fn, __ATOMIC_ACQUIRE);
-    if (!bt)
-        return 0; /* before the constructor loaded libunwind */
-    hp_loader_enter();
-    int n = bt(buf, (int)(sizeof buf / sizeof buf[0]));
-    hp_loader_leave();
     int skip = 0;
     while (skip < n &&
            (inside(&self_text, (uintptr_t)buf[skip]) || inside(&unwind_text, (uintptr_t)buf[skip])))
@@ -141,6 +139,45 @@ int hp_stack_capture(void **ips, int max)
     if (depth < 0)
         depth = 0;
     memcpy(ips, buf + skip, (size_t)depth * sizeof(void *));
+    return depth;
+}
+
+/* libunwind's thread-local cache is allocated (glibc allocates a dlopen'ed
+ * library's TLS with malloc, from the program's heap) at a thread's first
+ * unw_backtrace. So each thread's first capture is libunwind's too, as
+ * before the fast unwinder: the program's heap is laid out the same, and a
+ * later fallback does not allocate in the middle of the program's work. */
+static HP_TLS bool touched;
+
+int hp_stack_capture(void **ips, int max)
+{
+    /* Room for heapprof's own frames, cut afterwards. */
+    void *buf[HP_MAX_FRAMES + 16];
+    enum { ROOM = (int)(sizeof buf / sizeof buf[0]) };
+    int (*bt)(void **, int) = __atomic_load_n(&backtrace_fn, __ATOMIC_ACQUIRE);
+    if (!bt)
+        return 0; /* before the constructor loaded libunwind */
+    int mode = hp_unwind_mode;
+    int fast = -1;
+    if (HP_LIKELY(mode == HP_UNWIND_FAST) && HP_LIKELY(touched)) {
+        fast = hp_unwind_capture(buf, ROOM);
+        if (HP_LIKELY(fast >= 0))
+            return keep_program_frames(ips, max, buf, fast);
+    }
+    void *fast_ips[HP_MAX_FRAMES];
+    int nfast = 0;
+    if (mode == HP_UNWIND_CHECK) {
+        fast = hp_unwind_capture(buf, ROOM);
+        if (fast >= 0)
+            nfast = keep_program_frames(fast_ips, max, buf, fast);
+    }
+    hp_loader_enter();
+    int n = bt(buf, ROOM);
+    hp_loader_leave();
+    touched = true;
+    int depth = keep_program_frames(ips, max, buf, n);
+    if (mode == HP_UNWIND_CHECK && fast >= 0)
+        hp_unwind_compared(fast_ips, nfast, ips, depth);
     return depth;
 }
 

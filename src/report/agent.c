@@ -21,6 +21,8 @@
 #include "dump.h"
 #include "handlers.h"
 #include "http.h"
+#include "leakcheck.h"
+#include "reach.h"
 #include "timeline.h"
 
 #include <errno.h>
@@ -68,16 +70,80 @@ static bool parent_serves(void)
     return profiled;
 }
 
+/* HEAPPROF_LEAK_INTERVAL: a live check's clone, while one runs. */
+static struct hp_reach periodic;
+static bool periodic_on;
+static int64_t periodic_t0;
+/* A periodic check that has not answered in this long is ended. */
+enum { PERIODIC_LIMIT_MS = 600000 };
+
+/* A periodic check that fails says why on stderr, once for each new
+ * reason (a server checked every minute would otherwise repeat it). */
+static void periodic_failed(int err)
+{
+    static char said[256];
+    char why[256];
+    hp_leakcheck_why(why, sizeof why, err, &periodic);
+    if (strcmp(why, said) != 0) {
+        snprintf(said, sizeof said, "%s", why);
+        hp_log("heapprof: a periodic leak check (HEAPPROF_LEAK_INTERVAL) could not be made: %s",
+               why);
+    }
+}
+
+/* Starts the periodic check when it is due (not while another check runs:
+ * it then waits for the next interval). */
+static void periodic_start(void)
+{
+    if (periodic_on || !hp_leakcheck_claim())
+        return;
+    int r = hp_reach_start(&periodic, true);
+    if (r == 0) {
+        periodic_on = true;
+        periodic_t0 = hp_mono_ms();
+    } else {
+        periodic_failed(r);
+        hp_leakcheck_release();
+    }
+}
+
+static void periodic_finish(void)
+{
+    struct hp_snapshot s;
+    memset(&s, 0, sizeof s);
+    struct hp_reach_stats st;
+    int r = hp_reach_finish(&periodic, &st, &s);
+    if (r == 0)
+        hp_leakcheck_note(&s, &st);
+    else
+        periodic_failed(r);
+    hp_snapshot_release(&s);
+    periodic_on = false;
+    hp_leakcheck_release();
+}
+
 static void *agent_main(void *arg)
 {
     hp_busy_begin();     /* for good: nothing this thread does is recorded */
     hp_cpu_own_thread(); /* nor profiled */
     int64_t next_snap = hp_cfg.interval ? hp_mono_ms() + hp_cfg.interval * 1000 : INT64_MAX;
+    int64_t next_leak =
+        hp_cfg.leak_interval ? hp_mono_ms() + hp_cfg.leak_interval * 1000 : INT64_MAX;
     struct pollfd fds[256];
     for (;;) {
         int n = 0;
         int64_t next_point = hp_timeline_tick();
         int64_t deadline = next_snap < next_point ? next_snap : next_point;
+        if (next_leak < deadline)
+            deadline = next_leak;
+        int leak_at = -1;
+        if (periodic_on) {
+            leak_at = n;
+            fds[n].fd = periodic.fd;
+            fds[n].events = POLLIN;
+            fds[n].revents = 0;
+            n++;
+        }
         if (pipe_r >= 0) {
             fds[n].fd = pipe_r;
             fds[n].events = POLLIN;
@@ -93,7 +159,20 @@ static void *agent_main(void *arg)
         int r = hp_poll(fds, (nfds_t)n, timeout);
         if (r < 0 && errno != EINTR)
             break;
-        if (pipe_r >= 0 && n > 0 && (fds[0].revents & POLLIN)) {
+        if (leak_at >= 0 && fds[leak_at].revents) {
+            periodic_finish();
+        } else if (periodic_on && hp_mono_ms() - periodic_t0 > PERIODIC_LIMIT_MS) {
+            hp_reach_cancel(&periodic);
+            periodic_failed(-ETIMEDOUT);
+            periodic_on = false;
+            hp_leakcheck_release();
+        }
+        if (hp_mono_ms() >= next_leak) {
+            periodic_start();
+            next_leak = hp_mono_ms() + hp_cfg.leak_interval * 1000;
+        }
+        int sig_at = leak_at >= 0 ? 1 : 0;
+        if (pipe_r >= 0 && n > sig_at && (fds[sig_at].revents & POLLIN)) {
             char drain[64];
             /* Several signals before we got here make one snapshot. */
             while (hp_read(pipe_r, drain, sizeof drain) > 0)
@@ -112,7 +191,8 @@ static void *agent_main(void *arg)
 
 void hp_agent_start(void)
 {
-    if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval && !hp_cfg.timeline)
+    if (!hp_cfg.http[0] && !hp_cfg.snap_signal && !hp_cfg.interval && !hp_cfg.timeline &&
+        !hp_cfg.leak_interval)
         return;
     bool was_busy = hp_busy_begin();
     if (hp_cfg.http[0] && !parent_serves())
@@ -137,7 +217,7 @@ void hp_agent_start(void)
             hp_log("heapprof: cannot make a pipe: %s; no snapshots on signal", strerror(errno));
         }
     }
-    if (http || pipe_r >= 0 || hp_cfg.interval || hp_timeline_on()) {
+    if (http || pipe_r >= 0 || hp_cfg.interval || hp_timeline_on() || hp_cfg.leak_interval) {
         int r = hp_thread_spawn(agent_main, "heapprof");
         if (r != 0)
             hp_log("heapprof: cannot start the background thread: %s", strerror(r));
@@ -150,6 +230,10 @@ void hp_agent_start(void)
 void hp_agent_child(void)
 {
     hp_timeline_child();
+    hp_leakcheck_child();
+    if (periodic_on && periodic.fd >= 0)
+        close(periodic.fd); /* the parent's check: its clone is not this process's child */
+    periodic_on = false;
     if (!running)
         return;
     running = false;

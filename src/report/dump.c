@@ -7,6 +7,7 @@
 #include "dump.h"
 #include "iface.h"
 #include "cpuprof.h"
+#include "leakcheck.h"
 #include "leaks.h"
 #include "profile.h"
 #include "reach.h"
@@ -90,6 +91,36 @@ int hp_dump_to(const char *path, enum hp_dump_kind kind, int *nleaks)
     return r;
 }
 
+/* A snapshot with HEAPPROF_SIGNAL_LEAKS: a live leak check's profile,
+ * whose in-use samples carry the leak label. When the check cannot be made
+ * (another runs, no memory for its copy), the snapshot is written without
+ * verdicts and a line says why. */
+static int dump_with_verdicts(const char *path)
+{
+    struct hp_snapshot s;
+    struct hp_reach_stats st;
+    char why[256];
+    int r = hp_leakcheck_run(&s, &st, why, sizeof why);
+    if (r) {
+        hp_snapshot_release(&s);
+        hp_log("heapprof: snapshot %s without leak verdicts: %s", path, why);
+        return hp_dump_to(path, HP_DUMP_NOW, NULL);
+    }
+    bool was_busy = hp_busy_begin();
+    hp_mutex_lock(&dump_lock);
+    uint8_t *gz;
+    size_t len;
+    r = hp_leakcheck_encode(&s, 0, &gz, &len);
+    if (r == 0)
+        r = hp_write_file_atomic(path, gz, len);
+    if (r)
+        hp_log("heapprof: cannot write the snapshot %s: %s", path, strerror(-r));
+    pthread_mutex_unlock(&dump_lock);
+    hp_busy_end(was_busy);
+    hp_snapshot_release(&s);
+    return r;
+}
+
 int hp_dump_snapshot(void)
 {
     static int seq_counter;
@@ -101,7 +132,9 @@ int hp_dump_snapshot(void)
         return -ENAMETOOLONG;
     snprintf(tag, sizeof tag, "%04d", seq);
     int r = hp_path_with_tag(path, sizeof path, base, tag);
-    if (r == 0)
+    if (r == 0 && hp_cfg.snap_leaks)
+        r = dump_with_verdicts(path);
+    else if (r == 0)
         r = hp_dump_to(path, HP_DUMP_NOW, NULL);
     return r ? r : seq;
 }

@@ -15,8 +15,11 @@
  * were created (both report/goroutine.c); symbol: names for addresses, as
  * Go answers them (GET or POST). mutex and block: lock contention and
  * blocking waits (record/contention.c, report/contention.c), with ?debug=1
- * and ?seconds=N as heap's. Left out: trace, which gets a 404 that says so
- * (left_out), not Go's bare "404 page not found".
+ * and ?seconds=N as heap's. trace: an execution trace over ?seconds=N
+ * (report/trace_json.c). leaks (heapprof's own): a leak check now, in a
+ * clone (report/leakcheck.c), whose connection waits for the clone's pipe
+ * as a window waits for its deadline. An unknown name under the prefix gets
+ * a 404 that lists what is served (left_out).
  *
  * They run on the background thread, which is marked busy: what libraries
  * allocate for them (symbolizing, compressing) goes straight to the real
@@ -30,6 +33,8 @@
 #include "cpuprof.h"
 #include "goroutine.h"
 #include "http.h"
+#include "leakcheck.h"
+#include "reach.h"
 #include "profile.h"
 #include "symbols.h"
 #include "text.h"
@@ -37,6 +42,7 @@
 #include "trace_json.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,11 +53,18 @@ enum { MAX_SECONDS = 3600 };
 /* What a window waits for: a heap or allocs delta (from its base), or a CPU
  * profile. hp_alloc'ed; the server holds it until it ends (window_end) or
  * its client goes away (window_drop). */
-enum profile_kind { HEAP, ALLOCS, PEAK, CPU, MUTEX, BLOCK, TRACE };
+enum profile_kind { HEAP, ALLOCS, PEAK, CPU, MUTEX, BLOCK, TRACE, LEAKS };
+/* A leak check's steps (LEAKS): its only check, or a delta's first check,
+ * its wait, and its second check. */
+enum leak_step { LEAK_CHECK, LEAK_BASE, LEAK_WAIT };
 struct window {
     enum profile_kind kind;
     long seconds;
-    bool gzip;                    /* a trace's client accepts gzip */
+    bool gzip;           /* a trace's client accepts gzip */
+    bool debug;          /* a leak check's answer as text */
+    enum leak_step step; /* a leak check's */
+    bool checking;       /* a leak check's clone runs (rc) */
+    struct hp_reach rc;
     struct hp_snapshot base;      /* a delta's start */
     struct hp_cont_profile cbase; /* a mutex or block delta's start */
     int64_t start_ns;
@@ -61,6 +74,7 @@ static struct window *window_new(enum profile_kind kind, long seconds)
 {
     struct window *w = hp_alloc(sizeof *w);
     if (w) {
+        memset(w, 0, sizeof *w);
         w->kind = kind;
         w->seconds = seconds;
     }
@@ -79,6 +93,11 @@ static void window_free(struct window *w)
         struct hp_trace t;
         if (hp_trace_stop(HP_TRACE_HTTP, &t) == 0)
             hp_trace_release(&t);
+    } else if (w->kind == LEAKS) {
+        if (w->checking)
+            hp_reach_cancel(&w->rc);
+        hp_snapshot_release(&w->base);
+        hp_leakcheck_release();
     } else {
         hp_snapshot_release(&w->base);
     }
@@ -116,7 +135,12 @@ static void put_window(const void *window, int64_t ms_left, void *arg)
 {
     const struct window *w = window;
     struct in_progress *ip = arg;
+    if (w->kind == LEAKS && !w->seconds) {
+        hp_text_put(ip->t, "%sa leak check (leaks)", ip->n++ ? "; " : "<p>In progress: ");
+        return;
+    }
     const char *what = w->kind == CPU      ? "a CPU profile (profile)"
+                       : w->kind == LEAKS  ? "a leak delta (leaks)"
                        : w->kind == ALLOCS ? "an allocs delta"
                        : w->kind == MUTEX  ? "a mutex delta"
                        : w->kind == BLOCK  ? "a block delta"
@@ -127,6 +151,35 @@ static void put_window(const void *window, int64_t ms_left, void *arg)
 }
 
 static size_t cont_count(enum hp_cont_kind kind);
+
+/* How the sampled stacks were taken: by the fast unwinder, or by
+ * libunwind and why (record/unwind.c). */
+static void put_unwind(struct hp_text *t)
+{
+    struct hp_unwind_stats u;
+    hp_unwind_stats(&u);
+    uint64_t fb = 0;
+    for (int i = 0; i < HP_UW_REASONS; i++)
+        fb += u.fallback[i];
+    if (u.mode == HP_UNWIND_LIBUNWIND) {
+        hp_text_put(t, "<p>Stacks: libunwind (HEAPPROF_UNWIND=libunwind)</p>\n");
+        return;
+    }
+    hp_text_put(t,
+                "<p>Stacks: %llu captures, %llu by the fast unwinder, %llu by libunwind "
+                "(HEAPPROF_UNWIND=%s)",
+                (unsigned long long)(u.fast + fb), (unsigned long long)u.fast,
+                (unsigned long long)fb, u.mode == HP_UNWIND_CHECK ? "check" : "fast");
+    for (int i = 0, n = 0; i < HP_UW_REASONS; i++)
+        if (u.fallback[i])
+            hp_text_put(t, "%s%s %llu", n++ ? ", " : ": ", hp_unwind_reason(i),
+                        (unsigned long long)u.fallback[i]);
+    if (u.mode == HP_UNWIND_CHECK)
+        hp_text_put(t, "; %llu compared with libunwind, %llu differed",
+                    (unsigned long long)u.compared, (unsigned long long)u.mismatches);
+    hp_text_put(t, "; unwind tables for %u of %u modules, %zu KiB with the threads' caches</p>\n",
+                u.tables, u.modules, u.bytes >> 10);
+}
 
 /* GET /debug/pprof/ */
 static void serve_index(struct hp_http_conn *c, const char *query)
@@ -159,6 +212,20 @@ static void serve_index(struct hp_http_conn *c, const char *query)
                 hp_mem_mapped() >> 10, hp_table_bytes() >> 10, hp_cfg.max_memory >> 10,
                 hp_live_bytes() >> 10,
                 hp_table_folded() ? "; new stacks are counted under [other]" : "");
+    struct hp_leak_totals lt;
+    struct hp_reach_stats lst;
+    int64_t lt_ns;
+    uint64_t nchecks;
+    if (hp_leakcheck_last(&lt, &lst, &lt_ns, &nchecks))
+        hp_text_put(&t,
+                    "<p>Leak checks so far: %llu; the last, %.1f s ago: %llu bytes lost "
+                    "definitely and %llu indirectly, %llu reachable (%s), in %.1f ms, the program "
+                    "held for %.2f ms.</p>\n",
+                    (unsigned long long)nchecks, (double)(hp_now_ns() - lt_ns) / 1e9,
+                    (unsigned long long)lt.bytes[0], (unsigned long long)lt.bytes[1],
+                    (unsigned long long)lt.bytes[2], hp_cfg.rate <= 1 ? "exact" : "estimated",
+                    (double)lst.ns / 1e6, (double)lst.pause_ns / 1e6);
+    put_unwind(&t);
     /* The windows that clients wait on: a CPU profile among them is why a
      * new one gets the 500 meanwhile. */
     struct in_progress ip = {&t, 0};
@@ -172,6 +239,7 @@ static void serve_index(struct hp_http_conn *c, const char *query)
                 cont_count(HP_CONT_BLOCK));
     hp_text_put(&t, "<tr><td>1</td><td><a href='cmdline'>cmdline</a></td></tr>\n");
     hp_text_put(&t, "<tr><td>%zu</td><td><a href='heap?debug=1'>heap</a></td></tr>\n", nb);
+    hp_text_put(&t, "<tr><td></td><td><a href='leaks?debug=1'>leaks</a></td></tr>\n");
     hp_text_put(&t, "<tr><td>%zu</td><td><a href='mutex?debug=1'>mutex</a></td></tr>\n",
                 cont_count(HP_CONT_MUTEX));
     hp_text_put(&t, "<tr><td>%d</td><td><a href='peak?debug=1'>peak</a></td></tr>\n", peak ? 1 : 0);
@@ -193,6 +261,10 @@ static void serve_index(struct hp_http_conn *c, const char *query)
             "<li><div class=profile-name>heap: </div> A sampling of memory allocations of live "
             "objects. You can specify the seconds GET parameter to get a delta profile over that "
             "many seconds, and debug=1 for a text form.</li>\n"
+            "<li><div class=profile-name>leaks: </div> A leak check now, in a copy of the "
+            "process: the heap profile with each stack's in-use memory labelled leak=definite, "
+            "indirect or reachable (heapprof's own); debug=1 for the leak summary, seconds=N for "
+            "what became lost over that many seconds</li>\n"
             "<li><div class=profile-name>mutex: </div> Stack traces of threads that waited for "
             "contended pthread mutexes, rwlocks and spin locks, charged to the waiter "
             "(HEAPPROF_MUTEX_FRACTION, or fraction=N here; off by default)</li>\n"
@@ -494,12 +566,13 @@ static void left_out(struct hp_http_conn *c, const char *path, size_t pl)
     /* Every route of Go's net/http/pprof is served: an unknown name under
      * the prefix gets a 404 that lists them, not Go's bare one. */
     if (!strncmp(path, "/debug/pprof/", pl + 1) && path[pl + 1]) {
-        hp_http_respond_text(c, 404,
-                             "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
-                             "Served: heap, allocs, peak, profile, trace, mutex, block, goroutine, "
-                             "threads, threadcreate, symbol, timeline, cmdline (the index is "
-                             "/debug/pprof/).\n",
-                             path + pl + 1);
+        hp_http_respond_text(
+            c, 404,
+            "heapprof: /debug/pprof/%.64s is not a profile heapprof serves. "
+            "Served: heap, allocs, peak, leaks, profile, trace, mutex, block, goroutine, "
+            "threads, threadcreate, symbol, timeline, cmdline (the index is "
+            "/debug/pprof/).\n",
+            path + pl + 1);
         return;
     }
     hp_http_respond_text(c, 404, "404 page not found\n");
@@ -599,6 +672,123 @@ static void finish_delta(struct hp_http_conn *c, struct window *w)
         hp_http_respond_text(c, 500, "could not take a snapshot: %s\n", strerror(-r));
     }
     hp_snapshot_release(&s);
+}
+
+/* A live leak check's time limit: a big heap in exact mode, read by a
+ * clone at the lowest priority on one CPU, can take minutes. */
+enum { LEAK_LIMIT_MS = 600000 };
+
+static void leaks_failed(struct hp_http_conn *c, struct window *w, int err)
+{
+    char why[256];
+    hp_leakcheck_why(why, sizeof why, err, &w->rc);
+    hp_http_respond_text(c, 500, "Could not run the leak check: %s\n", why);
+    window_free(w);
+}
+
+/* Starts the window's next check: 0, or answers the error. */
+static int leaks_start(struct hp_http_conn *c, struct window *w)
+{
+    int r = hp_reach_start(&w->rc, true);
+    if (r) {
+        leaks_failed(c, w, r);
+        return r;
+    }
+    w->checking = true;
+    hp_http_wait_fd(c, LEAK_LIMIT_MS, w->rc.fd, w);
+    return 0;
+}
+
+/* GET /debug/pprof/leaks: a leak check now (report/leakcheck.c), its
+ * answer a heap profile with the leak label, or the leak summary
+ * (?debug=1); with ?seconds=N, two checks N seconds apart and what became
+ * lost between them. The clone runs while the server answers other
+ * requests: the connection waits for the clone's pipe (hp_http_wait_fd),
+ * as a window. */
+static void serve_leaks(struct hp_http_conn *c, const char *query)
+{
+    char val[64];
+    long debug = 0, seconds = 0;
+    if (query && query_param(query, "debug", val, sizeof val))
+        debug = strtol(val, NULL, 10);
+    if (query && query_param(query, "seconds", val, sizeof val)) {
+        char *end;
+        seconds = strtol(val, &end, 10);
+        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
+            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
+                                 MAX_SECONDS);
+            return;
+        }
+    }
+    if (!hp_leakcheck_claim()) {
+        hp_http_respond_text(c, 500,
+                             "Could not run the leak check: a leak check is already running\n");
+        return;
+    }
+    struct window *w = window_new(LEAKS, seconds);
+    if (!w) {
+        hp_leakcheck_release();
+        hp_http_respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    w->debug = debug != 0;
+    w->step = seconds ? LEAK_BASE : LEAK_CHECK;
+    leaks_start(c, w);
+}
+
+/* The window's clone answered (or its wait ended): the next step. */
+static void finish_leaks(struct hp_http_conn *c, struct window *w)
+{
+    if (!w->checking) { /* the wait between a delta's checks ended */
+        w->step = LEAK_CHECK;
+        leaks_start(c, w);
+        return;
+    }
+    struct pollfd pf = {.fd = w->rc.fd, .events = POLLIN};
+    if (hp_poll(&pf, 1, 0) <= 0) { /* the limit came, not the answer */
+        leaks_failed(c, w, -ETIMEDOUT);
+        return;
+    }
+    struct hp_snapshot s;
+    memset(&s, 0, sizeof s);
+    struct hp_reach_stats st;
+    int r = hp_reach_finish(&w->rc, &st, &s);
+    w->checking = false;
+    if (r) {
+        hp_snapshot_release(&s);
+        leaks_failed(c, w, r);
+        return;
+    }
+    hp_leakcheck_note(&s, &st);
+    if (w->step == LEAK_BASE) {
+        w->base = s;
+        w->step = LEAK_WAIT;
+        hp_http_wait(c, w->seconds * 1000, w);
+        return;
+    }
+    if (w->seconds)
+        r = hp_leak_delta(&s, &w->base);
+    if (r) {
+        hp_http_respond_text(c, 500, "could not take the delta: %s\n", strerror(-r));
+    } else if (w->debug) {
+        struct hp_text t = {.a = &s.arena};
+        hp_leakcheck_text(&t, &s, &st, w->seconds);
+        if (t.oom)
+            hp_http_respond_text(c, 500, "out of memory\n");
+        else
+            hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, t.p, t.len);
+    } else {
+        uint8_t *gz;
+        size_t len;
+        r = hp_leakcheck_encode(&s, w->seconds, &gz, &len);
+        if (r)
+            hp_http_respond_text(c, 500, "could not encode the profile: %s\n", strerror(-r));
+        else
+            hp_http_respond(c, 200, "application/octet-stream",
+                            "Content-Disposition: attachment; filename=\"leaks\"\r\n", gz, len);
+    }
+    hp_snapshot_release(&s);
+    window_free(w);
 }
 
 /* GET /debug/pprof/goroutine and /debug/pprof/threads: every live thread's
@@ -818,6 +1008,7 @@ static const struct route {
     {"", serve_index},
     {"/", serve_index},
     {"/heap", serve_heap},
+    {"/leaks", serve_leaks},
     {"/allocs", serve_allocs},
     {"/peak", serve_peak},
     {"/cmdline", serve_cmdline},
@@ -867,6 +1058,8 @@ static void window_end(struct hp_http_conn *c, void *window)
     } else if (w->kind == TRACE) {
         finish_trace(c, w); /* stops the trace */
         hp_free(w, sizeof *w);
+    } else if (w->kind == LEAKS) {
+        finish_leaks(c, w); /* answers and frees it, or waits again */
     } else {
         finish_delta(c, w);
         window_free(w);

@@ -52,6 +52,7 @@ struct hp_http_conn {
     size_t outlen, outoff, outcap;
     bool head;           /* a HEAD request: the answer without its body */
     void *window;        /* the handler's, while the connection waits (WAITING) */
+    int wake_fd1;        /* a window's descriptor plus 1 (0: none): readable, it ends the window */
     const char *headers; /* the request's header lines, in req */
 };
 
@@ -256,6 +257,13 @@ void hp_http_wait(struct hp_http_conn *c, int64_t ms, void *window)
     c->window = window;
     c->state = WAITING;
     c->deadline = hp_mono_ms() + ms;
+    c->wake_fd1 = 0;
+}
+
+void hp_http_wait_fd(struct hp_http_conn *c, int64_t ms, int fd, void *window)
+{
+    hp_http_wait(c, ms, window);
+    c->wake_fd1 = fd + 1;
 }
 
 void hp_http_each_window(const struct hp_http_conn *c,
@@ -474,6 +482,12 @@ int hp_http_pollfds(struct hp_http *h, struct pollfd *fds, int max, int64_t *dea
                                               : POLLOUT;
         fds[n].revents = 0;
         n++;
+        if (c->state == WAITING && c->wake_fd1 && n < max) {
+            fds[n].fd = c->wake_fd1 - 1;
+            fds[n].events = POLLIN;
+            fds[n].revents = 0;
+            n++;
+        }
     }
     return n;
 }
@@ -489,6 +503,10 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
         }
         for (int i = 0; i < MAX_CONNS; i++) {
             struct hp_http_conn *c = &h->conns[i];
+            if (c->state == WAITING && c->wake_fd1 && c->wake_fd1 - 1 == fds[k].fd) {
+                c->deadline = 0; /* what the window waited for came: it ends below */
+                break;
+            }
             if (c->state == FREE || c->fd != fds[k].fd)
                 continue;
             if (c->state == READING)
@@ -512,7 +530,7 @@ void hp_http_service(struct hp_http *h, const struct pollfd *fds, int n)
             h->routes->window_end(c, window);
             if (c->state == WRITING)
                 on_writable(c);
-            else
+            else if (!(c->state == WAITING && c->window)) /* not waiting again */
                 conn_close(c);
         } else {
             /* Too slow to send a request or to read the answer. */
@@ -528,6 +546,9 @@ void hp_http_child(struct hp_http *h)
     close(h->lfd);
     h->lfd = -1;
     for (int i = 0; i < MAX_CONNS; i++)
-        if (h->conns[i].state != FREE)
+        if (h->conns[i].state != FREE) {
             close(h->conns[i].fd);
+            if (h->conns[i].state == WAITING && h->conns[i].wake_fd1)
+                close(h->conns[i].wake_fd1 - 1);
+        }
 }

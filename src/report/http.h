@@ -53,6 +53,10 @@ const char *hp_http_body(const struct hp_http_conn *c, size_t *len);
 /* Opens a window: no answer until ms from now (window_end), or until the
  * client goes away (window_drop). window is the handler's own. */
 void hp_http_wait(struct hp_http_conn *c, int64_t ms, void *window);
+/* The same, and the window also ends (window_end) as soon as fd is
+ * readable. window_end may open the window again (hp_http_wait) instead
+ * of answering: a request that waits for several things in turn. */
+void hp_http_wait_fd(struct hp_http_conn *c, int64_t ms, int fd, void *window);
 /* Whether the request's header `name` (case-insensitive) holds token, as
  * Accept-Encoding holds gzip. */
 bool hp_http_header_has(const struct hp_http_conn *c, const char *name, const char *token);

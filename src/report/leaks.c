@@ -450,9 +450,9 @@ static void put_no_leaks(struct hp_text *t, const struct hp_snapshot *s, bool ex
                 verdict, s->rate, (unsigned long long)samples, all, floor95);
 }
 
-int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
+int hp_leaks_render(struct hp_snapshot *s, struct hp_symbolizer *sym, struct hp_text *out)
 {
-    struct hp_arena *a = &s->arena;
+    struct hp_arena *a = out->a;
     /* Aggregate the buckets of each stack (per verdict, when the leak check
      * gave them): hp_snapshot_estimate left them sorted by stack, so each
      * stack's buckets are one run. */
@@ -512,7 +512,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     }
     qsort(leaks, n, sizeof *leaks, by_verdict_bytes);
 
-    struct hp_text t = {.a = a};
+    struct hp_text *t = out;
     bool exact = s->rate <= 1;
     const char *kind = exact ? "exact" : "estimated";
     /* Without the leak check: every stack with memory never freed. With it:
@@ -522,18 +522,18 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     size_t nlost = vstacks[HP_V_DEFINITE] + vstacks[HP_V_INDIRECT];
     const char *reach_word = exact ? "still reachable" : "still referenced";
     if (!s->verdicts && n == 0)
-        put_no_leaks(&t, s, exact, "every sampled allocation was freed");
+        put_no_leaks(t, s, exact, "every sampled allocation was freed");
     else if (!s->verdicts)
-        hp_text_put(&t,
+        hp_text_put(t,
                     "heapprof: %llu bytes in %llu objects never freed, from %zu stacks (%s, rate "
                     "%ld)\n",
                     (unsigned long long)vbytes[0], (unsigned long long)vobjects[0], n, kind,
                     s->rate);
     else if (nlost == 0)
-        put_no_leaks(&t, s, exact, "no memory lost");
+        put_no_leaks(t, s, exact, "no memory lost");
     else
         hp_text_put(
-            &t,
+            t,
             "heapprof: %llu bytes in %llu objects lost, from %zu stacks (%s, rate %ld): "
             "definitely %llu bytes in %llu objects, indirectly %llu bytes in %llu objects\n",
             (unsigned long long)(vbytes[HP_V_DEFINITE] + vbytes[HP_V_INDIRECT]),
@@ -547,7 +547,7 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
     uint64_t *offsets = same_text_offsets(a, sym, leaks, shown);
     for (size_t i = 0; i < listed; i++) {
         if (i < shown) {
-            put_stack(&t, sym, &leaks[i], i + 1, exact,
+            put_stack(t, sym, &leaks[i], i + 1, exact,
                       leaks[i].verdict == HP_V_REACHABLE ? reach_word
                                                          : verdict_words[leaks[i].verdict],
                       offsets ? offsets[i] : 0);
@@ -557,13 +557,13 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
         }
     }
     if (shown < listed)
-        hp_text_put(&t,
+        hp_text_put(t,
                     "heapprof: ... and %zu more stacks: %llu bytes in %llu objects "
                     "(HEAPPROF_LEAK_STACKS=%zu shows them all)\n",
                     listed - shown, (unsigned long long)rest_bytes,
                     (unsigned long long)rest_objects, listed);
     if (s->verdicts && vstacks[HP_V_REACHABLE])
-        hp_text_put(&t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n", reach_word,
+        hp_text_put(t, "heapprof: %s: %llu bytes in %llu objects, from %zu stacks%s\n", reach_word,
                     (unsigned long long)vbytes[HP_V_REACHABLE],
                     (unsigned long long)vobjects[HP_V_REACHABLE], vstacks[HP_V_REACHABLE],
                     hp_cfg.leak_reachable ? "" : " (HEAPPROF_LEAK_REACHABLE=1 lists them)");
@@ -571,7 +571,14 @@ int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
      * or with HEAPPROF_LEAKS_EXIT_ANY. */
     int gate = !s->verdicts || hp_cfg.leaks_exit_any ? (int)n : (int)nlost;
     if (nsupp)
-        hp_text_put(&t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
+        hp_text_put(t, "heapprof: %zu runtime or suppressed stacks not shown\n", nsupp);
+    return gate;
+}
+
+int hp_leaks_report(struct hp_snapshot *s, struct hp_symbolizer *sym)
+{
+    struct hp_text t = {.a = &s->arena};
+    int gate = hp_leaks_render(s, sym, &t);
     if (hp_cfg.leaks_path[0]) {
         char path[4096];
         int r = hp_process_leaks_path(path, sizeof path);

@@ -14,9 +14,30 @@ struct hp_reach_stats {
     uint64_t faults;             /* pages skipped as unreadable */
     uint64_t child_bytes;        /* the child's own memory at its peak */
     int64_t ns;                  /* how long it took, the fork included */
+    int64_t pause_ns;            /* how long the program's threads were held */
 };
-/* Gives every lost live object its verdict (hp_live_set_verdict); 0, or
- * -errno when the check could not be made or finish (no verdicts then). */
+/* At exit: gives every lost live object its verdict (hp_live_set_verdict);
+ * 0, or -errno when the check could not be made or finish (no verdicts
+ * then). */
 int hp_reach_check(struct hp_reach_stats *stats);
+
+/* A check in two steps: hp_reach_start clones the process and returns at
+ * once; the clone's answer comes on fd (poll it), read by hp_reach_finish,
+ * or hp_reach_cancel ends it. Live (a check while the program runs, as
+ * /debug/pprof/leaks asks): the clone runs at the lowest priority on one
+ * CPU, and the verdicts come back as a snapshot taken with them, in the
+ * clone, at the moment of the clone; the parent's live set is untouched. */
+struct hp_reach {
+    pid_t pid;
+    int fd;
+    bool live;
+    int64_t t0, pause_ns;
+    char why[192]; /* when it fails: the reason in words, or empty */
+};
+int hp_reach_start(struct hp_reach *rc, bool live);
+/* Waits for the answer (out: the live snapshot, released by the caller
+ * with hp_snapshot_release; NULL at exit) and reaps the clone. */
+int hp_reach_finish(struct hp_reach *rc, struct hp_reach_stats *stats, struct hp_snapshot *out);
+void hp_reach_cancel(struct hp_reach *rc);
 
 #endif

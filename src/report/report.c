@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "dump.h"
 #include "dw.h"
+#include "leakcheck.h"
 #include "timeline_render.h"
 #include "trace_json.h"
 
@@ -26,4 +27,5 @@ HEAPPROF_API const struct hp_report hp_report_entry = {
     .cpu_write = hp_dump_cpu,
     .snapshot = hp_dump_snapshot,
     .trace_write = hp_trace_write,
+    .leak_check = hp_leakcheck_api,
 };

@@ -126,6 +126,11 @@ const struct hp_task *hp_tasks_find(const struct hp_tasks *ts, pid_t tid)
 
 static struct hp_tasks *volatile park_ts;
 static int park_hold, park_acks;
+/* Handlers between their look at park_ts and their return: unpark waits
+ * for none, so that the caller may free the tasks. A signal sent while a
+ * thread blocked it (glibc blocks every signal around fork) arrives after
+ * the check, when park_ts is NULL again. */
+static int park_inside;
 static int park_sig;
 static uintptr_t own_text[8][2];
 static int nown_text;
@@ -148,7 +153,8 @@ static void on_park(int sig, siginfo_t *si, void *ucv)
     (void)sig;
     (void)si;
     int saved = errno;
-    struct hp_tasks *ts = park_ts;
+    __atomic_add_fetch(&park_inside, 1, __ATOMIC_SEQ_CST);
+    struct hp_tasks *ts = __atomic_load_n(&park_ts, __ATOMIC_SEQ_CST);
     pid_t me = (pid_t)syscall(SYS_gettid);
     const ucontext_t *uc = ucv;
     for (int i = 0; ts && i < ts->n; i++) {
@@ -182,6 +188,7 @@ static void on_park(int sig, siginfo_t *si, void *ucv)
         }
         break;
     }
+    __atomic_sub_fetch(&park_inside, 1, __ATOMIC_RELEASE);
     errno = saved;
 }
 
@@ -293,8 +300,15 @@ int hp_tasks_park(struct hp_tasks *ts)
 
 void hp_tasks_unpark(struct hp_tasks *ts)
 {
+    __atomic_store_n(&park_ts, NULL, __ATOMIC_SEQ_CST);
     __atomic_store_n(&park_hold, 0, __ATOMIC_RELEASE);
     futex(&park_hold, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    /* A handler that saw ts leaves it before ts may go: it is past its
+     * wait (park_hold is 0) and only returns. */
+    while (__atomic_load_n(&park_inside, __ATOMIC_SEQ_CST)) {
+        struct timespec pause = {0, 20000};
+        hp_nanosleep(&pause, NULL);
+    }
     /* Those not held: what their handler may still write is not used. */
     for (int i = 0; i < ts->n; i++)
         if (ts->t[i].park == HP_PARK_GIVEN_UP)

@@ -74,6 +74,9 @@ static struct {
     uint64_t ticks;
     double cpu_ns_sum, cpu_ns_max;
     int64_t next_ms;
+    /* Live leak checks' lost bytes (hp_timeline_lost). */
+    struct hp_timeline_lost *lost;
+    int nlost;
 } tl = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 bool hp_timeline_on(void)
@@ -287,8 +290,40 @@ int hp_timeline_copy(struct hp_timeline_series *v, struct hp_arena *a)
     v->ticks = tl.ticks;
     v->cpu_ns_mean = tl.ticks ? tl.cpu_ns_sum / (double)tl.ticks : 0;
     v->cpu_ns_max = tl.cpu_ns_max;
+    v->nlost = 0;
+    v->lost = tl.nlost ? hp_arena_alloc(a, (size_t)tl.nlost * sizeof *v->lost) : NULL;
+    if (v->lost) {
+        memcpy(v->lost, tl.lost, (size_t)tl.nlost * sizeof *v->lost);
+        v->nlost = tl.nlost;
+    }
     pthread_mutex_unlock(&tl.lock);
     return 0;
+}
+
+void hp_timeline_lost(int64_t time_ns, double definite, double indirect)
+{
+    if (!hp_timeline_on())
+        return;
+    /* The check's moment on the timeline's clock. */
+    double ago_ms = (double)(hp_now_ns() - time_ns) / 1e6;
+    hp_mutex_lock(&tl.lock);
+    if (!tl.lost)
+        tl.lost = hp_alloc(MAX_POINTS * sizeof *tl.lost);
+    if (tl.lost) {
+        if (tl.nlost == MAX_POINTS) {
+            /* Every other point dropped (the first and the last kept). */
+            int k = 0;
+            for (int i = 0; i < MAX_POINTS; i += 2)
+                tl.lost[k++] = tl.lost[i];
+            tl.lost[k - 1] = tl.lost[MAX_POINTS - 1];
+            tl.nlost = k;
+        }
+        struct hp_timeline_lost *p = &tl.lost[tl.nlost++];
+        p->t_ms = (double)(hp_mono_ms() - tl.mono0_ms) - (ago_ms > 0 ? ago_ms : 0);
+        p->definite = definite;
+        p->indirect = indirect;
+    }
+    pthread_mutex_unlock(&tl.lock);
 }
 
 void hp_timeline_last_point(void)

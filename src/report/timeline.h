@@ -16,8 +16,16 @@ struct hp_timeline_point {
     double total, other;
     double v[HP_TIMELINE_SERIES];
 };
+/* A live leak check's result (HEAPPROF_LEAK_INTERVAL, /debug/pprof/leaks):
+ * the estimated lost bytes at the moment of the check. */
+struct hp_timeline_lost {
+    double t_ms; /* since the timeline started */
+    double definite, indirect;
+};
 /* A copy of the series (hp_timeline_copy). */
 struct hp_timeline_series {
+    int nlost; /* leak checks, in time order */
+    struct hp_timeline_lost *lost;
     int npoints, nseries, per_point, merges;
     uint64_t ticks;
     double cpu_ns_mean, cpu_ns_max; /* a tick's cost */
@@ -31,6 +39,10 @@ bool hp_timeline_on(void);
 /* Takes a point when one is due; returns when the next one is (hp_mono_ms
  * time), INT64_MAX when the timeline is off. */
 int64_t hp_timeline_tick(void);
+/* A live leak check found these lost bytes at time_ns (the real-time
+ * clock): a point of the lost series (at most HP_TIMELINE_POINTS; then
+ * every other one is dropped, the first and last kept). */
+void hp_timeline_lost(int64_t time_ns, double definite, double indirect);
 /* Takes a point now (at exit: so that the series reaches the end). */
 void hp_timeline_last_point(void);
 /* The series as they are, with the point being made as the last point, in

@@ -324,7 +324,18 @@ static void render_json(struct hp_text *b, const struct view *v)
             hp_text_put(b, "%s%.0f", i ? "," : "", v->s.points[i].v[s]);
         hp_text_put(b, "]}");
     }
-    hp_text_put(b, "]}\n");
+    /* Live leak checks (HEAPPROF_LEAK_INTERVAL, /debug/pprof/leaks): the
+     * lost bytes each found, at its own times. */
+    hp_text_put(b, "],\n\"lost\":{\"times_s\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.3f", i ? "," : "", v->s.lost[i].t_ms / 1000);
+    hp_text_put(b, "],\"definite\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->s.lost[i].definite);
+    hp_text_put(b, "],\"indirect\":[");
+    for (int i = 0; i < v->s.nlost; i++)
+        hp_text_put(b, "%s%.0f", i ? "," : "", v->s.lost[i].indirect);
+    hp_text_put(b, "]}}\n");
 }
 
 /* 1, 2 or 5 times a power of ten (of 1024 for bytes), near range/5. */
@@ -494,6 +505,30 @@ static void render_html(struct hp_text *b, const struct view *v)
         hp_text_html(b, other ? "other" : v->name[s]);
         hp_text_put(b, "</title></path>\n");
     }
+    /* Live leak checks' lost bytes (definite and indirect), a red line
+     * with a dot per check, on the same axes: a leak in progress rises. */
+    if (v->s.nlost) {
+        hp_text_put(b, "<path id=\"lost\" fill=\"none\" stroke=\"#c00\" stroke-width=\"2\" d=\"");
+        for (int i = 0; i < v->s.nlost; i++) {
+            const struct hp_timeline_lost *p = &v->s.lost[i];
+            double t = p->t_ms / 1000 > tmax ? tmax : p->t_ms / 1000 < 0 ? 0 : p->t_ms / 1000;
+            double y = p->definite + p->indirect > ymax ? ymax : p->definite + p->indirect;
+            hp_text_put(b, "%s%.1f,%.1f", i ? " L" : "M", L + t / tmax * pw,
+                        T + ph - y / ymax * ph);
+        }
+        hp_text_put(b, "\"><title>lost (leak checks)</title></path>\n");
+        for (int i = 0; i < v->s.nlost; i++) {
+            const struct hp_timeline_lost *p = &v->s.lost[i];
+            double t = p->t_ms / 1000 > tmax ? tmax : p->t_ms / 1000 < 0 ? 0 : p->t_ms / 1000;
+            double y = p->definite + p->indirect > ymax ? ymax : p->definite + p->indirect;
+            char lost[32];
+            bytes_text(lost, sizeof lost, p->definite + p->indirect);
+            hp_text_put(b,
+                        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#c00\"><title>%.1f s: "
+                        "%s lost</title></circle>\n",
+                        L + t / tmax * pw, T + ph - y / ymax * ph, p->t_ms / 1000, lost);
+        }
+    }
     hp_text_put(b,
                 "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>"
                 "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n",
@@ -528,6 +563,18 @@ static void render_html(struct hp_text *b, const struct view *v)
         hp_text_html(b, other ? "stacks never in the top, and the others before they entered it"
                               : v->frames[s]);
         hp_text_put(b, "</td></tr>\n");
+    }
+    if (v->s.nlost) {
+        const struct hp_timeline_lost *p = &v->s.lost[v->s.nlost - 1];
+        char lost[32];
+        bytes_text(lost, sizeof lost, p->definite + p->indirect);
+        hp_text_put(b,
+                    "<tr><td><span class=\"sw\" style=\"background:#c00\"></span></td><td "
+                    "class=\"n\">lost (leak checks: definitely and indirectly)</td><td>%s</td>"
+                    "<td></td><td class=\"n\">%d checks (HEAPPROF_LEAK_INTERVAL, "
+                    "/debug/pprof/leaks); a line, not a layer: lost bytes are part of the "
+                    "in-use bytes above</td></tr>\n",
+                    lost, v->s.nlost);
     }
     char tot[32];
     bytes_text(tot, sizeof tot, last ? last->total : 0);
