@@ -64,16 +64,26 @@ uint64_t hp_block_bits[(1u << HP_BLOCK_BITS) / 64];
  * bitmap belong to one shard of the live set (shard_of), whose lock guards
  * their counts, so no lock is shared by all threads. */
 static uint32_t block_count[1u << HP_BLOCK_BITS];
+/* In a line of its own: every free reads it, every sample that sets or
+ * clears a bit writes it. It is raised before the bit is set and lowered
+ * after the bit is cleared, so while a sampled object's bit is set it is at
+ * least 1: a free that got the pointer after its malloc returned sees it so
+ * (the increment happened before, and a bit's increment and decrement are
+ * ordered by its shard's lock), and no free is missed. */
+struct hp_block_set hp_block_set;
 
 /* Under the lock of p's shard. */
 static void block_add(const void *p, int delta)
 {
     uint32_t i = hp_block_index(p);
     uint64_t bit = (uint64_t)1 << (i % 64);
-    if (delta > 0 && block_count[i]++ == 0)
+    if (delta > 0 && block_count[i]++ == 0) {
+        __atomic_fetch_add(&hp_block_set.n, 1, __ATOMIC_RELAXED);
         __atomic_fetch_or(&hp_block_bits[i / 64], bit, __ATOMIC_RELEASE);
-    else if (delta < 0 && --block_count[i] == 0)
+    } else if (delta < 0 && --block_count[i] == 0) {
         __atomic_fetch_and(&hp_block_bits[i / 64], ~bit, __ATOMIC_RELEASE);
+        __atomic_fetch_sub(&hp_block_set.n, 1, __ATOMIC_RELAXED);
+    }
 }
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
@@ -221,6 +231,7 @@ void hp_live_init(bool all)
      * would only cost a global lock per allocation. Every page is marked,
      * for good, and the filters are neither kept nor read. */
     hp_live_all = true;
+    __atomic_fetch_add(&hp_block_set.n, 1, __ATOMIC_RELAXED);
     for (size_t i = 0; i < sizeof hp_block_bits / sizeof hp_block_bits[0]; i++)
         __atomic_store_n(&hp_block_bits[i], ~(uint64_t)0, __ATOMIC_RELEASE);
 }
