@@ -18,6 +18,9 @@ struct hp_thread {
     /* Set while heapprof itself runs on this thread: allocations made then
      * (by libunwind, libdw, zlib, the dump) are forwarded, not recorded. */
     bool busy;
+    /* In the list of running threads whose pending bytes hp_allocated_bytes
+     * adds up (thread.c). */
+    bool listed;
     /* Bytes allocated (sampler.c): the countdown when the thread last added
      * what it allocated to the total, and when it last became busy. */
     int64_t counted_at;
