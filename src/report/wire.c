@@ -13,21 +13,6 @@
 #include <string.h>
 #include <zlib.h>
 
-size_t hp_wire_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return n;
-}
-
-size_t hp_wire_key(uint8_t *out, unsigned field, enum hp_wire_type type)
-{
-    return hp_wire_varint(out, ((uint64_t)field << 3) | (uint64_t)type);
-}
-
 /* The stream compresses on a thread of its own once a profile is big
  * enough to pay for one (THREAD_AFTER stage buffers), while the writer
  * packs the next buffer: in exact mode a profile is tens of megabytes
