@@ -170,8 +170,8 @@ static inline uint16_t *hp_filter_slot(const void *p)
     uint32_t in_page = (uint32_t)(((uintptr_t)p >> 4) & 0xff) * 0x9e3779b1u;
     return &hp_filter[line * HP_FILTER_PER_LINE + (in_page >> 27)];
 }
-/* The number of set bits in hp_block_bits, or more (exact mode, for good):
- * zero while no sampled object is live. A cache line of its own. free()
+/* 1 while any bit of hp_block_bits is set (always, in exact mode), else 0:
+ * 0 while no sampled object is live. A cache line of its own. free()
  * reads it before the bitmap: over mimalloc, where a 32-byte malloc/free
  * pair takes 3 ns, this load (one RIP-relative mov) cost 1 to 2 points of
  * the pair, where the bitmap's indexed load, or any load through a register
