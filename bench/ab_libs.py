@@ -23,7 +23,8 @@ import re
 import statistics
 import subprocess
 
-CASES = [("fixed", "1", "15000000"), ("fixed", "2", "15000000"), ("mixed", "2", "8000000")]
+CASES = [("fixed", "1", "15000000"), ("fixed", "2", "15000000"), ("mixed", "2", "8000000"),
+         ("window", "2", "5000000")]
 
 
 def main():
