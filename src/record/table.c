@@ -557,6 +557,15 @@ int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max)
     return d;
 }
 
+uint32_t hp_stack_frame(uint32_t node, struct hp_frame *out)
+{
+    const struct node *nd = node_at(node);
+    out->ip = nd->ip;
+    out->node = node;
+    out->epoch = nd->epoch;
+    return nd->parent;
+}
+
 uint32_t hp_table_nodes(void)
 {
     hp_mutex_lock(&table_lock);
