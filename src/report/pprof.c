@@ -318,19 +318,24 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
-/* A packed repeated field of n varints; nothing when n is 0. */
+/* A packed repeated field of n varints; nothing when n is 0. The varints
+ * are written once, behind room for a one-byte length, and moved up in the
+ * rare case that their length needs more (a stack of 64 frames with large
+ * location ids). out has room for a key, a length and n varints. */
 static size_t put_packed(uint8_t *out, unsigned field, const uint64_t *v, size_t n)
 {
     if (!n)
         return 0;
+    size_t k = hp_wire_key(out, field, HP_WIRE_LEN);
+    uint8_t *body = out + k + 1;
     size_t len = 0;
     for (size_t i = 0; i < n; i++)
-        len += varint_len(v[i]);
-    size_t k = hp_wire_key(out, field, HP_WIRE_LEN);
-    k += hp_wire_varint(out + k, len);
-    for (size_t i = 0; i < n; i++)
-        k += hp_wire_varint(out + k, v[i]);
-    return k;
+        len += hp_wire_varint(body + len, v[i]);
+    size_t ll = varint_len(len);
+    if (ll > 1)
+        memmove(body + ll - 1, body, len);
+    hp_wire_varint(out + k, len);
+    return k + ll + len;
 }
 
 /* A scalar field; nothing when it is 0. */
