@@ -4,6 +4,7 @@ scale to deep, varied programs?
 
 usage: python3 bench/exact_vs_heaptrack.py --build BUILD_DIR [--rounds 2] [--runs 3]
                                            [--py-n 60000] [--only deep,python] [--out FILE]
+                                           [--before OTHER_BUILD_DIR]
 
 Two workloads, each run uninstrumented, under heapprof in exact mode
 (`LD_PRELOAD=BUILD/src/libheapprof.so HEAPPROF=TMP/out.pb.gz HEAPPROF_RATE=1`)
@@ -194,18 +195,22 @@ def run_once(prefix, argv, env_extra, out, use_env):
 def profile_bytes(out, key):
     total, n = 0, 0
     for name in os.listdir(out):
-        if (key == "exact" and name.endswith(".pb.gz")) or \
+        if (key in ("exact", "before") and name.endswith(".pb.gz")) or \
                 (key == "heaptrack" and name.startswith("ht")):
             total += os.path.getsize(os.path.join(out, name))
             n += 1
     return total if n else None
 
 
-def configs(lib, heaptrack):
+def configs(lib, heaptrack, before=None):
     # (key, label, prefix, environment, through env(1))
     cs = [("alone", "uninstrumented", [], {}, True),
           ("exact", "heapprof exact (HEAPPROF_RATE=1)", [],
            {"LD_PRELOAD": lib, "HEAPPROF": "{out}/out.pb.gz", "HEAPPROF_RATE": "1"}, True)]
+    if before:
+        cs.append(("before", "heapprof exact, --before library", [],
+                   {"LD_PRELOAD": before, "HEAPPROF": "{out}/out.pb.gz", "HEAPPROF_RATE": "1"},
+                   True))
     if heaptrack:
         cs.append(("heaptrack", "heaptrack (record + interpret)",
                    [heaptrack, "-o", "{out}/ht"], {}, False))
@@ -293,11 +298,12 @@ def table(label, cfgs, res):
         "%s %s" % (key, ", ".join("%.2f / %.0f" % (w, p / 1024)
                                   for w, p in zip(res[key].wall, res[key].tree_peak)))
         for key, _, _, _, _ in cfgs if res[key].wall) + "."]
-    if "heaptrack" in res and res["heaptrack"].wall and res["exact"].wall:
-        e, h = res["exact"], res["heaptrack"]
-        rows += ["heapprof exact / heaptrack: wall %s, CPU %s, peak RSS of the tree %s." % (
-            ratio(med(e.wall), med(h.wall)), ratio(med(e.cpu), med(h.cpu)),
-            ratio(med(e.tree_peak), med(h.tree_peak)))]
+    for key, name in (("exact", "heapprof exact"), ("before", "--before library")):
+        if "heaptrack" in res and res["heaptrack"].wall and key in res and res[key].wall:
+            e, h = res[key], res["heaptrack"]
+            rows += ["%s / heaptrack: wall %s, CPU %s, peak RSS of the tree %s." % (
+                name, ratio(med(e.wall), med(h.wall)), ratio(med(e.cpu), med(h.cpu)),
+                ratio(med(e.tree_peak), med(h.tree_peak)))]
     return rows + [""]
 
 
@@ -309,6 +315,8 @@ def main():
     ap.add_argument("--py-n", type=int, default=60000,
                     help="bench/py_workload.py N (default 60000)")
     ap.add_argument("--only", default="deep,python", help="workloads: deep,python")
+    ap.add_argument("--before", help="another build directory: its library in exact mode too,"
+                    " alternating with the rest (a before/after comparison in one run)")
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
@@ -333,7 +341,12 @@ def main():
 
     started = time.time()
     load0 = os.getloadavg()
-    cfgs = configs(lib, heaptrack)
+    before = None
+    if args.before:
+        before = os.path.join(os.path.abspath(args.before), "src", "libheapprof.so")
+        if not os.path.exists(before):
+            sys.exit("exact_vs_heaptrack: not built: %s" % before)
+    cfgs = configs(lib, heaptrack, before)
     tmp = tempfile.mkdtemp(prefix="hpexact-")
     sections = []
     try:
@@ -362,6 +375,8 @@ def main():
         args.build, args.rounds, args.runs, args.py_n)
     if args.only != "deep,python":
         cmd += " --only " + args.only
+    if args.before:
+        cmd += " --before " + args.before
     ht_version = ""
     if heaptrack:
         r = subprocess.run([heaptrack, "--version"], stdout=subprocess.PIPE,

@@ -125,6 +125,7 @@ int64_t hp_mono_ms(void); /* the same in milliseconds */
 /* One of heapprof's own threads: detached, named, every signal blocked
  * (the program's signals are never delivered to it). 0 or the errno. */
 int hp_thread_spawn(void *(*fn)(void *), const char *name);
+int hp_thread_spawn_with(void *(*fn)(void *), void *arg, const char *name); /* fn(arg) */
 /* Anonymous private memory, zeroed; NULL on failure. */
 void *hp_os_map(size_t len);
 void hp_os_unmap(void *p, size_t len);

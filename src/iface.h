@@ -103,6 +103,8 @@ struct hp_frame {
 };
 /* The frames of a stack, leaf first; returns the depth. */
 int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max);
+/* One frame, node's own; returns its caller's node (0 past the outermost). */
+uint32_t hp_stack_frame(uint32_t node, struct hp_frame *out);
 uint32_t hp_table_nodes(void); /* nodes so far: node numbers are below */
 bool hp_table_folded(void);    /* some stack went to [other] */
 /* The single frame of the stack that new stacks fold into once the table

@@ -315,6 +315,11 @@ static int write_file_atomic(const char *path, const void *data, size_t len)
 
 int hp_thread_spawn(void *(*fn)(void *), const char *name)
 {
+    return hp_thread_spawn_with(fn, NULL, name);
+}
+
+int hp_thread_spawn_with(void *(*fn)(void *), void *arg, const char *name)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -325,7 +330,7 @@ int hp_thread_spawn(void *(*fn)(void *), const char *name)
     /* The C library's: heapprof's own pthread_create (interpose/threads.c)
      * is for the program's threads. */
     hp_real_resolve();
-    int r = hp_real.pthread_create ? hp_real.pthread_create(&tid, &attr, fn, NULL) : ENOSYS;
+    int r = hp_real.pthread_create ? hp_real.pthread_create(&tid, &attr, fn, arg) : ENOSYS;
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r == 0)

@@ -64,16 +64,53 @@ uint64_t hp_block_bits[(1u << HP_BLOCK_BITS) / 64];
  * bitmap belong to one shard of the live set (shard_of), whose lock guards
  * their counts, so no lock is shared by all threads. */
 static uint32_t block_count[1u << HP_BLOCK_BITS];
+/* hp_block_set.n, the flag every free reads first, says whether any bit is
+ * set. Its line is written only when that changes, so that threads freeing
+ * while others sample do not keep losing it (with a count in its place,
+ * written at every sample, the window of 1000 live objects on two threads
+ * over mimalloc lost 8 points). The count of set bits sits in a line of its
+ * own beside the lock under which the flag is made to agree with it: the
+ * count is raised before a bit is set and lowered after it is cleared, and
+ * whoever moves it to or from zero then sets the flag from the count as it
+ * is under the lock, so the last to do so sees every bit still set. While
+ * a sampled object's bit is set the flag is therefore 1, and a free that got
+ * the pointer after its malloc returned sees it so: no free is missed. */
+struct hp_block_set hp_block_set;
+static struct {
+    unsigned long count;
+    int lock;
+} __attribute__((aligned(64))) block_set;
+
+static void block_set_add(long delta)
+{
+    unsigned long old =
+        __atomic_fetch_add(&block_set.count, (unsigned long)delta, __ATOMIC_RELAXED);
+    if (!(delta > 0 ? old == 0 : old == (unsigned long)-delta))
+        return;
+    while (__atomic_exchange_n(&block_set.lock, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&block_set.lock, __ATOMIC_RELAXED)) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    unsigned long want = __atomic_load_n(&block_set.count, __ATOMIC_RELAXED) != 0;
+    if (__atomic_load_n(&hp_block_set.n, __ATOMIC_RELAXED) != want)
+        __atomic_store_n(&hp_block_set.n, want, __ATOMIC_RELEASE);
+    __atomic_store_n(&block_set.lock, 0, __ATOMIC_RELEASE);
+}
 
 /* Under the lock of p's shard. */
 static void block_add(const void *p, int delta)
 {
     uint32_t i = hp_block_index(p);
     uint64_t bit = (uint64_t)1 << (i % 64);
-    if (delta > 0 && block_count[i]++ == 0)
+    if (delta > 0 && block_count[i]++ == 0) {
+        block_set_add(1);
         __atomic_fetch_or(&hp_block_bits[i / 64], bit, __ATOMIC_RELEASE);
-    else if (delta < 0 && --block_count[i] == 0)
+    } else if (delta < 0 && --block_count[i] == 0) {
         __atomic_fetch_and(&hp_block_bits[i / 64], ~bit, __ATOMIC_RELEASE);
+        block_set_add(-1);
+    }
 }
 uint16_t hp_filter[(1u << HP_FILTER_LINE_BITS) * HP_FILTER_PER_LINE];
 
@@ -142,11 +179,22 @@ static inline struct shard *shard_of(const void *p)
     return &shards[(hp_block_index(p) / 64) & (NSHARDS - 1)];
 }
 
+/* Objects close in memory get slots close in the table: the objects of one
+ * 32 KiB region (all in the same shard) go to a run of 1024 slots, by their
+ * offset in 32-byte steps, that starts at a hash of the region. A program
+ * allocates and frees neighbours together, so an insert or a removal mostly
+ * touches a line of the table that a recent one did. A hash of the whole
+ * address sent each to a random line of a table that, in exact mode, is
+ * tens of megabytes: perf put half of hp_live_insert's and hp_live_remove's
+ * time on the probe's first load, and the two were 14% of python3's run in
+ * exact mode. 32 bytes is glibc's smallest chunk, so its objects never share
+ * a home; an allocator with 16-byte objects puts two on one, which linear
+ * probing takes in its stride. The region's hash uses a second multiplier:
+ * the bits already used for filter and shard would make regions collide. */
 static inline size_t home(const struct shard *s, uintptr_t key)
 {
-    /* A second multiplier: the bits already used for filter and shard would
-     * make the probe positions within a shard collide. */
-    return (size_t)(((uint64_t)key * 0xbf58476d1ce4e5b9ull) >> 17) & (s->cap - 1);
+    uint64_t region = (uint64_t)(key >> 15) * 0xbf58476d1ce4e5b9ull;
+    return (size_t)((region >> 17) + ((key >> 5) & 1023)) & (s->cap - 1);
 }
 
 static bool grow(struct shard *s)
@@ -221,6 +269,7 @@ void hp_live_init(bool all)
      * would only cost a global lock per allocation. Every page is marked,
      * for good, and the filters are neither kept nor read. */
     hp_live_all = true;
+    block_set_add(1); /* for good */
     for (size_t i = 0; i < sizeof hp_block_bits / sizeof hp_block_bits[0]; i++)
         __atomic_store_n(&hp_block_bits[i], ~(uint64_t)0, __ATOMIC_RELEASE);
 }

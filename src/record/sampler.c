@@ -133,13 +133,22 @@ bool hp_sampler_take(size_t size)
     }
     if (HP_UNLIKELY(hp_threads_pending)) /* not noted at its first sample: again */
         note_thread(t);
-    hp_count_allocated(t);
     if (hp_cfg.rate <= 1) {
         /* Exact mode: -1 makes every allocation, zero-byte ones included,
-         * take this path. */
-        t->countdown = t->counted_at = -1;
+         * take this path. A listed thread keeps its bytes pending (what
+         * counted_at is above the countdown), for hp_allocated_bytes to
+         * add, rather than adding them to the shared total at every
+         * allocation: that atomic add was 2% of an exact-mode run. */
+        if (t->listed) {
+            t->counted_at += -1 - t->countdown;
+            t->countdown = -1;
+        } else {
+            hp_count_allocated(t);
+            t->countdown = t->counted_at = -1;
+        }
         return true;
     }
+    hp_count_allocated(t);
     t->countdown = t->counted_at = hp_sampler_gap(t->rng, hp_cfg.rate);
     return true;
 }

@@ -377,8 +377,12 @@ static HP_TLS struct {
 } tcache[TCACHE];
 
 /* The leaf node of the stack ips[0..depth) (leaf first), adding the frames
- * that are new; the [other] node when the limit stops that. */
-static uint32_t stack_node(void **ips, int depth)
+ * that are new; the [other] node when the limit stops that. *held: whether
+ * it returns with the table lock held, having added nodes: the stack's
+ * bucket is then new too, and is added under the same hold (in exact mode
+ * on deep_tree nearly every allocation has a stack of its own, and taking
+ * the lock twice for it cost a pair of lock calls per allocation). */
+static uint32_t stack_node(void **ips, int depth, bool *held)
 {
     /* Frames shared with this thread's last stack, from the outermost. */
     int same = 0;
@@ -407,9 +411,10 @@ static uint32_t stack_node(void **ips, int depth)
         }
         nodes[d] = node = child;
     }
-    if (locked)
-        pthread_mutex_unlock(&table_lock);
+    *held = false;
     if (d >= 0) {
+        if (locked)
+            pthread_mutex_unlock(&table_lock);
         /* Out of room: the stack folds into [other]; the cache keeps only
          * the outer frames that have nodes. */
         int have = depth - 1 - d;
@@ -424,6 +429,7 @@ static uint32_t stack_node(void **ips, int depth)
     memcpy(last.ips, ips, (size_t)depth * sizeof *ips);
     memcpy(last.nodes, nodes, (size_t)depth * sizeof *nodes);
     last.depth = depth;
+    *held = locked;
     return node;
 }
 
@@ -496,17 +502,19 @@ uint32_t hp_table_record(void **ips, int depth, uint64_t size, uint32_t labels)
 {
     if (HP_UNLIKELY(!__atomic_load_n(&node_dir[0], __ATOMIC_ACQUIRE)))
         return 0; /* hp_table_init found no memory for the root */
-    uint32_t stack = stack_node(ips, depth);
+    bool held;
+    uint32_t stack = stack_node(ips, depth, &held);
     unsigned cls = size_class(size);
     unsigned slot = (stack * 0x9e3779b1u + cls * 0x85ebca6bu + labels * 0xc2b2ae35u) >> 28;
     uint32_t b = 0;
-    if (tcache[slot].stack == stack && tcache[slot].cls == cls && tcache[slot].labels == labels &&
-        tcache[slot].bucket)
+    if (!held && tcache[slot].stack == stack && tcache[slot].cls == cls &&
+        tcache[slot].labels == labels && tcache[slot].bucket)
         b = tcache[slot].bucket;
-    if (!b)
+    if (!b && !held)
         b = find_bucket(stack, cls, labels);
     if (!b) {
-        hp_mutex_lock(&table_lock);
+        if (!held)
+            hp_mutex_lock(&table_lock);
         b = find_bucket(stack, cls, labels);
         if (!b)
             b = add_bucket(stack, cls, labels, stack != other_node);
@@ -555,6 +563,15 @@ int hp_stack_frames(uint32_t stack, struct hp_frame *out, int max)
         stack = nd->parent;
     }
     return d;
+}
+
+uint32_t hp_stack_frame(uint32_t node, struct hp_frame *out)
+{
+    const struct node *nd = node_at(node);
+    out->ip = nd->ip;
+    out->node = node;
+    out->epoch = nd->epoch;
+    return nd->parent;
 }
 
 uint32_t hp_table_nodes(void)

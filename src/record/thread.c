@@ -20,8 +20,9 @@ HP_TLS struct hp_thread hp_thread = {.countdown = -1, .counted_at = -1};
  * size off the thread's countdown, so what a thread allocated is how far
  * its countdown went down. A thread adds that to the shared total at each
  * slow path (once per sample: one atomic add, no more shared writes than
- * sampling makes) and when it exits; hp_allocated_bytes adds what the
- * threads still running have not added yet. What heapprof itself allocates
+ * sampling makes; in exact mode, where every allocation is one, a listed
+ * thread leaves it pending) and when it exits; hp_allocated_bytes adds what
+ * the threads still running have not added yet. What heapprof itself allocates
  * while busy is taken out (hp_busy_end, and below). */
 enum { MAX_COUNTED = 1024 };
 static uint64_t allocated;                     /* what threads have added */
@@ -57,6 +58,7 @@ static void count_exit(void *slot)
 {
     struct hp_thread *t = &hp_thread;
     hp_count_allocated(t);
+    t->listed = false;
     size_t i = (size_t)(uintptr_t)slot - 1;
     counted_take();
     if (i < MAX_COUNTED && counted[i] == t)
@@ -86,6 +88,7 @@ void hp_count_join(struct hp_thread *t)
     counted_drop();
     if (i == MAX_COUNTED)
         return;
+    t->listed = true;
     int64_t mark = t->countdown;
     t->busy = true; /* pthread_setspecific may allocate */
     pthread_setspecific(counted_key, (void *)(uintptr_t)(i + 1));

@@ -18,9 +18,60 @@
 #include <errno.h>
 #include <string.h>
 
+/* The frames of one stack after another, each walk up the tree of frames
+ * stopping where it joins the previous stack's: a profile's buckets come
+ * grouped by stack, in the order the stacks' nodes were made, so that
+ * consecutive stacks share most of their outer frames. Reading every node
+ * of every stack was 6% of an exact-mode run of deep_tree (half a million
+ * stacks of 20 to 30 frames; cache misses on the nodes). A node's depth,
+ * learnt when a walk reaches the outermost frame, says where it would sit
+ * in the previous stack's frames; if it is there, the rest is the same. */
+struct walker {
+    uint8_t *depth; /* per node: 0 unknown, else frames from it to the outermost */
+    uint32_t nnodes;
+    struct hp_frame buf[2][HP_MAX_FRAMES];
+    int n[2]; /* frames in buf[i] */
+    int cur;  /* buf[cur]: the last stack walked */
+};
+
+static const struct hp_frame *walk(struct walker *w, uint32_t stack, int *depth)
+{
+    const struct hp_frame *prev = w->buf[w->cur];
+    int pn = w->n[w->cur];
+    struct hp_frame *fs = w->buf[w->cur ^ 1];
+    int d = 0;
+    bool whole = false; /* reached the outermost frame */
+    uint32_t x = stack;
+    while (x && d < HP_MAX_FRAMES) {
+        int dx = w->depth && x < w->nnodes ? w->depth[x] : 0;
+        if (dx && dx <= pn && prev[pn - dx].node == x) {
+            int take = dx < HP_MAX_FRAMES - d ? dx : HP_MAX_FRAMES - d;
+            memcpy(&fs[d], &prev[pn - dx], (size_t)take * sizeof *fs);
+            d += take;
+            whole = take == dx;
+            break;
+        }
+        x = hp_stack_frame(x, &fs[d++]);
+        whole = x == 0;
+    }
+    if (whole && w->depth)
+        for (int j = 0; j < d; j++)
+            if (fs[j].node < w->nnodes && d - j <= UINT8_MAX)
+                w->depth[fs[j].node] = (uint8_t)(d - j);
+    w->cur ^= 1;
+    w->n[w->cur] = d;
+    *depth = d;
+    return fs;
+}
+
 int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t start_ns,
                       const char *default_type, uint8_t **out, size_t *outlen)
 {
+    struct walker *wk = hp_arena_alloc(&s->arena, sizeof *wk);
+    if (!wk)
+        return -ENOMEM;
+    wk->nnodes = hp_table_nodes();
+    wk->depth = hp_arena_alloc(&s->arena, wk->nnodes); /* NULL: every walk whole */
     struct hp_pprof *p = hp_pprof_begin(&s->arena, sym, true);
     if (!p)
         return -ENOMEM;
@@ -29,8 +80,8 @@ int hp_profile_encode(struct hp_snapshot *s, struct hp_symbolizer *sym, int64_t 
     /* The samples, one per bucket. */
     for (size_t i = 0; i < s->nbuckets && hp_pprof_ok(p); i++) {
         struct hp_snap_bucket *sb = &s->buckets[i];
-        struct hp_frame fs[HP_MAX_FRAMES];
-        int depth = hp_stack_frames(sb->stack, fs, HP_MAX_FRAMES);
+        int depth;
+        const struct hp_frame *fs = walk(wk, sb->stack, &depth);
         struct hp_pprof_label label[3 + HEAPPROF_LABELS_MAX];
         size_t nl = 0;
         label[nl] = (struct hp_pprof_label){.key = bytes_key};

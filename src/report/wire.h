@@ -11,10 +11,23 @@
 enum hp_wire_type { HP_WIRE_VARINT = 0, HP_WIRE_I64 = 1, HP_WIRE_LEN = 2, HP_WIRE_I32 = 5 };
 enum { HP_WIRE_VARINT_MAX = 10 }; /* bytes of the longest varint */
 
-/* v as a varint into out (room for HP_WIRE_VARINT_MAX bytes): its length. */
-size_t hp_wire_varint(uint8_t *out, uint64_t v);
+/* v as a varint into out (room for HP_WIRE_VARINT_MAX bytes): its length.
+ * Inline: an exact-mode profile writes tens of millions of them. */
+static inline size_t hp_wire_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v > 0x7f) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
 /* A field's key (number and wire type) the same way. */
-size_t hp_wire_key(uint8_t *out, unsigned field, enum hp_wire_type type);
+static inline size_t hp_wire_key(uint8_t *out, unsigned field, enum hp_wire_type type)
+{
+    return hp_wire_varint(out, ((uint64_t)field << 3) | (uint64_t)type);
+}
 
 /* A gzip stream into a buffer of the arena, written as it goes: a message
  * may hold its fields in any order, and a repeated field's elements need
