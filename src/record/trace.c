@@ -63,6 +63,7 @@ struct slot {
     bool ready;  /* buf mapped, tid and name set */
     int tid;
     char name[16];
+    int64_t short_waits; /* hp_trace_blocked's, by this thread only */
     uint8_t *buf;
     size_t len; /* claimed, atomically */
     size_t cap;
@@ -74,8 +75,10 @@ static int nslots;
 static uint32_t gen = 1;
 static int owner;    /* enum hp_trace_owner; also while held (stopped, not released) */
 static bool held;    /* stopped, its buffers with the reporting half */
-static bool own_cpu; /* the trace started the CPU timers */
+static bool own_cpu; /* the trace asked for CPU samples */
 static int cpu_hz;
+static int profile_hz;     /* a CPU profile's rate at the start or the end */
+static uint32_t profiles0; /* CPU profiles started before the trace */
 static size_t budget, used;
 static int64_t dropped;
 static int64_t start_ns, start_real_ns;
@@ -136,6 +139,7 @@ static struct slot *enter(void)
     }
     s->cap = SLOT_BYTES;
     s->len = 0;
+    s->short_waits = 0;
     s->tid = gettid_raw();
     if (syscall(SYS_prctl, PR_GET_NAME, s->name, 0, 0, 0) != 0)
         s->name[0] = 0;
@@ -251,11 +255,32 @@ void hp_trace_free(uint64_t size)
     put(HP_TEV_FREE, 0, (int64_t)size, (int64_t)est, NULL, 0, NULL, 0);
 }
 
+/* A call that returned within HP_TRACE_MIN_WAIT_NS did not leave the CPU
+ * for long enough to matter (a wake-up alone takes microseconds), and a
+ * server's reads of ready sockets (redis-server's, tens of thousands a
+ * second) would otherwise each be an event and an unwind. They are
+ * counted, per thread, and the trace says how many. */
 void hp_trace_blocked(const char *call, int64_t start, int64_t end)
 {
     if (!HP_TRACING() || end < start)
         return;
-    put(HP_TEV_BLOCKED, 0, end - start, 0, NULL, 0, call ? call : "?", start);
+    if (end - start < HP_TRACE_MIN_WAIT_NS) {
+        struct slot *s = enter();
+        if (s) {
+            s->short_waits++;
+            leave(s);
+        }
+        return;
+    }
+    /* The stack that blocked: the hook's caller at the leaf. */
+    void *ips[HP_MAX_FRAMES];
+    int n = 0;
+    if (!hp_thread.busy) {
+        bool was = hp_busy_begin();
+        n = hp_stack_capture(ips, HP_MAX_FRAMES);
+        hp_busy_end(was);
+    }
+    put(HP_TEV_BLOCKED, 0, end - start, 0, (const uintptr_t *)ips, n, call ? call : "?", start);
 }
 
 bool hp_trace_wrap_threads(void)
@@ -331,18 +356,13 @@ int hp_trace_start(enum hp_trace_owner who, const char *path)
     owner = who;
     __atomic_add_fetch(&gen, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&hp_trace_on, 1, __ATOMIC_SEQ_CST);
-    /* CPU samples: the trace's own timers, or a running profile's. */
-    own_cpu = false;
-    cpu_hz = 0;
-    {
-        int c = hp_cpu_start(TRACE_HZ, HP_CPU_TRACE, NULL);
-        if (c == 0) {
-            own_cpu = true;
-            cpu_hz = TRACE_HZ;
-        } else if (c == -EBUSY) {
-            cpu_hz = hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : HEAPPROF_DEFAULT_CPU_HZ;
-        }
-    }
+    /* CPU samples: the sampler's timers at TRACE_HZ at least, shared with
+     * a CPU profile that runs or starts meanwhile (cpu.c). */
+    int last_hz;
+    profiles0 = hp_cpu_profiles(&profile_hz, &last_hz);
+    int c = hp_cpu_trace(TRACE_HZ);
+    own_cpu = c > 0;
+    cpu_hz = c > 0 ? c : 0;
     pthread_mutex_unlock(&mu);
     hp_busy_end(was);
     return 0;
@@ -383,11 +403,12 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
         hp_busy_end(was);
         return -EBUSY;
     }
-    if (own_cpu) {
-        struct hp_cpu_profile p;
-        if (hp_cpu_stop(HP_CPU_TRACE, &p) == 0)
-            hp_cpu_release(&p);
-    }
+    int hz_now, last_hz;
+    uint32_t profiles = hp_cpu_profiles(&hz_now, &last_hz);
+    if (own_cpu)
+        hp_cpu_trace(0);
+    if (!profile_hz && profiles != profiles0)
+        profile_hz = last_hz; /* one started during the trace */
     __atomic_store_n(&hp_trace_on, 0, __ATOMIC_SEQ_CST);
     for (int i = 0; i < MAX_SLOTS; i++)
         while (__atomic_load_n(&slots[i].writing, __ATOMIC_SEQ_CST))
@@ -398,6 +419,7 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
     out->end_ns = hp_mono_ns();
     out->start_real_ns = start_real_ns;
     out->cpu_hz = cpu_hz;
+    out->cpu_profile_hz = profile_hz;
     out->heap = __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON;
     out->heap_base = heap_base;
     out->rate = hp_cfg.rate;
@@ -416,6 +438,7 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
         memcpy(t->name, s->name, sizeof t->name);
         name_now(t);
         t->data = s->buf;
+        out->short_waits += s->short_waits;
         t->len = s->len < s->cap ? s->len : s->cap;
     }
     pthread_mutex_unlock(&mu);
@@ -438,6 +461,34 @@ void hp_trace_release(struct hp_trace *t)
     held = false;
     owner = HP_TRACE_NONE;
     pthread_mutex_unlock(&mu);
+}
+
+void hp_trace_exec(const char *what)
+{
+    if (!HP_TRACING())
+        return;
+    put(HP_TEV_EXEC, 0, 0, 0, NULL, 0, what ? what : "?", 0);
+    hp_mutex_lock(&mu);
+    int o = owner;
+    bool h = held;
+    pthread_mutex_unlock(&mu);
+    /* A trace for the endpoint goes with the image: its client is served
+     * by this image's server thread, which the exec ends too. */
+    if ((o != HP_TRACE_RUN && o != HP_TRACE_API) || h || !hp_report)
+        return;
+    struct hp_trace t;
+    if (hp_trace_stop((enum hp_trace_owner)o, &t) != 0)
+        return;
+    /* The name gets the pid: the new program, if it runs under heapprof
+     * with the same HEAPPROF_TRACE, writes its own trace to the name. */
+    char path[sizeof t.path], pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (hp_path_with_tag(path, sizeof path, t.path, pid) != 0)
+        snprintf(path, sizeof path, "%s", t.path);
+    int r = hp_report->trace_write(path, &t);
+    if (r == 0 && hp_cfg.announce)
+        hp_log("heapprof: wrote the trace %s (before exec)", path);
+    hp_trace_release(&t);
 }
 
 /* ---- the whole run, and the exit ---- */

@@ -224,10 +224,21 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
             if (ch)
                 ch[(*nch)++] = (struct change){e->ts, -e->w};
             break;
-        case HP_TEV_BLOCKED:
+        case HP_TEV_BLOCKED: {
+            uint32_t sf = e->n ? stack_id(w, ips, e->n) : 0;
             ev_open(w, "X", "waiting", has_text ? text : "blocked", e->ts, th->tid);
-            hp_text_put(&w->t, ",\"dur\":%lld.%03lld}", (long long)(e->v / 1000),
+            hp_text_put(&w->t, ",\"dur\":%lld.%03lld", (long long)(e->v / 1000),
                         (long long)(e->v % 1000));
+            if (sf)
+                hp_text_put(&w->t, ",\"sf\":\"%u\"", sf);
+            hp_text_put(&w->t, "}");
+            break;
+        }
+        case HP_TEV_EXEC:
+            ev_open(w, "i", "lifecycle", "exec", e->ts, th->tid);
+            hp_text_put(&w->t, ",\"s\":\"t\",\"args\":{\"program\":");
+            hp_text_json(&w->t, has_text ? text : "?");
+            hp_text_put(&w->t, "}}");
             break;
         default:
             break;
@@ -261,6 +272,46 @@ static void counter(struct writer *w, int64_t ts, double bytes)
 {
     ev_open(w, "C", "heap", "heap in-use (estimated)", ts, 0);
     hp_text_put(&w->t, ",\"args\":{\"bytes\":%.0f}}", bytes < 0 ? 0 : bytes);
+}
+
+static void rate_point(struct writer *w, int64_t ts, double per_s)
+{
+    ev_open(w, "C", "heap", "allocation rate (estimated)", ts, 0);
+    hp_text_put(&w->t, ",\"args\":{\"bytes/s\":%.0f}}", per_s);
+}
+
+/* The allocation rate: the estimated bytes of the sampled allocations in
+ * each window of RATE_STEP_NS, as bytes a second, one point at the
+ * window's start; a window with none is a point at 0 after one with some
+ * (a counter holds its value until the next point). Windows of 10 ms, not
+ * the in-use counter's 1 ms: at the default rate one sample stands for
+ * half a megabyte, and a millisecond holds one or none, which draws as
+ * spikes rather than a rate. ch is sorted by time. */
+static void rate_counter(struct writer *w, const struct hp_trace *tr, const struct change *ch,
+                         size_t nch)
+{
+    enum { RATE_STEP_NS = 10000000 };
+    rate_point(w, tr->start_ns, 0);
+    int64_t win = -1;
+    double sum = 0;
+    for (size_t i = 0; i <= nch; i++) {
+        int64_t k = i < nch ? (ch[i].ts - tr->start_ns) / RATE_STEP_NS : INT64_MAX;
+        if (i < nch && ch[i].ts < tr->start_ns)
+            k = 0;
+        if (k != win && win >= 0) {
+            rate_point(w, tr->start_ns + win * RATE_STEP_NS, sum * (1e9 / RATE_STEP_NS));
+            int64_t next = tr->start_ns + (win + 1) * RATE_STEP_NS;
+            if (k != win + 1 && next < tr->end_ns)
+                rate_point(w, next, 0);
+            sum = 0;
+        }
+        if (i == nch)
+            break;
+        win = k;
+        if (ch[i].delta > 0)
+            sum += (double)ch[i].delta;
+    }
+    rate_point(w, tr->end_ns, 0);
 }
 
 int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint8_t **out,
@@ -310,6 +361,7 @@ int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint
             }
         }
         counter(&w, tr->end_ns, level);
+        rate_counter(&w, tr, ch, nch);
     }
     hp_text_put(&w.t, "\n],\"stackFrames\":{");
     if (w.frames.p)
@@ -318,9 +370,11 @@ int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint
         &w.t,
         "},\"otherData\":{\"producer\":\"heapprof " HEAPPROF_VERSION "\","
         "\"duration_ns\":\"%lld\",\"cpu_hz\":\"%d\",\"heap_rate\":\"%ld\","
-        "\"threads\":\"%zu\",\"dropped_events\":\"%lld\",\"buffer_budget_bytes\":\"%zu\"}}\n",
+        "\"threads\":\"%zu\",\"dropped_events\":\"%lld\",\"buffer_budget_bytes\":\"%zu\","
+        "\"short_waits_not_shown\":\"%lld\",\"min_wait_ns\":\"%d\",\"cpu_profile_hz\":\"%d\"}}\n",
         (long long)(tr->end_ns - tr->start_ns), tr->cpu_hz, tr->heap ? tr->rate : 0L, tr->nthreads,
-        (long long)tr->dropped, tr->budget);
+        (long long)tr->dropped, tr->budget, (long long)tr->short_waits, HP_TRACE_MIN_WAIT_NS,
+        tr->cpu_profile_hz);
     struct node *e, *tmp;
     HASH_ITER(hh, w.nodes, e, tmp)
     {
