@@ -463,6 +463,23 @@ void hp_trace_release(struct hp_trace *t)
     pthread_mutex_unlock(&mu);
 }
 
+/* path with the pid before its .json or .gz (t.json.gz: t.PID.json.gz),
+ * or after it, so that the writer still sees the .gz it gzips for. */
+static void with_pid(char *out, size_t len, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *ext = strstr(base, ".json");
+    size_t pl = strlen(path);
+    if (!ext && pl > 3 && !strcmp(path + pl - 3, ".gz"))
+        ext = path + pl - 3;
+    if (!ext)
+        ext = path + pl;
+    int n = snprintf(out, len, "%.*s.%ld%s", (int)(ext - path), path, (long)getpid(), ext);
+    if (n < 0 || (size_t)n >= len)
+        snprintf(out, len, "%s", path); /* too long: the name as it was */
+}
+
 void hp_trace_exec(const char *what)
 {
     if (!HP_TRACING())
@@ -481,10 +498,8 @@ void hp_trace_exec(const char *what)
         return;
     /* The name gets the pid: the new program, if it runs under heapprof
      * with the same HEAPPROF_TRACE, writes its own trace to the name. */
-    char path[sizeof t.path], pid[24];
-    snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (hp_path_with_tag(path, sizeof path, t.path, pid) != 0)
-        snprintf(path, sizeof path, "%s", t.path);
+    char path[sizeof t.path];
+    with_pid(path, sizeof path, t.path);
     int r = hp_report->trace_write(path, &t);
     if (r == 0 && hp_cfg.announce)
         hp_log("heapprof: wrote the trace %s (before exec)", path);
@@ -524,7 +539,16 @@ void hp_trace_run_start(void)
         hp_log("heapprof: the reporting half is not loaded; no trace");
         return;
     }
-    int r = hp_trace_start(HP_TRACE_RUN, hp_cfg.trace_path);
+    /* A process started by one that traces to the same name (a child it
+     * forked and exec'd, a program it ran) adds its pid, as profiles do:
+     * the names would otherwise overwrite each other at exit. */
+    char path[sizeof hp_cfg.trace_path];
+    const char *raw = hp_env("HEAPPROF_TRACE");
+    if (raw && hp_parent_is_profiled("HEAPPROF_TRACE", raw))
+        with_pid(path, sizeof path, hp_cfg.trace_path);
+    else
+        snprintf(path, sizeof path, "%s", hp_cfg.trace_path);
+    int r = hp_trace_start(HP_TRACE_RUN, path);
     if (r) {
         hp_log("heapprof: cannot start the trace: %s", strerror(-r));
         return;

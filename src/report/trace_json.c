@@ -291,27 +291,33 @@ static void rate_counter(struct writer *w, const struct hp_trace *tr, const stru
                          size_t nch)
 {
     enum { RATE_STEP_NS = 10000000 };
-    rate_point(w, tr->start_ns, 0);
-    int64_t win = -1;
+    int64_t win = -1, last_ts = INT64_MIN;
     double sum = 0;
     for (size_t i = 0; i <= nch; i++) {
-        int64_t k = i < nch ? (ch[i].ts - tr->start_ns) / RATE_STEP_NS : INT64_MAX;
-        if (i < nch && ch[i].ts < tr->start_ns)
-            k = 0;
-        if (k != win && win >= 0) {
-            rate_point(w, tr->start_ns + win * RATE_STEP_NS, sum * (1e9 / RATE_STEP_NS));
-            int64_t next = tr->start_ns + (win + 1) * RATE_STEP_NS;
-            if (k != win + 1 && next < tr->end_ns)
-                rate_point(w, next, 0);
+        int64_t k = INT64_MAX;
+        if (i < nch)
+            k = ch[i].ts > tr->start_ns ? (ch[i].ts - tr->start_ns) / RATE_STEP_NS : 0;
+        if (k != win) {
+            if (win >= 0) {
+                rate_point(w, tr->start_ns + win * RATE_STEP_NS, sum * (1e9 / RATE_STEP_NS));
+                last_ts = tr->start_ns + win * RATE_STEP_NS;
+                int64_t next = last_ts + RATE_STEP_NS;
+                if (k != win + 1 && next < tr->end_ns) {
+                    rate_point(w, next, 0);
+                    last_ts = next;
+                }
+            } else if (k != 0) {
+                rate_point(w, tr->start_ns, 0);
+                last_ts = tr->start_ns;
+            }
             sum = 0;
+            win = k;
         }
-        if (i == nch)
-            break;
-        win = k;
-        if (ch[i].delta > 0)
+        if (i < nch && ch[i].delta > 0)
             sum += (double)ch[i].delta;
     }
-    rate_point(w, tr->end_ns, 0);
+    if (tr->end_ns > last_ts)
+        rate_point(w, tr->end_ns, 0);
 }
 
 int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint8_t **out,
