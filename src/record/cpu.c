@@ -252,6 +252,13 @@ static void take_sample(void *uc, int overrun, int rate)
     /* Where unwinding is not safe (see the top of this file), the sample
      * keeps only its leaf, read from the signal's context. */
     bool guarded = !hp_thread.busy && !hp_in_dl_iterate && hp_loader_try_enter();
+    /* The unwinding below is heapprof's: libunwind's own locks, which go
+     * through heapprof's lock hooks, are not the program's waits (a trace
+     * timing one would unwind again, into the lock this thread holds). Set
+     * directly, not through hp_busy_begin: the interrupted code sees the
+     * value it left. */
+    bool was_busy = hp_thread.busy;
+    hp_thread.busy = true;
     struct slot *s = NULL;
     uint64_t pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
     while (weight) {
@@ -286,6 +293,7 @@ static void take_sample(void *uc, int overrun, int rate)
                 __atomic_add_fetch(&leaf_only, weight, __ATOMIC_RELAXED);
         }
     }
+    hp_thread.busy = was_busy;
     if (guarded)
         hp_loader_leave();
 }

@@ -262,7 +262,10 @@ void hp_trace_free(uint64_t size)
  * counted, per thread, and the trace says how many. */
 void hp_trace_blocked(const char *call, int64_t start, int64_t end)
 {
-    if (!HP_TRACING() || end < start)
+    /* A wait inside heapprof's own work (libunwind's locks while it
+     * unwinds) is not the program's, and unwinding it would take the lock
+     * again. */
+    if (!HP_TRACING() || end < start || hp_thread.busy)
         return;
     if (end - start < HP_TRACE_MIN_WAIT_NS) {
         struct slot *s = enter();
@@ -274,12 +277,9 @@ void hp_trace_blocked(const char *call, int64_t start, int64_t end)
     }
     /* The stack that blocked: the hook's caller at the leaf. */
     void *ips[HP_MAX_FRAMES];
-    int n = 0;
-    if (!hp_thread.busy) {
-        bool was = hp_busy_begin();
-        n = hp_stack_capture(ips, HP_MAX_FRAMES);
-        hp_busy_end(was);
-    }
+    bool was = hp_busy_begin();
+    int n = hp_stack_capture(ips, HP_MAX_FRAMES);
+    hp_busy_end(was);
     put(HP_TEV_BLOCKED, 0, end - start, 0, (const uintptr_t *)ips, n, call ? call : "?", start);
 }
 
