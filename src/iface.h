@@ -348,7 +348,7 @@ enum hp_tev_kind {
     HP_TEV_RENAME,        /* the thread (a: its tid, 0: another one) renamed: the name */
     HP_TEV_FORK,          /* this thread forks */
     HP_TEV_ALLOC,         /* a sampled allocation: v = size, w = estimated bytes; n frames */
-    HP_TEV_FREE,          /* a sampled object freed: v = size, w = estimated bytes */
+    HP_TEV_FREE,          /* sampled objects freed since the last: w = their estimated bytes */
     HP_TEV_BLOCKED, /* a blocking call: ts its start, v its duration (ns), the call; n frames */
     HP_TEV_EXEC,    /* this thread execs: the program */
 };

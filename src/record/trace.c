@@ -64,6 +64,9 @@ struct slot {
     int tid;
     char name[16];
     int64_t short_waits; /* hp_trace_blocked's, by this thread only */
+    /* Frees not yet written: their estimated bytes, the last one's time,
+     * and when the last HP_TEV_FREE went out (hp_trace_free). */
+    int64_t freed, freed_ts, freed_out;
     uint8_t *buf;
     size_t len; /* claimed, atomically */
     size_t cap;
@@ -140,6 +143,7 @@ static struct slot *enter(void)
     s->cap = SLOT_BYTES;
     s->len = 0;
     s->short_waits = 0;
+    s->freed = s->freed_ts = s->freed_out = 0;
     s->tid = gettid_raw();
     if (syscall(SYS_prctl, PR_GET_NAME, s->name, 0, 0, 0) != 0)
         s->name[0] = 0;
@@ -249,10 +253,51 @@ void hp_trace_alloc(void *const *ips, int depth, uint64_t size)
     put(HP_TEV_ALLOC, 0, (int64_t)size, (int64_t)est, (const uintptr_t *)ips, depth, NULL, 0);
 }
 
+/* Frees only move the in-use counter, which the trace draws at most once a
+ * millisecond: a thread sums its frees and writes one event for them at
+ * most once a millisecond (the rest at the trace's end), where an event
+ * for each was as many events as allocations, half a trace's volume. */
+enum { FREE_STEP_NS = 1000000 };
+
 void hp_trace_free(uint64_t size)
 {
-    double est = (double)size * hp_unbias_scale(size, hp_cfg.rate);
-    put(HP_TEV_FREE, 0, (int64_t)size, (int64_t)est, NULL, 0, NULL, 0);
+    struct slot *s = enter();
+    if (!s)
+        return;
+    int64_t now = hp_mono_ns();
+    s->freed += (int64_t)((double)size * hp_unbias_scale(size, hp_cfg.rate));
+    s->freed_ts = now;
+    if (now - s->freed_out >= FREE_STEP_NS) {
+        struct hp_tev *e = claim(s, sizeof *e);
+        if (e) {
+            e->ts = now;
+            e->kind = HP_TEV_FREE;
+            e->n = 0;
+            e->a = 0;
+            e->v = 0;
+            e->w = s->freed;
+            s->freed = 0;
+            s->freed_out = now;
+        }
+    }
+    leave(s);
+}
+
+/* At the end, with no writer left: each thread's frees not yet written. */
+static void frees_out(struct slot *s)
+{
+    if (!s->freed)
+        return;
+    struct hp_tev *e = claim(s, sizeof *e);
+    if (!e)
+        return;
+    e->ts = s->freed_ts;
+    e->kind = HP_TEV_FREE;
+    e->n = 0;
+    e->a = 0;
+    e->v = 0;
+    e->w = s->freed;
+    s->freed = 0;
 }
 
 /* A call that returned within HP_TRACE_MIN_WAIT_NS did not leave the CPU
@@ -433,6 +478,7 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
         struct slot *s = &slots[i];
         if (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE))
             continue;
+        frees_out(s);
         struct hp_trace_thread *t = &out->threads[out->nthreads++];
         t->tid = s->tid;
         memcpy(t->name, s->name, sizeof t->name);
