@@ -30,14 +30,16 @@
  * checks that the trace runs (sequentially consistent on both sides): it
  * either sees the trace stopped, or is waited for.
  *
- * CPU samples come from the CPU profiler's per-thread timers (cpu.c): a
- * trace starts them at TRACE_HZ when no CPU profile runs, and otherwise
- * takes the running profile's samples at its rate. Threads created during
- * a trace go through heapprof's pthread_create (start and exit events).
+ * CPU samples come from the CPU profiler's per-thread timers (cpu.c), run
+ * at TRACE_HZ at least while a trace runs, shared with a CPU profile that
+ * runs meanwhile (the profile keeps its own rate's share). Threads created
+ * during a trace go through heapprof's pthread_create (start and exit
+ * events).
  *
- * fork: the child is not in the trace (its buffers are its parent's, which
- * writes them); exec ends the process image and the trace with it, as a
- * CPU profile's (a trace for a file that is still running then is lost).
+ * fork: an event in the parent (its fork handler); the child is not in the
+ * trace (its buffers are its parent's, which writes them). exec: an event
+ * from the exec hooks (interpose/exec.c), and a trace for a file is written
+ * there, since the new image has none of this one's memory.
  */
 #define _GNU_SOURCE
 #include "record.h"

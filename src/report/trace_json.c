@@ -9,11 +9,13 @@
  * (thread_name: its name at the end of the trace, or at its exit). On each:
  * CPU samples as instant events (cat "cpu", named after the leaf function),
  * label scopes as nested B/E slices (cat "region", named key=value), thread
- * creation, start, renames, exit and fork as instant events (cat
- * "lifecycle"), blocking calls as complete events (cat "waiting"), sampled
- * allocations as instant events (cat "heap") with their size and estimated
- * bytes; and one counter, "heap in-use (estimated)", moved by every sampled
- * allocation and free from its level at the trace's start.
+ * creation, start, renames, exit, fork and exec as instant events (cat
+ * "lifecycle"), blocking calls and lock waits as complete events (cat
+ * "waiting") with the stack that waited, sampled allocations as instant
+ * events (cat "heap") with their size and estimated bytes; and two
+ * counters: "heap in-use (estimated)", moved by the sampled allocations and
+ * frees from its level at the trace's start, and "allocation rate
+ * (estimated)", in bytes a second.
  *
  * Stacks are not repeated in events: every distinct (caller, frame) pair is
  * one entry of stackFrames ({"name", "parent"}), and an event names its leaf
