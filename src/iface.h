@@ -243,7 +243,6 @@ enum hp_cpu_owner {
     HP_CPU_RUN,
     HP_CPU_API,
     HP_CPU_HTTP,
-    HP_CPU_TRACE,
     HP_CPU_ANY
 };
 /* A stack and its samples. The leaf is stored as its address + 1, so that
