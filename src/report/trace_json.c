@@ -12,7 +12,7 @@
  * creation, start, renames, exit, fork and exec as instant events (cat
  * "lifecycle"), blocking calls and lock waits as complete events (cat
  * "waiting") with the stack that waited, sampled allocations as instant
- * events (cat "heap") with their size and estimated bytes; and two
+ * events (cat "heap") with their size; and two
  * counters: "heap in-use (estimated)", moved by the sampled allocations and
  * frees from its level at the trace's start, and "allocation rate
  * (estimated)", in bytes a second.
@@ -325,7 +325,6 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
                 break;
             uint32_t sf = stack_id(w, ips, e->n);
             ev_open(w, "i", "cpu", frame_name(w, ips[0], buf, sizeof buf), e->ts, th->tid);
-            out_s(w, ",\"s\":\"t\"");
             out_sf(w, sf);
             out_n(w, "}", 1);
             break;
@@ -364,11 +363,11 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
         }
         case HP_TEV_ALLOC: {
             uint32_t sf = e->n ? stack_id(w, ips, e->n) : 0;
+            /* The hottest events: no "s" (thread scope is the default)
+             * and only the size (the estimate is the counters'). */
             ev_open(w, "i", "heap", "allocation", e->ts, th->tid);
-            out_s(w, ",\"s\":\"t\",\"args\":{\"bytes\":");
+            out_s(w, ",\"args\":{\"bytes\":");
             out_i(w, e->v);
-            out_s(w, ",\"estimated_bytes\":");
-            out_i(w, e->w);
             out_n(w, "}", 1);
             out_sf(w, sf);
             out_n(w, "}", 1);
