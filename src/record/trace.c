@@ -84,6 +84,7 @@ static bool own_cpu; /* the trace asked for CPU samples */
 static int cpu_hz;
 static int profile_hz;     /* a CPU profile's rate at the start or the end */
 static uint32_t profiles0; /* CPU profiles started before the trace */
+static pid_t trace_pid;    /* the process tracing (hp_trace_exec) */
 static size_t budget, used;
 static int64_t dropped;
 static int64_t start_ns, start_real_ns;
@@ -400,6 +401,7 @@ int hp_trace_start(enum hp_trace_owner who, const char *path)
     heap_base = heap_now();
     start_ns = hp_mono_ns();
     start_real_ns = hp_now_ns();
+    __atomic_store_n(&trace_pid, (pid_t)syscall(SYS_getpid), __ATOMIC_RELAXED);
     owner = who;
     __atomic_add_fetch(&gen, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&hp_trace_on, 1, __ATOMIC_SEQ_CST);
@@ -511,9 +513,9 @@ void hp_trace_release(struct hp_trace *t)
     pthread_mutex_unlock(&mu);
 }
 
-/* path with the pid before its .json or .gz (t.json.gz: t.PID.json.gz),
- * or after it, so that the writer still sees the .gz it gzips for. */
-static void with_pid(char *out, size_t len, const char *path)
+/* path with tag before its .json or .gz (t.json.gz: t.TAG.json.gz), or
+ * after it, so that the writer still sees the .gz it gzips for. */
+static void with_tag(char *out, size_t len, const char *path, const char *tag)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -523,14 +525,25 @@ static void with_pid(char *out, size_t len, const char *path)
         ext = path + pl - 3;
     if (!ext)
         ext = path + pl;
-    int n = snprintf(out, len, "%.*s.%ld%s", (int)(ext - path), path, (long)getpid(), ext);
+    int n = snprintf(out, len, "%.*s.%s%s", (int)(ext - path), path, tag, ext);
     if (n < 0 || (size_t)n >= len)
         snprintf(out, len, "%s", path); /* too long: the name as it was */
 }
 
+static void with_pid(char *out, size_t len, const char *path)
+{
+    char tag[24];
+    snprintf(tag, sizeof tag, "%ld", (long)getpid());
+    with_tag(out, len, path, tag);
+}
+
 void hp_trace_exec(const char *what)
 {
-    if (!HP_TRACING())
+    /* A vfork child (Python's subprocess, a shell's) shares this memory and
+     * thread and execs: that is not this process's exec, and stopping the
+     * trace there would take its buffers from under the parent. */
+    if (!HP_TRACING() ||
+        (pid_t)syscall(SYS_getpid) != __atomic_load_n(&trace_pid, __ATOMIC_RELAXED))
         return;
     put(HP_TEV_EXEC, 0, 0, 0, NULL, 0, what ? what : "?", 0);
     hp_mutex_lock(&mu);
@@ -544,10 +557,17 @@ void hp_trace_exec(const char *what)
     struct hp_trace t;
     if (hp_trace_stop((enum hp_trace_owner)o, &t) != 0)
         return;
-    /* The name gets the pid: the new program, if it runs under heapprof
-     * with the same HEAPPROF_TRACE, writes its own trace to the name. */
-    char path[sizeof t.path];
-    with_pid(path, sizeof path, t.path);
+    /* The name gets "PID.exec": the new program, if it runs under heapprof
+     * with the same HEAPPROF_TRACE, writes its own trace to the name (or,
+     * not the tree's root, to the name with its pid, the same pid). */
+    char path[sizeof t.path], tag[32];
+    snprintf(tag, sizeof tag, "%ld.exec", (long)getpid());
+    const char *base = strrchr(t.path, '/');
+    char pidtag[24];
+    snprintf(pidtag, sizeof pidtag, ".%ld.", (long)getpid());
+    if (strstr(base ? base : t.path, pidtag))
+        snprintf(tag, sizeof tag, "exec"); /* t.PID.json: t.PID.exec.json */
+    with_tag(path, sizeof path, t.path, tag);
     int r = hp_report->trace_write(path, &t);
     if (r == 0 && hp_cfg.announce)
         hp_log("heapprof: wrote the trace %s (before exec)", path);

@@ -399,7 +399,8 @@ def check_blocked():
 def check_lifecycle():
     """A fork and an exec during a trace are instants on the thread that
     made them; the trace going to a file is written before the exec, its
-    name tagged with the pid (the new image may trace to the same name)."""
+    name tagged with the pid and "exec" (the new image may trace to the
+    same name)."""
     tmp = h.tempdir()
     path = os.path.join(tmp, "x.json")
     p = h.run([h.env_path("HEAPPROF_TRACER_BLOCK"), "--exec", path], env=h.base_env(), timeout=120)
@@ -407,7 +408,7 @@ def check_lifecycle():
     m = re.search(r"^pid (\d+)$", p.stdout, re.M)
     h.check(m is not None, f"no pid line: {p.stdout!r}")
     files = sorted(os.listdir(tmp))
-    want = f"x.{m.group(1)}.json"
+    want = f"x.{m.group(1)}.exec.json"
     h.check(files == [want], f"files {files}, want the trace written before the exec as {want}")
     with open(os.path.join(tmp, want)) as f:
         doc = json.load(f)
