@@ -227,6 +227,12 @@ struct hp_real {
     int (*accept4)(int, struct sockaddr *, socklen_t *, int);
     int (*sem_wait)(sem_t *);
     int (*sem_timedwait)(sem_t *, const struct timespec *);
+    /* exec (interpose/exec.c). */
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execv)(const char *, char *const[]);
+    int (*execvp)(const char *, char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
     bool resolved;
 };
 extern struct hp_real hp_real;

@@ -279,7 +279,6 @@ enum hp_cpu_owner {
     HP_CPU_RUN,
     HP_CPU_API,
     HP_CPU_HTTP,
-    HP_CPU_TRACE,
     HP_CPU_ANY
 };
 /* A stack and its samples. The leaf is stored as its address + 1, so that
@@ -384,8 +383,9 @@ enum hp_tev_kind {
     HP_TEV_RENAME,        /* the thread (a: its tid, 0: another one) renamed: the name */
     HP_TEV_FORK,          /* this thread forks */
     HP_TEV_ALLOC,         /* a sampled allocation: v = size, w = estimated bytes; n frames */
-    HP_TEV_FREE,          /* a sampled object freed: v = size, w = estimated bytes */
-    HP_TEV_BLOCKED,       /* a blocking call: ts its start, v its duration (ns), the call */
+    HP_TEV_FREE,          /* sampled objects freed since the last: w = their estimated bytes */
+    HP_TEV_BLOCKED, /* a blocking call: ts its start, v its duration (ns), the call; n frames */
+    HP_TEV_EXEC,    /* this thread execs: the program */
 };
 struct hp_tev {
     int64_t ts;
@@ -406,11 +406,15 @@ struct hp_trace {
     int64_t start_ns, end_ns; /* monotonic clock */
     int64_t start_real_ns;    /* real-time clock at start */
     int cpu_hz;               /* samples per CPU second; 0: no CPU samples */
-    bool heap;                /* heap profiling on: allocations and in-use bytes */
-    double heap_base;         /* estimated in-use bytes at the start */
+    /* A CPU profile shared the sampler during the trace: its rate; 0: none
+     * did. */
+    int cpu_profile_hz;
+    bool heap;        /* heap profiling on: allocations and in-use bytes */
+    double heap_base; /* estimated in-use bytes at the start */
     long rate;
-    int64_t dropped; /* events lost: buffers full, or too many threads */
-    size_t budget;   /* bytes the buffers may take */
+    int64_t dropped;     /* events lost: buffers full, or too many threads */
+    int64_t short_waits; /* blocking calls that returned too soon to be slices */
+    size_t budget;       /* bytes the buffers may take */
     size_t nthreads;
     struct hp_trace_thread *threads;
     char path[4096]; /* the file it goes to (RUN, API) */
@@ -425,6 +429,8 @@ void hp_trace_release(struct hp_trace *t);
  * monotonic clock (hp_mono_ns): a "Waiting" slice in a running trace,
  * nothing otherwise. call is a short static name ("pthread_mutex_lock"). */
 void hp_trace_blocked(const char *call, int64_t start_ns, int64_t end_ns);
+/* Calls that returned sooner are counted, not slices (record/trace.c). */
+#define HP_TRACE_MIN_WAIT_NS 10000
 
 HP_SHARED_END
 

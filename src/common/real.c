@@ -67,6 +67,11 @@ void hp_real_resolve(void)
     FIND(accept4, "accept4");
     FIND(sem_wait, "sem_wait");
     FIND(sem_timedwait, "sem_timedwait");
+    FIND(execve, "execve");
+    FIND(execv, "execv");
+    FIND(execvp, "execvp");
+    FIND(execvpe, "execvpe");
+    FIND(fexecve, "fexecve");
 #undef FIND
     hp_real.pthread_create = r.pthread_create;
     hp_real.pthread_setname_np = r.pthread_setname_np;
@@ -117,6 +122,11 @@ void hp_real_resolve(void)
     __atomic_store_n(&hp_real.accept4, r.accept4, __ATOMIC_RELEASE);
     __atomic_store_n(&hp_real.sem_wait, r.sem_wait, __ATOMIC_RELEASE);
     __atomic_store_n(&hp_real.sem_timedwait, r.sem_timedwait, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_real.execve, r.execve, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_real.execv, r.execv, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_real.execvp, r.execvp, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_real.execvpe, r.execvpe, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_real.fexecve, r.fexecve, __ATOMIC_RELEASE);
     /* The allocator's free and malloc_usable_size, where the hooks did not
      * fill them in (a program that links the internal archive, not the
      * library: the unit tests). */

@@ -1,11 +1,13 @@
 /* Locks: pthread_mutex_lock and timedlock, the rwlock's read and write
  * locks (and their timed forms) and pthread_spin_lock, for the mutex
- * profile (record/contention.c).
+ * profile (record/contention.c) and, while an execution trace runs, as
+ * slices on the waiting thread's track (record/trace.c).
  *
  * The uncontended path is what a lock costs anyway: one try-lock, and
  * return. Only a failed try (another thread holds it) goes on, and only
- * then is the profile's fraction read; a contention the draw keeps is
- * timed around the real lock and charged to the stack that waited.
+ * then is the profile's fraction read and the trace's flag tested (one
+ * load and a branch each); a contention the draw keeps, or any while a
+ * trace runs, is timed around the real lock.
  *
  * Where a try-lock does not answer as the lock would, the real lock is
  * called directly, untouched: a recursive mutex (its owner's try succeeds,
@@ -48,11 +50,21 @@ static inline int mutex_fraction(void)
     return f;
 }
 
-static inline void kept(int f, int64_t t0)
+/* A timed wait is over: the profile's share (f, when the draw kept it and
+ * the lock was taken or timed out: ok) and, while a trace runs, a slice on
+ * the thread's track named by the call. */
+static inline void waited(const char *call, int f, bool ok, int64_t t0)
 {
-    int64_t d = hp_mono_ns() - t0;
-    hp_cont_record(HP_CONT_MUTEX, f, (double)d * f);
+    int64_t t1 = hp_mono_ns();
+    if (f && ok)
+        hp_cont_record(HP_CONT_MUTEX, f, (double)(t1 - t0) * f);
+    if (HP_TRACING())
+        hp_trace_blocked(call, t0, t1);
 }
+
+/* Whether a contention is timed: kept by the profile's draw (f), or a
+ * trace runs (then only a failed try that meant "held" is a wait). */
+#define TIMED(f, r) ((f) || ((r) == EBUSY && HP_TRACING()))
 
 /* The contended path, out of line: the uncontended one then needs no
  * registers saved beyond the mutex's address. */
@@ -60,12 +72,11 @@ static __attribute__((noinline)) int mutex_contended(pthread_mutex_t *m, int r)
 {
     int (*lock)(pthread_mutex_t *) = HP_REAL(pthread_mutex_lock);
     int f = r == EBUSY ? mutex_fraction() : 0;
-    if (HP_LIKELY(!f))
+    if (HP_LIKELY(!TIMED(f, r)))
         return lock(m);
     int64_t t0 = hp_mono_ns();
     r = lock(m);
-    if (r == 0)
-        kept(f, t0);
+    waited("pthread_mutex_lock", f, r == 0, t0);
     return r;
 }
 
@@ -88,12 +99,11 @@ HEAPPROF_API int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timesp
     if (HP_LIKELY(r == 0))
         return 0;
     int f = r == EBUSY ? mutex_fraction() : 0;
-    if (HP_LIKELY(!f))
+    if (HP_LIKELY(!TIMED(f, r)))
         return lock(m, at);
     int64_t t0 = hp_mono_ns();
     r = lock(m, at);
-    if (r == 0 || r == ETIMEDOUT)
-        kept(f, t0);
+    waited("pthread_mutex_timedlock", f, r == 0 || r == ETIMEDOUT, t0);
     return r;
 }
 
@@ -108,12 +118,11 @@ HEAPPROF_API int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timesp
         if (HP_LIKELY(r == 0))                                                                     \
             return 0;                                                                              \
         int f = r == EBUSY ? mutex_fraction() : 0;                                                 \
-        if (HP_LIKELY(!f))                                                                         \
+        if (HP_LIKELY(!TIMED(f, r)))                                                               \
             return lock(l);                                                                        \
         int64_t t0 = hp_mono_ns();                                                                 \
         r = lock(l);                                                                               \
-        if (r == 0)                                                                                \
-            kept(f, t0);                                                                           \
+        waited(#name, f, r == 0, t0);                                                              \
         return r;                                                                                  \
     }
 RWLOCK_HOOK(pthread_rwlock_rdlock, pthread_rwlock_tryrdlock)
@@ -127,12 +136,11 @@ RWLOCK_HOOK(pthread_rwlock_wrlock, pthread_rwlock_trywrlock)
         if (HP_LIKELY(r == 0))                                                                     \
             return 0;                                                                              \
         int f = r == EBUSY ? mutex_fraction() : 0;                                                 \
-        if (HP_LIKELY(!f))                                                                         \
+        if (HP_LIKELY(!TIMED(f, r)))                                                               \
             return lock(l, at);                                                                    \
         int64_t t0 = hp_mono_ns();                                                                 \
         r = lock(l, at);                                                                           \
-        if (r == 0 || r == ETIMEDOUT)                                                              \
-            kept(f, t0);                                                                           \
+        waited(#name, f, r == 0 || r == ETIMEDOUT, t0);                                            \
         return r;                                                                                  \
     }
 RWLOCK_TIMED_HOOK(pthread_rwlock_timedrdlock, pthread_rwlock_tryrdlock)
@@ -145,11 +153,10 @@ HEAPPROF_API int pthread_spin_lock(pthread_spinlock_t *l)
     if (HP_LIKELY(r == 0))
         return 0;
     int f = r == EBUSY ? mutex_fraction() : 0;
-    if (HP_LIKELY(!f))
+    if (HP_LIKELY(!TIMED(f, r)))
         return lock(l);
     int64_t t0 = hp_mono_ns();
     r = lock(l);
-    if (r == 0)
-        kept(f, t0);
+    waited("pthread_spin_lock", f, r == 0, t0);
     return r;
 }

@@ -11,6 +11,16 @@
  * in (0, period], as Go does, so that short-lived threads are sampled in
  * proportion to their CPU time, not never.
  *
+ * A profile and an execution trace share the timers. A trace wants 1 kHz,
+ * a profile its own rate (100 Hz by default): the timers run at the higher
+ * of the two (re-armed when either starts or stops), every sample goes to
+ * the trace (hp_cpu_tap), and the profile keeps each thread's samples in
+ * the proportion of its rate to the timer's (take_sample), so its counts
+ * are in its own periods and its values stay CPU time. Each timer's signal
+ * carries its rate, so a signal from a timer about to be re-armed is
+ * weighed at the rate it was set to. Go instead refuses a second CPU
+ * consumer; here both answer, and the trace says a profile shared it.
+ *
  * Which threads. At the start of a profile, every thread of the process is
  * found in /proc/self/task and gets a timer on its clock, named from its
  * thread id as the kernel encodes a thread CPU clock: ((~tid) << 3) | 6
@@ -128,10 +138,18 @@ static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
 
 static int session;  /* enum hp_cpu_owner: who started the running profile */
-static int sampling; /* the handler takes samples */
+static int sampling; /* timers armed: the handler takes samples */
 static int inflight; /* handlers running now */
 static bool process_timer;
-static int session_hz;
+static int session_hz; /* the profile's rate, as asked */
+/* One sampler serves a CPU profile and an execution trace at once: the
+ * timers run at the higher of the two rates (timer_hz), every sample goes
+ * to the trace, and the profile keeps a share keep_hz/timer_hz of them
+ * (take_sample), so its counts stay in its own periods. */
+static int timer_hz;      /* the timers' rate; 0: none armed */
+static int keep_hz;       /* the profile's rate; 0: no profile */
+static int trace_hz;      /* the trace's rate; 0: no trace */
+static uint32_t keep_gen; /* profiles started: threads' shares restart */
 static int64_t session_start_ns;
 static char session_path[4096];
 static int64_t dropped;
@@ -182,28 +200,68 @@ static pid_t my_tid(void)
  * a pointer, so that this file does not call up into the trace). */
 void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
 
+/* Each thread's share of the samples for the profile, when the timers run
+ * faster than the profile asked (a trace runs beside it): an accumulator of
+ * profile periods in units of 1/timer_hz, as Bresenham draws a line, so
+ * that a thread's kept samples are its timer periods times keep/rate to
+ * within one sample. It starts at a random phase per thread and profile: a
+ * thread that runs fewer than rate/keep periods is then kept with
+ * probability in proportion to its CPU time, not never. */
+static HP_TLS struct {
+    uint32_t gen;
+    uint64_t acc;
+} share;
+
 /* overrun: the timer's expiries since the signal was queued that got no
  * signal of their own (it was still pending). A signal delayed by a few
  * periods (the thread preempted between the expiry and the delivery, which
  * happens on a loaded machine) stands for them too: up to MAX_OVERRUN more
  * periods are added to this sample. A longer delay means the thread had
  * SIGPROF blocked: that time is not charged to wherever it unblocked it,
- * and is counted as dropped. */
-static void take_sample(void *uc, int overrun)
+ * and is counted as dropped. rate: the timer's (from its signal's value),
+ * which differs from keep_hz only while a trace runs. */
+static void take_sample(void *uc, int overrun, int rate)
 {
-    uint32_t weight = 1;
+    uint32_t periods = 1;
+    int lost = 0;
     if (overrun > 0) {
         int extra = overrun < MAX_OVERRUN ? overrun : MAX_OVERRUN;
-        weight += (uint32_t)extra;
-        if (overrun > extra)
-            __atomic_add_fetch(&dropped, overrun - extra, __ATOMIC_RELAXED);
+        periods += (uint32_t)extra;
+        lost = overrun - extra;
     }
+    uint32_t weight = 0; /* in the profile's periods */
+    int keep = __atomic_load_n(&keep_hz, __ATOMIC_SEQ_CST);
+    if (keep > 0) {
+        if (rate <= 0)
+            rate = keep;
+        uint32_t g = __atomic_load_n(&keep_gen, __ATOMIC_RELAXED);
+        if (HP_UNLIKELY(share.gen != g)) {
+            share.gen = g;
+            share.acc = (uint64_t)hp_mono_ns() * 0x9e3779b97f4a7c15ull % (uint64_t)rate;
+        }
+        uint64_t acc = share.acc + (uint64_t)periods * (uint64_t)keep;
+        weight = (uint32_t)(acc / (uint64_t)rate);
+        share.acc = acc % (uint64_t)rate;
+        if (lost)
+            __atomic_add_fetch(&dropped, (int64_t)lost * keep / rate, __ATOMIC_RELAXED);
+    }
+    void (*tap)(const uintptr_t *, int) =
+        HP_TRACING() ? __atomic_load_n(&hp_cpu_tap, __ATOMIC_ACQUIRE) : NULL;
+    if (!weight && !tap)
+        return;
     /* Where unwinding is not safe (see the top of this file), the sample
      * keeps only its leaf, read from the signal's context. */
     bool guarded = !hp_thread.busy && !hp_in_dl_iterate && hp_loader_try_enter();
+    /* The unwinding below is heapprof's: libunwind's own locks, which go
+     * through heapprof's lock hooks, are not the program's waits (a trace
+     * timing one would unwind again, into the lock this thread holds). Set
+     * directly, not through hp_busy_begin: the interrupted code sees the
+     * value it left. */
+    bool was_busy = hp_thread.busy;
+    hp_thread.busy = true;
+    struct slot *s = NULL;
     uint64_t pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
-    struct slot *s;
-    for (;;) {
+    while (weight) {
         s = &ring[pos & (RING_SLOTS - 1)];
         uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
         int64_t dif = (int64_t)(seq - pos);
@@ -214,22 +272,28 @@ static void take_sample(void *uc, int overrun)
         } else if (dif < 0) {
             /* Full: the drain thread is behind. */
             __atomic_add_fetch(&dropped, weight, __ATOMIC_RELAXED);
-            if (guarded)
-                hp_loader_leave();
-            return;
+            s = NULL;
+            break;
         } else {
             pos = __atomic_load_n(&ring_head, __ATOMIC_RELAXED);
         }
     }
-    bool partial = false;
-    s->depth = hp_stack_signal(uc, s->ips, HP_MAX_FRAMES, !guarded, &partial);
-    void (*tap)(const uintptr_t *, int) = __atomic_load_n(&hp_cpu_tap, __ATOMIC_ACQUIRE);
-    if (HP_TRACING() && tap)
-        tap(s->ips, s->depth);
-    s->weight = weight;
-    __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
-    if (partial)
-        __atomic_add_fetch(&leaf_only, weight, __ATOMIC_RELAXED);
+    if (s || tap) {
+        uintptr_t mine[HP_MAX_FRAMES];
+        uintptr_t *ips = s ? s->ips : mine;
+        bool partial = false;
+        int depth = hp_stack_signal(uc, ips, HP_MAX_FRAMES, !guarded, &partial);
+        if (tap)
+            tap(ips, depth);
+        if (s) {
+            s->depth = depth;
+            s->weight = weight;
+            __atomic_store_n(&s->seq, pos + 1, __ATOMIC_RELEASE);
+            if (partial)
+                __atomic_add_fetch(&leaf_only, weight, __ATOMIC_RELAXED);
+        }
+    }
+    hp_thread.busy = was_busy;
     if (guarded)
         hp_loader_leave();
 }
@@ -243,7 +307,9 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc)
      * setitimer. Any other SIGPROF (a kill) is ignored. */
     if (__atomic_load_n(&sampling, __ATOMIC_SEQ_CST) && si &&
         si->si_code == (process_timer ? SI_KERNEL : SI_TIMER))
-        take_sample(uc, si->si_overrun);
+        take_sample(uc, si->si_overrun,
+                    process_timer ? __atomic_load_n(&timer_hz, __ATOMIC_RELAXED)
+                                  : si->si_value.sival_int);
     __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELEASE);
     errno = saved;
 }
@@ -327,6 +393,7 @@ static int timer_for(int tid, bool self, timer_t *out)
     memset(&ev, 0, sizeof ev);
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = SIGPROF;
+    ev.sigev_value.sival_int = timer_hz; /* the handler learns each signal's rate */
 #ifdef sigev_notify_thread_id
     ev.sigev_notify_thread_id = tid;
 #else
@@ -335,7 +402,7 @@ static int timer_for(int tid, bool self, timer_t *out)
     clockid_t clock = self ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)(((~(uint32_t)tid) << 3) | 6u);
     if (timer_create(clock, &ev, out) != 0)
         return -errno;
-    long period = 1000000000L / session_hz;
+    long period = 1000000000L / timer_hz;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
     its.it_interval.tv_sec = period / 1000000000L;
@@ -405,11 +472,17 @@ static void disarm_thread(int tid)
     }
 }
 
-/* One timer for thread tid (replacing any it had). */
+/* One timer for thread tid at timer_hz (replacing any it had, whose start
+ * of CPU time it keeps: a change of rate is not a new profile). */
 static int arm_thread(int tid, bool self)
 {
     if (is_own(tid))
         return 0;
+    int64_t cpu0 = -2;
+    struct treg *old;
+    HASH_FIND_INT(timers, &tid, old);
+    if (old)
+        cpu0 = old->cpu0;
     disarm_thread(tid);
     struct treg *t = hp_alloc(sizeof *t);
     if (!t)
@@ -420,7 +493,7 @@ static int arm_thread(int tid, bool self)
         return r;
     }
     t->tid = tid;
-    t->cpu0 = thread_cpu_ns(tid);
+    t->cpu0 = cpu0 != -2 ? cpu0 : thread_cpu_ns(tid);
     HASH_ADD_INT(timers, tid, t);
     if (!t->hh.tbl) {
         timer_delete(t->timer);
@@ -497,6 +570,53 @@ static bool arm_all(void)
     }
     closedir(d);
     return true;
+}
+
+/* reg_mu held: the timers at the rate the profile and the trace want
+ * (the higher), armed, re-armed or disarmed. 0 or -errno. */
+static void wait_creators(void);
+
+static int retime(void)
+{
+    int want = keep_hz > trace_hz ? keep_hz : trace_hz;
+    if (__atomic_load_n(&yielded, __ATOMIC_ACQUIRE))
+        want = 0; /* the timers are gone (yield_sigprof) */
+    if (want == timer_hz)
+        return 0;
+    if (!want) {
+        __atomic_store_n(&sampling, 0, __ATOMIC_SEQ_CST);
+        disarm_all();
+        __atomic_store_n(&timer_hz, 0, __ATOMIC_RELAXED);
+        while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST))
+            sched_yield();
+        return 0;
+    }
+    bool starting = !timer_hz;
+    __atomic_store_n(&timer_hz, want, __ATOMIC_RELAXED);
+    if (starting) {
+        process_timer = hp_cfg.cpu_process_timer;
+        __atomic_store_n(&sampling, 1, __ATOMIC_SEQ_CST);
+        if (!process_timer)
+            wait_creators();
+        if (!process_timer && !arm_all())
+            process_timer = true;
+    } else if (!process_timer) {
+        arm_all(); /* each thread's timer replaced at the new rate */
+    }
+    if (process_timer) {
+        long period = 1000000000L / want;
+        struct itimerval it;
+        it.it_interval.tv_sec = period / 1000000000L;
+        it.it_interval.tv_usec = (period % 1000000000L) / 1000;
+        it.it_value = it.it_interval;
+        if (setitimer(ITIMER_PROF, &it, NULL) != 0) {
+            int e = errno;
+            __atomic_store_n(&sampling, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&timer_hz, 0, __ATOMIC_RELAXED);
+            return -e;
+        }
+    }
+    return 0;
 }
 
 /* ---- threads ---- */
@@ -655,7 +775,8 @@ static void *drain_main(void *arg)
     hp_cpu_own_thread();
     for (;;) {
         hp_mutex_lock(&drain_mu);
-        while (!__atomic_load_n(&session, __ATOMIC_ACQUIRE))
+        while (!__atomic_load_n(&session, __ATOMIC_ACQUIRE) &&
+               !__atomic_load_n(&timer_hz, __ATOMIC_ACQUIRE))
             hp_cond_wait(&drain_cv, &drain_mu);
         pthread_mutex_unlock(&drain_mu);
         struct timespec ts = {0, DRAIN_MS * 1000000L};
@@ -737,6 +858,7 @@ static void fork_child(void)
     int was = session;
     session = HP_CPU_NONE;
     sampling = 0;
+    timer_hz = keep_hz = trace_hz = 0;
     if (process_timer) {
         struct itimerval off;
         memset(&off, 0, sizeof off);
@@ -784,6 +906,8 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
     if (!r)
         r = drainer_start();
     if (!r) {
+        /* No handler writes the ring now: keep_hz is 0 (hp_cpu_stop
+         * waited for the handlers that saw it set). */
         for (uint64_t i = 0; i < RING_SLOTS; i++)
             ring[i].seq = i;
         ring_head = ring_tail = 0;
@@ -795,24 +919,17 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
         session_hz = hz;
         session_start_ns = hp_now_ns();
         snprintf(session_path, sizeof session_path, "%s", path ? path : "");
-        process_timer = hp_cfg.cpu_process_timer;
+        /* Timers a trace armed count the CPU of blocked threads from now. */
+        struct treg *t, *tmp;
+        HASH_ITER(hh, timers, t, tmp)
+        t->cpu0 = thread_cpu_ns(t->tid);
+        __atomic_add_fetch(&keep_gen, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&session, owner, __ATOMIC_RELEASE);
-        __atomic_store_n(&sampling, 1, __ATOMIC_SEQ_CST);
-        if (!process_timer)
-            wait_creators();
-        if (!process_timer && !arm_all())
-            process_timer = true;
-        if (process_timer) {
-            long period = 1000000000L / hz;
-            struct itimerval it;
-            it.it_interval.tv_sec = period / 1000000000L;
-            it.it_interval.tv_usec = (period % 1000000000L) / 1000;
-            it.it_value = it.it_interval;
-            if (setitimer(ITIMER_PROF, &it, NULL) != 0) {
-                r = -errno;
-                __atomic_store_n(&sampling, 0, __ATOMIC_SEQ_CST);
-                __atomic_store_n(&session, HP_CPU_NONE, __ATOMIC_RELEASE);
-            }
+        __atomic_store_n(&keep_hz, hz, __ATOMIC_SEQ_CST);
+        r = retime();
+        if (r) {
+            __atomic_store_n(&keep_hz, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&session, HP_CPU_NONE, __ATOMIC_RELEASE);
         }
     }
     pthread_mutex_unlock(&reg_mu);
@@ -823,6 +940,52 @@ int hp_cpu_start(int hz, enum hp_cpu_owner owner, const char *path)
     }
     hp_busy_end(was);
     return r;
+}
+
+int hp_cpu_trace(int hz)
+{
+    if (hz > 0 && !hp_stack_signal_ready())
+        return -ENOTSUP;
+    bool was = hp_busy_begin();
+    pthread_once(&once, init_once);
+    hp_mutex_lock(&reg_mu);
+    int r = 0;
+    if (hz <= 0) {
+        __atomic_store_n(&trace_hz, 0, __ATOMIC_RELAXED);
+        r = retime();
+    } else if (__atomic_load_n(&yielded, __ATOMIC_ACQUIRE)) {
+        r = -EPERM;
+    } else {
+        r = install_handler();
+        if (!r)
+            r = drainer_start();
+        if (!r) {
+            __atomic_store_n(&trace_hz, hz, __ATOMIC_RELAXED);
+            r = retime();
+            if (r)
+                __atomic_store_n(&trace_hz, 0, __ATOMIC_RELAXED);
+            else
+                r = timer_hz;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    if (r > 0) {
+        hp_mutex_lock(&drain_mu);
+        pthread_cond_signal(&drain_cv);
+        pthread_mutex_unlock(&drain_mu);
+    }
+    hp_busy_end(was);
+    return r;
+}
+
+uint32_t hp_cpu_profiles(int *running_hz, int *last_hz)
+{
+    hp_mutex_lock(&reg_mu);
+    *running_hz = keep_hz;
+    *last_hz = session_hz;
+    uint32_t n = keep_gen;
+    pthread_mutex_unlock(&reg_mu);
+    return n;
 }
 
 int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
@@ -841,12 +1004,13 @@ int hp_cpu_stop(enum hp_cpu_owner owner, struct hp_cpu_profile *out)
         hp_busy_end(was);
         return -ENOENT;
     }
-    __atomic_store_n(&sampling, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&keep_hz, 0, __ATOMIC_SEQ_CST);
     count_blocked(&out->blocked_threads, &out->blocked_cpu_ns);
-    disarm_all();
-    /* Handlers that saw sampling on finish their slot first. */
+    /* Handlers that saw the profile on finish their slot first; those
+     * that start now see it off (a trace may keep the timers running). */
     while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST))
         sched_yield();
+    retime();
     out->owner = (enum hp_cpu_owner)cur;
     out->hz = session_hz;
     out->start_ns = session_start_ns;

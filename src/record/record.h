@@ -281,6 +281,13 @@ bool hp_cpu_create_begin(void); /* true: wrap the new thread */
 void hp_cpu_create_end(void);
 /* Called with each CPU sample's stack while an execution trace runs. */
 extern void (*hp_cpu_tap)(const uintptr_t *ips, int depth);
+/* An execution trace's samples (record/trace.c): hz > 0 runs the timers at
+ * least that fast, beside a CPU profile or not, and returns their rate;
+ * 0 lets them go back to the profile's rate, or stop. Or -errno. */
+int hp_cpu_trace(int hz);
+/* CPU profiles started so far; the running one's rate (0: none) and the
+ * last one's. */
+uint32_t hp_cpu_profiles(int *running_hz, int *last_hz);
 /* Calls of dl_iterate_phdr under way on this thread (interpose/loader.c). */
 extern HP_TLS int hp_in_dl_iterate;
 void hp_cpu_thread_begin(void);
@@ -343,6 +350,9 @@ void hp_trace_event(enum hp_tev_kind kind, int32_t a, const char *text);
 void hp_trace_alloc(void *const *ips, int depth, uint64_t size);
 void hp_trace_free(uint64_t size);
 bool hp_trace_wrap_threads(void);
+/* Before an exec (interpose/exec.c): the event, and a trace going to a
+ * file written, since the new image has none of its buffers. */
+void hp_trace_exec(const char *what);
 /* HEAPPROF_TRACE: starts the whole-run trace (record/lifecycle.c). */
 void hp_trace_run_start(void);
 /* At exit: a trace still running is written (RUN, API) or dropped. */

@@ -30,14 +30,16 @@
  * checks that the trace runs (sequentially consistent on both sides): it
  * either sees the trace stopped, or is waited for.
  *
- * CPU samples come from the CPU profiler's per-thread timers (cpu.c): a
- * trace starts them at TRACE_HZ when no CPU profile runs, and otherwise
- * takes the running profile's samples at its rate. Threads created during
- * a trace go through heapprof's pthread_create (start and exit events).
+ * CPU samples come from the CPU profiler's per-thread timers (cpu.c), run
+ * at TRACE_HZ at least while a trace runs, shared with a CPU profile that
+ * runs meanwhile (the profile keeps its own rate's share). Threads created
+ * during a trace go through heapprof's pthread_create (start and exit
+ * events).
  *
- * fork: the child is not in the trace (its buffers are its parent's, which
- * writes them); exec ends the process image and the trace with it, as a
- * CPU profile's (a trace for a file that is still running then is lost).
+ * fork: an event in the parent (its fork handler); the child is not in the
+ * trace (its buffers are its parent's, which writes them). exec: an event
+ * from the exec hooks (interpose/exec.c), and a trace for a file is written
+ * there, since the new image has none of this one's memory.
  */
 #define _GNU_SOURCE
 #include "record.h"
@@ -63,6 +65,10 @@ struct slot {
     bool ready;  /* buf mapped, tid and name set */
     int tid;
     char name[16];
+    int64_t short_waits; /* hp_trace_blocked's, by this thread only */
+    /* Frees not yet written: their estimated bytes, the last one's time,
+     * and when the last HP_TEV_FREE went out (hp_trace_free). */
+    int64_t freed, freed_ts, freed_out;
     uint8_t *buf;
     size_t len; /* claimed, atomically */
     size_t cap;
@@ -74,8 +80,11 @@ static int nslots;
 static uint32_t gen = 1;
 static int owner;    /* enum hp_trace_owner; also while held (stopped, not released) */
 static bool held;    /* stopped, its buffers with the reporting half */
-static bool own_cpu; /* the trace started the CPU timers */
+static bool own_cpu; /* the trace asked for CPU samples */
 static int cpu_hz;
+static int profile_hz;     /* a CPU profile's rate at the start or the end */
+static uint32_t profiles0; /* CPU profiles started before the trace */
+static pid_t trace_pid;    /* the process tracing (hp_trace_exec) */
 static size_t budget, used;
 static int64_t dropped;
 static int64_t start_ns, start_real_ns;
@@ -136,6 +145,8 @@ static struct slot *enter(void)
     }
     s->cap = SLOT_BYTES;
     s->len = 0;
+    s->short_waits = 0;
+    s->freed = s->freed_ts = s->freed_out = 0;
     s->tid = gettid_raw();
     if (syscall(SYS_prctl, PR_GET_NAME, s->name, 0, 0, 0) != 0)
         s->name[0] = 0;
@@ -245,17 +256,79 @@ void hp_trace_alloc(void *const *ips, int depth, uint64_t size)
     put(HP_TEV_ALLOC, 0, (int64_t)size, (int64_t)est, (const uintptr_t *)ips, depth, NULL, 0);
 }
 
+/* Frees only move the in-use counter, which the trace draws at most once a
+ * millisecond: a thread sums its frees and writes one event for them at
+ * most once a millisecond (the rest at the trace's end), where an event
+ * for each was as many events as allocations, half a trace's volume. */
+enum { FREE_STEP_NS = 1000000 };
+
 void hp_trace_free(uint64_t size)
 {
-    double est = (double)size * hp_unbias_scale(size, hp_cfg.rate);
-    put(HP_TEV_FREE, 0, (int64_t)size, (int64_t)est, NULL, 0, NULL, 0);
+    struct slot *s = enter();
+    if (!s)
+        return;
+    int64_t now = hp_mono_ns();
+    s->freed += (int64_t)((double)size * hp_unbias_scale(size, hp_cfg.rate));
+    s->freed_ts = now;
+    if (now - s->freed_out >= FREE_STEP_NS) {
+        struct hp_tev *e = claim(s, sizeof *e);
+        if (e) {
+            e->ts = now;
+            e->kind = HP_TEV_FREE;
+            e->n = 0;
+            e->a = 0;
+            e->v = 0;
+            e->w = s->freed;
+            s->freed = 0;
+            s->freed_out = now;
+        }
+    }
+    leave(s);
 }
 
+/* At the end, with no writer left: each thread's frees not yet written. */
+static void frees_out(struct slot *s)
+{
+    if (!s->freed)
+        return;
+    struct hp_tev *e = claim(s, sizeof *e);
+    if (!e)
+        return;
+    e->ts = s->freed_ts;
+    e->kind = HP_TEV_FREE;
+    e->n = 0;
+    e->a = 0;
+    e->v = 0;
+    e->w = s->freed;
+    s->freed = 0;
+}
+
+/* A call that returned within HP_TRACE_MIN_WAIT_NS did not leave the CPU
+ * for long enough to matter (a wake-up alone takes microseconds), and a
+ * server's reads of ready sockets (redis-server's, tens of thousands a
+ * second) would otherwise each be an event and an unwind. They are
+ * counted, per thread, and the trace says how many. */
 void hp_trace_blocked(const char *call, int64_t start, int64_t end)
 {
-    if (!HP_TRACING() || end < start)
+    /* A wait inside heapprof's own work (libunwind's locks while it
+     * unwinds) is not the program's, and unwinding it would take the lock
+     * again. */
+    if (!HP_TRACING() || end < start || hp_thread.busy)
         return;
-    put(HP_TEV_BLOCKED, 0, end - start, 0, NULL, 0, call ? call : "?", start);
+    if (end - start < HP_TRACE_MIN_WAIT_NS) {
+        struct slot *s = enter();
+        if (s) {
+            s->short_waits++;
+            leave(s);
+        }
+        return;
+    }
+    /* The stack that blocked: the hook's caller at the leaf. */
+    void *ips[HP_MAX_FRAMES];
+    bool was = hp_busy_begin();
+    int n = hp_stack_capture(ips, HP_MAX_FRAMES);
+    hp_busy_end(was);
+    put(HP_TEV_BLOCKED, 0, end - start, 0, (const uintptr_t *)ips, n, call ? call : "?", start);
 }
 
 bool hp_trace_wrap_threads(void)
@@ -328,21 +401,17 @@ int hp_trace_start(enum hp_trace_owner who, const char *path)
     heap_base = heap_now();
     start_ns = hp_mono_ns();
     start_real_ns = hp_now_ns();
+    __atomic_store_n(&trace_pid, (pid_t)syscall(SYS_getpid), __ATOMIC_RELAXED);
     owner = who;
     __atomic_add_fetch(&gen, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&hp_trace_on, 1, __ATOMIC_SEQ_CST);
-    /* CPU samples: the trace's own timers, or a running profile's. */
-    own_cpu = false;
-    cpu_hz = 0;
-    {
-        int c = hp_cpu_start(TRACE_HZ, HP_CPU_TRACE, NULL);
-        if (c == 0) {
-            own_cpu = true;
-            cpu_hz = TRACE_HZ;
-        } else if (c == -EBUSY) {
-            cpu_hz = hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : HEAPPROF_DEFAULT_CPU_HZ;
-        }
-    }
+    /* CPU samples: the sampler's timers at TRACE_HZ at least, shared with
+     * a CPU profile that runs or starts meanwhile (cpu.c). */
+    int last_hz;
+    profiles0 = hp_cpu_profiles(&profile_hz, &last_hz);
+    int c = hp_cpu_trace(TRACE_HZ);
+    own_cpu = c > 0;
+    cpu_hz = c > 0 ? c : 0;
     pthread_mutex_unlock(&mu);
     hp_busy_end(was);
     return 0;
@@ -383,11 +452,12 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
         hp_busy_end(was);
         return -EBUSY;
     }
-    if (own_cpu) {
-        struct hp_cpu_profile p;
-        if (hp_cpu_stop(HP_CPU_TRACE, &p) == 0)
-            hp_cpu_release(&p);
-    }
+    int hz_now, last_hz;
+    uint32_t profiles = hp_cpu_profiles(&hz_now, &last_hz);
+    if (own_cpu)
+        hp_cpu_trace(0);
+    if (!profile_hz && profiles != profiles0)
+        profile_hz = last_hz; /* one started during the trace */
     __atomic_store_n(&hp_trace_on, 0, __ATOMIC_SEQ_CST);
     for (int i = 0; i < MAX_SLOTS; i++)
         while (__atomic_load_n(&slots[i].writing, __ATOMIC_SEQ_CST))
@@ -398,6 +468,7 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
     out->end_ns = hp_mono_ns();
     out->start_real_ns = start_real_ns;
     out->cpu_hz = cpu_hz;
+    out->cpu_profile_hz = profile_hz;
     out->heap = __atomic_load_n(&hp_state, __ATOMIC_ACQUIRE) == HP_STATE_ON;
     out->heap_base = heap_base;
     out->rate = hp_cfg.rate;
@@ -411,11 +482,13 @@ int hp_trace_stop(enum hp_trace_owner who, struct hp_trace *out)
         struct slot *s = &slots[i];
         if (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE))
             continue;
+        frees_out(s);
         struct hp_trace_thread *t = &out->threads[out->nthreads++];
         t->tid = s->tid;
         memcpy(t->name, s->name, sizeof t->name);
         name_now(t);
         t->data = s->buf;
+        out->short_waits += s->short_waits;
         t->len = s->len < s->cap ? s->len : s->cap;
     }
     pthread_mutex_unlock(&mu);
@@ -438,6 +511,67 @@ void hp_trace_release(struct hp_trace *t)
     held = false;
     owner = HP_TRACE_NONE;
     pthread_mutex_unlock(&mu);
+}
+
+/* path with tag before its .json or .gz (t.json.gz: t.TAG.json.gz), or
+ * after it, so that the writer still sees the .gz it gzips for. */
+static void with_tag(char *out, size_t len, const char *path, const char *tag)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *ext = strstr(base, ".json");
+    size_t pl = strlen(path);
+    if (!ext && pl > 3 && !strcmp(path + pl - 3, ".gz"))
+        ext = path + pl - 3;
+    if (!ext)
+        ext = path + pl;
+    int n = snprintf(out, len, "%.*s.%s%s", (int)(ext - path), path, tag, ext);
+    if (n < 0 || (size_t)n >= len)
+        snprintf(out, len, "%s", path); /* too long: the name as it was */
+}
+
+static void with_pid(char *out, size_t len, const char *path)
+{
+    char tag[24];
+    snprintf(tag, sizeof tag, "%ld", (long)getpid());
+    with_tag(out, len, path, tag);
+}
+
+void hp_trace_exec(const char *what)
+{
+    /* A vfork child (Python's subprocess, a shell's) shares this memory and
+     * thread and execs: that is not this process's exec, and stopping the
+     * trace there would take its buffers from under the parent. */
+    if (!HP_TRACING() ||
+        (pid_t)syscall(SYS_getpid) != __atomic_load_n(&trace_pid, __ATOMIC_RELAXED))
+        return;
+    put(HP_TEV_EXEC, 0, 0, 0, NULL, 0, what ? what : "?", 0);
+    hp_mutex_lock(&mu);
+    int o = owner;
+    bool h = held;
+    pthread_mutex_unlock(&mu);
+    /* A trace for the endpoint goes with the image: its client is served
+     * by this image's server thread, which the exec ends too. */
+    if ((o != HP_TRACE_RUN && o != HP_TRACE_API) || h || !hp_report)
+        return;
+    struct hp_trace t;
+    if (hp_trace_stop((enum hp_trace_owner)o, &t) != 0)
+        return;
+    /* The name gets "PID.exec": the new program, if it runs under heapprof
+     * with the same HEAPPROF_TRACE, writes its own trace to the name (or,
+     * not the tree's root, to the name with its pid, the same pid). */
+    char path[sizeof t.path], tag[32];
+    snprintf(tag, sizeof tag, "%ld.exec", (long)getpid());
+    const char *base = strrchr(t.path, '/');
+    char pidtag[24];
+    snprintf(pidtag, sizeof pidtag, ".%ld.", (long)getpid());
+    if (strstr(base ? base : t.path, pidtag))
+        snprintf(tag, sizeof tag, "exec"); /* t.PID.json: t.PID.exec.json */
+    with_tag(path, sizeof path, t.path, tag);
+    int r = hp_report->trace_write(path, &t);
+    if (r == 0 && hp_cfg.announce)
+        hp_log("heapprof: wrote the trace %s (before exec)", path);
+    hp_trace_release(&t);
 }
 
 /* ---- the whole run, and the exit ---- */
@@ -473,7 +607,16 @@ void hp_trace_run_start(void)
         hp_log("heapprof: the reporting half is not loaded; no trace");
         return;
     }
-    int r = hp_trace_start(HP_TRACE_RUN, hp_cfg.trace_path);
+    /* A process started by one that traces to the same name (a child it
+     * forked and exec'd, a program it ran) adds its pid, as profiles do:
+     * the names would otherwise overwrite each other at exit. */
+    char path[sizeof hp_cfg.trace_path];
+    const char *raw = hp_env("HEAPPROF_TRACE");
+    if (raw && hp_parent_is_profiled("HEAPPROF_TRACE", raw))
+        with_pid(path, sizeof path, hp_cfg.trace_path);
+    else
+        snprintf(path, sizeof path, "%s", hp_cfg.trace_path);
+    int r = hp_trace_start(HP_TRACE_RUN, path);
     if (r) {
         hp_log("heapprof: cannot start the trace: %s", strerror(-r));
         return;

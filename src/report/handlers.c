@@ -144,6 +144,7 @@ static void put_window(const void *window, int64_t ms_left, void *arg)
                        : w->kind == ALLOCS ? "an allocs delta"
                        : w->kind == MUTEX  ? "a mutex delta"
                        : w->kind == BLOCK  ? "a block delta"
+                       : w->kind == TRACE  ? "an execution trace (trace)"
                                            : "a heap delta";
     int64_t left = (ms_left + 999) / 1000;
     hp_text_put(ip->t, "%s%s over %ld s, %lld s left", ip->n++ ? "; " : "<p>In progress: ", what,

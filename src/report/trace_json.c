@@ -9,11 +9,13 @@
  * (thread_name: its name at the end of the trace, or at its exit). On each:
  * CPU samples as instant events (cat "cpu", named after the leaf function),
  * label scopes as nested B/E slices (cat "region", named key=value), thread
- * creation, start, renames, exit and fork as instant events (cat
- * "lifecycle"), blocking calls as complete events (cat "waiting"), sampled
- * allocations as instant events (cat "heap") with their size and estimated
- * bytes; and one counter, "heap in-use (estimated)", moved by every sampled
- * allocation and free from its level at the trace's start.
+ * creation, start, renames, exit, fork and exec as instant events (cat
+ * "lifecycle"), blocking calls and lock waits as complete events (cat
+ * "waiting") with the stack that waited, sampled allocations as instant
+ * events (cat "heap") with their size; and two
+ * counters: "heap in-use (estimated)", moved by the sampled allocations and
+ * frees from its level at the trace's start, and "allocation rate
+ * (estimated)", in bytes a second.
  *
  * Stacks are not repeated in events: every distinct (caller, frame) pair is
  * one entry of stackFrames ({"name", "parent"}), and an event names its leaf
@@ -46,9 +48,27 @@ struct node {
     uint32_t id;
 };
 
+/* The last stacks seen, by a hash of their frames: a trace's allocations
+ * and samples come from few stacks, and finding one frame by frame in the
+ * table was a lookup per frame for every event. */
+enum { CACHE = 256 };
+struct cached {
+    uint32_t sf;
+    int n;
+    uintptr_t ips[HP_MAX_FRAMES];
+};
+
+/* Events are formatted here by hand and added to the text in blocks: a
+ * vsnprintf per field was most of the writer's time, and the writer most
+ * of a trace's cost on an allocation-heavy program (bench/trace_cost.py). */
+enum { STAGE = 64 << 10, STAGE_ROOM = 4 << 10 };
+
 struct writer {
     struct hp_arena *a;
     struct hp_text t;
+    char *stage;
+    size_t staged;
+    struct cached *cache;
     struct hp_symbolizer *sym;
     struct node *nodes;
     uint32_t nnodes;
@@ -73,8 +93,31 @@ static const char *frame_name(struct writer *w, uintptr_t ip, char *buf, size_t 
     return buf;
 }
 
+static uint32_t stack_walk(struct writer *w, const uintptr_t *ips, int n);
+
 /* The stackFrames id of a stack (leaf first), made if new; 0: none. */
 static uint32_t stack_id(struct writer *w, const uintptr_t *ips, int n)
+{
+    if (n <= 0)
+        return 0;
+    if (n > HP_MAX_FRAMES)
+        n = HP_MAX_FRAMES;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < n; i++)
+        h = (h ^ ips[i]) * 0x100000001b3ull;
+    struct cached *c = w->cache ? &w->cache[(h ^ h >> 29) % CACHE] : NULL;
+    if (c && c->n == n && !memcmp(c->ips, ips, (size_t)n * sizeof *ips))
+        return c->sf;
+    uint32_t sf = stack_walk(w, ips, n);
+    if (c && !w->oom) {
+        c->n = n;
+        c->sf = sf;
+        memcpy(c->ips, ips, (size_t)n * sizeof *ips);
+    }
+    return sf;
+}
+
+static uint32_t stack_walk(struct writer *w, const uintptr_t *ips, int n)
 {
     uint64_t parent = 0;
     for (int i = n - 1; i >= 0; i--) {
@@ -104,32 +147,141 @@ static uint32_t stack_id(struct writer *w, const uintptr_t *ips, int n)
     return (uint32_t)parent;
 }
 
+static void flush(struct writer *w)
+{
+    if (w->staged)
+        hp_text_add(&w->t, w->stage, w->staged);
+    w->staged = 0;
+}
+
+/* Room for n more bytes in the stage (n at most STAGE_ROOM). */
+static char *room(struct writer *w, size_t n)
+{
+    if (w->staged + n > STAGE)
+        flush(w);
+    return w->stage + w->staged;
+}
+
+static void out_n(struct writer *w, const char *s, size_t n)
+{
+    if (n > STAGE_ROOM) {
+        flush(w);
+        hp_text_add(&w->t, s, n);
+        return;
+    }
+    memcpy(room(w, n), s, n);
+    w->staged += n;
+}
+
+static void out_s(struct writer *w, const char *s)
+{
+    out_n(w, s, strlen(s));
+}
+
+static void out_u(struct writer *w, uint64_t v)
+{
+    char tmp[24];
+    int i = sizeof tmp;
+    do
+        tmp[--i] = (char)('0' + v % 10);
+    while (v /= 10);
+    out_n(w, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static void out_i(struct writer *w, int64_t v)
+{
+    if (v < 0) {
+        out_n(w, "-", 1);
+        v = -v;
+    }
+    out_u(w, (uint64_t)v);
+}
+
+/* Nanoseconds as microseconds with three decimals. */
+static void out_us(struct writer *w, int64_t ns)
+{
+    if (ns < 0)
+        ns = 0;
+    out_u(w, (uint64_t)ns / 1000);
+    char d[4] = {'.', (char)('0' + ns / 100 % 10), (char)('0' + ns / 10 % 10),
+                 (char)('0' + ns % 10)};
+    out_n(w, d, 4);
+}
+
+/* s as a JSON string, quotes included. */
+static void out_json(struct writer *w, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = strlen(s);
+    if (len > 1000)
+        len = 1000;
+    char *p = room(w, len * 6 + 2), *o = p;
+    *o++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    w->staged += (size_t)(o - p);
+}
+
 static void ev_open(struct writer *w, const char *ph, const char *cat, const char *name, int64_t ts,
                     int tid)
 {
     if (ts < w->start)
         ts = w->start;
-    int64_t rel = ts - w->start;
-    hp_text_put(&w->t, "%s\n{\"ph\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%lld.%03lld",
-                w->first ? "" : ",", ph, w->pid, tid, (long long)(rel / 1000),
-                (long long)(rel % 1000));
+    out_s(w, w->first ? "\n{\"ph\":\"" : ",\n{\"ph\":\"");
     w->first = false;
-    if (cat)
-        hp_text_put(&w->t, ",\"cat\":\"%s\"", cat);
-    if (name) {
-        hp_text_put(&w->t, ",\"name\":");
-        hp_text_json(&w->t, name);
+    out_s(w, ph);
+    out_s(w, "\",\"pid\":");
+    out_i(w, w->pid);
+    out_s(w, ",\"tid\":");
+    out_i(w, tid);
+    out_s(w, ",\"ts\":");
+    out_us(w, ts - w->start);
+    if (cat) {
+        out_s(w, ",\"cat\":\"");
+        out_s(w, cat);
+        out_n(w, "\"", 1);
     }
+    if (name) {
+        out_s(w, ",\"name\":");
+        out_json(w, name);
+    }
+}
+
+/* ,"sf":"N" when the event has a stack. */
+static void out_sf(struct writer *w, uint32_t sf)
+{
+    if (!sf)
+        return;
+    out_s(w, ",\"sf\":\"");
+    out_u(w, sf);
+    out_n(w, "\"", 1);
 }
 
 static void meta(struct writer *w, const char *what, int tid, const char *name)
 {
-    hp_text_put(&w->t,
-                "%s\n{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"%s\",\"args\":{\"name\":",
-                w->first ? "" : ",", w->pid, tid, what);
-    hp_text_json(&w->t, name);
-    hp_text_put(&w->t, "}}");
+    out_s(w, w->first ? "\n{\"ph\":\"M\",\"pid\":" : ",\n{\"ph\":\"M\",\"pid\":");
     w->first = false;
+    out_i(w, w->pid);
+    out_s(w, ",\"tid\":");
+    out_i(w, tid);
+    out_s(w, ",\"name\":\"");
+    out_s(w, what);
+    out_s(w, "\",\"args\":{\"name\":");
+    out_json(w, name);
+    out_s(w, "}}");
 }
 
 /* A heap change, for the counter. */
@@ -147,7 +299,7 @@ static int by_ts(const void *x, const void *y)
 static void instant(struct writer *w, const char *cat, const char *name, int64_t ts, int tid)
 {
     ev_open(w, "i", cat, name, ts, tid);
-    hp_text_put(&w->t, ",\"s\":\"t\"}");
+    out_s(w, ",\"s\":\"t\"}");
 }
 
 static void one_thread(struct writer *w, const struct hp_trace *tr,
@@ -173,19 +325,20 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
                 break;
             uint32_t sf = stack_id(w, ips, e->n);
             ev_open(w, "i", "cpu", frame_name(w, ips[0], buf, sizeof buf), e->ts, th->tid);
-            hp_text_put(&w->t, ",\"s\":\"t\",\"sf\":\"%u\"}", sf);
+            out_sf(w, sf);
+            out_n(w, "}", 1);
             break;
         }
         case HP_TEV_PUSH:
             ev_open(w, "B", "region", has_text ? text : "?", e->ts, th->tid);
-            hp_text_put(&w->t, "}");
+            out_n(w, "}", 1);
             depth++;
             break;
         case HP_TEV_POP:
             /* A scope entered before the trace began has no B to end. */
             if (depth > 0) {
                 ev_open(w, "E", "region", NULL, e->ts, th->tid);
-                hp_text_put(&w->t, "}");
+                out_n(w, "}", 1);
                 depth--;
             }
             break;
@@ -210,12 +363,14 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
         }
         case HP_TEV_ALLOC: {
             uint32_t sf = e->n ? stack_id(w, ips, e->n) : 0;
+            /* The hottest events: no "s" (thread scope is the default)
+             * and only the size (the estimate is the counters'). */
             ev_open(w, "i", "heap", "allocation", e->ts, th->tid);
-            hp_text_put(&w->t, ",\"s\":\"t\",\"args\":{\"bytes\":%lld,\"estimated_bytes\":%lld}",
-                        (long long)e->v, (long long)e->w);
-            if (sf)
-                hp_text_put(&w->t, ",\"sf\":\"%u\"", sf);
-            hp_text_put(&w->t, "}");
+            out_s(w, ",\"args\":{\"bytes\":");
+            out_i(w, e->v);
+            out_n(w, "}", 1);
+            out_sf(w, sf);
+            out_n(w, "}", 1);
             if (ch)
                 ch[(*nch)++] = (struct change){e->ts, e->w};
             break;
@@ -224,10 +379,20 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
             if (ch)
                 ch[(*nch)++] = (struct change){e->ts, -e->w};
             break;
-        case HP_TEV_BLOCKED:
+        case HP_TEV_BLOCKED: {
+            uint32_t sf = e->n ? stack_id(w, ips, e->n) : 0;
             ev_open(w, "X", "waiting", has_text ? text : "blocked", e->ts, th->tid);
-            hp_text_put(&w->t, ",\"dur\":%lld.%03lld}", (long long)(e->v / 1000),
-                        (long long)(e->v % 1000));
+            out_s(w, ",\"dur\":");
+            out_us(w, e->v);
+            out_sf(w, sf);
+            out_n(w, "}", 1);
+            break;
+        }
+        case HP_TEV_EXEC:
+            ev_open(w, "i", "lifecycle", "exec", e->ts, th->tid);
+            out_s(w, ",\"s\":\"t\",\"args\":{\"program\":");
+            out_json(w, has_text ? text : "?");
+            out_s(w, "}}");
             break;
         default:
             break;
@@ -237,7 +402,7 @@ static void one_thread(struct writer *w, const struct hp_trace *tr,
     int64_t end = tr->end_ns > last ? tr->end_ns : last;
     for (; depth > 0; depth--) {
         ev_open(w, "E", "region", NULL, end, th->tid);
-        hp_text_put(&w->t, "}");
+        out_n(w, "}", 1);
     }
 }
 
@@ -260,7 +425,57 @@ static size_t count_heap_events(const struct hp_trace *tr)
 static void counter(struct writer *w, int64_t ts, double bytes)
 {
     ev_open(w, "C", "heap", "heap in-use (estimated)", ts, 0);
-    hp_text_put(&w->t, ",\"args\":{\"bytes\":%.0f}}", bytes < 0 ? 0 : bytes);
+    out_s(w, ",\"args\":{\"bytes\":");
+    out_i(w, bytes < 0 ? 0 : (int64_t)(bytes + 0.5));
+    out_s(w, "}}");
+}
+
+static void rate_point(struct writer *w, int64_t ts, double per_s)
+{
+    ev_open(w, "C", "heap", "allocation rate (estimated)", ts, 0);
+    out_s(w, ",\"args\":{\"bytes/s\":");
+    out_i(w, per_s < 0 ? 0 : (int64_t)(per_s + 0.5));
+    out_s(w, "}}");
+}
+
+/* The allocation rate: the estimated bytes of the sampled allocations in
+ * each window of RATE_STEP_NS, as bytes a second, one point at the
+ * window's start; a window with none is a point at 0 after one with some
+ * (a counter holds its value until the next point). Windows of 10 ms, not
+ * the in-use counter's 1 ms: at the default rate one sample stands for
+ * half a megabyte, and a millisecond holds one or none, which draws as
+ * spikes rather than a rate. ch is sorted by time. */
+static void rate_counter(struct writer *w, const struct hp_trace *tr, const struct change *ch,
+                         size_t nch)
+{
+    enum { RATE_STEP_NS = 10000000 };
+    int64_t win = -1, last_ts = INT64_MIN;
+    double sum = 0;
+    for (size_t i = 0; i <= nch; i++) {
+        int64_t k = INT64_MAX;
+        if (i < nch)
+            k = ch[i].ts > tr->start_ns ? (ch[i].ts - tr->start_ns) / RATE_STEP_NS : 0;
+        if (k != win) {
+            if (win >= 0) {
+                rate_point(w, tr->start_ns + win * RATE_STEP_NS, sum * (1e9 / RATE_STEP_NS));
+                last_ts = tr->start_ns + win * RATE_STEP_NS;
+                int64_t next = last_ts + RATE_STEP_NS;
+                if (k != win + 1 && next < tr->end_ns) {
+                    rate_point(w, next, 0);
+                    last_ts = next;
+                }
+            } else if (k != 0) {
+                rate_point(w, tr->start_ns, 0);
+                last_ts = tr->start_ns;
+            }
+            sum = 0;
+            win = k;
+        }
+        if (i < nch && ch[i].delta > 0)
+            sum += (double)ch[i].delta;
+    }
+    if (tr->end_ns > last_ts)
+        rate_point(w, tr->end_ns, 0);
 }
 
 int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint8_t **out,
@@ -274,6 +489,12 @@ int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint
     w.start = tr->start_ns;
     w.pid = (int)getpid();
     w.first = true;
+    w.stage = hp_arena_alloc(a, STAGE);
+    w.cache = hp_arena_alloc(a, CACHE * sizeof *w.cache);
+    if (!w.stage)
+        return -ENOMEM;
+    if (w.cache)
+        memset(w.cache, 0, CACHE * sizeof *w.cache);
     w.sym = hp_sym_open(a);
     hp_text_put(&w.t, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
     const char *comm = hp_read_file(a, "/proc/self/comm", NULL);
@@ -310,7 +531,9 @@ int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint
             }
         }
         counter(&w, tr->end_ns, level);
+        rate_counter(&w, tr, ch, nch);
     }
+    flush(&w);
     hp_text_put(&w.t, "\n],\"stackFrames\":{");
     if (w.frames.p)
         hp_text_add(&w.t, w.frames.p, w.frames.len);
@@ -318,9 +541,11 @@ int hp_trace_encode(struct hp_arena *a, const struct hp_trace *tr, bool gz, uint
         &w.t,
         "},\"otherData\":{\"producer\":\"heapprof " HEAPPROF_VERSION "\","
         "\"duration_ns\":\"%lld\",\"cpu_hz\":\"%d\",\"heap_rate\":\"%ld\","
-        "\"threads\":\"%zu\",\"dropped_events\":\"%lld\",\"buffer_budget_bytes\":\"%zu\"}}\n",
+        "\"threads\":\"%zu\",\"dropped_events\":\"%lld\",\"buffer_budget_bytes\":\"%zu\","
+        "\"short_waits_not_shown\":\"%lld\",\"min_wait_ns\":\"%d\",\"cpu_profile_hz\":\"%d\"}}\n",
         (long long)(tr->end_ns - tr->start_ns), tr->cpu_hz, tr->heap ? tr->rate : 0L, tr->nthreads,
-        (long long)tr->dropped, tr->budget);
+        (long long)tr->dropped, tr->budget, (long long)tr->short_waits, HP_TRACE_MIN_WAIT_NS,
+        tr->cpu_profile_hz);
     struct node *e, *tmp;
     HASH_ITER(hh, w.nodes, e, tmp)
     {

@@ -8,6 +8,7 @@ environment: HEAPPROF_LIB, HEAPPROF_DECODE, HEAPPROF_CPUBURN,
 HEAPPROF_CPUBURN_LINKED, HEAPPROF_WRAPPER)
 """
 
+import json
 import math
 import os
 import re
@@ -385,6 +386,90 @@ def check_endpoint_window():
                 f"{k} samples kept + {d} dropped in a {duration:.2f} s window, but the process "
                 f"used at least {inner:.2f} s of CPU in it (at 100 Hz)")
     code, out, err = svc.finish()
+    h.check(code == 0, f"status {code}: {err[-500:]}")
+
+
+def profile_bounds(doc, cpu, took, what, hz=100):
+    """A window's samples against the CPU the process used around the
+    request, as check_endpoint_window holds them."""
+    duration = doc["duration_nanos"] / 1e9
+    k, d = kept(doc), dropped(doc)
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    outer = cpu + 2 * tick
+    inner = cpu - 2 * tick - (os.cpu_count() or 1) * max(0.0, took - duration)
+    print(f"{what}: {k} samples kept + {d} dropped; the process used {cpu:.2f} s of CPU over the "
+          f"request's {took:.2f} s")
+    h.check(k + d <= outer * hz * 1.02 + 5,
+            f"{what}: {k} samples kept + {d} dropped, but the process used only {cpu:.2f} s of "
+            f"CPU (at {hz} Hz) over the request")
+    h.check(k + d >= inner * hz * 0.85 - 5,
+            f"{what}: {k} samples kept + {d} dropped, but the process used at least {inner:.2f} s "
+            f"of CPU in the window (at {hz} Hz)")
+
+
+def trace_samples(body, what):
+    """The trace answered: its CPU samples, and what it says of a profile
+    that shared the sampler."""
+    doc = json.loads(body)
+    samples = [e for e in doc["traceEvents"] if e.get("cat") == "cpu"]
+    other = doc["otherData"]
+    h.check(samples, f"{what}: the trace has no CPU samples: {other}")
+    h.check(other["cpu_hz"] == "1000", f"{what}: the trace's samples at {other['cpu_hz']} Hz")
+    return samples, other
+
+
+def check_endpoint_trace():
+    """A trace and a CPU profile at the same time, either one first: both
+    answer 200 (Go answers the second CPU consumer with an error; heapprof's
+    sampler serves both), the trace has its CPU samples at 1 kHz and says a
+    profile shared them, and the profile's samples are the CPU the process
+    used in its window at its own 100 Hz, not the trace's rate."""
+    tmp = h.tempdir()
+    svc = Served(tmp, ["-t", "2", "-s", "1000"])
+    pid = svc.proc.pid
+    res = {}
+
+    def take(key, url):
+        cpu0, t0 = proc_cpu(pid), time.monotonic()
+        r = get(url)
+        res[key] = (r, proc_cpu(pid) - cpu0, time.monotonic() - t0)
+
+    # A trace first, a profile inside it. The trace is long enough to hold
+    # the profile's window on a loaded machine; it is a bound, not a wait.
+    t = threading.Thread(target=take, args=("trace", svc.base + "trace?seconds=10"), daemon=True)
+    t.start()
+    h.wait_for("the trace to run", lambda: svc.in_progress("an execution trace (trace)"))
+    take("profile", svc.base + "profile?seconds=1")
+    t.join(timeout=120)
+    (st, _, body), cpu, took = res["profile"]
+    h.check(st == 200, f"a profile during a trace: {st} {body[:200]!r}")
+    p = os.path.join(tmp, "inside.pb.gz")
+    with open(p, "wb") as f:
+        f.write(body)
+    profile_bounds(check_go_shape(p), cpu, took, "a profile during a trace")
+    (st, _, body), _, _ = res["trace"]
+    h.check(st == 200, f"the trace around a profile: {st} {body[:200]!r}")
+    _, other = trace_samples(body, "a trace around a profile")
+    h.check(other["cpu_profile_hz"] == "100",
+            f"the trace does not say a profile shared its samples: {other}")
+
+    # A profile first, a trace inside it: the timers go to 1 kHz and back.
+    t = threading.Thread(target=take, args=("profile", svc.base + "profile?seconds=3"),
+                         daemon=True)
+    t.start()
+    h.wait_for("the profile to run", lambda: svc.in_progress("a CPU profile (profile)"))
+    st, _, body = get(svc.base + "trace?seconds=1")
+    t.join(timeout=120)
+    h.check(st == 200, f"a trace during a profile: {st} {body[:200]!r}")
+    _, other = trace_samples(body, "a trace during a profile")
+    h.check(other["cpu_profile_hz"] == "100", f"the trace does not name the profile: {other}")
+    (st, _, body), cpu, took = res["profile"]
+    h.check(st == 200, f"the profile around a trace: {st} {body[:200]!r}")
+    p = os.path.join(tmp, "around.pb.gz")
+    with open(p, "wb") as f:
+        f.write(body)
+    profile_bounds(check_go_shape(p), cpu, took, "a profile around a trace")
+    code, _, err = svc.finish()
     h.check(code == 0, f"status {code}: {err[-500:]}")
 
 
@@ -775,6 +860,7 @@ CHECKS = {
     "loader": check_loader,
     "stress": check_stress,
     "exit-thread": check_exit_thread,
+    "endpoint-trace": check_endpoint_trace,
 }
 
 if __name__ == "__main__":

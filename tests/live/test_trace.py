@@ -3,12 +3,16 @@ named threads in known label scopes with known CPU work and allocations.
 
   api        heapprof_trace_start/stop around one round: thread names exact,
              region counts exact, durations in the ratio of their work, CPU
-             samples naming the burning functions, the heap counter moving.
+             samples naming the burning functions, the heap in-use and
+             allocation-rate counters moving.
   env        HEAPPROF_TRACE=FILE.gz without HEAPPROF: gzipped, valid.
   endpoint   /debug/pprof/trace: seconds missing, 0, negative, garbage (1 s,
              as Go's), huge (400); two clients (the second 500); a client
              that disconnects ends the trace (the next one is served);
              Accept-Encoding: gzip.
+  blocked    blocking calls and a contended mutex as slices of the lengths
+             the program measured, with the stack that blocked.
+  lifecycle  fork and exec instants; the trace written before the exec.
   viewer     headless Chromium imports a trace into the catapult viewer of
              golang-1.19-src and shows the thread tracks and a region slice.
 """
@@ -135,9 +139,17 @@ def check_api():
         doc = json.load(f)
     h.check(doc.get("displayTimeUnit") == "ns", "no displayTimeUnit ns")
     ev = check_round(doc, "api")
-    counters = [e["args"]["bytes"] for e in doc["traceEvents"] if e["ph"] == "C"]
+    counters = [e["args"]["bytes"] for e in doc["traceEvents"]
+                if e["ph"] == "C" and e["name"] == "heap in-use (estimated)"]
     h.check(len(counters) > 2 and max(counters) - counters[0] >= 4 << 20,
             f"the heap counter did not grow by the 8 MiB kept: {counters[:5]}..{counters[-3:]}")
+    # The allocation rate moves: up while trc-alloc allocates, back to 0.
+    rate = [(e["ts"], e["args"]["bytes/s"]) for e in doc["traceEvents"]
+            if e["ph"] == "C" and e["name"] == "allocation rate (estimated)"]
+    h.check(len(rate) > 2 and max(v for _, v in rate) > 0 and rate[-1][1] == 0,
+            f"the allocation rate does not move: {rate[:6]}..{rate[-3:]}")
+    h.check(all(b[0] - a[0] >= 1000 for a, b in zip(rate, rate[1:-1])),
+            f"allocation rate points closer than 1 ms: {rate[:10]}")
     allocs = [e for e in ev.get("trc-alloc", []) if e.get("cat") == "heap"]
     h.check(allocs and all("alloc_block" in stack_names(doc, e.get("sf")) for e in allocs),
             f"sampled allocations without alloc_block in their stack: {allocs[:3]}")
@@ -358,9 +370,10 @@ def check_viewer():
 
 
 def check_blocked():
-    """Blocking calls during a trace are slices named by the call on the
-    thread's track, each as long as the program measured it (within 2 ms
-    and 10%: the program's clock reads sit just outside the hook's)."""
+    """Blocking calls and a contended mutex during a trace are slices named
+    by the call on the thread's track, each as long as the program measured
+    it (within 2 ms and 10%: the program's clock reads sit just outside the
+    hook's), with the stack that blocked."""
     tmp = h.tempdir()
     path = os.path.join(tmp, "b.json")
     p = h.run([h.env_path("HEAPPROF_TRACER_BLOCK"), path], env=h.base_env(), timeout=120)
@@ -376,9 +389,42 @@ def check_blocked():
             f"slices on trc-wait {slices}, want the calls {measured}")
     for (name, dur), (_, us) in zip(slices, measured):
         h.check(abs(dur - us) <= 2000 + us / 10, f"{name}: {dur:.0f} us in the trace, {us} measured")
+    # Each wait carries the stack that blocked: the waiter's function.
+    for e in doc["traceEvents"]:
+        if e.get("ph") == "X" and names.get(e.get("tid")) == "trc-wait":
+            st = stack_names(doc, e.get("sf"))
+            h.check("waiter" in st, f"{e['name']}: its stack {st} does not name waiter")
+
+
+def check_lifecycle():
+    """A fork and an exec during a trace are instants on the thread that
+    made them; the trace going to a file is written before the exec, its
+    name tagged with the pid and "exec" (the new image may trace to the
+    same name)."""
+    tmp = h.tempdir()
+    path = os.path.join(tmp, "x.json")
+    p = h.run([h.env_path("HEAPPROF_TRACER_BLOCK"), "--exec", path], env=h.base_env(), timeout=120)
+    h.check(p.returncode == 0, f"tracer_block --exec: {p.returncode}: {p.stderr[-1000:]}")
+    m = re.search(r"^pid (\d+)$", p.stdout, re.M)
+    h.check(m is not None, f"no pid line: {p.stdout!r}")
+    files = sorted(os.listdir(tmp))
+    want = f"x.{m.group(1)}.exec.json"
+    h.check(files == [want], f"files {files}, want the trace written before the exec as {want}")
+    with open(os.path.join(tmp, want)) as f:
+        doc = json.load(f)
+    life = [(e["name"], e.get("args", {})) for e in doc["traceEvents"]
+            if e.get("cat") == "lifecycle"]
+    h.check(("fork", {}) in [(n, a) for n, a in life], f"no fork instant: {life}")
+    execs = [a for n, a in life if n == "exec"]
+    h.check(execs == [{"program": "/bin/true"}], f"exec instants {execs}: {life}")
+    forks = [e for e in doc["traceEvents"] if e.get("name") == "fork"]
+    ex = [e for e in doc["traceEvents"] if e.get("name") == "exec"]
+    h.check(forks[0]["tid"] == ex[0]["tid"] == int(m.group(1)),
+            f"fork and exec not on the main thread: {forks} {ex}")
+    h.check(forks[0]["ts"] <= ex[0]["ts"], "the exec comes before the fork")
 
 
 if __name__ == "__main__":
     checks = {"api": check_api, "env": check_env, "endpoint": check_endpoint,
-              "blocked": check_blocked, "viewer": check_viewer}
+              "blocked": check_blocked, "lifecycle": check_lifecycle, "viewer": check_viewer}
     h.main(checks[sys.argv[1]])
