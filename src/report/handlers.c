@@ -434,6 +434,21 @@ static void serve_timeline(struct hp_http_conn *c, const char *query)
     hp_arena_release(&a);
 }
 
+/* A window's ?seconds=N: a whole number from 1 to MAX_SECONDS into *out, or
+ * a 400 that says so (false). */
+static bool window_seconds(struct hp_http_conn *c, const char *val, long *out)
+{
+    char *end;
+    long v = strtol(val, &end, 10);
+    if (*end || end == val || v <= 0 || v > MAX_SECONDS) {
+        hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
+                             MAX_SECONDS);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* GET /debug/pprof/profile[?seconds=N]: a CPU profile's window starts; the
  * answer comes when it ends. */
 static void serve_cpu(struct hp_http_conn *c, const char *query)
@@ -597,13 +612,8 @@ static void serve_heap_kind(struct hp_http_conn *c, const char *query, enum prof
     if (query && query_param(query, "debug", val, sizeof val))
         debug = strtol(val, NULL, 10);
     if (query && query_param(query, "seconds", val, sizeof val)) {
-        char *end;
-        seconds = strtol(val, &end, 10);
-        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
-            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
-                                 MAX_SECONDS);
+        if (!window_seconds(c, val, &seconds))
             return;
-        }
         if (kind == PEAK || debug) {
             hp_http_respond_text(c, 400,
                                  "seconds= gives a delta of the heap or allocs profile, "
@@ -713,13 +723,8 @@ static void serve_leaks(struct hp_http_conn *c, const char *query)
     if (query && query_param(query, "debug", val, sizeof val))
         debug = strtol(val, NULL, 10);
     if (query && query_param(query, "seconds", val, sizeof val)) {
-        char *end;
-        seconds = strtol(val, &end, 10);
-        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
-            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
-                                 MAX_SECONDS);
+        if (!window_seconds(c, val, &seconds))
             return;
-        }
     }
     if (!hp_leakcheck_claim()) {
         hp_http_respond_text(c, 500,
@@ -939,13 +944,8 @@ static void serve_cont(struct hp_http_conn *c, const char *query, enum profile_k
             __atomic_store_n(&hp_block_rate, (int64_t)v, __ATOMIC_RELAXED);
     }
     if (query && query_param(query, "seconds", val, sizeof val)) {
-        char *end;
-        seconds = strtol(val, &end, 10);
-        if (*end || seconds <= 0 || seconds > MAX_SECONDS) {
-            hp_http_respond_text(c, 400, "bad seconds: want a whole number from 1 to %d\n",
-                                 MAX_SECONDS);
+        if (!window_seconds(c, val, &seconds))
             return;
-        }
         if (debug) {
             hp_http_respond_text(c, 400, "seconds= gives a delta profile, without debug=\n");
             return;
