@@ -880,13 +880,34 @@ static void child_report_live(struct scan *sc, int out)
     _exit(0);
 }
 
+/* The threads read as blocked in a system call (their stack pointer and
+ * the call's arguments from /proc) that have run since: woken between that
+ * reading and the copy, they may have moved a pointer into a deeper frame
+ * or a register. Their stack pointer is forgotten, so that their whole
+ * stack is read. Read here, in the copy, after it was made: a thread that
+ * ran later counts too, which only reads more. Their registers at the copy
+ * are beyond reach without stopping them (a signal would break their
+ * system call with EINTR): see docs/leak-check.md. */
+static void forget_woken(struct scan *sc)
+{
+    for (int i = 0; i < sc->tasks.n; i++) {
+        struct hp_task *t = &sc->tasks.t[i];
+        if (t->gone || t->park == HP_PARK_HELD || t->tid == sc->tasks.my_tid || !t->sp)
+            continue;
+        if (hp_task_ran(sc->pid, t->tid, t->ran))
+            t->sp = 0;
+    }
+}
+
 /* A live check's clone yields to the program: the lowest priority, one
  * CPU, the first the OOM killer takes, and gone with the thread that
  * waits for it (SIGKILL cannot be blocked). */
-static void stay_in_background(void)
+static void stay_in_background(pid_t pid)
 {
     if (hp_real.prctl)
         hp_real.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != pid)
+        _exit(0); /* the process was gone before the line above took hold */
     setpriority(PRIO_PROCESS, 0, 19);
     cpu_set_t cpus;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 1) {
@@ -921,7 +942,7 @@ static void child_main(struct scan *sc, int out)
     sigdelset(&mask, SIGBUS);
     sigprocmask(SIG_SETMASK, &mask, NULL);
     if (sc->live)
-        stay_in_background();
+        stay_in_background(sc->pid);
     /* Room under a tight RLIMIT_AS: the address space the parent kept for
      * this (record/exit.c), and the soft limit raised as far as allowed. */
     hp_exit_room_release(1);
@@ -988,6 +1009,7 @@ static void child_main(struct scan *sc, int out)
         _exit(2);
     exclude(sc, (uintptr_t)sc->vmas, (uintptr_t)(sc->vmas + lines));
     read_vmas(sc, maps);
+    forget_woken(sc);
     if (sc->nobjs) {
         exclude_stale_stacks(sc);
         scan_maps(sc);

@@ -55,12 +55,9 @@ int hp_task_each(int (*fn)(pid_t tid, void *arg), void *arg)
 
 /* One thread's state, from /proc/self/task/TID: stop when the table is
  * full. */
-static int read_task(pid_t tid, void *arg)
+static void read_state(struct hp_task *t)
 {
-    struct hp_tasks *ts = arg;
-    if (ts->n >= HP_MAX_TASKS)
-        return 1;
-    struct hp_task *t = &ts->t[ts->n++];
+    pid_t tid = t->tid;
     memset(t, 0, sizeof *t);
     t->tid = tid;
     char path[64], text[512];
@@ -72,12 +69,17 @@ static int read_task(pid_t tid, void *arg)
             t->gone = true;
     }
     if (t->gone)
-        return 0;
+        return;
+    /* Before its system call is read: a thread that runs after this moment
+     * shows a new time, though it may be back in the same call. */
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)t->tid);
+    if (hp_task_read(path, text, sizeof text) > 0)
+        t->ran = strtoull(text, NULL, 10);
     /* "NR ARG1 ... ARG6 SP PC" for a thread in a system call,
      * "-1 SP PC" for one blocked outside any, "running" otherwise. */
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
     if (hp_task_read(path, text, sizeof text) <= 0)
-        return 0;
+        return;
     char *f[9];
     int nf = 0;
     char *save = NULL;
@@ -93,6 +95,16 @@ static int read_task(pid_t tid, void *arg)
     } else if (nf == 1 && !strcmp(f[0], "running")) {
         t->park = HP_PARK_ASKED; /* to be held by a signal, for its registers */
     }
+}
+
+static int read_task(pid_t tid, void *arg)
+{
+    struct hp_tasks *ts = arg;
+    if (ts->n >= HP_MAX_TASKS)
+        return 1;
+    struct hp_task *t = &ts->t[ts->n++];
+    t->tid = tid;
+    read_state(t);
     return ts->n >= HP_MAX_TASKS;
 }
 
@@ -101,6 +113,15 @@ void hp_tasks_read(struct hp_tasks *ts)
     ts->my_tid = gettid();
     ts->n = 0;
     hp_task_each(read_task, ts);
+}
+
+bool hp_task_ran(pid_t pid, pid_t tid, uint64_t ran)
+{
+    char path[80], text[128];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+    if (hp_task_read(path, text, sizeof text) <= 0)
+        return true;
+    return strtoull(text, NULL, 10) != ran;
 }
 
 const struct hp_task *hp_tasks_find(const struct hp_tasks *ts, pid_t tid)
@@ -255,6 +276,8 @@ bool hp_task_blocks(pid_t tid, int sig)
 
 /* Signals the running threads and waits until each is held or cannot be.
  * Returns how many are held. */
+static int wait_held(struct hp_tasks *ts, int64_t deadline);
+
 int hp_tasks_park(struct hp_tasks *ts)
 {
     if (!park_setup())
@@ -262,18 +285,42 @@ int hp_tasks_park(struct hp_tasks *ts)
     __atomic_store_n(&park_acks, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&park_hold, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&park_ts, ts, __ATOMIC_RELEASE);
-    int asked = 0;
     pid_t pid = getpid();
-    for (int i = 0; i < ts->n; i++) {
-        struct hp_task *t = &ts->t[i];
-        if (t->park != HP_PARK_ASKED)
-            continue;
-        if (t->tid == ts->my_tid || syscall(SYS_tgkill, pid, t->tid, park_sig) != 0)
-            t->park = HP_PARK_GIVEN_UP;
-        else
-            asked++;
-    }
     int64_t deadline = hp_mono_ms() + 2000;
+    for (int round = 0;; round++) {
+        /* Signal those found running. */
+        for (int i = 0; i < ts->n; i++) {
+            struct hp_task *t = &ts->t[i];
+            if (t->park != HP_PARK_ASKED || t->signalled)
+                continue;
+            t->signalled = true;
+            if (t->tid == ts->my_tid || syscall(SYS_tgkill, pid, t->tid, park_sig) != 0)
+                t->park = HP_PARK_GIVEN_UP;
+        }
+        int held = wait_held(ts, deadline);
+        /* A thread read as blocked that has run since (its time on a CPU
+         * moved) is read again: running now, it is held too; blocked, its
+         * new stack pointer and call replace the old. A few rounds: a
+         * thread that keeps waking is left to the copy's own look
+         * (forget_woken in report/reach.c), which reads its whole stack. */
+        bool again = false;
+        for (int i = 0; round < 3 && i < ts->n; i++) {
+            struct hp_task *t = &ts->t[i];
+            if (t->gone || t->park != HP_PARK_NONE || t->tid == ts->my_tid ||
+                !hp_task_ran(pid, t->tid, t->ran))
+                continue;
+            read_state(t);
+            again |= t->park == HP_PARK_ASKED;
+        }
+        if (!again)
+            return held;
+    }
+}
+
+/* Waits until no thread asked is still on its way to being held (or the
+ * deadline): how many are held. */
+static int wait_held(struct hp_tasks *ts, int64_t deadline)
+{
     for (;;) {
         int held = 0, waiting = 0;
         for (int i = 0; i < ts->n; i++) {

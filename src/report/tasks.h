@@ -31,9 +31,11 @@ enum { HP_MAX_TASKS = 4096, HP_TASK_REGS = 16 };
 enum { HP_PARK_NONE = 0, HP_PARK_ASKED, HP_PARK_HELD, HP_PARK_GIVEN_UP };
 struct hp_task {
     pid_t tid;
-    bool gone;    /* a zombie: the main thread after pthread_exit */
-    int park;     /* HP_PARK_*: HP_PARK_HELD when it was stopped with its registers */
-    uintptr_t sp; /* 0: unknown */
+    bool gone;      /* a zombie: the main thread after pthread_exit */
+    int park;       /* HP_PARK_*: HP_PARK_HELD when it was stopped with its registers */
+    bool signalled; /* hp_tasks_park sent it the holding signal */
+    uintptr_t sp;   /* 0: unknown */
+    uint64_t ran;   /* its time on a CPU (ns, schedstat) when read: see hp_task_ran */
     int nregs;
     uintptr_t regs[HP_TASK_REGS]; /* its registers, or a system call's arguments */
 };
@@ -46,6 +48,12 @@ struct hp_tasks {
  * pointer and the call's arguments (live registers), one blocked outside
  * any its stack pointer, a running one HP_PARK_ASKED (hp_tasks_park). */
 void hp_tasks_read(struct hp_tasks *ts);
+/* Thread tid of process pid has run since its state was read (its time on
+ * a CPU is not ran any more), or cannot tell: true. For a copy of the
+ * process: a thread read as blocked that woke before the copy was made
+ * may hold the only pointer to an object in a frame below the stack
+ * pointer that was read, or in a register. */
+bool hp_task_ran(pid_t pid, pid_t tid, uint64_t ran);
 const struct hp_task *hp_tasks_find(const struct hp_tasks *ts, pid_t tid);
 /* Signals the threads asked for and waits until each is held in its signal
  * handler, with its registers and stack pointer, or cannot be (it blocks
