@@ -211,6 +211,9 @@ void hp_leakcheck_text(struct hp_text *t, struct hp_snapshot *s, const struct hp
     struct hp_symbolizer *sym = hp_sym_open(t->a);
     hp_leaks_render(s, sym, t);
     hp_sym_close(sym);
+    if (st->retried)
+        hp_text_put(t, "heapprof: the process was copied twice: a thread woke during the first "
+                       "copy, and every thread was held by a signal for the second\n");
 }
 
 int hp_leakcheck_encode(struct hp_snapshot *s, long window_s, uint8_t **gz, size_t *len)

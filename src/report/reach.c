@@ -105,6 +105,7 @@ struct vma {
 
 struct scan {
     bool exact;
+    bool raced;            /* the last copy: a thread not held ran while it was made */
     bool live;             /* a check while the program runs (hp_reach_start) */
     int64_t time_ns;       /* when the parent asked for it (real-time clock) */
     pid_t pid;             /* the program's (in the child, getpid() is the child's own) */
@@ -1152,7 +1153,23 @@ static int note_lib(struct dl_phdr_info *info, size_t size, void *arg)
  * of it (from here up) reads them; the child runs below this frame, and
  * never returns from it. The program's threads are held from the park to
  * the unpark: that is the pause a live check costs them (*pause_ns). */
-__attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2], int64_t *pause_ns)
+/* The threads not held that ran between their last reading and now, just
+ * after the copy, added to raced[] (up to HP_MAX_TASKS): any of them may
+ * have held a pointer in a register at the copy, which nothing can read.
+ * Returns how many there are now. */
+static int raced(const struct scan *sc, pid_t *list, int n)
+{
+    for (int i = 0; i < sc->tasks.n && n < HP_MAX_TASKS; i++) {
+        const struct hp_task *t = &sc->tasks.t[i];
+        if (!t->gone && t->park == HP_PARK_NONE && t->tid != sc->tasks.my_tid &&
+            hp_task_ran(sc->pid, t->tid, t->ran))
+            list[n++] = t->tid;
+    }
+    return n;
+}
+
+__attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2], int64_t *pause_ns,
+                                                 pid_t *race, int *nrace)
 {
     ucontext_t regs;
     getcontext(&regs);
@@ -1170,6 +1187,10 @@ __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2], int6
         _exit(1);
     }
     int saved = errno;
+    int before = *nrace;
+    if (pid > 0)
+        *nrace = raced(sc, race, *nrace);
+    sc->raced = *nrace > before;
     hp_tasks_unpark(&sc->tasks);
     hp_freeze_release();
     *pause_ns = hp_mono_ns() - t0;
@@ -1275,22 +1296,53 @@ int hp_reach_start(struct hp_reach *rc, bool live)
     if (sc->nbrk > MAX_BRK)
         sc->nbrk = MAX_BRK;
     lift_fork_marks(sc);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        int e = errno;
-        restore_fork_marks(sc);
-        hp_free(sc, sizeof *sc);
-        return -e;
-    }
-    pid_t pid = fork_here(sc, p, &rc->pause_ns);
-    int err = pid < 0 ? -errno : 0;
-    restore_fork_marks(sc);
-    close(p[1]);
-    hp_free(sc, sizeof *sc);
-    if (err) {
+    /* A thread read as blocked that woke while the copy was made may have
+     * held a pointer in a register the copy cannot read: that copy is
+     * dropped, and the next holds such threads with the signal, blocked or
+     * not (a system call of theirs that SA_RESTART cannot restart then
+     * returns EINTR: paid only by threads that woke during a copy); a third
+     * holds every thread. */
+    int p[2], err = 0;
+    pid_t pid = -1;
+    pid_t *race = hp_alloc(HP_MAX_TASKS * sizeof *race);
+    int nrace = 0;
+    for (int attempt = 0; attempt < 3 && race; attempt++) {
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            err = -errno;
+            break;
+        }
+        if (attempt) {
+            /* The threads that woke are held this time; at the last try,
+             * every thread, and that copy is kept: only a thread that
+             * blocks the signal (glibc's fork does, for its length) can
+             * still run while it is made. */
+            hp_tasks_read(&sc->tasks);
+            if (attempt == 2)
+                hp_tasks_hold_all(&sc->tasks);
+            else
+                hp_tasks_hold(&sc->tasks, race, nrace);
+        }
+        pid = fork_here(sc, p, &rc->pause_ns, race, &nrace);
+        err = pid < 0 ? -errno : 0;
+        close(p[1]);
+        if (err)
+            close(p[0]);
+        if (err || !sc->raced || attempt == 2)
+            break;
+        kill(pid, SIGKILL);
         close(p[0]);
-        return err;
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+        rc->retried = true;
+        pid = -1;
     }
+    hp_free(race, HP_MAX_TASKS * sizeof *race);
+    if (!race && !err)
+        err = -ENOMEM;
+    restore_fork_marks(sc);
+    hp_free(sc, sizeof *sc);
+    if (err)
+        return err;
     rc->pid = pid;
     rc->fd = p[0];
     return 0;
@@ -1467,6 +1519,7 @@ int hp_reach_finish(struct hp_reach *rc, struct hp_reach_stats *stats, struct hp
     stats->faults = hdr[4];
     stats->child_bytes = hdr[5];
     stats->pause_ns = rc->pause_ns;
+    stats->retried = rc->retried;
     stats->ns = hp_mono_ns() - rc->t0;
     if (!rc->live)
         hp_exit_room_release(1); /* the child's room: the rest of the exit may use it */

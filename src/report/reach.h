@@ -15,6 +15,7 @@ struct hp_reach_stats {
     uint64_t child_bytes;        /* the child's own memory at its peak */
     int64_t ns;                  /* how long it took, the fork included */
     int64_t pause_ns;            /* how long the program's threads were held */
+    bool retried;                /* the copy was made twice (struct hp_reach) */
 };
 /* At exit: gives every lost live object its verdict (hp_live_set_verdict);
  * 0, or -errno when the check could not be made or finish (no verdicts
@@ -32,6 +33,7 @@ struct hp_reach {
     int fd;
     bool live;
     int64_t t0, pause_ns;
+    bool retried;  /* a thread woke during the first copy: made again, all held */
     char why[192]; /* when it fails: the reason in words, or empty */
 };
 int hp_reach_start(struct hp_reach *rc, bool live);

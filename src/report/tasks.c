@@ -276,6 +276,21 @@ bool hp_task_blocks(pid_t tid, int sig)
 
 /* Signals the running threads and waits until each is held or cannot be.
  * Returns how many are held. */
+void hp_tasks_hold_all(struct hp_tasks *ts)
+{
+    for (int i = 0; i < ts->n; i++)
+        if (!ts->t[i].gone && ts->t[i].tid != ts->my_tid)
+            ts->t[i].park = HP_PARK_ASKED;
+}
+
+void hp_tasks_hold(struct hp_tasks *ts, const pid_t *tids, int n)
+{
+    for (int i = 0; i < ts->n; i++)
+        for (int k = 0; k < n; k++)
+            if (ts->t[i].tid == tids[k] && !ts->t[i].gone && ts->t[i].tid != ts->my_tid)
+                ts->t[i].park = HP_PARK_ASKED;
+}
+
 static int wait_held(struct hp_tasks *ts, int64_t deadline);
 
 int hp_tasks_park(struct hp_tasks *ts)

@@ -61,6 +61,10 @@ const struct hp_task *hp_tasks_find(const struct hp_tasks *ts, pid_t tid);
  * caller holds heapprof's locks (hp_freeze_hold), so that no thread held
  * can be holding one. Returns how many are held. */
 int hp_tasks_park(struct hp_tasks *ts);
+/* Asks that every thread but the caller be held, blocked ones too. */
+void hp_tasks_hold_all(struct hp_tasks *ts);
+/* Asks that the threads in tids be held, blocked or not. */
+void hp_tasks_hold(struct hp_tasks *ts, const pid_t *tids, int n);
 /* Lets them go; forgets what the threads not held may still write. */
 void hp_tasks_unpark(struct hp_tasks *ts);
 
