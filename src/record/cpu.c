@@ -110,7 +110,8 @@ enum {
     RING_SLOTS = 1024, /* a power of two */
     DRAIN_MS = 25,
     MAX_OWN = 8,
-    MAX_OVERRUN = 3,
+    MAX_OVERRUN = 3, /* at 100 Hz: 30 ms; see take_sample */
+    MAX_DELAY_MS = 30,
 };
 #define MAX_TABLE_BYTES ((size_t)16 << 20)
 
@@ -224,16 +225,22 @@ static void take_sample(void *uc, int overrun, int rate)
 {
     uint32_t periods = 1;
     int lost = 0;
+    int keep = __atomic_load_n(&keep_hz, __ATOMIC_SEQ_CST);
+    if (rate <= 0)
+        rate = keep > 0 ? keep : 100;
     if (overrun > 0) {
-        int extra = overrun < MAX_OVERRUN ? overrun : MAX_OVERRUN;
+        /* A delay of MAX_DELAY_MS, whatever the rate: the kernel checks a
+         * thread's CPU timers at its clock tick (4 ms at HZ=250), so at a
+         * trace's 1 kHz every signal stands for about four periods. */
+        int max = rate * MAX_DELAY_MS / 1000;
+        if (max < MAX_OVERRUN)
+            max = MAX_OVERRUN;
+        int extra = overrun < max ? overrun : max;
         periods += (uint32_t)extra;
         lost = overrun - extra;
     }
     uint32_t weight = 0; /* in the profile's periods */
-    int keep = __atomic_load_n(&keep_hz, __ATOMIC_SEQ_CST);
     if (keep > 0) {
-        if (rate <= 0)
-            rate = keep;
         uint32_t g = __atomic_load_n(&keep_gen, __ATOMIC_RELAXED);
         if (HP_UNLIKELY(share.gen != g)) {
             share.gen = g;
@@ -242,8 +249,9 @@ static void take_sample(void *uc, int overrun, int rate)
         uint64_t acc = share.acc + (uint64_t)periods * (uint64_t)keep;
         weight = (uint32_t)(acc / (uint64_t)rate);
         share.acc = acc % (uint64_t)rate;
-        if (lost)
-            __atomic_add_fetch(&dropped, (int64_t)lost * keep / rate, __ATOMIC_RELAXED);
+        if (lost) /* rounded up: a part of a period is still a period lost */
+            __atomic_add_fetch(&dropped, ((int64_t)lost * keep + rate - 1) / rate,
+                               __ATOMIC_RELAXED);
     }
     void (*tap)(const uintptr_t *, int) =
         HP_TRACING() ? __atomic_load_n(&hp_cpu_tap, __ATOMIC_ACQUIRE) : NULL;
