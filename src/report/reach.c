@@ -1149,10 +1149,6 @@ static int note_lib(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* The fork, with this thread's registers saved on its stack where the scan
- * of it (from here up) reads them; the child runs below this frame, and
- * never returns from it. The program's threads are held from the park to
- * the unpark: that is the pause a live check costs them (*pause_ns). */
 /* The threads not held that ran between their last reading and now, just
  * after the copy, added to raced[] (up to HP_MAX_TASKS): any of them may
  * have held a pointer in a register at the copy, which nothing can read.
@@ -1168,6 +1164,12 @@ static int raced(const struct scan *sc, pid_t *list, int n)
     return n;
 }
 
+/* The fork, with this thread's registers saved on its stack where the scan
+ * of it (from here up) reads them; the child runs below this frame, and
+ * never returns from it. The program's threads are held from the park to
+ * the unpark: that is the pause a live check costs them (*pause_ns).
+ * The threads that were not held and ran meanwhile are added to race
+ * (*nrace of them), and sc->raced says whether there were any this time. */
 __attribute__((noinline)) static pid_t fork_here(struct scan *sc, int p[2], int64_t *pause_ns,
                                                  pid_t *race, int *nrace)
 {
