@@ -89,18 +89,26 @@ HEAPPROF_API void heapprof_label_pop(void)
         hp_labels_pop();
 }
 
-/* CPU profiles into a file: the reporting half and libunwind are loaded on
- * the first call if HEAPPROF did not load them. */
-HEAPPROF_API int heapprof_cpu_start(const char *path)
+/* What a CPU profile or a trace into a file needs first: the path made
+ * absolute into abs, the configuration (HEAPPROF_CPU_HZ) read if nothing
+ * allocated yet, the reporting half and libunwind loaded if HEAPPROF did
+ * not load them. 0 or -errno. */
+static int sampler_file(const char *path, char abs[4096])
 {
     if (!path || !*path)
         return -EINVAL;
-    char abs[4096];
-    int r = hp_absolute_path(abs, sizeof abs, path);
+    int r = hp_absolute_path(abs, 4096, path);
     if (r)
         return r;
-    hp_init(); /* the configuration (HEAPPROF_CPU_HZ), if nothing allocated yet */
-    r = hp_cpu_support();
+    hp_init();
+    return hp_cpu_support();
+}
+
+/* CPU profiles into a file. */
+HEAPPROF_API int heapprof_cpu_start(const char *path)
+{
+    char abs[4096];
+    int r = sampler_file(path, abs);
     if (r)
         return r;
     return hp_cpu_start(hp_cfg.cpu_hz > 0 ? hp_cfg.cpu_hz : HEAPPROF_DEFAULT_CPU_HZ, HP_CPU_API,
@@ -136,14 +144,8 @@ HEAPPROF_API long heapprof_block_rate(long ns)
  * name ends in .gz): like the CPU profile's, with or without HEAPPROF. */
 HEAPPROF_API int heapprof_trace_start(const char *path)
 {
-    if (!path || !*path)
-        return -EINVAL;
     char abs[4096];
-    int r = hp_absolute_path(abs, sizeof abs, path);
-    if (r)
-        return r;
-    hp_init();
-    r = hp_cpu_support();
+    int r = sampler_file(path, abs);
     if (r)
         return r;
     return hp_trace_start(HP_TRACE_API, abs);

@@ -219,31 +219,15 @@ static bool read_proc(struct gthread *t)
     return true;
 }
 
-/* "NR ARG1 ... ARG6 SP PC" in a system call, "-1 SP PC" blocked outside
- * any, "running" otherwise. */
+/* In a system call (its number), blocked outside any (-1), or running or
+ * unknown (-2), with the stack pointer and pc /proc gives (report/tasks.c). */
 static void read_syscall(struct gthread *t)
 {
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-    t->sysno = -2;
-    t->sp = t->pc = 0;
-    if (hp_task_read(path, text, sizeof text) <= 0)
-        return;
-    char *f[9];
-    int nf = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(text, " \n", &save); tok && nf < 9;
-         tok = strtok_r(NULL, " \n", &save))
-        f[nf++] = tok;
-    if (nf == 9) {
-        t->sysno = strtol(f[0], NULL, 10);
-        t->sp = (uintptr_t)strtoull(f[7], NULL, 16);
-        t->pc = (uintptr_t)strtoull(f[8], NULL, 16);
-    } else if (nf == 3 && !strcmp(f[0], "-1")) {
-        t->sysno = -1;
-        t->sp = (uintptr_t)strtoull(f[1], NULL, 16);
-        t->pc = (uintptr_t)strtoull(f[2], NULL, 16);
-    }
+    struct hp_task_call c;
+    hp_task_syscall(t->tid, &c);
+    t->sysno = c.sysno >= -1 ? c.sysno : -2;
+    t->sp = c.sp;
+    t->pc = c.pc;
 }
 
 /* ---- running threads: a signal ---- */

@@ -797,9 +797,11 @@ static void finish_leaks(struct hp_http_conn *c, struct window *w)
     window_free(w);
 }
 
-/* GET /debug/pprof/goroutine and /debug/pprof/threads: every live thread's
- * stack (report/goroutine.c), a profile or ?debug=1 / ?debug=2 text. */
-static void serve_goroutine(struct hp_http_conn *c, const char *query)
+/* A thread profile made by render (report/goroutine.c): the pprof profile,
+ * or with ?debug=N its text; a 500 that says what failed otherwise. */
+static void serve_threads_profile(struct hp_http_conn *c, const char *query,
+                                  int (*render)(struct hp_arena *, int, uint8_t **, size_t *),
+                                  const char *name, const char *failed)
 {
     char val[16];
     long debug = 0;
@@ -808,37 +810,31 @@ static void serve_goroutine(struct hp_http_conn *c, const char *query)
     struct hp_arena a = {0};
     uint8_t *body;
     size_t len;
-    int r = hp_goroutine_render(&a, (int)debug, &body, &len);
+    int r = render(&a, (int)debug, &body, &len);
+    char extra[96];
+    snprintf(extra, sizeof extra, "Content-Disposition: attachment; filename=\"%s\"\r\n", name);
     if (r)
-        hp_http_respond_text(c, 500, "could not read the threads' stacks: %s\n", strerror(-r));
+        hp_http_respond_text(c, 500, "%s: %s\n", failed, strerror(-r));
     else if (debug)
         hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
     else
-        hp_http_respond(c, 200, "application/octet-stream",
-                        "Content-Disposition: attachment; filename=\"goroutine\"\r\n", body, len);
+        hp_http_respond(c, 200, "application/octet-stream", extra, body, len);
     hp_arena_release(&a);
+}
+
+/* GET /debug/pprof/goroutine and /debug/pprof/threads: every live thread's
+ * stack, a profile or ?debug=1 / ?debug=2 text. */
+static void serve_goroutine(struct hp_http_conn *c, const char *query)
+{
+    serve_threads_profile(c, query, hp_goroutine_render, "goroutine",
+                          "could not read the threads' stacks");
 }
 
 /* GET /debug/pprof/threadcreate: where the live threads were created. */
 static void serve_threadcreate(struct hp_http_conn *c, const char *query)
 {
-    char val[16];
-    long debug = 0;
-    if (query && query_param(query, "debug", val, sizeof val))
-        debug = strtol(val, NULL, 10);
-    struct hp_arena a = {0};
-    uint8_t *body;
-    size_t len;
-    int r = hp_threadcreate_render(&a, (int)debug, &body, &len);
-    if (r)
-        hp_http_respond_text(c, 500, "could not make the profile: %s\n", strerror(-r));
-    else if (debug)
-        hp_http_respond(c, 200, "text/plain; charset=utf-8", NULL, body, len);
-    else
-        hp_http_respond(c, 200, "application/octet-stream",
-                        "Content-Disposition: attachment; filename=\"threadcreate\"\r\n", body,
-                        len);
-    hp_arena_release(&a);
+    serve_threads_profile(c, query, hp_threadcreate_render, "threadcreate",
+                          "could not make the profile");
 }
 
 /* GET or POST /debug/pprof/symbol, as Go answers it: "num_symbols: 1",

@@ -75,9 +75,25 @@ static void read_state(struct hp_task *t)
     snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)t->tid);
     if (hp_task_read(path, text, sizeof text) > 0)
         t->ran = strtoull(text, NULL, 10);
-    /* "NR ARG1 ... ARG6 SP PC" for a thread in a system call,
-     * "-1 SP PC" for one blocked outside any, "running" otherwise. */
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
+    struct hp_task_call c;
+    hp_task_syscall(t->tid, &c);
+    if (c.sysno >= 0) {
+        t->sp = c.sp;
+        for (int k = 0; k < 6; k++) /* the call's arguments: live registers */
+            t->regs[t->nregs++] = c.args[k];
+    } else if (c.sysno == -1) {
+        t->sp = c.sp;
+    } else if (c.sysno == HP_CALL_RUNNING) {
+        t->park = HP_PARK_ASKED; /* to be held by a signal, for its registers */
+    }
+}
+
+void hp_task_syscall(pid_t tid, struct hp_task_call *c)
+{
+    memset(c, 0, sizeof *c);
+    c->sysno = HP_CALL_UNKNOWN;
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
     if (hp_task_read(path, text, sizeof text) <= 0)
         return;
     char *f[9];
@@ -87,13 +103,17 @@ static void read_state(struct hp_task *t)
          tok = strtok_r(NULL, " \n", &save))
         f[nf++] = tok;
     if (nf == 9 && f[7][0] == '0' && f[7][1] == 'x') {
-        t->sp = (uintptr_t)strtoull(f[7] + 2, NULL, 16);
-        for (int k = 1; k <= 6; k++) /* the call's arguments: live registers */
-            t->regs[t->nregs++] = (uintptr_t)strtoull(f[k], NULL, 16);
+        c->sysno = strtol(f[0], NULL, 10);
+        c->sp = (uintptr_t)strtoull(f[7] + 2, NULL, 16);
+        c->pc = (uintptr_t)strtoull(f[8], NULL, 16);
+        for (int k = 0; k < 6; k++)
+            c->args[k] = (uintptr_t)strtoull(f[k + 1], NULL, 16);
     } else if (nf == 3 && !strcmp(f[0], "-1") && f[1][0] == '0') {
-        t->sp = (uintptr_t)strtoull(f[1] + 2, NULL, 16);
+        c->sysno = -1;
+        c->sp = (uintptr_t)strtoull(f[1] + 2, NULL, 16);
+        c->pc = (uintptr_t)strtoull(f[2], NULL, 16);
     } else if (nf == 1 && !strcmp(f[0], "running")) {
-        t->park = HP_PARK_ASKED; /* to be held by a signal, for its registers */
+        c->sysno = HP_CALL_RUNNING;
     }
 }
 

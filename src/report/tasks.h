@@ -54,6 +54,16 @@ void hp_tasks_read(struct hp_tasks *ts);
  * may hold the only pointer to an object in a frame below the stack
  * pointer that was read, or in a register. */
 bool hp_task_ran(pid_t pid, pid_t tid, uint64_t ran);
+/* /proc/self/task/TID/syscall, read: "NR ARG1 ... ARG6 SP PC" in a system
+ * call (sysno NR, its arguments), "-1 SP PC" blocked outside any (sysno
+ * -1), "running" (HP_CALL_RUNNING), or nothing readable (HP_CALL_UNKNOWN). */
+enum { HP_CALL_RUNNING = -2, HP_CALL_UNKNOWN = -3 };
+struct hp_task_call {
+    long sysno;
+    uintptr_t sp, pc;
+    uintptr_t args[6];
+};
+void hp_task_syscall(pid_t tid, struct hp_task_call *c);
 const struct hp_task *hp_tasks_find(const struct hp_tasks *ts, pid_t tid);
 /* Signals the threads asked for and waits until each is held in its signal
  * handler, with its registers and stack pointer, or cannot be (it blocks
