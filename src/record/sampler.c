@@ -148,8 +148,14 @@ bool hp_sampler_take(size_t size)
         }
         return true;
     }
-    hp_count_allocated(t);
-    t->countdown = t->counted_at = hp_sampler_gap(t->rng, hp_cfg.rate);
+    int64_t gap = hp_sampler_gap(t->rng, hp_cfg.rate);
+    if (t->listed) {
+        t->counted_at += gap - t->countdown;
+        t->countdown = gap;
+    } else {
+        hp_count_allocated(t);
+        t->countdown = t->counted_at = gap;
+    }
     return true;
 }
 

@@ -1114,7 +1114,7 @@ __asm__(".text\n"
  * lies on the chain of dependent loads. */
 static inline uintptr_t slot_at(uintptr_t pc)
 {
-    return pc & ((uintptr_t)(CACHE - 1) * sizeof(struct slot));
+    return ((pc ^ (pc >> CACHE_BITS)) & (CACHE - 1)) * sizeof(struct slot);
 }
 
 static void fill(struct slot *s, uintptr_t pc, uint32_t info)
