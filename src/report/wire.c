@@ -39,6 +39,7 @@ struct hp_wire {
     struct hp_arena *a;
     int err;                        /* the writer's */
     int zerr;                       /* the compressor's: read after a handover */
+    bool zstarted;                  /* deflateInit2 done (start_stream) */
     struct out_chunk *first, *last; /* compressed, in order */
     uint8_t *stage;                 /* being filled: stages[cur] */
     size_t staged;
@@ -61,13 +62,26 @@ struct hp_wire *hp_wire_open(struct hp_arena *a)
     if (!w)
         return NULL;
     w->a = a;
-    /* windowBits 15 + 16: a gzip wrapper, as pprof expects. Fastest level,
-     * as Go's runtime/pprof writes profiles: the dump runs inside the
-     * program. */
-    if (deflateInit2(&w->z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return NULL;
     w->stage = w->stages[0];
     return w;
+}
+
+/* The stream is started at the first buffer's hand-over, when the size is
+ * known to be below one buffer or not. windowBits 15 + 16: a gzip wrapper,
+ * as pprof expects. Fastest level, as Go's runtime/pprof writes profiles:
+ * the dump runs inside the program. A profile that fits in one buffer gets
+ * zlib's smallest tables (memLevel 1): the default's 64 KiB hash table is
+ * cleared at the start, 16 page faults, which cost a short process more
+ * than compressing its profile does. */
+static bool start_stream(struct hp_wire *w, bool small)
+{
+    if (w->zstarted)
+        return true;
+    if (deflateInit2(&w->z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, small ? 1 : 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return false;
+    w->zstarted = true;
+    return true;
 }
 
 /* Deflates data; with finish, ends the stream. Run by one thread at a
@@ -76,6 +90,10 @@ static void deflate_some(struct hp_wire *w, const uint8_t *data, size_t len, boo
 {
     if (w->zerr)
         return;
+    if (!start_stream(w, finish && len < STAGE)) {
+        w->zerr = -ENOMEM;
+        return;
+    }
     w->z.next_in = (uint8_t *)data;
     w->z.avail_in = (uInt)len;
     for (;;) {
@@ -225,7 +243,8 @@ int hp_wire_close(struct hp_wire *w, uint8_t **out, size_t *outlen)
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->m);
     }
-    deflateEnd(&w->z);
+    if (w->zstarted)
+        deflateEnd(&w->z);
     size_t total = 0;
     for (struct out_chunk *c = w->first; c; c = c->next)
         total += c->len;
