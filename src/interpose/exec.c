@@ -18,41 +18,84 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
-static inline void before_exec(const char *what)
+/* Whether an exec of file could start a program: an executable file at
+ * that path or, with search, in a directory of PATH (as glibc's execvp
+ * searches: a name with a slash is taken as a path; PATH unset means
+ * "/bin:/usr/bin"). A shell looking for a command tries each directory of
+ * PATH with execve, and only the last try succeeds: those that cannot
+ * start anything neither end the trace nor appear in it. A call that
+ * fails for another reason (E2BIG, ENOEXEC, a file that vanished) still
+ * ends it: see README, "Known limits". */
+static bool would_run(const char *file, bool search)
 {
-    if (HP_TRACING())
+    if (!file || !*file)
+        return false;
+    if (!search || strchr(file, '/'))
+        return access(file, X_OK) == 0;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    size_t flen = strlen(file);
+    char buf[4096];
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + 1 + flen < sizeof buf) {
+            /* An empty entry is the current directory. */
+            size_t n = 0;
+            if (dlen) {
+                memcpy(buf, p, dlen);
+                n = dlen;
+                buf[n++] = '/';
+            }
+            memcpy(buf + n, file, flen + 1);
+            if (access(buf, X_OK) == 0)
+                return true;
+        }
+        if (!end)
+            return false;
+        p = end;
+    }
+}
+
+static inline void before_exec(const char *what, bool search)
+{
+    if (HP_TRACING() && would_run(what, search))
         hp_trace_exec(what);
 }
 
 HEAPPROF_API int execve(const char *path, char *const argv[], char *const envp[])
 {
-    before_exec(path);
+    before_exec(path, false);
     return HP_REAL(execve)(path, argv, envp);
 }
 
 HEAPPROF_API int execv(const char *path, char *const argv[])
 {
-    before_exec(path);
+    before_exec(path, false);
     return HP_REAL(execv)(path, argv);
 }
 
 HEAPPROF_API int execvp(const char *file, char *const argv[])
 {
-    before_exec(file);
+    before_exec(file, true);
     return HP_REAL(execvp)(file, argv);
 }
 
 HEAPPROF_API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    before_exec(file);
+    before_exec(file, true);
     return HP_REAL(execvpe)(file, argv, envp);
 }
 
 HEAPPROF_API int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    before_exec("fexecve");
+    if (HP_TRACING())
+        hp_trace_exec("fexecve");
     return HP_REAL(fexecve)(fd, argv, envp);
 }
 
@@ -95,7 +138,7 @@ HEAPPROF_API int execl(const char *path, const char *arg, ...)
     char **argv = __builtin_alloca((n + 1) * sizeof *argv);
     fill(argv, n, arg, &ap);
     va_end(ap);
-    before_exec(path);
+    before_exec(path, false);
     return HP_REAL(execv)(path, argv);
 }
 
@@ -112,7 +155,7 @@ HEAPPROF_API int execlp(const char *file, const char *arg, ...)
     char **argv = __builtin_alloca((n + 1) * sizeof *argv);
     fill(argv, n, arg, &ap);
     va_end(ap);
-    before_exec(file);
+    before_exec(file, true);
     return HP_REAL(execvp)(file, argv);
 }
 
@@ -130,6 +173,6 @@ HEAPPROF_API int execle(const char *path, const char *arg, ...)
     fill(argv, n, arg, &ap);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
-    before_exec(path);
+    before_exec(path, false);
     return HP_REAL(execve)(path, argv, envp);
 }

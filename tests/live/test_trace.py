@@ -400,7 +400,8 @@ def check_lifecycle():
     """A fork and an exec during a trace are instants on the thread that
     made them; the trace going to a file is written before the exec, its
     name tagged with the pid and "exec" (the new image may trace to the
-    same name)."""
+    same name). Execs that cannot start anything (tried before the fork)
+    neither end the trace nor appear in it."""
     tmp = h.tempdir()
     path = os.path.join(tmp, "x.json")
     p = h.run([h.env_path("HEAPPROF_TRACER_BLOCK"), "--exec", path], env=h.base_env(), timeout=120)

@@ -12,9 +12,10 @@
  * hold each as a slice of about that length on the waiter's track.
  *
  * Usage: tracer_block --exec PATH
- * Starts a trace into PATH, forks a child that exits at once, waits for
- * it, prints `pid N` and execs /bin/true: the trace, written before the
- * exec with the pid in its name, must hold the fork and the exec.
+ * Starts a trace into PATH, tries three execs that cannot start anything,
+ * forks a child that exits at once, waits for it, prints `pid N` and execs
+ * /bin/true: the trace, written before that exec with the pid in its name,
+ * must hold the fork and that exec, and nothing of the failed ones.
  */
 #define _GNU_SOURCE
 #include <heapprof.h>
@@ -109,6 +110,13 @@ static int run_exec(const char *path)
         fputs("tracer_block: cannot start the trace\n", stderr);
         return 1;
     }
+    /* Execs that cannot start anything: a path with no file, and a name
+     * on no directory of PATH. The trace goes on through them (the fork
+     * below must be in it) and does not show them. */
+    execl("/nonexistent/heapprof-no-such-program", "x", (char *)NULL);
+    execlp("heapprof-no-such-program", "x", (char *)NULL);
+    char *const none[] = {"x", NULL};
+    execvp("/nonexistent/heapprof-no-such-program", none);
     pid_t c = fork();
     if (c == 0)
         _exit(0);
