@@ -107,10 +107,16 @@ static void periodic_start(void)
     }
 }
 
+/* The periodic check's answer so far: read as it comes, between the
+ * server's requests and the timeline's points. */
+static struct hp_snapshot periodic_got;
+
 static void periodic_finish(void)
 {
-    struct hp_snapshot s;
-    memset(&s, 0, sizeof s);
+    if (hp_reach_pump(&periodic, &periodic_got) == -EAGAIN)
+        return; /* more to come */
+    struct hp_snapshot s = periodic_got;
+    memset(&periodic_got, 0, sizeof periodic_got);
     struct hp_reach_stats st;
     int r = hp_reach_finish(&periodic, &st, &s);
     if (r == 0)
@@ -163,6 +169,8 @@ static void *agent_main(void *arg)
             periodic_finish();
         } else if (periodic_on && hp_mono_ms() - periodic_t0 > PERIODIC_LIMIT_MS) {
             hp_reach_cancel(&periodic);
+            hp_snapshot_release(&periodic_got);
+            memset(&periodic_got, 0, sizeof periodic_got);
             periodic_failed(-ETIMEDOUT);
             periodic_on = false;
             hp_leakcheck_release();
@@ -234,6 +242,8 @@ void hp_agent_child(void)
     if (periodic_on && periodic.fd >= 0)
         close(periodic.fd); /* the parent's check: its clone is not this process's child */
     periodic_on = false;
+    hp_snapshot_release(&periodic_got);
+    memset(&periodic_got, 0, sizeof periodic_got);
     if (!running)
         return;
     running = false;

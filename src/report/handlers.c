@@ -65,6 +65,8 @@ struct window {
     enum leak_step step; /* a leak check's */
     bool checking;       /* a leak check's clone runs (rc) */
     struct hp_reach rc;
+    struct hp_snapshot got;       /* its answer, read as it comes */
+    int64_t leak_deadline;        /* its time limit (hp_mono_ms) */
     struct hp_snapshot base;      /* a delta's start */
     struct hp_cont_profile cbase; /* a mutex or block delta's start */
     int64_t start_ns;
@@ -96,6 +98,7 @@ static void window_free(struct window *w)
     } else if (w->kind == LEAKS) {
         if (w->checking)
             hp_reach_cancel(&w->rc);
+        hp_snapshot_release(&w->got);
         hp_snapshot_release(&w->base);
         hp_leakcheck_release();
     } else {
@@ -706,6 +709,8 @@ static int leaks_start(struct hp_http_conn *c, struct window *w)
         return r;
     }
     w->checking = true;
+    memset(&w->got, 0, sizeof w->got);
+    w->leak_deadline = hp_mono_ms() + LEAK_LIMIT_MS;
     hp_http_wait_fd(c, LEAK_LIMIT_MS, w->rc.fd, w);
     return 0;
 }
@@ -755,10 +760,22 @@ static void finish_leaks(struct hp_http_conn *c, struct window *w)
         leaks_failed(c, w, -ETIMEDOUT);
         return;
     }
-    struct hp_snapshot s;
-    memset(&s, 0, sizeof s);
+    /* The answer is read as it comes: the server goes on answering others
+     * between its pieces (a snapshot of many megabytes, from a clone at
+     * the lowest priority). */
+    int r = hp_reach_pump(&w->rc, &w->got);
+    if (r == -EAGAIN) {
+        int64_t left = w->leak_deadline - hp_mono_ms();
+        if (left <= 0)
+            leaks_failed(c, w, -ETIMEDOUT);
+        else
+            hp_http_wait_fd(c, left, w->rc.fd, w);
+        return;
+    }
+    struct hp_snapshot s = w->got;
+    memset(&w->got, 0, sizeof w->got);
     struct hp_reach_stats st;
-    int r = hp_reach_finish(&w->rc, &st, &s);
+    r = hp_reach_finish(&w->rc, &st, &s);
     w->checking = false;
     if (r) {
         hp_snapshot_release(&s);

@@ -92,7 +92,7 @@ enum { ST_UNREACHED = 0, ST_REACHABLE, ST_INDIRECT, ST_LEADER };
 
 enum { MAX_BRK = 64, MAX_MARKS = 64, MAX_VMAS = 65536 };
 /* The words before a live check's entries (child_report_live). */
-enum { LIVE_HEADER = 11 };
+enum { LIVE_HEADER = HP_REACH_LIVE_HEADER };
 
 struct vma {
     uintptr_t lo, hi;
@@ -1352,27 +1352,6 @@ int hp_reach_start(struct hp_reach *rc, bool live)
 
 /* Reads len bytes from the check's pipe by the deadline: 0, -ETIMEDOUT,
  * or -EPIPE when the child ended first. */
-static int read_exact(int fd, void *buf, size_t len, int64_t deadline)
-{
-    size_t have = 0;
-    while (have < len) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - hp_mono_ms();
-        if (left <= 0)
-            return -ETIMEDOUT;
-        int pr = hp_poll(&pf, 1, (int)(left < 1000 ? left : 1000));
-        if (pr <= 0)
-            continue;
-        ssize_t r = hp_read(fd, (char *)buf + have, len - have);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -EPIPE;
-        have += (size_t)r;
-    }
-    return 0;
-}
-
 /* An exit check's report: the lost objects' verdicts, given in the parent
  * (hp_live_set_verdict), as they come. */
 static int finish_exit(struct hp_reach *rc, struct hp_reach_stats *stats, uint64_t hdr[6])
@@ -1444,37 +1423,82 @@ static int finish_exit(struct hp_reach *rc, struct hp_reach_stats *stats, uint64
     return err;
 }
 
-/* A live check's report: the snapshot the child took, into out. */
+/* A live check's report: the snapshot the child took, into out, read as it
+ * comes (hp_reach_pump). */
+int hp_reach_pump(struct hp_reach *rc, struct hp_snapshot *out)
+{
+    if (rc->in.err)
+        return rc->in.err;
+    while (rc->in.part < 3) {
+        void *to;
+        size_t want;
+        if (rc->in.part == 0) {
+            to = rc->in.head;
+            want = sizeof rc->in.head;
+        } else if (rc->in.part == 1) {
+            to = rc->in.entries;
+            want = rc->in.n * sizeof *rc->in.entries;
+        } else {
+            to = rc->in.trailer;
+            want = sizeof rc->in.trailer;
+        }
+        if (rc->in.got < want) {
+            struct pollfd pf = {.fd = rc->fd, .events = POLLIN};
+            int pr = hp_poll(&pf, 1, 0);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr <= 0)
+                return -EAGAIN;
+            ssize_t r = hp_read(rc->fd, (char *)to + rc->in.got, want - rc->in.got);
+            if (r < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (r <= 0)
+                return rc->in.err = -EPIPE;
+            rc->in.got += (size_t)r;
+            continue;
+        }
+        rc->in.got = 0;
+        if (rc->in.part == 0) {
+            const uint64_t *h = rc->in.head;
+            if (h[0] != MSG_MAGIC || h[8] > ((uint64_t)1 << 26))
+                return rc->in.err = -EPROTO;
+            rc->in.n = (size_t)h[8];
+            rc->in.entries =
+                hp_arena_alloc(&out->arena, (rc->in.n ? rc->in.n : 1) * sizeof *rc->in.entries);
+            if (!rc->in.entries)
+                return rc->in.err = -ENOMEM;
+        } else if (rc->in.part == 2) {
+            if (rc->in.trailer[0] != MSG_MAGIC || rc->in.trailer[1] != rc->in.n)
+                return rc->in.err = -EPROTO;
+            out->buckets = rc->in.entries;
+            out->nbuckets = rc->in.n;
+            out->rate = (long)rc->in.head[9];
+            out->time_ns = (int64_t)rc->in.head[10];
+            out->verdicts = true;
+        }
+        rc->in.part++;
+    }
+    return 0;
+}
+
+/* The rest of a live check's report, waited for. */
 static int finish_live(struct hp_reach *rc, struct hp_reach_stats *stats, uint64_t hdr[6],
                        struct hp_snapshot *out)
 {
     int64_t deadline = hp_mono_ms() + SCAN_TIMEOUT_S * 1000;
-    uint64_t h[LIVE_HEADER];
-    int err = read_exact(rc->fd, h, sizeof h, deadline);
+    int err;
+    while ((err = hp_reach_pump(rc, out)) == -EAGAIN) {
+        struct pollfd pf = {.fd = rc->fd, .events = POLLIN};
+        int64_t left = deadline - hp_mono_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        hp_poll(&pf, 1, (int)(left < 1000 ? left : 1000));
+    }
     if (err)
         return err;
-    if (h[0] != MSG_MAGIC || h[8] > ((uint64_t)1 << 26))
-        return -EPROTO;
-    memcpy(hdr, h, 6 * sizeof *hdr);
-    stats->definite = h[6];
-    stats->indirect = h[7];
-    size_t n = (size_t)h[8];
-    struct hp_snap_bucket *b = hp_arena_alloc(&out->arena, (n ? n : 1) * sizeof *b);
-    if (!b)
-        return -ENOMEM;
-    err = read_exact(rc->fd, b, n * sizeof *b, deadline);
-    uint64_t trailer[2];
-    if (!err)
-        err = read_exact(rc->fd, trailer, sizeof trailer, deadline);
-    if (err)
-        return err;
-    if (trailer[0] != MSG_MAGIC || trailer[1] != n)
-        return -EPROTO;
-    out->buckets = b;
-    out->nbuckets = n;
-    out->rate = (long)h[9];
-    out->time_ns = (int64_t)h[10];
-    out->verdicts = true;
+    memcpy(hdr, rc->in.head, 6 * sizeof *hdr);
+    stats->definite = rc->in.head[6];
+    stats->indirect = rc->in.head[7];
     return 0;
 }
 

@@ -28,6 +28,7 @@ int hp_reach_check(struct hp_reach_stats *stats);
  * /debug/pprof/leaks asks): the clone runs at the lowest priority on one
  * CPU, and the verdicts come back as a snapshot taken with them, in the
  * clone, at the moment of the clone; the parent's live set is untouched. */
+enum { HP_REACH_LIVE_HEADER = 11 };
 struct hp_reach {
     pid_t pid;
     int fd;
@@ -35,10 +36,29 @@ struct hp_reach {
     int64_t t0, pause_ns;
     bool retried;  /* a thread woke during the first copy: made again, all held */
     char why[192]; /* when it fails: the reason in words, or empty */
+    /* A live answer as it is read (hp_reach_pump): the header, the
+     * snapshot's entries, the trailer, in that order. */
+    struct {
+        int part; /* 0 header, 1 entries, 2 trailer, 3 whole */
+        int err;  /* the read's error, kept for hp_reach_finish */
+        size_t got;
+        uint64_t head[HP_REACH_LIVE_HEADER];
+        uint64_t trailer[2];
+        struct hp_snap_bucket *entries;
+        size_t n;
+    } in;
 };
 int hp_reach_start(struct hp_reach *rc, bool live);
-/* Waits for the answer (out: the live snapshot, released by the caller
- * with hp_snapshot_release; NULL at exit) and reaps the clone. */
+/* A live check: reads what the clone has sent so far into out, without
+ * waiting. 0: the answer is whole; -EAGAIN: more is to come (poll rc->fd
+ * again); otherwise the error. A snapshot of many megabytes comes from a
+ * clone at the lowest priority in many pieces: a caller that serves others
+ * meanwhile (the HTTP server, the periodic check) reads each as it comes
+ * rather than waiting for the whole. */
+int hp_reach_pump(struct hp_reach *rc, struct hp_snapshot *out);
+/* Waits for the rest of the answer (out: the live snapshot, released by
+ * the caller with hp_snapshot_release, the same out as hp_reach_pump's;
+ * NULL at exit) and reaps the clone. */
 int hp_reach_finish(struct hp_reach *rc, struct hp_reach_stats *stats, struct hp_snapshot *out);
 void hp_reach_cancel(struct hp_reach *rc);
 
