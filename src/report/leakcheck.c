@@ -49,6 +49,7 @@ void hp_leakcheck_child(void)
 {
     claimed = 0; /* the parent's check is not this process's */
     pthread_mutex_init(&last_mu, NULL);
+    hp_reach_child();
 }
 
 /* ---- the last check, for the index page and the timeline ---- */

@@ -65,6 +65,7 @@
 #include <link.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,6 +94,12 @@ enum { ST_UNREACHED = 0, ST_REACHABLE, ST_INDIRECT, ST_LEADER };
 enum { MAX_BRK = 64, MAX_MARKS = 64, MAX_VMAS = 65536 };
 /* The words before a live check's entries (child_report_live). */
 enum { LIVE_HEADER = HP_REACH_LIVE_HEADER };
+
+/* The clone of a live check under way, for the exit's check to end
+ * (hp_reach_check); cleared, under the lock, as the clone is reaped, so
+ * that a pid the system gave to another process is never signalled. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t live_pid;
 
 struct vma {
     uintptr_t lo, hi;
@@ -1347,6 +1354,11 @@ int hp_reach_start(struct hp_reach *rc, bool live)
         return err;
     rc->pid = pid;
     rc->fd = p[0];
+    if (live) {
+        hp_mutex_lock(&live_mu);
+        live_pid = pid;
+        pthread_mutex_unlock(&live_mu);
+    }
     return 0;
 }
 
@@ -1519,8 +1531,15 @@ static int reap(struct hp_reach *rc, int err)
     if (err)
         kill(rc->pid, SIGKILL);
     int status = 0;
+    if (rc->live)
+        hp_mutex_lock(&live_mu); /* the pid stays this clone's until it is forgotten */
     while (waitpid(rc->pid, &status, __WALL) < 0 && errno == EINTR)
         ;
+    if (rc->live) {
+        if (live_pid == rc->pid)
+            live_pid = 0;
+        pthread_mutex_unlock(&live_mu);
+    }
     rc->pid = -1;
     if (err == -EPIPE && WIFEXITED(status) && WEXITSTATUS(status) == 2) {
         snprintf(rc->why, sizeof rc->why, "its copy of the process ran out of memory%s",
@@ -1557,8 +1576,36 @@ void hp_reach_cancel(struct hp_reach *rc)
     reap(rc, -ECANCELED);
 }
 
+void hp_reach_child(void)
+{
+    pthread_mutex_init(&live_mu, NULL);
+    live_pid = 0; /* the parent's clone is not this process's child */
+}
+
 int hp_reach_check(struct hp_reach_stats *stats)
 {
+    /* A live check still running (the server's, the periodic one) is
+     * ended: two copies of the process at once would double what the
+     * checks cost the machine, and the exit's verdicts are the last word.
+     * Its waiter sees the clone killed and says so to its client. */
+    /* Not waited for without end: this exit may run in a signal handler
+     * on the thread that holds the lock (heapprof_leak_check's, reaping). */
+    bool locked = false;
+    for (int i = 0; i < 1000 && !(locked = pthread_mutex_trylock(&live_mu) == 0); i++) {
+        struct timespec ms = {0, 1000000};
+        hp_nanosleep(&ms, NULL);
+    }
+    if (locked) {
+        if (live_pid > 0 && kill(live_pid, SIGKILL) == 0) {
+            /* Until it is gone (a zombie holds no memory), left for its
+             * waiter to reap (WNOWAIT). */
+            siginfo_t si;
+            while (waitid(P_PID, (id_t)live_pid, &si, WEXITED | WNOWAIT | __WALL) < 0 &&
+                   errno == EINTR)
+                ;
+        }
+        pthread_mutex_unlock(&live_mu);
+    }
     /* Nothing sampled is live: every verdict is known without a copy of
      * the process, which costs a short process most of its exit (about
      * 1 ms: the clone, the child reading its roots, its exit). An object

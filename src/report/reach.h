@@ -61,5 +61,7 @@ int hp_reach_pump(struct hp_reach *rc, struct hp_snapshot *out);
  * NULL at exit) and reaps the clone. */
 int hp_reach_finish(struct hp_reach *rc, struct hp_reach_stats *stats, struct hp_snapshot *out);
 void hp_reach_cancel(struct hp_reach *rc);
+/* In a child after fork: no clone of a live check is this process's. */
+void hp_reach_child(void);
 
 #endif

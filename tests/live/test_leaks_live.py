@@ -541,6 +541,78 @@ def check_disconnect():
     check(code == 0, f"exit status {code}: {err[-2000:]}")
 
 
+def live_children(pid):
+    """The processes whose parent is pid and that still run (not zombies)."""
+    kids = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    running = []
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            running.append(k)
+    return running
+
+
+def check_exit_during():
+    """The program exits while a live check's clone runs: that clone is
+    ended before the exit's own check copies the process (never two copies
+    at once), the exit's check gives the verdicts, and the program's exit
+    status is its own."""
+    tmp = h.tempdir()
+    srv = Server(tmp, rate=1)
+    srv.cmd(f"grow {BIG_MIB}", r"^grown \d+ objects \d+$")
+    srv.leak(25)
+    pid = srv.proc.pid
+    running = False
+    for attempt in range(5):
+        before = srv.checks_so_far()
+        c = raw_request(srv, "leaks?debug=1")
+        h.wait_for("the check's clone", lambda: live_children(pid) or srv.checks_so_far() > before)
+        if srv.checks_so_far() == before and live_children(pid):
+            running = True
+            break
+        reset(c)
+        h.wait_for("the check to end", lambda: not live_children(pid))
+        print("note: the check finished before the exit; again")
+    check(running, "no live check was still running at the exit, in 5 tries")
+    most = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            most[0] = max(most[0], len(live_children(pid)))
+            time.sleep(0.002)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        code, out, err = srv.finish()
+    finally:
+        done.set()
+        w.join()
+    reset(c)
+    check(code == 0, f"exit status {code}: {err[-2000:]}")
+    check(most[0] <= 1, f"{most[0]} copies of the process at once during the exit")
+    with open(os.path.join(tmp, "exit.txt")) as f:
+        summary = f.read()
+    want = f"definitely {25 * LEAK_SIZE} bytes in 25 objects, indirectly 0 bytes in 0 objects"
+    check(want in summary.splitlines()[0] and "leak_one" in summary,
+          f"the exit's summary, want leak_one's 25 objects lost:\n{summary[:3000]}")
+
+
 def check_latency():
     tmp = h.tempdir()
     srv = Server(tmp, rate=1)
@@ -810,6 +882,7 @@ CHECKS = {
     "sampled": check_sampled,
     "busy": check_busy,
     "disconnect": check_disconnect,
+    "exit-during": check_exit_during,
     "latency": check_latency,
     "sigchld": check_sigchld,
     "cpu-profile": check_cpu_profile,
