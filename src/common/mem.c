@@ -128,7 +128,9 @@ static void *map_table(size_t len)
 static void *map(size_t len, bool table)
 {
     bool big = table && __atomic_load_n(&mapped, __ATOMIC_RELAXED) >= POPULATE_AFTER;
-    void *p = big ? map_table(len) : hp_os_map(len);
+    void *p = big ? map_table(len) : NULL;
+    if (!p) /* or the plain mapping, which needs less address space */
+        p = hp_os_map(len);
     if (!p)
         return NULL;
     __atomic_fetch_add(&mapped, len, __ATOMIC_RELAXED);

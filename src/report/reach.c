@@ -1362,8 +1362,6 @@ int hp_reach_start(struct hp_reach *rc, bool live)
     return 0;
 }
 
-/* Reads len bytes from the check's pipe by the deadline: 0, -ETIMEDOUT,
- * or -EPIPE when the child ended first. */
 /* An exit check's report: the lost objects' verdicts, given in the parent
  * (hp_live_set_verdict), as they come. */
 static int finish_exit(struct hp_reach *rc, struct hp_reach_stats *stats, uint64_t hdr[6])
