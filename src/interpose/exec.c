@@ -29,7 +29,7 @@
  * PATH with execve, and only the last try succeeds: those that cannot
  * start anything neither end the trace nor appear in it. A call that
  * fails for another reason (E2BIG, ENOEXEC, a file that vanished) still
- * ends it: see README, "Known limits". */
+ * ends it: see README, "Execution traces". */
 static bool would_run(const char *file, bool search)
 {
     if (!file || !*file)
