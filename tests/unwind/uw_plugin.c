@@ -9,8 +9,9 @@ static void *volatile sink;
 
 __attribute__((noinline)) static void inner(void (*cb)(int), int n)
 {
-    sink = malloc((size_t)n);
-    free(sink);
+    void *p = malloc((size_t)n); /* a local: threads share sink */
+    sink = p;
+    free(p);
     cb(n);
 }
 

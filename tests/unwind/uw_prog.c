@@ -29,8 +29,11 @@ static void *volatile sink;
 
 __attribute__((noinline)) static void take(size_t n)
 {
-    sink = malloc(n);
-    free(sink);
+    /* The pointer in a local: threads share sink, and a free through
+     * sink could free another thread's block (a double free). */
+    void *p = malloc(n);
+    sink = p;
+    free(p);
 }
 
 __attribute__((noinline)) static int recurse(int depth)
