@@ -125,18 +125,24 @@ static void fill(char **argv, size_t n, const char *first, va_list *ap)
     (void)va_arg(*ap, char *); /* the NULL: execle's envp comes next */
 }
 
+/* The list form's arguments from arg on, gathered into argv on the
+ * caller's stack (the alloca must be the caller's: a macro, not a
+ * function); a list too long returns E2BIG from the caller. */
+#define GATHER(argv, arg, ap)                                                                      \
+    size_t n_ = count(&ap);                                                                        \
+    if (n_ >= MAX_LIST) {                                                                          \
+        va_end(ap);                                                                                \
+        errno = E2BIG;                                                                             \
+        return -1;                                                                                 \
+    }                                                                                              \
+    char **argv = __builtin_alloca((n_ + 1) * sizeof *argv);                                       \
+    fill(argv, n_, arg, &ap)
+
 HEAPPROF_API int execl(const char *path, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n = count(&ap);
-    if (n >= MAX_LIST) {
-        va_end(ap);
-        errno = E2BIG;
-        return -1;
-    }
-    char **argv = __builtin_alloca((n + 1) * sizeof *argv);
-    fill(argv, n, arg, &ap);
+    GATHER(argv, arg, ap);
     va_end(ap);
     before_exec(path, false);
     return HP_REAL(execv)(path, argv);
@@ -146,14 +152,7 @@ HEAPPROF_API int execlp(const char *file, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n = count(&ap);
-    if (n >= MAX_LIST) {
-        va_end(ap);
-        errno = E2BIG;
-        return -1;
-    }
-    char **argv = __builtin_alloca((n + 1) * sizeof *argv);
-    fill(argv, n, arg, &ap);
+    GATHER(argv, arg, ap);
     va_end(ap);
     before_exec(file, true);
     return HP_REAL(execvp)(file, argv);
@@ -163,14 +162,7 @@ HEAPPROF_API int execle(const char *path, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n = count(&ap);
-    if (n >= MAX_LIST) {
-        va_end(ap);
-        errno = E2BIG;
-        return -1;
-    }
-    char **argv = __builtin_alloca((n + 1) * sizeof *argv);
-    fill(argv, n, arg, &ap);
+    GATHER(argv, arg, ap);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
     before_exec(path, false);

@@ -96,6 +96,21 @@ static void note_thread(struct hp_thread *t)
     t->counted_at -= mark - t->countdown;
 }
 
+/* The thread's next countdown. A listed thread keeps what it allocated
+ * pending (what counted_at is above the countdown), for hp_allocated_bytes
+ * to add, rather than adding it to the shared total at every sample: in
+ * exact mode that atomic add was 2% of the run. */
+static void restart(struct hp_thread *t, int64_t next)
+{
+    if (t->listed) {
+        t->counted_at += next - t->countdown;
+        t->countdown = next;
+    } else {
+        hp_count_allocated(t);
+        t->countdown = t->counted_at = next;
+    }
+}
+
 /* Called after the fast path's countdown went below zero. */
 bool hp_sampler_take(size_t size)
 {
@@ -135,27 +150,11 @@ bool hp_sampler_take(size_t size)
         note_thread(t);
     if (hp_cfg.rate <= 1) {
         /* Exact mode: -1 makes every allocation, zero-byte ones included,
-         * take this path. A listed thread keeps its bytes pending (what
-         * counted_at is above the countdown), for hp_allocated_bytes to
-         * add, rather than adding them to the shared total at every
-         * allocation: that atomic add was 2% of an exact-mode run. */
-        if (t->listed) {
-            t->counted_at += -1 - t->countdown;
-            t->countdown = -1;
-        } else {
-            hp_count_allocated(t);
-            t->countdown = t->counted_at = -1;
-        }
+         * take this path. */
+        restart(t, -1);
         return true;
     }
-    int64_t gap = hp_sampler_gap(t->rng, hp_cfg.rate);
-    if (t->listed) {
-        t->counted_at += gap - t->countdown;
-        t->countdown = gap;
-    } else {
-        hp_count_allocated(t);
-        t->countdown = t->counted_at = gap;
-    }
+    restart(t, hp_sampler_gap(t->rng, hp_cfg.rate));
     return true;
 }
 

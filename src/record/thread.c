@@ -19,9 +19,9 @@ HP_TLS struct hp_thread hp_thread = {.countdown = -1, .counted_at = -1};
  * sampled "no leaks" rests on. The fast path only takes each allocation's
  * size off the thread's countdown, so what a thread allocated is how far
  * its countdown went down. A thread adds that to the shared total at each
- * slow path (once per sample: one atomic add, no more shared writes than
- * sampling makes; in exact mode, where every allocation is one, a listed
- * thread leaves it pending) and when it exits; hp_allocated_bytes adds what
+ * slow path when it is not listed (once per sample: one atomic add, no
+ * more shared writes than sampling makes; a listed thread leaves it
+ * pending, sampler.c) and when it exits; hp_allocated_bytes adds what
  * the threads still running have not added yet. What heapprof itself allocates
  * while busy is taken out (hp_busy_end, and below). */
 enum { MAX_COUNTED = 1024 };

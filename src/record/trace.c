@@ -262,6 +262,22 @@ void hp_trace_alloc(void *const *ips, int depth, uint64_t size)
  * for each was as many events as allocations, half a trace's volume. */
 enum { FREE_STEP_NS = 1000000 };
 
+/* The frees the slot gathered, as one event at ts; false when it is full. */
+static bool put_freed(struct slot *s, int64_t ts)
+{
+    struct hp_tev *e = claim(s, sizeof *e);
+    if (!e)
+        return false;
+    e->ts = ts;
+    e->kind = HP_TEV_FREE;
+    e->n = 0;
+    e->a = 0;
+    e->v = 0;
+    e->w = s->freed;
+    s->freed = 0;
+    return true;
+}
+
 void hp_trace_free(uint64_t size)
 {
     struct slot *s = enter();
@@ -270,37 +286,16 @@ void hp_trace_free(uint64_t size)
     int64_t now = hp_mono_ns();
     s->freed += (int64_t)((double)size * hp_unbias_scale(size, hp_cfg.rate));
     s->freed_ts = now;
-    if (now - s->freed_out >= FREE_STEP_NS) {
-        struct hp_tev *e = claim(s, sizeof *e);
-        if (e) {
-            e->ts = now;
-            e->kind = HP_TEV_FREE;
-            e->n = 0;
-            e->a = 0;
-            e->v = 0;
-            e->w = s->freed;
-            s->freed = 0;
-            s->freed_out = now;
-        }
-    }
+    if (now - s->freed_out >= FREE_STEP_NS && put_freed(s, now))
+        s->freed_out = now;
     leave(s);
 }
 
 /* At the end, with no writer left: each thread's frees not yet written. */
 static void frees_out(struct slot *s)
 {
-    if (!s->freed)
-        return;
-    struct hp_tev *e = claim(s, sizeof *e);
-    if (!e)
-        return;
-    e->ts = s->freed_ts;
-    e->kind = HP_TEV_FREE;
-    e->n = 0;
-    e->a = 0;
-    e->v = 0;
-    e->w = s->freed;
-    s->freed = 0;
+    if (s->freed)
+        put_freed(s, s->freed_ts);
 }
 
 /* A call that returned within HP_TRACE_MIN_WAIT_NS did not leave the CPU
