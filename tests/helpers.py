@@ -349,6 +349,27 @@ _LEAK_HEADER = re.compile(
 # "No leaks", with or without the leak check (with it: "no memory lost"),
 # and in sampled mode what it rests on; or, when the run allocated too
 # little for the sample to tell, "no leak seen" (src/report/leaks.c).
+# The leak summary's first line, and the line that opens each stack.
+LEAK_HEADER = re.compile(
+    r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
+    r"rate (\d+)\): definitely (\d+) bytes in (\d+) objects?, indirectly (\d+) bytes in "
+    r"(\d+) objects?$")
+LEAK_STACK = re.compile(
+    r"^heapprof: leak #(\d+): (\d+) bytes(?: \(± (\d+), (\d+) samples?\))? in (\d+) objects? "
+    r"(definitely lost|indirectly lost|still reachable|still referenced), allocated from:$")
+
+
+def leak_header(line):
+    """The summary's first line parsed: {"bytes", "objects", "stacks", "kind",
+    "rate", "def_bytes", "def_objects", "ind_bytes", "ind_objects"}, or None."""
+    m = LEAK_HEADER.match(line)
+    if not m:
+        return None
+    g = [int(x) if x.isdigit() else x for x in m.groups()]
+    return dict(zip(["bytes", "objects", "stacks", "kind", "rate", "def_bytes", "def_objects",
+                     "ind_bytes", "ind_objects"], g))
+
+
 _NO_LEAKS = re.compile(
     r"^heapprof: no leaks: (?:every sampled allocation was freed|no memory lost) "
     r"\((?P<kind>exact|estimated), rate (?P<rate>\d+)\)"

@@ -57,13 +57,7 @@ def truth(n):
 
 KEPT = [s for s in truth(1) if s.startswith("kept_") or s.startswith("chain_") or s == "many_kept"]
 
-_HEADER = re.compile(
-    r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
-    r"rate (\d+)\): definitely (\d+) bytes in (\d+) objects?, indirectly (\d+) bytes in "
-    r"(\d+) objects?$")
-_STACK = re.compile(
-    r"^heapprof: leak #(\d+): (\d+) bytes(?: \(± (\d+), (\d+) samples?\))? in (\d+) objects? "
-    r"(definitely lost|indirectly lost|still reachable|still referenced), allocated from:$")
+_STACK = h.LEAK_STACK
 _REACH = re.compile(r"^heapprof: still (reachable|referenced): (\d+) bytes in (\d+) objects?, "
                     r"from (\d+) stacks?")
 _FRAME = re.compile(r"^    #(\d+) (\S+)")
@@ -76,11 +70,9 @@ def parse(text):
     cur = None
     sites = set(truth(1))
     for line in text.splitlines():
-        m = _HEADER.match(line)
-        if m:
-            g = [int(x) if x.isdigit() else x for x in m.groups()]
-            out["header"] = dict(zip(["bytes", "objects", "stacks", "kind", "rate", "def_bytes",
-                                      "def_objects", "ind_bytes", "ind_objects"], g))
+        header = h.leak_header(line)
+        if header:
+            out["header"] = header
             continue
         if h.no_leaks_line(line):
             out["none"] = True

@@ -213,13 +213,7 @@ _FIRST = re.compile(r"^heapprof: live leak check: (\d+) objects checked in ([\d.
                     r"held for ([\d.]+) ms; ([\d.]+) MiB of memory of the check's own$")
 _FIRST_DELTA = re.compile(r"^heapprof: live leak check, what became lost over (\d+) s: two checks, "
                           r"the second ([\d.]+) ms long, the program held for ([\d.]+) ms$")
-_HEADER = re.compile(
-    r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
-    r"rate (\d+)\): definitely (\d+) bytes in (\d+) objects?, indirectly (\d+) bytes in "
-    r"(\d+) objects?$")
-_STACK = re.compile(
-    r"^heapprof: leak #(\d+): (\d+) bytes(?: \(± (\d+), (\d+) samples?\))? in (\d+) objects? "
-    r"(definitely lost|indirectly lost|still reachable|still referenced), allocated from:$")
+_STACK = h.LEAK_STACK
 _FRAME = re.compile(r"^    #(\d+) (\S+)")
 
 
@@ -235,11 +229,9 @@ def parse_text(text):
     stacks = []
     cur = None
     for line in lines[1:]:
-        m = _HEADER.match(line)
-        if m:
-            g = [int(x) if x.isdigit() else x for x in m.groups()]
-            out["header"] = dict(zip(["bytes", "objects", "stacks", "kind", "rate", "def_bytes",
-                                      "def_objects", "ind_bytes", "ind_objects"], g))
+        header = h.leak_header(line)
+        if header:
+            out["header"] = header
             continue
         if h.no_leaks_line(line):
             out["none"] = True
