@@ -3,9 +3,11 @@
  * Each entry point forwards to the next allocator in the lookup order (glibc,
  * or jemalloc/mimalloc when those are preloaded after heapprof), then does
  * the least it can: an allocation subtracts its size from the thread's
- * countdown and only goes further when that crosses zero; a free reads one
- * bit of the live set's block bitmap and, when it is set, the filter (see
- * record/live.c).
+ * countdown and only goes further when that crosses zero. A sampled
+ * allocation carries a header (below) that its free recognises by the
+ * pointer alone; a free whose pointer has none reads a flag that is set
+ * only while an object without a header is sampled (an aligned one), and
+ * then the live set's block bitmap and filter (see record/live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
  * reach these through heapprof's own operators (cxx.c), which call malloc,
@@ -41,10 +43,87 @@ static struct {
 static int resolve_state; /* 0 new, 1 resolving, 2 done */
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
- * few early blocks come from this pool, carry their size in a header, and
- * are recognised (and ignored) by free. */
+ * few early blocks come from this pool and carry a header like a sampled
+ * object's, with their size in it; free recognises them by it (or, for an
+ * alignment of a page or more, by the pinned bitmap) and ignores them. */
 static _Alignas(64) char boot_pool[64 << 10];
 static size_t boot_used;
+
+/* ---- Headers on sampled objects ----
+ * free() must tell a sampled object from the rest by its pointer. Each
+ * sampled malloc, calloc or realloc (at the default rate, one allocation in
+ * thousands) asks the allocator for 32 bytes more and hands out a pointer
+ * 16 or 32 bytes into the block, after a 16-byte header: the offset, then
+ * the pointer xored with a key. free() reads the word before the pointer
+ * (in glibc, the chunk's size field, which its own free reads next) and
+ * compares: a match is a sampled object (confirmed by the offset word),
+ * which the live set then finds without filters. Nothing shared is written
+ * at a sample, so frees on other CPUs lose no cache line to it. The word
+ * is only read where the pointer is at least 16 bytes into its page, so the
+ * read never leaves the page free() was given; the pointer handed out is
+ * always placed so. A header is cleared before its block goes back to the
+ * allocator. The pointer is aligned to 16 as malloc's; exact mode (every
+ * allocation sampled) and the aligned family have none and use the
+ * filters. A block with a header must only be freed by heapprof's free:
+ * after a dlopen with RTLD_DEEPBIND, whose library calls the allocator
+ * behind heapprof, no new header is made. */
+enum { HEAD = 16, HEAD_PAD = 2 * HEAD };
+#define HEAD_KEY 0xd6e8feb86659fd93ull /* any value no pointer or size is */
+static bool heads_off;
+
+static inline uint64_t word_before(const void *p, size_t back)
+{
+    uint64_t w;
+    memcpy(&w, (const char *)p - back, sizeof w);
+    return w;
+}
+
+/* The fast test: p is at least 16 bytes into its page, and the word before
+ * it is its key. */
+static inline bool head_maybe(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return (a & 0xff0) && word_before(p, 8) == (a ^ HEAD_KEY);
+}
+
+/* After head_maybe: p's offset in its block, or 0 if the match was chance. */
+static size_t head_off(const void *p)
+{
+    uint64_t off = word_before(p, 16);
+    return off == HEAD || off == HEAD_PAD ? (size_t)off : 0;
+}
+
+/* Where in a block of at least size + HEAD_PAD bytes the object goes: 16
+ * bytes in, or 32 when that would be under 16 bytes into a page. */
+static size_t head_place(const void *block)
+{
+    return (((uintptr_t)block + HEAD) & 0xff0) ? HEAD : HEAD_PAD;
+}
+
+static void *head_put(void *block, size_t off)
+{
+    char *p = (char *)block + off;
+    uint64_t w[2] = {off, (uintptr_t)p ^ HEAD_KEY};
+    memcpy(p - HEAD, w, sizeof w);
+    return p;
+}
+
+static void head_clear(void *p)
+{
+    memset((char *)p - 8, 0, 8);
+}
+
+/* Whether a sampled object gets a header: sampled mode, and no library
+ * bound deeply since. */
+static inline bool heads(void)
+{
+    return hp_cfg.rate > 1 && !__atomic_load_n(&heads_off, __ATOMIC_RELAXED);
+}
+
+void hp_heads_stop(void)
+{
+    __atomic_store_n(&heads_off, true, __ATOMIC_RELAXED);
+}
 
 static bool in_boot(const void *p)
 {
@@ -60,7 +139,10 @@ static void *boot_alloc(size_t n, size_t align)
     /* Single-threaded in practice (start-up), but stay correct anyway. */
     size_t start, end, old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
     for (;;) {
-        start = (old + 16 + align - 1) & ~(align - 1);
+        start = (old + HEAD + align - 1) & ~(align - 1);
+        /* At least 16 bytes into a page, where free looks for a header. */
+        if (!((uintptr_t)(boot_pool + start) & 0xff0) && align < 4096)
+            start += align;
         end = start + n;
         if (end > sizeof boot_pool)
             return NULL;
@@ -68,18 +150,18 @@ static void *boot_alloc(size_t n, size_t align)
                                         __ATOMIC_RELAXED))
             break;
     }
-    memcpy(boot_pool + start - sizeof(size_t), &n, sizeof n);
+    char *p = boot_pool + start; /* static storage: already zero */
+    uint64_t w[2] = {n, (uintptr_t)p ^ HEAD_KEY};
+    memcpy(p - HEAD, w, sizeof w);
     static int pinned;
-    if (!__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
-        hp_live_pin(boot_pool, sizeof boot_pool); /* free() must look at these */
-    return boot_pool + start;                     /* static storage: already zero */
+    if (!((uintptr_t)p & 0xff0) && !__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
+        hp_live_pin(boot_pool, sizeof boot_pool); /* no header to find: the filters */
+    return p;
 }
 
 static size_t boot_size(const void *p)
 {
-    size_t n;
-    memcpy(&n, (const char *)p - sizeof(size_t), sizeof n);
-    return n;
+    return (size_t)word_before(p, HEAD);
 }
 
 static HP_TLS bool resolving;
@@ -146,17 +228,24 @@ static inline bool ready(void)
     return true;
 }
 
-/* The slow path of every allocation: out of line so the fast path stays a
- * decrement, a branch and a tail call to the real allocator. */
-__attribute__((noinline)) static void alloc_slow(void *p, size_t size)
+/* The slow path of every allocation, before the allocation is made: out
+ * of line so the fast path stays a decrement, a branch and a tail call to
+ * the real allocator. Whether the allocation is sampled. */
+__attribute__((noinline)) static bool take(size_t size)
 {
     /* A thread's first allocation may be the process's: heapprof starts
      * here when nothing started it yet (see record/lifecycle.c). */
     if (HP_UNLIKELY(!hp_thread.ready) && !hp_thread.busy && hp_state != HP_STATE_ON &&
         hp_state != HP_STATE_OFF)
         hp_init();
-    if (hp_sampler_take(size) && p)
-        hp_on_alloc(p, size);
+    return hp_sampler_take(size);
+}
+
+/* The aligned family's: p was made without a header. */
+__attribute__((noinline)) static void alloc_slow(void *p, size_t size)
+{
+    if (take(size) && p)
+        hp_on_alloc(p, size, false);
 }
 
 /* Takes size bytes off the thread's countdown, before the allocation is
@@ -172,15 +261,33 @@ static inline void account(void *p, size_t size)
         alloc_slow(p, size);
 }
 
+/* A sampled malloc or calloc, with a header when heads() allows. */
+static void *alloc_sampled(size_t size, bool zero)
+{
+    bool headed = heads();
+    size_t n = size;
+    if (headed && __builtin_add_overflow(size, (size_t)HEAD_PAD, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = zero ? next.calloc(1, n) : next.malloc(n);
+    if (!p)
+        return NULL;
+    if (headed)
+        p = head_put(p, head_place(p));
+    hp_on_alloc(p, size, headed);
+    return p;
+}
+
 /* Everything malloc does beyond its fast path, once the countdown has been
  * charged and crossed zero. */
 __attribute__((noinline)) static void *malloc_slow(size_t size)
 {
     if (!ready())
         return boot_alloc(size, 16);
-    void *p = next.malloc(size);
-    alloc_slow(p, size);
-    return p;
+    if (!take(size))
+        return next.malloc(size);
+    return alloc_sampled(size, false);
 }
 
 static void *first_malloc(size_t size)
@@ -207,9 +314,9 @@ static void first_free(void *p)
     next.free(p);
 }
 
-/* Where the block bitmap says p may be special: a sampled object, or a
- * block of the boot pool (whose bits are set when it first serves one); or
- * NULL, whose bit a sampled object far away may share. */
+/* Where the block bitmap says p may be special: a sampled object without a
+ * header, or a block of the boot pool (pinned when a block there has no
+ * header); or NULL, whose bit a sampled object far away may share. */
 __attribute__((noinline)) static void free_slow(void *p)
 {
     if (!p || in_boot(p))
@@ -219,10 +326,29 @@ __attribute__((noinline)) static void free_slow(void *p)
     next.free(p);
 }
 
-/* The fast path: one bit of the block bitmap, then a tail jump to the real
- * free (or, before any allocation, to first_free). */
+/* p's word before matched its key. */
+__attribute__((noinline)) static void free_headed(void *p)
+{
+    if (in_boot(p))
+        return;
+    size_t off = head_off(p);
+    if (HP_UNLIKELY(!off)) {
+        if (hp_block_maybe(p))
+            return free_slow(p);
+        return next.free(p);
+    }
+    hp_on_free(p);
+    head_clear(p);
+    next.free((char *)p - off);
+}
+
+/* The fast path: the word before p, then the flag of sampled objects
+ * without a header, then a tail jump to the real free (or, before any
+ * allocation, to first_free). */
 HEAPPROF_API void free(void *p)
 {
+    if (HP_UNLIKELY(head_maybe(p)))
+        return free_headed(p);
     if (HP_UNLIKELY(hp_block_maybe(p)))
         return free_slow(p);
     next.free(p);
@@ -235,11 +361,59 @@ HEAPPROF_API void *calloc(size_t n, size_t size)
     if (HP_UNLIKELY(!ready()))
         return overflow ? NULL : boot_alloc(total, 16);
     /* On overflow the real calloc fails (ENOMEM) and nothing is counted. */
-    if (overflow || !countdown_hit(total))
+    if (overflow || !countdown_hit(total) || !take(total))
         return next.calloc(n, size);
-    void *p = next.calloc(n, size);
-    alloc_slow(p, total);
-    return p;
+    return alloc_sampled(total, true);
+}
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Puts the old block back after a failed realloc. */
+static void *realloc_failed(void *p, struct hp_live_rec old)
+{
+    int e = errno;
+    if (old.bucket)
+        hp_on_unfree(p, old);
+    errno = e;
+    return NULL;
+}
+
+/* realloc of an object with a header: the block keeps one, whether the new
+ * size is sampled or not, so that a block that grows is not copied to drop
+ * it. Only realloc(p, 0) hands the block to the allocator as it is. */
+__attribute__((noinline)) static void *realloc_headed(void *p, size_t off, size_t size)
+{
+    struct hp_live_rec old = hp_on_free(p);
+    char *block = (char *)p - off;
+    size_t have = next.malloc_usable_size(block) - off;
+    bool sampled = countdown_hit(size) && take(size);
+    size_t n;
+    if (size == 0) {
+        head_clear(p);
+        return next.realloc(block, 0); /* freed, or a block of the allocator's */
+    }
+    if (__builtin_add_overflow(size, (size_t)HEAD_PAD, &n)) {
+        errno = ENOMEM;
+        return realloc_failed(p, old);
+    }
+    /* Cleared first: once the real realloc has run, the old block may be
+     * another's. */
+    head_clear(p);
+    char *moved = next.realloc(block, n);
+    if (!moved) {
+        head_put(block, off);
+        return realloc_failed(p, old);
+    }
+    size_t at = head_place(moved);
+    if (at != off)
+        memmove(moved + at, moved + off, min_size(have, size));
+    void *q = head_put(moved, at);
+    if (sampled)
+        hp_on_alloc(q, size, true);
+    return q;
 }
 
 /* realloc moves or resizes a block: heapprof counts a free of the old block
@@ -256,20 +430,36 @@ static void *do_realloc(void *p, size_t size)
         }
         return q;
     }
-    struct hp_live_rec old = {0, 0};
+    if (p && HP_UNLIKELY(head_maybe(p))) {
+        size_t off = head_off(p);
+        if (off)
+            return realloc_headed(p, off, size);
+    }
+    struct hp_live_rec old = {0, false, 0};
     if (p && HP_UNLIKELY(hp_live_maybe(p)))
         old = hp_on_free(p);
+    bool sampled = countdown_hit(size) && take(size);
+    if (HP_UNLIKELY(sampled) && heads()) {
+        /* A new block with a header, the old one copied over. */
+        size_t have = p ? next.malloc_usable_size(p) : 0;
+        void *q = alloc_sampled(size, false);
+        if (!q)
+            return realloc_failed(p, old);
+        if (p) {
+            memcpy(q, p, min_size(have, size));
+            next.free(p);
+        }
+        return q;
+    }
     void *q = next.realloc(p, size);
     if (HP_UNLIKELY(!q)) {
         /* Failed (the old block is intact), or freed by realloc(p, 0). */
-        if (old.bucket && size != 0) {
-            int e = errno;
-            hp_on_unfree(p, old);
-            errno = e;
-        }
+        if (size != 0)
+            realloc_failed(p, old);
         return NULL;
     }
-    account(q, size);
+    if (sampled)
+        hp_on_alloc(q, size, false);
     return q;
 }
 
@@ -367,5 +557,10 @@ HEAPPROF_API size_t malloc_usable_size(void *p)
         return boot_size(p);
     if (HP_UNLIKELY(!ready()))
         return 0;
+    if (HP_UNLIKELY(head_maybe(p))) {
+        size_t off = head_off(p);
+        if (off)
+            return next.malloc_usable_size((char *)p - off) - off;
+    }
     return next.malloc_usable_size(p);
 }

@@ -36,6 +36,10 @@ HEAPPROF_API int dlclose(void *handle)
 
 HEAPPROF_API void *dlopen(const char *file, int mode)
 {
+    /* The library's own calls to free would reach the allocator before
+     * heapprof: no more headers (interpose/alloc.c). */
+    if (mode & RTLD_DEEPBIND)
+        hp_heads_stop();
     void *h = hp_dl_open(file, mode);
     if (h)
         hp_unwind_opened();

@@ -2,7 +2,11 @@
  *
  * Every free() must learn whether its pointer was sampled, without a lock
  * and without writing shared memory in the common case, and without ever
- * missing one. Two layers do it:
+ * missing one. In sampled mode, sampled malloc, calloc and realloc blocks
+ * carry a header that free() recognises by the pointer alone
+ * (interpose/alloc.c); they are kept here, marked HEADED, and left out of
+ * the filters. For the rest (exact mode, where every allocation is
+ * sampled, and the aligned family) two layers do it:
  *
  * 1. Filters, in two levels (hp.h). The first is a bitmap of the 512-byte
  *    blocks of address space that hold a live sample: 512K bits, 64 KiB,
@@ -39,10 +43,12 @@
  * object weighted by 1/p(size) as when it was allocated, so a free only
  * touches its shard and the filters, never the bucket.
  *
- * The alternatives were weighed: a header on every allocation
- * breaks with aligned allocations and foreign frees; serving sampled objects
- * from a dedicated range would make heapprof an allocator of its own and
- * change the heap it profiles (it is meant to sit over any allocator); a plain
+ * The alternatives were weighed: a header on every allocation would change
+ * every block of the program and break with foreign frees (headers only on
+ * sampled blocks change one in thousands; see interpose/alloc.c for the
+ * foreign frees it still guards against); serving sampled objects from a
+ * dedicated range would make heapprof an allocator of its own and change
+ * the heap it profiles (it is meant to sit over any allocator); a plain
  * bitset loses frees to collisions.
  */
 #include "record.h"
@@ -121,7 +127,12 @@ struct slot {
 };
 #define HUGE UINT32_MAX
 /* Bucket numbers stay below HP_MAX_BUCKETS (2^24). */
-enum { VERDICT_SHIFT = 28, BUCKET_MASK = (1u << VERDICT_SHIFT) - 1 };
+enum {
+    VERDICT_SHIFT = 28,
+    HEADED = 1u << 27, /* a headed object: not in the filters */
+    BUCKET_MASK = HEADED - 1,
+    KEEP_MASK = (1u << VERDICT_SHIFT) - 1, /* all but the verdict */
+};
 
 struct huge {
     struct huge *next;
@@ -301,20 +312,24 @@ bool hp_live_insert(void *p, struct hp_live_rec rec)
     while (s->slots[i].key && s->slots[i].key != key)
         i = (i + 1) & (s->cap - 1);
     struct slot *sl = &s->slots[i];
-    if (!sl->key) {
+    /* Whether the filters count p before and after; they differ only when
+     * p was already live, its free never seen (a block released behind the
+     * hooks' back, e.g. by a foreign free): the old object is then
+     * forgotten, as if freed. */
+    bool counted = sl->key && !(sl->bucket & HEADED), counts = !rec.headed;
+    if (!sl->key)
         s->count++;
-        if (!hp_live_all) {
-            __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
-            block_add(p, 1);
-        }
-    } else if (sl->size == HUGE) {
-        /* The address is already live: its free was never seen (a block
-         * released behind the hooks' back, e.g. by a foreign free). The old
-         * object is forgotten, as if freed. */
+    else if (sl->size == HUGE)
         drop_huge(s, key);
+    if (!hp_live_all && counted != counts) {
+        if (counts)
+            __atomic_fetch_add(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+        else
+            __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
+        block_add(p, counts ? 1 : -1);
     }
     sl->key = key;
-    sl->bucket = rec.bucket;
+    sl->bucket = rec.bucket | (rec.headed ? HEADED : 0);
     bool ok = set_size(s, sl, rec.size);
     if (!ok)
         sl->size = 0;
@@ -326,7 +341,7 @@ struct hp_live_rec hp_live_remove(void *p)
 {
     struct shard *s = shard_of(p);
     uintptr_t key = (uintptr_t)p;
-    struct hp_live_rec rec = {0, 0};
+    struct hp_live_rec rec = {0, false, 0};
     shard_lock(s);
     if (s->cap) {
         size_t mask = s->cap - 1;
@@ -335,6 +350,7 @@ struct hp_live_rec hp_live_remove(void *p)
             i = (i + 1) & mask;
         if (s->slots[i].key == key) {
             rec.bucket = s->slots[i].bucket & BUCKET_MASK;
+            rec.headed = (s->slots[i].bucket & HEADED) != 0;
             rec.size = slot_size(s, &s->slots[i]);
             if (s->slots[i].size == HUGE)
                 drop_huge(s, key);
@@ -356,7 +372,7 @@ struct hp_live_rec hp_live_remove(void *p)
             s->slots[i].bucket = 0;
             s->slots[i].size = 0;
             s->count--;
-            if (!hp_live_all) {
+            if (!hp_live_all && !rec.headed) {
                 __atomic_fetch_sub(hp_filter_slot(p), 1, __ATOMIC_RELAXED);
                 block_add(p, -1);
             }
@@ -455,8 +471,7 @@ bool hp_live_set_verdict(const void *p, enum hp_verdict v)
         while (s->slots[i].key && s->slots[i].key != key)
             i = (i + 1) & (s->cap - 1);
         if (s->slots[i].key == key) {
-            s->slots[i].bucket =
-                (s->slots[i].bucket & BUCKET_MASK) | ((uint32_t)v << VERDICT_SHIFT);
+            s->slots[i].bucket = (s->slots[i].bucket & KEEP_MASK) | ((uint32_t)v << VERDICT_SHIFT);
             found = true;
         }
     }

@@ -139,9 +139,12 @@ enum { HP_MAX_BUCKETS = 1 << 24 };
 void hp_peak_capture(void);
 
 /* ---- the live set (record/live.c) ---- */
-/* A sampled object: its bucket (0: none) and requested size. */
+/* A sampled object: its bucket (0: none), requested size, and whether it
+ * carries a header (interpose/alloc.c), which frees find it by: the
+ * filters below then leave it out. */
 struct hp_live_rec {
     uint32_t bucket;
+    bool headed;
     uint64_t size;
 };
 /* false if p could not be tracked (out of memory). */
@@ -250,9 +253,12 @@ extern HP_TLS bool hp_threads_pending; /* at a thread's first allocation, profil
 void hp_threads_child(void);
 
 /* The whole sampled-allocation path and the free path (record/core.c). */
-void hp_on_alloc(void *p, size_t size);
+void hp_on_alloc(void *p, size_t size, bool headed);
 /* Takes p off the live set if it was sampled; .bucket 0 if it was not. */
 struct hp_live_rec hp_on_free(void *p);
+/* After a dlopen with RTLD_DEEPBIND: sampled objects get no header from
+ * then on (interpose/alloc.c), as that library's frees bypass heapprof. */
+void hp_heads_stop(void);
 /* Undoes hp_on_free after a failed realloc. */
 void hp_on_unfree(void *p, struct hp_live_rec rec);
 

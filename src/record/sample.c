@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-void hp_on_alloc(void *p, size_t size)
+void hp_on_alloc(void *p, size_t size, bool headed)
 {
     if (HP_UNLIKELY(__atomic_load_n(&hp_state, __ATOMIC_RELAXED) != HP_STATE_ON))
         return; /* turned off at start-up: see hp_report_find */
@@ -27,7 +27,7 @@ void hp_on_alloc(void *p, size_t size)
     t->busy = true;
     void *ips[HP_MAX_FRAMES];
     int depth = hp_stack_capture(ips, HP_MAX_FRAMES);
-    struct hp_live_rec rec = {hp_table_record(ips, depth, size, hp_labels_current()), size};
+    struct hp_live_rec rec = {hp_table_record(ips, depth, size, hp_labels_current()), headed, size};
     if (rec.bucket && hp_live_insert(p, rec))
         hp_peak_track(size, 1);
     if (HP_TRACING())

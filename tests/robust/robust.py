@@ -1169,6 +1169,8 @@ def check_alloc_failures():
     d = helpers.tempdir()
     runs = [("preload, exact", argv, hp_env(os.path.join(d, "a.pb.gz"), 1)),
             ("preload, default rate", argv, hp_env(os.path.join(d, "b.pb.gz"))),
+            # Nearly every block sampled, so with a header (src/interpose/alloc.c).
+            ("preload, rate 2", argv, hp_env(os.path.join(d, "e.pb.gz"), 2)),
             ("linked, exact", [exe("rb_alloc_linked"), "failures"],
              hp_env(os.path.join(d, "c.pb.gz"), 1, preload=False))]
     for what, args, env in runs:
@@ -1179,7 +1181,7 @@ def check_alloc_failures():
             raise Failure(f"{what}: results differ from glibc's alone:\n" + "\n".join(diff) +
                           "\n" + describe(r))
         same_output(base, r, what)
-    for name in ("a.pb.gz", "b.pb.gz", "c.pb.gz"):
+    for name in ("a.pb.gz", "b.pb.gz", "c.pb.gz", "e.pb.gz"):
         helpers.decode_ok(os.path.join(d, name))
 
 
@@ -1223,6 +1225,58 @@ def check_cxx_new():
     missing = set(helpers.ALLOCATORS) - set(allocator_libs())
     if missing:
         print("note: not run over " + ", ".join(sorted(missing)) + " (not installed)")
+
+
+def check_heads_churn():
+    """Sampled objects carry a header (src/interpose/alloc.c): every entry
+    point on them (realloc growing, shrinking and to 0, malloc_usable_size,
+    calloc's zeros, frees from another thread, the aligned family beside
+    them) behaves as without heapprof, over glibc, jemalloc and mimalloc, at
+    rate 2 (every block of 16 bytes or more sampled), 4096 (blocks going
+    from sampled to not in a realloc and back) and the default; at rate 2
+    heads_keep's 100 kept blocks are in the profile at their true sizes."""
+    argv = [exe("rb_heads"), "churn"]
+    d = helpers.tempdir()
+    for name, lib in [("glibc", None)] + sorted(allocator_libs().items()):
+        base_env = clean_env()
+        if lib:
+            base_env["LD_PRELOAD"] = lib
+        base = run(argv, base_env, timeout=120)
+        check(base.returncode == 0, f"without heapprof, over {name}: " + describe(base))
+        kept = re.search(r"^kept 100 (\d+)$", base.stdout, re.M)
+        check(kept, "rb_heads printed no kept line: " + describe(base))
+        for rate in (2, 4096, None):
+            profile = os.path.join(d, f"{name}-{rate}.pb.gz")
+            env = hp_env(profile, rate)
+            if lib:
+                env["LD_PRELOAD"] = env["LD_PRELOAD"] + " " + lib
+            r = run(argv, env, timeout=120)
+            same_output(base, r, f"over {name}, rate {rate}")
+            helpers.decode_ok(profile)
+            if rate == 2:
+                got = cum(profile).get("heads_keep")
+                want = int(kept.group(1))
+                check(got and got[0] == 100 and got[2] == 100 and
+                      abs(got[1] - want) <= want // 200 and abs(got[3] - want) <= want // 200,
+                      f"over {name}, rate 2: heads_keep {got} in the profile, want about "
+                      f"[100, {want}, 100, {want}]")
+    missing = set(helpers.ALLOCATORS) - set(allocator_libs())
+    if missing:
+        print("note: not run over " + ", ".join(sorted(missing)) + " (not installed)")
+
+
+def check_heads_deepbind():
+    """A library dlopened with RTLD_DEEPBIND calls glibc's free, not
+    heapprof's: blocks allocated after that dlopen carry no header, so the
+    library can free them (each would be an invalid pointer to glibc)."""
+    argv = [exe("rb_heads"), "deepbind", os.environ["RB_DEEP"]]
+    base = baseline(argv)
+    check(base.returncode == 0 and base.stdout == "freed\n", "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    profile = os.path.join(d, "deep.pb.gz")
+    r = run(argv, hp_env(profile, 2))
+    same_output(base, r, "rate 2")
+    helpers.decode_ok(profile)
 
 
 # ---- security -----------------------------------------------------------------
@@ -2076,6 +2130,8 @@ CHECKS = {
     "setuid": check_setuid,
     "no-debuginfod": check_no_debuginfod,
     "cxx-new": check_cxx_new,
+    "heads-churn": check_heads_churn,
+    "heads-deepbind": check_heads_deepbind,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
     "bounded-sizes": check_bounded_sizes,
