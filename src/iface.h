@@ -200,6 +200,10 @@ size_t hp_live_count_frozen(void);
 /* Their number now, from any thread: the live set's locks are taken. */
 size_t hp_live_count_now(void);
 size_t hp_live_copy_frozen(struct hp_live_obj *out, size_t max);
+/* The usable size of the program's block at p, as malloc_usable_size
+ * gives it to the program: a sampled block with a header
+ * (interpose/alloc.c) starts 16 or 32 bytes into the allocator's. */
+size_t hp_usable_size(void *p);
 /* Gives the live object at p a verdict; false if p is not live. */
 bool hp_live_set_verdict(const void *p, enum hp_verdict v);
 
@@ -274,13 +278,7 @@ const struct hp_unloaded *hp_unloaded_list(void);
 
 /* ---- CPU profiles (record/cpu.c) ---- */
 /* Who started the running profile: one runs at a time. */
-enum hp_cpu_owner {
-    HP_CPU_NONE = 0,
-    HP_CPU_RUN,
-    HP_CPU_API,
-    HP_CPU_HTTP,
-    HP_CPU_ANY
-};
+enum hp_cpu_owner { HP_CPU_NONE = 0, HP_CPU_RUN, HP_CPU_API, HP_CPU_HTTP, HP_CPU_ANY };
 /* A stack and its samples. The leaf is stored as its address + 1, so that
  * every frame reads as a return address (the writer takes 1 off each). */
 struct hp_cpu_stack {

@@ -3,17 +3,19 @@
  * Each entry point forwards to the next allocator in the lookup order (glibc,
  * or jemalloc/mimalloc when those are preloaded after heapprof), then does
  * the least it can: an allocation subtracts its size from the thread's
- * countdown and only goes further when that crosses zero. A sampled
- * allocation carries a header (below) that its free recognises by the
- * pointer alone; a free whose pointer has none reads a flag that is set
- * only while an object without a header is sampled (an aligned one), and
- * then the live set's block bitmap and filter (see record/live.c).
+ * countdown and only goes further when that crosses zero. A free is one
+ * jump through free_next: over glibc, to a test of the word before the
+ * pointer, which a sampled allocation's header (below) matches; and, only
+ * while a sampled object without a header is live (exact mode, the aligned
+ * family, other allocators), to the live set's block bitmap and filter
+ * (see record/live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
  * reach these through heapprof's own operators (cxx.c), which call malloc,
  * posix_memalign and free.
  */
 #define _GNU_SOURCE
+#include "heads.h"
 #include "record.h"
 
 #include <dlfcn.h>
@@ -43,9 +45,8 @@ static struct {
 static int resolve_state; /* 0 new, 1 resolving, 2 done */
 
 /* dlsym() may call calloc/malloc before the real functions are known; those
- * few early blocks come from this pool and carry a header like a sampled
- * object's, with their size in it; free recognises them by it (or, for an
- * alignment of a page or more, by the pinned bitmap) and ignores them. */
+ * few early blocks come from this pool, carry their size in a header, and
+ * are recognised (and ignored) by free. */
 static _Alignas(64) char boot_pool[64 << 10];
 static size_t boot_used;
 
@@ -53,45 +54,31 @@ static size_t boot_used;
  * free() must tell a sampled object from the rest by its pointer. Each
  * sampled malloc, calloc or realloc (at the default rate, one allocation in
  * thousands) asks the allocator for 32 bytes more and hands out a pointer
- * 16 or 32 bytes into the block, after a 16-byte header: the offset, then
- * the pointer xored with a key. free() reads the word before the pointer
- * (in glibc, the chunk's size field, which its own free reads next) and
- * compares: a match is a sampled object (confirmed by the offset word),
- * which the live set then finds without filters. Nothing shared is written
+ * 16 or 32 bytes into the block, after a 16-byte header: a check word
+ * (the pointer xored with a second key, the offset in its low bits), then
+ * the pointer xored with a key. Not the pointer itself, which would be
+ * one instruction shorter to test: the leak check would read it as a
+ * reference to the block. free() compares the word before the pointer
+ * (in glibc, the chunk's size field, which its own free reads next); a
+ * match is confirmed by the check word, and then the live set finds the
+ * object without filters. Nothing shared is written
  * at a sample, so frees on other CPUs lose no cache line to it. The word
  * is only read where the pointer is at least 16 bytes into its page, so the
  * read never leaves the page free() was given; the pointer handed out is
  * always placed so. A header is cleared before its block goes back to the
  * allocator. The pointer is aligned to 16 as malloc's; exact mode (every
  * allocation sampled) and the aligned family have none and use the
- * filters. A block with a header must only be freed by heapprof's free:
+ * filters, as does every object over another allocator (heads_able). A
+ * block with a header must only be freed by heapprof's free:
  * after a dlopen with RTLD_DEEPBIND, whose library calls the allocator
  * behind heapprof, no new header is made. */
-enum { HEAD = 16, HEAD_PAD = 2 * HEAD };
-#define HEAD_KEY 0xd6e8feb86659fd93ull /* any value no pointer or size is */
 static bool heads_off;
-
-static inline uint64_t word_before(const void *p, size_t back)
-{
-    uint64_t w;
-    memcpy(&w, (const char *)p - back, sizeof w);
-    return w;
-}
-
-/* The fast test: p is at least 16 bytes into its page, and the word before
- * it is its key. */
-static inline bool head_maybe(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    return (a & 0xff0) && word_before(p, 8) == (a ^ HEAD_KEY);
-}
-
-/* After head_maybe: p's offset in its block, or 0 if the match was chance. */
-static size_t head_off(const void *p)
-{
-    uint64_t off = word_before(p, 16);
-    return off == HEAD || off == HEAD_PAD ? (size_t)off : 0;
-}
+/* Set once the allocator is known, if it is glibc's. Its free reads the
+ * word before the pointer (the chunk's size) anyway, so the test costs it
+ * nothing; other allocators keep their metadata elsewhere, and over
+ * mimalloc, whose 32-byte malloc/free pair takes 3 ns, that one read cost
+ * 12 points (bench/README.md). Over them sampled objects have no header. */
+static bool heads_able;
 
 /* Where in a block of at least size + HEAD_PAD bytes the object goes: 16
  * bytes in, or 32 when that would be under 16 bytes into a page. */
@@ -103,7 +90,7 @@ static size_t head_place(const void *block)
 static void *head_put(void *block, size_t off)
 {
     char *p = (char *)block + off;
-    uint64_t w[2] = {off, (uintptr_t)p ^ HEAD_KEY};
+    uint64_t w[2] = {head_check(p, off), (uintptr_t)p ^ HEAD_KEY};
     memcpy(p - HEAD, w, sizeof w);
     return p;
 }
@@ -117,7 +104,7 @@ static void head_clear(void *p)
  * bound deeply since. */
 static inline bool heads(void)
 {
-    return hp_cfg.rate > 1 && !__atomic_load_n(&heads_off, __ATOMIC_RELAXED);
+    return hp_cfg.rate > 1 && heads_able && !__atomic_load_n(&heads_off, __ATOMIC_RELAXED);
 }
 
 void hp_heads_stop(void)
@@ -139,10 +126,7 @@ static void *boot_alloc(size_t n, size_t align)
     /* Single-threaded in practice (start-up), but stay correct anyway. */
     size_t start, end, old = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
     for (;;) {
-        start = (old + HEAD + align - 1) & ~(align - 1);
-        /* At least 16 bytes into a page, where free looks for a header. */
-        if (!((uintptr_t)(boot_pool + start) & 0xff0) && align < 4096)
-            start += align;
+        start = (old + 16 + align - 1) & ~(align - 1);
         end = start + n;
         if (end > sizeof boot_pool)
             return NULL;
@@ -150,18 +134,16 @@ static void *boot_alloc(size_t n, size_t align)
                                         __ATOMIC_RELAXED))
             break;
     }
-    char *p = boot_pool + start; /* static storage: already zero */
-    uint64_t w[2] = {n, (uintptr_t)p ^ HEAD_KEY};
-    memcpy(p - HEAD, w, sizeof w);
+    memcpy(boot_pool + start - sizeof(size_t), &n, sizeof n);
     static int pinned;
-    if (!((uintptr_t)p & 0xff0) && !__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
-        hp_live_pin(boot_pool, sizeof boot_pool); /* no header to find: the filters */
-    return p;
+    if (!__atomic_exchange_n(&pinned, 1, __ATOMIC_ACQ_REL))
+        hp_live_pin(boot_pool, sizeof boot_pool); /* free() must look at these */
+    return boot_pool + start;                     /* static storage: already zero */
 }
 
 static size_t boot_size(const void *p)
 {
-    return (size_t)word_before(p, HEAD);
+    return (size_t)word_before(p, sizeof(size_t));
 }
 
 static HP_TLS bool resolving;
@@ -195,6 +177,7 @@ static void resolve(void)
     r.aligned_alloc = must("aligned_alloc");
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
+    heads_able = r.free == (void (*)(void *))dlsym(RTLD_NEXT, "__libc_free");
     /* The functions first, then the state that ready() tests. */
     __atomic_store_n(&next.free, r.free, __ATOMIC_RELEASE);
     next.calloc = r.calloc;
@@ -214,6 +197,7 @@ static void resolve(void)
     __atomic_store_n(&next.malloc, r.malloc, __ATOMIC_RELEASE);
     resolving = false;
     __atomic_store_n(&resolve_state, 2, __ATOMIC_RELEASE);
+    hp_live_route(); /* free_next: the allocator's free, unless filtered */
 }
 
 /* True when the real functions can be used; false while dlsym runs on this
@@ -307,13 +291,6 @@ HEAPPROF_API void *malloc(size_t size)
     return malloc_slow(size);
 }
 
-static void first_free(void *p)
-{
-    if (!p || in_boot(p) || !ready())
-        return;
-    next.free(p);
-}
-
 /* Where the block bitmap says p may be special: a sampled object without a
  * header, or a block of the boot pool (pinned when a block there has no
  * header); or NULL, whose bit a sampled object far away may share. */
@@ -326,32 +303,77 @@ __attribute__((noinline)) static void free_slow(void *p)
     next.free(p);
 }
 
-/* p's word before matched its key. */
+/* A free without a header while sampled objects without one may be live:
+ * one bit of the block bitmap, then the filter. */
+static void free_filtered(void *p)
+{
+    if (HP_UNLIKELY(hp_block_maybe(p)))
+        return free_slow(p);
+    next.free(p);
+}
+
+static void free_headed(void *p);
+
+/* Over glibc: the word before p, then the allocator's free. */
+static void free_heads(void *p)
+{
+    if (HP_UNLIKELY(head_maybe(p)))
+        return free_headed(p);
+    next.free(p);
+}
+
+/* The same while sampled objects without a header may be live. */
+static void free_heads_filtered(void *p)
+{
+    if (HP_UNLIKELY(head_maybe(p)))
+        return free_headed(p);
+    free_filtered(p);
+}
+
+static void first_free(void *p)
+{
+    if (!p || in_boot(p) || !ready())
+        return;
+    free_heads_filtered(p);
+}
+
+/* What free() calls: while no sampled object without a header is live, the
+ * allocator's free, or over glibc free_heads; else the same through the
+ * filters. Set by hp_free_route, under the lock that sets hp_block_set.n,
+ * so the two always agree, and set before a sampled pointer is handed out
+ * as the flag is; first_free until the allocator is known. Over jemalloc or
+ * mimalloc, free() is then one indirect jump to the allocator's. */
+static void (*free_next)(void *) = first_free;
+
+void hp_free_route(bool filtered)
+{
+    void (*f)(void *);
+    if (__atomic_load_n(&resolve_state, __ATOMIC_ACQUIRE) != 2)
+        f = first_free;
+    else if (heads_able)
+        f = filtered ? free_heads_filtered : free_heads;
+    else
+        f = filtered ? free_filtered : next.free;
+    __atomic_store_n(&free_next, f, __ATOMIC_RELEASE);
+}
+
+/* The word before p is its key. */
 __attribute__((noinline)) static void free_headed(void *p)
 {
     if (in_boot(p))
         return;
     size_t off = head_off(p);
-    if (HP_UNLIKELY(!off)) {
-        if (hp_block_maybe(p))
-            return free_slow(p);
-        return next.free(p);
-    }
+    if (HP_UNLIKELY(!off))
+        return free_filtered(p);
     hp_on_free(p);
     head_clear(p);
     next.free((char *)p - off);
 }
 
-/* The fast path: the word before p, then the flag of sampled objects
- * without a header, then a tail jump to the real free (or, before any
- * allocation, to first_free). */
+/* The fast path: a tail jump through free_next. */
 HEAPPROF_API void free(void *p)
 {
-    if (HP_UNLIKELY(head_maybe(p)))
-        return free_headed(p);
-    if (HP_UNLIKELY(hp_block_maybe(p)))
-        return free_slow(p);
-    next.free(p);
+    __atomic_load_n(&free_next, __ATOMIC_RELAXED)(p);
 }
 
 HEAPPROF_API void *calloc(size_t n, size_t size)

@@ -51,6 +51,7 @@
  * the heap it profiles (it is meant to sit over any allocator); a plain
  * bitset loses frees to collisions.
  */
+#include "heads.h"
 #include "record.h"
 
 #include <pthread.h>
@@ -87,21 +88,42 @@ static struct {
     int lock;
 } __attribute__((aligned(64))) block_set;
 
-static void block_set_add(long delta)
+static void block_set_lock(void)
 {
-    unsigned long old =
-        __atomic_fetch_add(&block_set.count, (unsigned long)delta, __ATOMIC_RELAXED);
-    if (!(delta > 0 ? old == 0 : old == (unsigned long)-delta))
-        return;
     while (__atomic_exchange_n(&block_set.lock, 1, __ATOMIC_ACQUIRE))
         while (__atomic_load_n(&block_set.lock, __ATOMIC_RELAXED)) {
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
 #endif
         }
+}
+
+static void block_set_add(long delta)
+{
+    unsigned long old =
+        __atomic_fetch_add(&block_set.count, (unsigned long)delta, __ATOMIC_RELAXED);
+    if (!(delta > 0 ? old == 0 : old == (unsigned long)-delta))
+        return;
+    block_set_lock();
     unsigned long want = __atomic_load_n(&block_set.count, __ATOMIC_RELAXED) != 0;
-    if (__atomic_load_n(&hp_block_set.n, __ATOMIC_RELAXED) != want)
+    if (__atomic_load_n(&hp_block_set.n, __ATOMIC_RELAXED) != want) {
         __atomic_store_n(&hp_block_set.n, want, __ATOMIC_RELEASE);
+        hp_free_route(want);
+    }
+    __atomic_store_n(&block_set.lock, 0, __ATOMIC_RELEASE);
+}
+
+/* interpose/alloc.c's, in the library; this one for the unit tests, which
+ * link the recording half without the hooks. */
+__attribute__((weak)) void hp_free_route(bool filtered)
+{
+    (void)filtered;
+}
+
+void hp_live_route(void)
+{
+    block_set_lock();
+    hp_free_route(__atomic_load_n(&hp_block_set.n, __ATOMIC_RELAXED) != 0);
     __atomic_store_n(&block_set.lock, 0, __ATOMIC_RELEASE);
 }
 
@@ -522,4 +544,14 @@ void hp_live_child(void)
 {
     for (int i = 0; i < NSHARDS; i++)
         shards[i].lock = 0;
+}
+
+size_t hp_usable_size(void *p)
+{
+    if (head_maybe(p)) {
+        size_t off = head_off(p);
+        if (off)
+            return hp_real.malloc_usable_size((char *)p - off) - off;
+    }
+    return hp_real.malloc_usable_size(p);
 }

@@ -217,6 +217,12 @@ static inline bool hp_filter_maybe(const void *p)
 {
     return __atomic_load_n(hp_filter_slot(p), __ATOMIC_RELAXED) != 0;
 }
+/* Where free() goes when its pointer has no header (interpose/alloc.c):
+ * the filters while hp_block_set.n is 1, else straight to the allocator.
+ * Called with block_set's lock held, by live.c as the flag changes, and
+ * through hp_live_route once the allocator is known. */
+void hp_free_route(bool filtered);
+void hp_live_route(void);
 /* Exact mode: every page marked, the filters not kept (hp_live_init). */
 extern bool hp_live_all;
 void hp_live_init(bool all);

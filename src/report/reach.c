@@ -344,10 +344,7 @@ static bool bookkeeping(const struct scan *sc, long i, uintptr_t w)
     const struct hp_live_obj *o = &sc->objs[i];
     if (w == o->start)
         return false;
-    /* heapprof's own malloc_usable_size, not the allocator's: a sampled
-     * block with a header (interpose/alloc.c) starts 16 or 32 bytes into
-     * the allocator's block, and it tells the usable size from there. */
-    size_t usable = malloc_usable_size((void *)o->start);
+    size_t usable = hp_usable_size((void *)o->start);
     return usable >= 8 && w == o->start + usable - 8;
 }
 
