@@ -158,6 +158,17 @@ static void *must(const char *name)
     return f;
 }
 
+/* Whether f is in glibc's libc.so (not an allocator preloaded after
+ * heapprof: mimalloc defines __libc_free too, so the name tells nothing). */
+static bool is_glibc(void *f)
+{
+    Dl_info info;
+    if (!dladdr(f, &info) || !info.dli_fname)
+        return false;
+    const char *base = strrchr(info.dli_fname, '/');
+    return !strncmp(base ? base + 1 : info.dli_fname, "libc.so", 7);
+}
+
 static void resolve(void)
 {
     int expected = 0;
@@ -177,7 +188,7 @@ static void resolve(void)
     r.aligned_alloc = must("aligned_alloc");
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
-    heads_able = r.free == (void (*)(void *))dlsym(RTLD_NEXT, "__libc_free");
+    heads_able = is_glibc(r.free);
     /* The functions first, then the state that ready() tests. */
     __atomic_store_n(&next.free, r.free, __ATOMIC_RELEASE);
     next.calloc = r.calloc;
