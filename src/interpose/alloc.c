@@ -69,9 +69,10 @@ static size_t boot_used;
  * allocator. The pointer is aligned to 16 as malloc's; exact mode (every
  * allocation sampled) and the aligned family have none and use the
  * filters, as does every object over another allocator (heads_able). A
- * block with a header must only be freed by heapprof's free:
- * after a dlopen with RTLD_DEEPBIND, whose library calls the allocator
- * behind heapprof, no new header is made. */
+ * block with a header must only be freed by heapprof's free (and realloc):
+ * a library dlopened with RTLD_DEEPBIND, which would call glibc's, has its
+ * slots for them pointed at heapprof's (interpose/loader.c), and no new
+ * header is made after such a dlopen. */
 static bool heads_off;
 /* Set once the allocator is known, if it is glibc's. Its free reads the
  * word before the pointer (the chunk's size) anyway, so the test costs it
@@ -162,11 +163,11 @@ static void *must(const char *name)
  * heapprof: mimalloc defines __libc_free too, so the name tells nothing). */
 static bool is_glibc(void *f)
 {
-    Dl_info info;
-    if (!dladdr(f, &info) || !info.dli_fname)
+    const char *path = hp_dl_path_of(f); /* not dladdr, which reads every symbol */
+    if (!path)
         return false;
-    const char *base = strrchr(info.dli_fname, '/');
-    return !strncmp(base ? base + 1 : info.dli_fname, "libc.so", 7);
+    const char *base = strrchr(path, '/');
+    return !strncmp(base ? base + 1 : path, "libc.so", 7);
 }
 
 static void resolve(void)
@@ -376,7 +377,9 @@ __attribute__((noinline)) static void free_headed(void *p)
     size_t off = head_off(p);
     if (HP_UNLIKELY(!off))
         return free_filtered(p);
+    int e = errno; /* free() leaves errno alone (POSIX.1-2024) */
     hp_on_free(p);
+    errno = e;
     head_clear(p);
     next.free((char *)p - off);
 }

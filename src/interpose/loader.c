@@ -10,6 +10,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 
 HEAPPROF_API int dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data)
@@ -36,11 +38,26 @@ HEAPPROF_API int dlclose(void *handle)
 
 HEAPPROF_API void *dlopen(const char *file, int mode)
 {
-    /* The library's own calls to free would reach the allocator before
-     * heapprof: no more headers (interpose/alloc.c). */
+    /* The library's own calls to free reach the allocator before heapprof.
+     * Its slots for them are pointed at heapprof's, so that it can free a
+     * sampled block with a header (interpose/alloc.c); and no more headers
+     * are made, for what those slots miss (a library it loads itself). */
     if (mode & RTLD_DEEPBIND)
         hp_heads_stop();
     void *h = hp_dl_open(file, mode);
+    if (h && (mode & RTLD_DEEPBIND)) {
+        const struct hp_rebind to[] = {
+            {"free", (void *)free},
+            {"realloc", (void *)realloc},
+            {"reallocarray", (void *)reallocarray},
+            {"malloc_usable_size", (void *)malloc_usable_size},
+            {"__libc_free", (void *)free},
+            {"__libc_realloc", (void *)realloc},
+        };
+        hp_loader_enter();
+        hp_dl_rebind(h, to, (int)(sizeof to / sizeof to[0]));
+        hp_loader_leave();
+    }
     if (h)
         hp_unwind_opened();
     return h;

@@ -34,6 +34,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 
 HP_TLS int hp_in_dl_iterate;
 
@@ -396,3 +397,122 @@ size_t hp_dl_function_size(const void *fn, const char *name)
         hp_dl_iterate_phdr(find_holder, &h);
     return h.result;
 }
+
+/* ---- libraries bound deeply ----
+ *
+ * A library dlopened with RTLD_DEEPBIND looks up its symbols in its own
+ * scope first: its free and realloc are the C library's, not heapprof's.
+ * Handed a sampled block with a header (interpose/alloc.c), they would get
+ * a pointer the allocator never made. So after such a dlopen, the library
+ * and every object loaded after it (what that dlopen brought in) have their
+ * GOT slots for the named functions pointed at heapprof's: the PLT slots
+ * (bound now or lazily later) and the data slots (a function's address
+ * taken, or a call without the PLT). Slots in the read-only part after
+ * relocation (PT_GNU_RELRO) are made writable for the write. */
+
+#if defined(__x86_64__)
+struct relro {
+    uintptr_t base, lo, hi;
+};
+
+static int find_relro(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct relro *r = data;
+    if (info->dlpi_addr != r->base)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_GNU_RELRO) {
+            /* The pages the loader made read-only: whole pages from the
+             * start's, up to the one the end falls in (as glibc rounds). */
+            uintptr_t lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            r->lo = lo & ~(uintptr_t)4095;
+            r->hi = (lo + info->dlpi_phdr[i].p_memsz) & ~(uintptr_t)4095;
+        }
+    return 1;
+}
+
+static void rebind_slot(uintptr_t slot, void *to, const struct relro *relro)
+{
+    if (*(void **)slot == to)
+        return;
+    bool ro = slot >= relro->lo && slot < relro->hi;
+    uintptr_t page = slot & ~(uintptr_t)4095;
+    if (ro && mprotect((void *)page, 4096, PROT_READ | PROT_WRITE) != 0)
+        return;
+    __atomic_store_n((void **)slot, to, __ATOMIC_RELEASE);
+    if (ro)
+        mprotect((void *)page, 4096, PROT_READ);
+}
+
+static void rebind_rela(const struct link_map *lm, const ElfW(Rela) * rel, size_t bytes,
+                        const ElfW(Sym) * syms, const char *strs, const struct hp_rebind *to, int n,
+                        const struct relro *relro)
+{
+    for (size_t i = 0; i < bytes / sizeof *rel; i++) {
+        unsigned long type = ELF64_R_TYPE(rel[i].r_info);
+        if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+            continue;
+        const char *name = strs + syms[ELF64_R_SYM(rel[i].r_info)].st_name;
+        for (int k = 0; k < n; k++)
+            if (!strcmp(name, to[k].name))
+                rebind_slot(lm->l_addr + rel[i].r_offset, to[k].fn, relro);
+    }
+}
+
+static void rebind_object(const struct link_map *lm, const struct hp_rebind *to, int n)
+{
+    const ElfW(Sym) *syms = NULL;
+    const char *strs = NULL;
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmpsz = 0, relasz = 0;
+    for (const ElfW(Dyn) *d = lm->l_ld; d && d->d_tag != DT_NULL; d++) {
+        /* glibc relocates these in place on x86-64; not everywhere. */
+        uintptr_t ptr = d->d_un.d_ptr < lm->l_addr ? d->d_un.d_ptr + lm->l_addr : d->d_un.d_ptr;
+        switch (d->d_tag) {
+        case DT_SYMTAB:
+            syms = (const ElfW(Sym) *)ptr;
+            break;
+        case DT_STRTAB:
+            strs = (const char *)ptr;
+            break;
+        case DT_JMPREL:
+            jmprel = (const ElfW(Rela) *)ptr;
+            break;
+        case DT_PLTRELSZ:
+            jmpsz = d->d_un.d_val;
+            break;
+        case DT_RELA:
+            rela = (const ElfW(Rela) *)ptr;
+            break;
+        case DT_RELASZ:
+            relasz = d->d_un.d_val;
+            break;
+        default:
+            break;
+        }
+    }
+    if (!syms || !strs)
+        return;
+    struct relro relro = {.base = lm->l_addr};
+    hp_real.dl_iterate_phdr(find_relro, &relro);
+    if (jmprel)
+        rebind_rela(lm, jmprel, jmpsz, syms, strs, to, n, &relro);
+    if (rela)
+        rebind_rela(lm, rela, relasz, syms, strs, to, n, &relro);
+}
+
+void hp_dl_rebind(void *handle, const struct hp_rebind *to, int n)
+{
+    struct link_map *lm = NULL;
+    if (!handle || dlinfo(handle, RTLD_DI_LINKMAP, &lm) != 0)
+        return;
+    for (; lm; lm = lm->l_next)
+        rebind_object(lm, to, n);
+}
+#else
+void hp_dl_rebind(void *handle, const struct hp_rebind *to, int n)
+{
+    (void)handle, (void)to, (void)n;
+}
+#endif

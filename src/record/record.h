@@ -348,6 +348,13 @@ void hp_loader_fork_child(void);
  * none does), and the size of the function fn, defined under name in the
  * object that holds it (0 when its symbol table cannot say). */
 const char *hp_dl_path_of(const void *addr);
+/* After a dlopen with RTLD_DEEPBIND: points the GOT slots of the library
+ * and of what that dlopen loaded, for each name, at fn (x86-64 only). */
+struct hp_rebind {
+    const char *name;
+    void *fn;
+};
+void hp_dl_rebind(void *handle, const struct hp_rebind *to, int n);
 size_t hp_dl_function_size(const void *fn, const char *name);
 
 /* ---- execution traces (record/trace.c) ---- */

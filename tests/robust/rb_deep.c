@@ -3,8 +3,14 @@
 #include <stdlib.h>
 
 void rb_deep_free(void *p);
+void *rb_deep_realloc(void *p, size_t size);
 
 void rb_deep_free(void *p)
 {
     free(p);
+}
+
+void *rb_deep_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
 }

@@ -14,9 +14,12 @@
  *                      heapprof), `kept N BYTES`, and exits 0; a wrong byte
  *                      or size exits 1 with a line saying where.
  *   rb_heads deepbind PLUGIN
- *                      dlopens PLUGIN with RTLD_DEEPBIND, whose free is the
- *                      allocator's own, not heapprof's, then hands it 1000
- *                      blocks from malloc and realloc to free. Prints `freed`.
+ *                      allocates 1000 blocks (some of 4 MiB, sampled at any
+ *                      rate), then dlopens PLUGIN with RTLD_DEEPBIND, whose
+ *                      free and realloc are the C library's, not heapprof's
+ *                      (but for heapprof's rebinding), and hands it those
+ *                      blocks to realloc and free, and 1000 more made after
+ *                      the dlopen. Prints `freed`.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -213,17 +216,34 @@ static int run_churn(void)
 
 static int run_deepbind(const char *plugin)
 {
+    enum { N = 1000 };
+    static char *before[N];
+    for (int i = 0; i < N; i++) {
+        before[i] = malloc(i % 100 == 0 ? (size_t)4 << 20 : 100 + (size_t)i);
+        memset(before[i], 1, 100);
+    }
     void *h = dlopen(plugin, RTLD_NOW | RTLD_DEEPBIND);
     if (!h) {
         printf("dlopen: %s\n", dlerror());
         return 1;
     }
     void (*plugin_free)(void *) = (void (*)(void *))dlsym(h, "rb_deep_free");
-    if (!plugin_free) {
+    void *(*plugin_realloc)(void *, size_t) =
+        (void *(*)(void *, size_t))dlsym(h, "rb_deep_realloc");
+    if (!plugin_free || !plugin_realloc) {
         printf("dlsym: %s\n", dlerror());
         return 1;
     }
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < N; i++) {
+        char *p = before[i];
+        if (i % 2)
+            p = plugin_realloc(p, 5000 + (size_t)i);
+        for (int k = 0; k < 100; k++)
+            if (p[k] != 1)
+                fail("contents after the plugin's realloc", (size_t)k, 100);
+        plugin_free(p);
+    }
+    for (int i = 0; i < N; i++) {
         char *p = malloc(100 + (size_t)i);
         if (i % 2)
             p = realloc(p, 5000 + (size_t)i);

@@ -1266,17 +1266,20 @@ def check_heads_churn():
 
 
 def check_heads_deepbind():
-    """A library dlopened with RTLD_DEEPBIND calls glibc's free, not
-    heapprof's: blocks allocated after that dlopen carry no header, so the
-    library can free them (each would be an invalid pointer to glibc)."""
+    """A library dlopened with RTLD_DEEPBIND binds free and realloc to
+    glibc's, not heapprof's: heapprof points its slots back at its own, so
+    that the library can realloc and free sampled blocks with a header made
+    before the dlopen (each would be an invalid pointer to glibc), and makes
+    no more headers after it. At the default rate and at rate 2."""
     argv = [exe("rb_heads"), "deepbind", os.environ["RB_DEEP"]]
     base = baseline(argv)
     check(base.returncode == 0 and base.stdout == "freed\n", "without heapprof: " + describe(base))
     d = helpers.tempdir()
-    profile = os.path.join(d, "deep.pb.gz")
-    r = run(argv, hp_env(profile, 2))
-    same_output(base, r, "rate 2")
-    helpers.decode_ok(profile)
+    for rate in (2, None):
+        profile = os.path.join(d, f"deep-{rate}.pb.gz")
+        r = run(argv, hp_env(profile, rate))
+        same_output(base, r, f"rate {rate}")
+        helpers.decode_ok(profile)
 
 
 # ---- security -----------------------------------------------------------------
