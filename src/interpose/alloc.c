@@ -80,6 +80,7 @@ static bool heads_off;
  * mimalloc, whose 32-byte malloc/free pair takes 3 ns, that one read cost
  * 12 points (bench/README.md). Over them sampled objects have no header. */
 static bool heads_able;
+static bool next_is_glibc; /* found with the allocator */
 
 /* Where in a block of at least size + HEAD_PAD bytes the object goes: 16
  * bytes in, or 32 when that would be under 16 bytes into a page. */
@@ -105,7 +106,13 @@ static void head_clear(void *p)
  * bound deeply since. */
 static inline bool heads(void)
 {
-    return hp_cfg.rate > 1 && heads_able && !__atomic_load_n(&heads_off, __ATOMIC_RELAXED);
+    /* Set at the first sample, before its block is handed out: in exact
+     * mode, where every free goes to the live set anyway, never, and
+     * free() skips its test. */
+    if (HP_UNLIKELY(!__atomic_load_n(&heads_able, __ATOMIC_RELAXED)) && hp_cfg.rate > 1 &&
+        next_is_glibc)
+        __atomic_store_n(&heads_able, true, __ATOMIC_RELEASE);
+    return heads_able && !__atomic_load_n(&heads_off, __ATOMIC_RELAXED);
 }
 
 void hp_heads_stop(void)
@@ -189,7 +196,7 @@ static void resolve(void)
     r.aligned_alloc = must("aligned_alloc");
     r.memalign = must("memalign");
     r.malloc_usable_size = must("malloc_usable_size");
-    heads_able = is_glibc(r.free);
+    next_is_glibc = is_glibc(r.free);
     /* The functions first, then the state that ready() tests. */
     __atomic_store_n(&next.free, r.free, __ATOMIC_RELEASE);
     next.calloc = r.calloc;
