@@ -216,7 +216,7 @@ static void resolve(void)
     __atomic_store_n(&next.malloc, r.malloc, __ATOMIC_RELEASE);
     resolving = false;
     __atomic_store_n(&resolve_state, 2, __ATOMIC_RELEASE);
-    hp_live_route(); /* free_next: the allocator's free, unless filtered */
+    hp_live_route(); /* hp_block_set.free_next: the allocator's free, unless filtered */
 }
 
 /* True when the real functions can be used; false while dlsym runs on this
@@ -326,7 +326,10 @@ __attribute__((noinline)) static void free_slow(void *p)
  * one bit of the block bitmap, then the filter. */
 static void free_filtered(void *p)
 {
-    if (HP_UNLIKELY(hp_block_maybe(p)))
+    /* The bit alone: free_next got here by the flag already, and reading
+     * the flag again would be a second line that each sample changes. */
+    uint32_t i = hp_block_index(p);
+    if (HP_UNLIKELY(__atomic_load_n(&hp_block_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1))
         return free_slow(p);
     next.free(p);
 }
@@ -338,24 +341,23 @@ static void first_free(void *p)
     free_filtered(p); /* no header is made before the allocator is known */
 }
 
-/* Where free() goes for a pointer without a header: the allocator's free
- * while no sampled object without one is live, else free_filtered. Set by
- * hp_free_route, under the lock that sets hp_block_set.n, so the two
- * always agree, and set before a sampled pointer is handed out as the flag
- * is; first_free until the allocator is known. */
-static struct {
-    void (*fn)(void *);
-    /* A line of its own: over other allocators it changes at every sample,
-     * and must not take next (which every malloc reads) with it. */
-    char pad[64 - sizeof(void (*)(void *))];
-} __attribute__((aligned(64))) free_next = {first_free, {0}};
+/* hp_block_set.free_next, where free() goes for a pointer without a
+ * header: the allocator's free while no sampled object without one is
+ * live, else free_filtered. Set by hp_free_route, under the lock that sets
+ * hp_block_set.n, so the two always agree, and set before a sampled pointer
+ * is handed out as the flag is; first_free until the allocator is known.
+ * Beside the flag, in its line: over other allocators both change at every
+ * sample, and two lines would be two lines taken from the other CPU. The
+ * definition here, for the initial value (live.c has a weak one, for the
+ * unit tests). */
+struct hp_block_set hp_block_set = {0, first_free};
 
 void hp_free_route(bool filtered)
 {
     void (*f)(void *) = filtered                                                 ? free_filtered
                         : __atomic_load_n(&resolve_state, __ATOMIC_ACQUIRE) == 2 ? next.free
                                                                                  : first_free;
-    __atomic_store_n(&free_next.fn, f, __ATOMIC_RELEASE);
+    __atomic_store_n(&hp_block_set.free_next, f, __ATOMIC_RELEASE);
 }
 
 /* The word before p is its key. */
@@ -383,7 +385,7 @@ HEAPPROF_API void free(void *p)
 {
     if (__atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p)))
         return free_headed(p);
-    __atomic_load_n(&free_next.fn, __ATOMIC_RELAXED)(p);
+    __atomic_load_n(&hp_block_set.free_next, __ATOMIC_RELAXED)(p);
 }
 
 HEAPPROF_API void *calloc(size_t n, size_t size)

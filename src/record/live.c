@@ -82,7 +82,7 @@ static uint32_t block_count[1u << HP_BLOCK_BITS];
  * is under the lock, so the last to do so sees every bit still set. While
  * a sampled object's bit is set the flag is therefore 1, and a free that got
  * the pointer after its malloc returned sees it so: no free is missed. */
-struct hp_block_set hp_block_set;
+__attribute__((weak)) struct hp_block_set hp_block_set; /* interpose/alloc.c's, in the library */
 static struct {
     unsigned long count;
     int lock;

@@ -203,6 +203,7 @@ static inline uint16_t *hp_filter_slot(const void *p)
  * (a lea, then a mov), cost 10 (bench/README.md). */
 struct hp_block_set {
     unsigned long n;
+    void (*free_next)(void *); /* see interpose/alloc.c */
 } __attribute__((aligned(64)));
 /* Hidden, so that the compiler loads it directly and not through the GOT. */
 extern struct hp_block_set hp_block_set __attribute__((visibility("hidden")));
