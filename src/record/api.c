@@ -49,7 +49,11 @@ HEAPPROF_API int heapprof_leak_check(const char *path, struct heapprof_leak_coun
 {
     if (!heapprof_enabled() || !hp_report_need(true))
         return -ENOTSUP;
-    char abs[4096];
+    /* Zeroed, not only written when there is a path: the check reads this
+     * thread's stack from its own deepest frame up, and whatever an earlier
+     * call left in these 4 KiB would be read as roots (a heap address there
+     * kept a lost object reachable). */
+    char abs[4096] = {0};
     if (path) {
         if (!*path)
             return -EINVAL;

@@ -250,7 +250,7 @@ int hp_leakcheck_api(const char *path, struct heapprof_leak_counts *counts)
 {
     struct hp_snapshot s;
     struct hp_reach_stats st;
-    char why[256];
+    char why[256] = {0}; /* zeroed: the check reads this stack (see record/api.c) */
     int r = hp_leakcheck_run(&s, &st, why, sizeof why);
     if (r && r != -EBUSY)
         hp_log("heapprof: heapprof_leak_check: the leak check could not be made: %s", why);
