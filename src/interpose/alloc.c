@@ -3,12 +3,13 @@
  * Each entry point forwards to the next allocator in the lookup order (glibc,
  * or jemalloc/mimalloc when those are preloaded after heapprof), then does
  * the least it can: an allocation subtracts its size from the thread's
- * countdown and only goes further when that crosses zero. A free is one
- * jump through free_next: over glibc, to a test of the word before the
- * pointer, which a sampled allocation's header (below) matches; and, only
- * while a sampled object without a header is live (exact mode, the aligned
- * family, other allocators), to the live set's block bitmap and filter
- * (see record/live.c).
+ * countdown and only goes further when that crosses zero. A free, over
+ * glibc in sampled mode, tests the word before the pointer, which a sampled
+ * allocation's header (below) matches; then it jumps through
+ * hp_block_set.free_next: to the allocator's free, or, only while a sampled
+ * object without a header is live (exact mode, the aligned family, other
+ * allocators), to the live set's block bitmap and filter (see
+ * record/live.c).
  * Nothing here takes a lock or writes shared memory unless the allocation is
  * sampled or the pointer may be a sampled one. C++ operator new and delete
  * reach these through heapprof's own operators (cxx.c), which call malloc,
@@ -74,11 +75,13 @@ static size_t boot_used;
  * slots for them pointed at heapprof's (interpose/loader.c), and no new
  * header is made after such a dlopen. */
 static bool heads_off;
-/* Set once the allocator is known, if it is glibc's. Its free reads the
- * word before the pointer (the chunk's size) anyway, so the test costs it
- * nothing; other allocators keep their metadata elsewhere, and over
+/* Set at the first sample in sampled mode if the allocator is glibc's
+ * (heads()): free() tests for a header from then on. glibc's free reads
+ * the word before the pointer (the chunk's size) anyway, so the test costs
+ * it nothing; other allocators keep their metadata elsewhere, and over
  * mimalloc, whose 32-byte malloc/free pair takes 3 ns, that one read cost
- * 12 points (bench/README.md). Over them sampled objects have no header. */
+ * 12 points (bench/README.md, before the branch padding of
+ * src/meson.build). Over them sampled objects have no header. */
 static bool heads_able;
 static bool next_is_glibc; /* found with the allocator */
 
@@ -311,8 +314,8 @@ HEAPPROF_API void *malloc(size_t size)
 }
 
 /* Where the block bitmap says p may be special: a sampled object without a
- * header, or a block of the boot pool (pinned when a block there has no
- * header); or NULL, whose bit a sampled object far away may share. */
+ * header, or a block of the boot pool (whose bits are set when it first
+ * serves one); or NULL, whose bit a sampled object far away may share. */
 __attribute__((noinline)) static void free_slow(void *p)
 {
     if (!p || in_boot(p))
@@ -378,9 +381,10 @@ __attribute__((noinline)) static void free_headed(void *p)
 /* The fast path: over glibc, the word before p; then a tail jump through
  * free_next. (79659e6 had free() only the jump, and over glibc free_next a
  * function with the test: two indirect jumps in a row. Against it, 21
- * alternating runs of bench/ab_libs.py: 32-byte pairs over glibc 4 points
- * faster here, over jemalloc 5 points slower (this load and branch), mixed
- * sizes within 2 points over all three allocators.) */
+ * alternating runs of bench/ab_libs.py, before the branch padding of
+ * src/meson.build: 32-byte pairs over glibc 4 points faster here, over
+ * jemalloc 5 points slower, mixed sizes within 2 points over all three
+ * allocators.) */
 HEAPPROF_API void free(void *p)
 {
     if (__atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p)))
@@ -464,7 +468,7 @@ static void *do_realloc(void *p, size_t size)
         }
         return q;
     }
-    if (p && HP_UNLIKELY(head_maybe(p))) {
+    if (p && __atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p))) {
         size_t off = head_off(p);
         if (off)
             return realloc_headed(p, off, size);
@@ -591,7 +595,7 @@ HEAPPROF_API size_t malloc_usable_size(void *p)
         return boot_size(p);
     if (HP_UNLIKELY(!ready()))
         return 0;
-    if (HP_UNLIKELY(head_maybe(p))) {
+    if (__atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p))) {
         size_t off = head_off(p);
         if (off)
             return next.malloc_usable_size((char *)p - off) - off;
