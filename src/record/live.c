@@ -2,11 +2,12 @@
  *
  * Every free() must learn whether its pointer was sampled, without a lock
  * and without writing shared memory in the common case, and without ever
- * missing one. In sampled mode, sampled malloc, calloc and realloc blocks
- * carry a header that free() recognises by the pointer alone
- * (interpose/alloc.c); they are kept here, marked HEADED, and left out of
- * the filters. For the rest (exact mode, where every allocation is
- * sampled, and the aligned family) two layers do it:
+ * missing one. In sampled mode over glibc's allocator, sampled malloc,
+ * calloc and realloc blocks carry a header that free() recognises by the
+ * pointer alone (interpose/alloc.c); they are kept here, marked HEADED, and
+ * left out of the filters. For the rest (exact mode, where every
+ * allocation is sampled, the aligned family, and every sampled block over
+ * jemalloc or mimalloc) two layers do it:
  *
  * 1. Filters, in two levels (hp.h). The first is a bitmap of the 512-byte
  *    blocks of address space that hold a live sample: 512K bits, 64 KiB,
