@@ -426,13 +426,13 @@ __attribute__((noinline)) static void *realloc_headed(void *p, size_t off, size_
 {
     struct hp_live_rec old = hp_on_free(p);
     char *block = (char *)p - off;
-    size_t have = next.malloc_usable_size(block) - off;
     bool sampled = countdown_hit(size) && take(size);
     size_t n;
     if (size == 0) {
         head_clear(p);
         return next.realloc(block, 0); /* freed, or a block of the allocator's */
     }
+    size_t have = next.malloc_usable_size(block) - off;
     if (__builtin_add_overflow(size, (size_t)HEAD_PAD, &n)) {
         errno = ENOMEM;
         return realloc_failed(p, old);
@@ -595,10 +595,5 @@ HEAPPROF_API size_t malloc_usable_size(void *p)
         return boot_size(p);
     if (HP_UNLIKELY(!ready()))
         return 0;
-    if (__atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p))) {
-        size_t off = head_off(p);
-        if (off)
-            return next.malloc_usable_size((char *)p - off) - off;
-    }
-    return next.malloc_usable_size(p);
+    return hp_usable_size(p); /* a header's offset taken off (record/live.c) */
 }
