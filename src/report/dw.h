@@ -20,12 +20,16 @@
 #define HP_DW_FUNCTIONS(X)                                                                         \
     X(dwarf_attr)                                                                                  \
     X(dwarf_attr_integrate)                                                                        \
+    X(dwarf_child)                                                                                 \
     X(dwarf_filesrc)                                                                               \
     X(dwarf_formstring)                                                                            \
     X(dwarf_formudata)                                                                             \
     X(dwarf_getscopes)                                                                             \
     X(dwarf_getscopes_die)                                                                         \
     X(dwarf_getsrcfiles)                                                                           \
+    X(dwarf_haschildren)                                                                           \
+    X(dwarf_ranges)                                                                                \
+    X(dwarf_siblingof)                                                                             \
     X(dwarf_tag)                                                                                   \
     X(dwfl_addrmodule)                                                                             \
     X(dwfl_attach_state)                                                                           \
@@ -83,12 +87,16 @@ const Dwfl_Callbacks *hp_dw_offline_callbacks(void);
 #define HP_DW_CALL(f) (hp_dw.f)
 #define dwarf_attr HP_DW_CALL(dwarf_attr)
 #define dwarf_attr_integrate HP_DW_CALL(dwarf_attr_integrate)
+#define dwarf_child HP_DW_CALL(dwarf_child)
 #define dwarf_filesrc HP_DW_CALL(dwarf_filesrc)
 #define dwarf_formstring HP_DW_CALL(dwarf_formstring)
 #define dwarf_formudata HP_DW_CALL(dwarf_formudata)
 #define dwarf_getscopes HP_DW_CALL(dwarf_getscopes)
 #define dwarf_getscopes_die HP_DW_CALL(dwarf_getscopes_die)
 #define dwarf_getsrcfiles HP_DW_CALL(dwarf_getsrcfiles)
+#define dwarf_haschildren HP_DW_CALL(dwarf_haschildren)
+#define dwarf_ranges HP_DW_CALL(dwarf_ranges)
+#define dwarf_siblingof HP_DW_CALL(dwarf_siblingof)
 #define dwarf_tag HP_DW_CALL(dwarf_tag)
 #define dwfl_addrmodule HP_DW_CALL(dwfl_addrmodule)
 #define dwfl_attach_state HP_DW_CALL(dwfl_attach_state)

@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include "symbols.h"
 #include "iface.h"
+#include "scopes.h"
 
 #include "dw.h"
 
@@ -87,6 +88,7 @@ struct hp_symbolizer {
     } dwarf_seen[256];
     int ndwarf_seen;
     uintptr_t vdso_lo, vdso_hi; /* the [vdso] mapping, if any */
+    struct hp_scopes *scopes;   /* the units whose inlined calls were looked up */
 };
 
 /* Separate debug files (/usr/lib/debug, .gnu_debuglink) are found as usual,
@@ -361,6 +363,7 @@ struct hp_symbolizer *hp_sym_open(struct hp_arena *a)
         return NULL;
     s->arena = a;
     s->demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    s->scopes = hp_scopes_begin(a);
     load_mappings(s);
     add_retained_mappings(s);
     return s;
@@ -387,6 +390,7 @@ void hp_sym_close(struct hp_symbolizer *s)
             dwfl_end(s->retained[i].sub->dwfl);
     if (s->dwfl)
         dwfl_end(s->dwfl);
+    hp_scopes_end(s->scopes);
 }
 
 int hp_sym_mappings(struct hp_symbolizer *s, struct hp_mapping **out)
@@ -1010,23 +1014,29 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
          * parents; dwarf_getscopes_die on the innermost scope walks the
          * concrete tree instead, through each inlined call to its caller
          * (as eu-addr2line -i does). */
-        Dwarf_Die *scopes = NULL;
-        int ns = dwarf_getscopes(cu, addr - bias, &scopes);
-        if (ns > 0) {
-            Dwarf_Die inner = scopes[0];
-            lib_free(scopes);
-            scopes = NULL;
-            ns = dwarf_getscopes_die(&inner, &scopes);
+        Dwarf_Die found[64];
+        Dwarf_Die *scopes = NULL; /* libdw's, where the index cannot say */
+        int ns = hp_scopes_at(s->scopes, cu, addr - bias, found, 64);
+        Dwarf_Die *sc = found;
+        if (ns < 0) {
+            ns = dwarf_getscopes(cu, addr - bias, &scopes);
+            if (ns > 0) {
+                Dwarf_Die inner = scopes[0];
+                lib_free(scopes);
+                scopes = NULL;
+                ns = dwarf_getscopes_die(&inner, &scopes);
+            }
+            sc = scopes;
         }
         Dwarf_Files *files = NULL;
         size_t nfiles = 0;
         Dwarf_Attribute cattr;
         const char *comp_dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &cattr));
         for (int i = 0; i < ns; i++) {
-            int tag = dwarf_tag(&scopes[i]);
+            int tag = dwarf_tag(&sc[i]);
             if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram)
                 continue;
-            const char *name = die_name(&scopes[i]);
+            const char *name = die_name(&sc[i]);
             if (tag == DW_TAG_subprogram && symname)
                 name = symname; /* the ELF symbol: qualified, and what tools show */
             add_line(s, lines, &n, MAX_INLINE, name, file, line);
@@ -1035,10 +1045,10 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
             /* The caller of an inlined body is at the call site. */
             Dwarf_Attribute attr;
             Dwarf_Word v;
-            line = dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &v) == 0 ? (int)v
-                                                                                            : 0;
+            line =
+                dwarf_formudata(dwarf_attr(&sc[i], DW_AT_call_line, &attr), &v) == 0 ? (int)v : 0;
             file = NULL;
-            if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &v) == 0 &&
+            if (dwarf_formudata(dwarf_attr(&sc[i], DW_AT_call_file, &attr), &v) == 0 &&
                 (files || dwarf_getsrcfiles(cu, &files, &nfiles) == 0) && v < nfiles)
                 file = absolute(s, comp_dir, dwarf_filesrc(files, v, NULL, NULL));
         }
@@ -1074,6 +1084,7 @@ static struct hp_symbolizer *retained_sub(struct hp_symbolizer *s, struct retain
         return NULL;
     sub->arena = s->arena;
     sub->demangle = s->demangle;
+    sub->scopes = s->scopes; /* keyed by where each unit's DIE is: no clash */
     sub->maps = hp_arena_alloc(s->arena, sizeof *sub->maps);
     if (!sub->maps)
         return NULL;

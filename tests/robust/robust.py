@@ -1282,6 +1282,90 @@ def check_heads_deepbind():
         helpers.decode_ok(profile)
 
 
+def source_lines(path, *marks):
+    """{mark: line number} of the lines of a source file that end with the
+    comment /* MARK */."""
+    found = {}
+    with open(path) as f:
+        for no, text in enumerate(f, 1):
+            m = re.search(r"/\* ([A-Z_]+) \*/\s*$", text)
+            if m and m.group(1) in marks:
+                found[m.group(1)] = no
+    check(set(found) == set(marks), f"{path}: markers {sorted(set(marks) - set(found))} not found")
+    return found
+
+
+def addr2line_frames(binary, mapping, address):
+    """[(function, line)] that binutils' addr2line -i reads at a profile's
+    location (inlined calls first), or None without addr2line."""
+    tool = shutil.which("addr2line")
+    if not tool:
+        return None
+    loads = run(["readelf", "-lW", binary], clean_env())
+    check(loads.returncode == 0, "readelf -lW: " + describe(loads))
+    off = address - mapping["start"] + mapping["offset"]
+    vaddr = None
+    for m in re.finditer(r"^\s*LOAD\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\S+\s+0x([0-9a-f]+)",
+                         loads.stdout, re.M):
+        p_off, p_vaddr, p_filesz = (int(g, 16) for g in m.groups())
+        if p_off <= off < p_off + p_filesz:
+            vaddr = off - p_off + p_vaddr
+    check(vaddr is not None, f"{binary}: no LOAD segment holds offset {off:#x}")
+    r = run([tool, "-i", "-f", "-e", binary, f"{vaddr:#x}"], clean_env())
+    check(r.returncode == 0, "addr2line: " + describe(r))
+    out = r.stdout.splitlines()
+    frames = []
+    for fn, where in zip(out[0::2], out[1::2]):
+        m = re.search(r":(\d+)", where)
+        frames.append((fn, int(m.group(1)) if m else 0))
+    return frames
+
+
+def check_inline_frames():
+    """A program built with -O2 -g: each allocation's location lists its
+    inlined calls innermost first, names and lines as the source marks them
+    (rb_inline.c), through two inlined copies of the same function, lexical
+    blocks between them, and a call in the cold part of a function split in
+    two (DW_AT_ranges); and as binutils' addr2line -i reads the same
+    address."""
+    binary = exe("rb_inline")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rb_inline.c")
+    line = source_lines(src, "GRAB", "PAIR", "CALL_A", "CALL_B", "CALL_R")
+    base = baseline([binary])
+    check(base.returncode == 0 and base.stdout.startswith("rb_inline: 51 blocks kept"),
+          "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    profile = os.path.join(d, "inline.pb.gz")
+    r = run([binary], hp_env(profile, 1))
+    same_output(base, r, "rate 1")
+    prof = helpers.decode_json(profile)
+    maps = {m["id"]: m for m in prof["mappings"]}
+    want = {
+        40: (24, [("grab", line["GRAB"]), ("pair", line["PAIR"]), ("site", line["CALL_A"])]),
+        72: (24, [("grab", line["GRAB"]), ("pair", line["PAIR"]), ("site", line["CALL_B"])]),
+        520: (3, [("grab", line["GRAB"]), ("rare", line["CALL_R"])]),
+    }
+    seen = set()
+    for s in prof["samples"]:
+        size = s["labels"].get("bytes")
+        if size not in want or s["values"][0] == 0 or not s["stack"]:
+            continue
+        count, frames = want[size]
+        loc = s["stack"][0]
+        got = [(l["function"].split(".")[0], l["line"]) for l in loc["lines"]]
+        check(s["values"][0] == count and got == frames,
+              f"blocks of {size} bytes: {s['values'][0]} objects at {got}, want {count} at "
+              f"{frames}")
+        check(all(l["file"].endswith("rb_inline.c") for l in loc["lines"]),
+              f"blocks of {size} bytes: files {[l['file'] for l in loc['lines']]}")
+        ref = addr2line_frames(binary, maps[loc["mapping"]], loc["address"])
+        if ref is not None:
+            ref = [(fn.split(".")[0], no) for fn, no in ref]
+            check(ref == got, f"blocks of {size} bytes: heapprof says {got}, addr2line -i {ref}")
+        seen.add(size)
+    check(seen == set(want), f"no sample for blocks of {sorted(set(want) - seen)} bytes")
+
+
 # ---- security -----------------------------------------------------------------
 
 def check_symlink():
@@ -2135,6 +2219,7 @@ CHECKS = {
     "cxx-new": check_cxx_new,
     "heads-churn": check_heads_churn,
     "heads-deepbind": check_heads_deepbind,
+    "inline-frames": check_inline_frames,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
     "bounded-sizes": check_bounded_sizes,
