@@ -12,13 +12,19 @@
  * made with a small stack), the plugin loaded and unloaded meanwhile by
  * the main thread, a signal handler on the
  * thread's stack (a signal frame: libunwind's) and on an alternate stack
- * (not the thread's stack: libunwind's). It prints what it did; the test
+ * (not the thread's stack: libunwind's); and stacks that the unwinder's
+ * reuse of its last walk must not be fooled by: two callers of one
+ * function with frames alike, so that the frames below them sit at the
+ * same addresses with the same return addresses, and longjmp out of a
+ * recursion back into another one at the same depth, and threads whose
+ * stacks are reused after they exit. It prints what it did; the test
  * checks the counts heapprof prints at exit, not these.
  *
  *   uw_prog PLUGIN.so
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <setjmp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,6 +124,73 @@ static void signals(void)
         raise(SIGUSR2);
 }
 
+/* twin_a and twin_b are the same code: shared() and what it calls lie at
+ * the same addresses under either, with the same return addresses, up to
+ * the twin's own. */
+__attribute__((noinline)) static void shared(int n)
+{
+    take(64 + (size_t)n);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void twin_a(int n)
+{
+    shared(n);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void twin_b(int n)
+{
+    shared(n);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void (*volatile twins[2])(int) = {twin_a, twin_b};
+
+static jmp_buf out;
+static volatile int jump_out = 1;
+
+/* Allocates at the bottom of a recursion through one twin or the other,
+ * then jumps out of it, past every frame. */
+__attribute__((noinline)) static void dive(int depth, int which)
+{
+    if (depth == 0) {
+        twins[which](which);
+        if (jump_out)
+            longjmp(out, 1);
+        return;
+    }
+    dive(depth - 1, which);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void alike(void)
+{
+    for (volatile int i = 0; i < 400; i++) {
+        twins[i & 1](i);
+        twins[(i >> 1) & 1](i);
+        if (!setjmp(out))
+            dive(5 + (i % 3), (i >> 2) & 1);
+    }
+}
+
+static void *short_worker(void *arg)
+{
+    alike();
+    return arg;
+}
+
+/* Threads one after another: glibc hands a new thread the stack of one
+ * that exited, and heapprof the per-thread state of one that exited. */
+static void reused_stacks(void)
+{
+    for (int i = 0; i < 8; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, short_worker, NULL);
+        pthread_join(t, NULL);
+    }
+}
+
 static void callback(int n)
 {
     take((size_t)n);
@@ -152,6 +225,8 @@ int main(int argc, char **argv)
         to_ping(30);
     }
     through_libc();
+    alike();
+    reused_stacks();
     pthread_t t[3];
     pthread_attr_t small;
     pthread_attr_init(&small);
