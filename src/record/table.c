@@ -363,7 +363,9 @@ static inline unsigned size_class(uint64_t size)
     return size ? 64u - (unsigned)__builtin_clzll(size) : 0u;
 }
 
-/* Each thread's last recorded stack and its nodes, outermost frame last. */
+/* Each thread's last recorded stack and its nodes, outermost frame first:
+ * the frames a stack shares with the last one stay where they are, and
+ * only the new ones are written. */
 static HP_TLS struct {
     int depth;
     void *ips[HP_MAX_FRAMES];
@@ -386,13 +388,10 @@ static uint32_t stack_node(void **ips, int depth, bool *held)
 {
     /* Frames shared with this thread's last stack, from the outermost. */
     int same = 0;
-    while (same < depth && same < last.depth &&
-           ips[depth - 1 - same] == last.ips[last.depth - 1 - same])
+    while (same < depth && same < last.depth && ips[depth - 1 - same] == last.ips[same])
         same++;
-    uint32_t node = same ? last.nodes[last.depth - same] : 0;
+    uint32_t node = same ? last.nodes[same - 1] : 0;
     /* The thread's cache now describes ips, filled in as nodes are found. */
-    uint32_t nodes[HP_MAX_FRAMES];
-    memcpy(nodes + depth - same, last.nodes + last.depth - same, (size_t)same * sizeof *nodes);
     bool locked = false;
     int d;
     for (d = depth - 1 - same; d >= 0; d--) {
@@ -409,7 +408,8 @@ static uint32_t stack_node(void **ips, int depth, bool *held)
             if (!child)
                 break;
         }
-        nodes[d] = node = child;
+        last.ips[depth - 1 - d] = (void *)ip;
+        last.nodes[depth - 1 - d] = node = child;
     }
     *held = false;
     if (d >= 0) {
@@ -417,17 +417,12 @@ static uint32_t stack_node(void **ips, int depth, bool *held)
             pthread_mutex_unlock(&table_lock);
         /* Out of room: the stack folds into [other]; the cache keeps only
          * the outer frames that have nodes. */
-        int have = depth - 1 - d;
-        memmove(last.ips, ips + d + 1, (size_t)have * sizeof *ips);
-        memmove(last.nodes, nodes + d + 1, (size_t)have * sizeof *nodes);
-        last.depth = have;
+        last.depth = depth - 1 - d;
         hp_mutex_lock(&table_lock);
         note_folded();
         pthread_mutex_unlock(&table_lock);
         return other_node;
     }
-    memcpy(last.ips, ips, (size_t)depth * sizeof *ips);
-    memcpy(last.nodes, nodes, (size_t)depth * sizeof *nodes);
     last.depth = depth;
     *held = locked;
     return node;
