@@ -14,10 +14,12 @@ lists() {
 if [ $# -gt 0 ]; then
     PACKAGES=$(lists "$@")
 else
-    # Build: compiler, meson, protobuf-c, libunwind, uthash, libdw, zlib.
+    # Build: compiler, meson, protobuf-c, libunwind, uthash, libdw, zlib,
+    # libdeflate (optional: large profiles compress faster with it).
     # Tests: python3, Go's pprof; the rest is in extra-packages.txt.
     PACKAGES="gcc g++ meson ninja-build pkg-config protobuf-c-compiler libprotobuf-c-dev
-libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev python3 golang-go ca-certificates
+libunwind-dev uthash-dev libdw-dev libelf-dev zlib1g-dev libdeflate-dev python3 golang-go
+ca-certificates
 $(lists "$(dirname "$0")/extra-packages.txt")"
 fi
 

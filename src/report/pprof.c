@@ -294,6 +294,7 @@ struct hp_pprof *hp_pprof_begin(struct hp_arena *a, struct hp_symbolizer *sym, b
         free_indexes(b);
         return NULL;
     }
+    hp_wire_members(p->w);
     return p;
 }
 

@@ -36,6 +36,12 @@ static inline size_t hp_wire_key(uint8_t *out, unsigned field, enum hp_wire_type
 struct hp_wire;
 /* NULL without memory. */
 struct hp_wire *hp_wire_open(struct hp_arena *a);
+/* Lets the stream be written as gzip members one after another, by
+ * libdeflate, where that is faster (a large stream, libdeflate installed):
+ * for pprof profiles, which Go's gzip reader reads whole; not for what a
+ * browser decompresses (Content-Encoding), where a second member may be
+ * ignored. */
+void hp_wire_members(struct hp_wire *w);
 /* Bytes already in the wire format (fields of the top message). */
 void hp_wire_raw(struct hp_wire *w, const void *data, size_t len);
 /* A length-delimited field: its key, its length as a varint, its bytes. */

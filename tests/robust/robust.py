@@ -15,6 +15,7 @@ keeps the temporary directories. When a program hangs, the failure lists
 the processes left and, if gdb is installed, their threads' stacks.
 """
 
+import ctypes.util
 import os
 import re
 import resource
@@ -1609,6 +1610,72 @@ def totals(samples):
     return out
 
 
+def gzip_members(path):
+    """How many gzip members the file holds, one after another."""
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    n = 0
+    while data:
+        z = zlib.decompressobj(31)
+        z.decompress(data)
+        check(z.eof, f"{path}: a truncated gzip member")
+        n += 1
+        data = z.unused_data
+    return n
+
+
+def check_big_profile():
+    """A large profile (rb_bounded stacks 14 in exact mode: 16384 stacks,
+    some MB before compression) is compressed by libdeflate, in gzip members
+    one after another (src/report/wire.c), where libdeflate is installed;
+    without it (a libdeflate.so.0 that cannot be loaded first on the search
+    path), by zlib in one member. Both read the same with heapprof-decode,
+    and go tool pprof reads the members as one profile, with the program's
+    own totals."""
+    argv = [exe("rb_bounded"), "stacks", "14"]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    truth = own_totals(base.stdout, "without heapprof")
+    d = helpers.tempdir()
+    fake = os.path.join(d, "nolib")
+    os.mkdir(fake)
+    with open(os.path.join(fake, "libdeflate.so.0"), "w") as f:
+        f.write("not a library\n")
+    # Built with its header and installed: scripts/deps.sh installs both.
+    installed = (os.path.exists("/usr/include/libdeflate.h") and
+                 ctypes.util.find_library("deflate") is not None)
+    texts = {}
+    for name, extra in [("libdeflate", None), ("zlib", {"LD_LIBRARY_PATH": fake})]:
+        profile = os.path.join(d, name + ".pb.gz")
+        r = run(argv, hp_env(profile, 1, extra=extra), timeout=60)
+        same_output(base, r, name)
+        check(not hp_lines(r.stderr), f"{name}: heapprof said:\n" + "\n".join(hp_lines(r.stderr)))
+        members = gzip_members(profile)
+        if name == "zlib":
+            check(members == 1, f"zlib: {members} gzip members, want 1")
+        elif installed:
+            check(members > 1, f"libdeflate is installed, yet the profile is {members} member")
+        else:
+            print("note: libdeflate is not installed here: zlib wrote both profiles")
+        text = helpers.decode_ok(profile)
+        # The samples, by function, file and line (the mappings' addresses
+        # move from run to run).
+        texts[name] = text[text.index("\nsamples:"):]
+        check(len(text) > 256 << 10,
+              f"{name}: the profile is {len(text)} bytes decoded, not a large one")
+        comments, samples = profile_samples(profile)
+        got = [sum(sm[0][i] for sm in samples) for i in range(4)]
+        check(got == truth, f"{name}: the profile's totals are {got}, the program's {truth}")
+        if helpers.go_or_skip_soft():
+            top = helpers.pprof_top(profile, "alloc_objects", d)
+            check(top.get("leaf_alloc", (0, 0))[0] == truth[0],
+                  f"{name}: go tool pprof -top shows leaf_alloc {top.get('leaf_alloc')}, want "
+                  f"{truth[0]} objects")
+    check(texts["libdeflate"] == texts["zlib"],
+          "the two profiles decode differently")
+
+
 def check_bounded_sizes():
     """Buckets are keyed by (stack, size class), not by size: one call site
     allocating every size from 1 to N has at most one sample per class
@@ -2219,6 +2286,7 @@ CHECKS = {
     "cxx-new": check_cxx_new,
     "heads-churn": check_heads_churn,
     "heads-deepbind": check_heads_deepbind,
+    "big-profile": check_big_profile,
     "inline-frames": check_inline_frames,
     "stress-default": lambda: check_stress(False),
     "stress-exact": lambda: check_stress(True),
