@@ -4,7 +4,7 @@ scale to deep, varied programs?
 
 usage: python3 bench/exact_vs_heaptrack.py --build BUILD_DIR [--rounds 2] [--runs 3]
                                            [--py-n 60000] [--only deep,python] [--out FILE]
-                                           [--before OTHER_BUILD_DIR]
+                                           [--before OTHER_BUILD_DIR] [--python PATH]
 
 Two workloads, each run uninstrumented, under heapprof in exact mode
 (`LD_PRELOAD=BUILD/src/libheapprof.so HEAPPROF=TMP/out.pb.gz HEAPPROF_RATE=1`)
@@ -13,8 +13,9 @@ round runs each configuration once, the first one rotated from round to
 round. Medians of --runs rounds.
 - deep: `bench/deep_tree ROUNDS` (binary trees through five mutually
   recursive builders, 20-30 frames deep, 50 sites, about 70 MB alone);
-- python: Debian's /usr/bin/python3 with PYTHONMALLOC=malloc running
-  bench/py_workload.py N (dict and string churn; every object from malloc).
+- python: Debian's /usr/bin/python3 (or --python PATH) with
+  PYTHONMALLOC=malloc running bench/py_workload.py N (dict and string
+  churn; every object from malloc).
 
 What is measured, per run, for the whole process tree (heaptrack is a shell
 script that starts the program, heaptrack_interpret and a compressor, and
@@ -315,6 +316,9 @@ def main():
     ap.add_argument("--py-n", type=int, default=60000,
                     help="bench/py_workload.py N (default 60000)")
     ap.add_argument("--only", default="deep,python", help="workloads: deep,python")
+    ap.add_argument("--python", default="/usr/bin/python3",
+                    help="the interpreter for the python workload (default /usr/bin/python3,"
+                    " stripped; one built with -g has its DWARF read at the exit dump)")
     ap.add_argument("--before", help="another build directory: its library in exact mode too,"
                     " alternating with the rest (a before/after comparison in one run)")
     ap.add_argument("--out", help="also write the report to this file")
@@ -329,7 +333,7 @@ def main():
     if not heaptrack:
         log("exact_vs_heaptrack: heaptrack not found (Debian package heaptrack):"
             " its rows are skipped")
-    python3 = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else None
+    python3 = args.python if os.path.exists(args.python) else None
     if not os.access(TIME, os.X_OK):
         log("exact_vs_heaptrack: %s missing (Debian package time): the largest single"
             " process's peak is not measured, only the polled sum" % TIME)
@@ -359,14 +363,14 @@ def main():
                 [os.path.relpath(deep), str(args.rounds)])), cfgs, res)
         if "python" in only:
             if not python3:
-                log("exact_vs_heaptrack: /usr/bin/python3 missing: python skipped")
+                log("exact_vs_heaptrack: %s missing: python skipped" % args.python)
             else:
                 argv = [python3, os.path.join(HERE, "py_workload.py"), str(args.py_n)]
                 log("exact_vs_heaptrack: python3 py_workload.py %d, %d configurations x %d"
                     " runs" % (args.py_n, len(cfgs), args.runs))
                 res = measure(cfgs, argv, {"PYTHONMALLOC": "malloc"}, args.runs, tmp, "python")
-                sections += table("python3, PYTHONMALLOC=malloc (`/usr/bin/python3"
-                                  " bench/py_workload.py %d`)" % args.py_n, cfgs, res)
+                sections += table("python3, PYTHONMALLOC=malloc (`%s"
+                                  " bench/py_workload.py %d`)" % (python3, args.py_n), cfgs, res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -375,6 +379,8 @@ def main():
         args.build, args.rounds, args.runs, args.py_n)
     if args.only != "deep,python":
         cmd += " --only " + args.only
+    if args.python != "/usr/bin/python3":
+        cmd += " --python " + args.python
     if args.before:
         cmd += " --before " + args.before
     ht_version = ""
