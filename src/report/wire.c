@@ -43,9 +43,9 @@ struct out_chunk {
  * each buffer of 64 KiB becomes a gzip member of its own, and a profile
  * the members one after another, as gzip(1) and Go's gzip reader (which
  * pprof uses) read them. On the exact-mode profile of deep_tree (27.5 MB
- * before compression) zlib's fastest level took 183 ms and wrote 5.65 MB;
- * libdeflate's, in members of 64 KiB, 86 ms and 5.12 MB. The compressing
- * thread was the exit dump's slower half. libdeflate is loaded at the
+ * before compression; bench/compress.py) zlib's fastest level took 193 ms
+ * and wrote 5.65 MB; libdeflate's, in members of 64 KiB, 90 ms and 5.12
+ * MB. The compressing thread was the exit dump's slower half. libdeflate is loaded at the
  * first large profile (where a thread may be started, hence not in a
  * signal handler), not linked: a small profile, and a machine without it,
  * use zlib as before. */
