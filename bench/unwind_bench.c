@@ -1,6 +1,13 @@
 /* The cost of one stack capture: libunwind's unw_backtrace (with the
  * per-thread cache heapprof sets up) beside heapprof's fast unwinder
- * (record/unwind.c), on the same 30-frame stack, warm caches.
+ * (record/unwind.c), on the same 30-frame stack, warm caches. The fast
+ * unwinder takes the frames a stack shares with the thread's last capture
+ * without walking them again, which a capture repeated from one stack
+ * always can: so it is also timed on stacks that change below their
+ * outermost frames from one capture to the next ("changed"), two
+ * recursions of the same depth through different functions, taken in
+ * turn; the recursion's own cost, timed without the capture, is taken
+ * off.
  *
  *   unwind_bench [DEPTH [ITERATIONS [RUNS]]]
  *
@@ -27,8 +34,9 @@ enum { ROOM = 80 };
 
 static long iterations = 200000;
 static int runs = 9;
-static double fast_ns[64], slow_ns[64];
-static int frames_fast, frames_slow;
+static double fast_ns[64], slow_ns[64], changed_ns[64];
+static int frames_fast, frames_slow, frames_changed;
+static int depth_left; /* the recursions' depth */
 
 static double now(void)
 {
@@ -71,6 +79,53 @@ static __attribute__((noinline)) double time_slow(void)
     return (now() - t0) / (double)iterations;
 }
 
+/* Two recursions alike but for their functions: a capture at the bottom
+ * of one shares only the frames above them with a capture at the bottom
+ * of the other. */
+static void *volatile sink;
+static __attribute__((noinline)) int rec_a(int left, bool take);
+static __attribute__((noinline)) int rec_b(int left, bool take);
+static __attribute__((noinline)) int rec_a(int left, bool take)
+{
+    if (left <= 0) {
+        if (take) {
+            void *ips[ROOM];
+            frames_changed = hp_unwind_capture(ips, ROOM);
+            sink = ips[0];
+        }
+        return 0;
+    }
+    int r = rec_a(left - 1, take);
+    __asm__ volatile("" ::: "memory");
+    return r + 1;
+}
+static __attribute__((noinline)) int rec_b(int left, bool take)
+{
+    if (left <= 0) {
+        if (take) {
+            void *ips[ROOM];
+            frames_changed = hp_unwind_capture(ips, ROOM);
+            sink = ips[0];
+        }
+        return 0;
+    }
+    int r = rec_b(left - 1, take);
+    __asm__ volatile("" ::: "memory");
+    return r + 2;
+}
+
+static __attribute__((noinline)) double time_recursions(bool take)
+{
+    double t0 = now();
+    for (long i = 0; i < iterations; i++) {
+        if (i & 1)
+            rec_a(depth_left, take);
+        else
+            rec_b(depth_left, take);
+    }
+    return (now() - t0) / (double)iterations;
+}
+
 /* Both from the same frame: the fast unwinder's first frame is its
  * caller's own return address, libunwind's its caller's too. */
 static __attribute__((noinline)) void same_frames(void)
@@ -108,6 +163,18 @@ static __attribute__((noinline)) void measure(void)
            runs, iterations, f, s, frames_slow, s / f);
 }
 
+/* From main, so that the stacks are as deep as the others. */
+static __attribute__((noinline)) void measure_changed(void)
+{
+    for (int r = 0; r < runs; r++) {
+        changed_ns[r] = time_recursions(true) - time_recursions(false);
+        printf("run %d: fast on changed stacks %.1f ns (%d frames)\n", r, changed_ns[r],
+               frames_changed);
+    }
+    printf("median of %d runs of %ld: fast on changed stacks %.1f ns per %d-frame capture\n", runs,
+           iterations, median(changed_ns, runs), frames_changed);
+}
+
 /* Recursion down to the wanted depth: every level keeps its frame. */
 static __attribute__((noinline)) int descend(int left)
 {
@@ -138,5 +205,9 @@ int main(int argc, char **argv)
     /* main, __libc_start_call_main, __libc_start_main, _start, measure and
      * the timing function are six of the frames. */
     descend(frames - 6);
+    /* main and the three below it, measure_changed, time_recursions and
+     * the capture's own frame are seven. */
+    depth_left = frames - 7;
+    measure_changed();
     return 0;
 }
