@@ -83,36 +83,26 @@ static __attribute__((noinline)) double time_slow(void)
  * of one shares only the frames above them with a capture at the bottom
  * of the other. */
 static void *volatile sink;
-static __attribute__((noinline)) int rec_a(int left, bool take);
-static __attribute__((noinline)) int rec_b(int left, bool take);
-static __attribute__((noinline)) int rec_a(int left, bool take)
+static __attribute__((noinline)) void take_here(void)
 {
-    if (left <= 0) {
-        if (take) {
-            void *ips[ROOM];
-            frames_changed = hp_unwind_capture(ips, ROOM);
-            sink = ips[0];
-        }
-        return 0;
-    }
-    int r = rec_a(left - 1, take);
-    __asm__ volatile("" ::: "memory");
-    return r + 1;
+    void *ips[ROOM];
+    frames_changed = hp_unwind_capture(ips, ROOM);
+    sink = ips[0];
 }
-static __attribute__((noinline)) int rec_b(int left, bool take)
-{
-    if (left <= 0) {
-        if (take) {
-            void *ips[ROOM];
-            frames_changed = hp_unwind_capture(ips, ROOM);
-            sink = ips[0];
-        }
-        return 0;
+#define RECURSION(name, step)                                                                      \
+    static __attribute__((noinline)) int name(int left, bool take)                                 \
+    {                                                                                              \
+        if (left <= 0) {                                                                           \
+            if (take)                                                                              \
+                take_here();                                                                       \
+            return 0;                                                                              \
+        }                                                                                          \
+        int r = name(left - 1, take);                                                              \
+        __asm__ volatile("" ::: "memory");                                                         \
+        return r + step;                                                                           \
     }
-    int r = rec_b(left - 1, take);
-    __asm__ volatile("" ::: "memory");
-    return r + 2;
-}
+RECURSION(rec_a, 1)
+RECURSION(rec_b, 2)
 
 static __attribute__((noinline)) double time_recursions(bool take)
 {
@@ -205,9 +195,9 @@ int main(int argc, char **argv)
     /* main, __libc_start_call_main, __libc_start_main, _start, measure and
      * the timing function are six of the frames. */
     descend(frames - 6);
-    /* main and the three below it, measure_changed, time_recursions and
-     * the capture's own frame are seven. */
-    depth_left = frames - 7;
+    /* main and the three below it, measure_changed, time_recursions,
+     * take_here and the capture's own frame are eight. */
+    depth_left = frames - 8;
     measure_changed();
     return 0;
 }
