@@ -1163,8 +1163,9 @@ static void fill(struct slot *s, uintptr_t pc, uint32_t info)
 /* The first step of m from which every word m read still holds the same
  * value (see struct memo): from a state of m at or above it, the walk
  * would find m's frames. Read from the top down, to the first word that
- * changed; m->n if the last read did. The addresses lie between the
- * current sp and the stack's top, which are m's. */
+ * changed; m->n if the last read did. Every address was read by m's walk,
+ * on this thread's stack below the same top: mapped still, whatever it
+ * holds now (a block passed to another thread starts with no record). */
 static int memo_floor(const struct memo *m, uintptr_t lo)
 {
     if (m->end_at && *(const uintptr_t *)m->end_at != m->end_val)

@@ -1010,10 +1010,12 @@ static void lookup(struct hp_symbolizer *s, uintptr_t pc, struct hp_symbolized *
     Dwarf_Addr bias;
     Dwarf_Die *cu = dwarf ? dwfl_module_addrdie(mod, addr, &bias) : NULL;
     if (cu) {
-        /* dwarf_getscopes follows an inlined body to its abstract origin's
-         * parents; dwarf_getscopes_die on the innermost scope walks the
-         * concrete tree instead, through each inlined call to its caller
-         * (as eu-addr2line -i does). */
+        /* The functions around the address in the concrete tree, through
+         * each inlined call to its caller (as eu-addr2line -i gives them),
+         * from the unit's index (report/scopes.c). Where it has none (a
+         * unit that imports others), from libdw: dwarf_getscopes follows
+         * an inlined body to its abstract origin's parents, so
+         * dwarf_getscopes_die on the innermost scope it finds. */
         Dwarf_Die found[64];
         Dwarf_Die *scopes = NULL; /* libdw's, where the index cannot say */
         int ns = hp_scopes_at(s->scopes, cu, addr - bias, found, 64);

@@ -45,10 +45,12 @@ struct out_chunk {
  * pprof uses) read them. On the exact-mode profile of deep_tree (27.5 MB
  * before compression; bench/compress.py) zlib's fastest level took 193 ms
  * and wrote 5.65 MB; libdeflate's, in members of 64 KiB, 90 ms and 5.12
- * MB. The compressing thread was the exit dump's slower half. libdeflate is loaded at the
- * first large profile (where a thread may be started, hence not in a
- * signal handler), not linked: a small profile, and a machine without it,
- * use zlib as before. */
+ * MB. The compressing thread was the exit dump's slower half.
+ *
+ * libdeflate is loaded at the first large profile (where a thread may be
+ * started, hence not in a signal handler), not linked: a small profile,
+ * and a machine without it, use zlib as before. No lock: a fork in the
+ * middle of the loading would leave one held in the child. */
 #ifdef HP_HAVE_LIBDEFLATE
 static struct {
     __typeof__(libdeflate_alloc_compressor) *alloc;
@@ -56,13 +58,15 @@ static struct {
     __typeof__(libdeflate_gzip_compress) *gzip;
     __typeof__(libdeflate_free_compressor) *free;
 } ld;
-static pthread_mutex_t ld_mu = PTHREAD_MUTEX_INITIALIZER;
-static int ld_state; /* 0: not tried, 1: loaded, -1: cannot be */
+enum { LD_UNTRIED, LD_LOADING, LD_LOADED, LD_MISSING };
+static int ld_state;
 
+/* Whether libdeflate is there; while another thread loads it, not yet. */
 static bool ld_load(void)
 {
-    hp_mutex_lock(&ld_mu);
-    if (!ld_state) {
+    int st = LD_UNTRIED;
+    if (__atomic_compare_exchange_n(&ld_state, &st, LD_LOADING, false, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE)) {
         void *h = hp_dl_open("libdeflate.so.0", RTLD_NOW | RTLD_LOCAL);
         if (h) {
             ld.alloc = (__typeof__(ld.alloc))dlsym(h, "libdeflate_alloc_compressor");
@@ -70,10 +74,10 @@ static bool ld_load(void)
             ld.gzip = (__typeof__(ld.gzip))dlsym(h, "libdeflate_gzip_compress");
             ld.free = (__typeof__(ld.free))dlsym(h, "libdeflate_free_compressor");
         }
-        ld_state = h && ld.alloc && ld.bound && ld.gzip && ld.free ? 1 : -1;
+        st = h && ld.alloc && ld.bound && ld.gzip && ld.free ? LD_LOADED : LD_MISSING;
+        __atomic_store_n(&ld_state, st, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&ld_mu);
-    return ld_state > 0;
+    return st == LD_LOADED;
 }
 #endif
 
