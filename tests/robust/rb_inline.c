@@ -10,10 +10,11 @@
  * rare() has code in two places (DW_AT_ranges) and the inlined call lies
  * in the second.
  *
- * Truth, printed as "site LINE SIZE COUNT" per site, lines marked in the
- * source: site() allocates 24 blocks of 40 bytes through CALL_A and 24 of
+ * Truth, the lines marked in the source (GRAB, PAIR, CALL_A, CALL_B,
+ * CALL_R): site() allocates 24 blocks of 40 bytes through CALL_A and 24 of
  * 72 through CALL_B; rare() 3 blocks of 520 through CALL_R. Every block is
- * kept (in-use at exit). Exit status 0. */
+ * kept (in use at exit). Prints "rb_inline: 51 blocks kept, " and a sum of
+ * their first bytes; exit status 0. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
