@@ -468,11 +468,9 @@ static void *do_realloc(void *p, size_t size)
         }
         return q;
     }
-    if (p && __atomic_load_n(&heads_able, __ATOMIC_RELAXED) && HP_UNLIKELY(head_maybe(p))) {
-        size_t off = head_off(p);
-        if (off)
-            return realloc_headed(p, off, size);
-    }
+    size_t off = p && __atomic_load_n(&heads_able, __ATOMIC_RELAXED) ? head_of(p) : 0;
+    if (HP_UNLIKELY(off))
+        return realloc_headed(p, off, size);
     struct hp_live_rec old = {0, false, 0};
     if (p && HP_UNLIKELY(hp_live_maybe(p)))
         old = hp_on_free(p);

@@ -42,4 +42,10 @@ static inline size_t head_off(const void *p)
     return (off == HEAD || off == HEAD_PAD) && w == head_check(p, off) ? off : 0;
 }
 
+/* p's offset in its block if it carries a header, else 0. */
+static inline size_t head_of(const void *p)
+{
+    return head_maybe(p) ? head_off(p) : 0;
+}
+
 #endif

@@ -549,10 +549,6 @@ void hp_live_child(void)
 
 size_t hp_usable_size(void *p)
 {
-    if (head_maybe(p)) {
-        size_t off = head_off(p);
-        if (off)
-            return hp_real.malloc_usable_size((char *)p - off) - off;
-    }
-    return hp_real.malloc_usable_size(p);
+    size_t off = head_of(p);
+    return hp_real.malloc_usable_size((char *)p - off) - off;
 }

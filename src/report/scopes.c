@@ -41,9 +41,19 @@ struct unit {
     uint32_t nnodes, nranges;
 };
 
+enum { FIRST_CAP = 16 };
+
+/* A DIE being visited at one depth of a walk (build). */
+struct frame {
+    Dwarf_Die die;
+    uint32_t owner; /* the nearest kept ancestor */
+    uint32_t self;  /* its own index, or NONE */
+};
+
 struct hp_scopes {
     struct hp_arena *a;
     struct unit *units;
+    struct frame *fr; /* MAX_DEPTH of them, made at the first walk, for every walk */
 };
 
 struct hp_scopes *hp_scopes_begin(struct hp_arena *a)
@@ -68,7 +78,7 @@ static bool grow(struct hp_arena *a, void **arr, uint32_t n, uint32_t *cap, size
         return true;
     if (*cap >= UINT32_MAX / 4)
         return false;
-    uint32_t nc = *cap ? *cap * 2 : 256;
+    uint32_t nc = *cap ? *cap * 2 : FIRST_CAP;
     void *na = hp_arena_alloc(a, (size_t)nc * size);
     if (!na)
         return false;
@@ -110,16 +120,12 @@ static uint32_t keep(struct hp_arena *a, struct unit *u, uint32_t *ncap, uint32_
 /* One walk over the unit's tree, without recursion: fr[d] is the DIE
  * being visited at depth d, with the kept ancestor its children get and
  * its own index if it was kept. */
-static bool build(struct hp_arena *a, struct unit *u, Dwarf_Die *cu)
+static bool build(struct hp_scopes *x, struct unit *u, Dwarf_Die *cu)
 {
-    struct frame {
-        Dwarf_Die die;
-        uint32_t owner; /* the nearest kept ancestor */
-        uint32_t self;  /* its own index, or NONE */
-    };
-    struct frame *fr = hp_arena_alloc(a, MAX_DEPTH * sizeof *fr);
-    if (!fr)
+    struct hp_arena *a = x->a;
+    if (!x->fr && !(x->fr = hp_arena_alloc(a, MAX_DEPTH * sizeof *x->fr)))
         return false;
+    struct frame *fr = x->fr;
     uint32_t ncap = 0, rcap = 0;
     bool ok = true;
     Dwarf_Die child;
@@ -187,7 +193,7 @@ int hp_scopes_at(struct hp_scopes *x, Dwarf_Die *cu, Dwarf_Addr addr, Dwarf_Die 
         if (!u)
             return -1;
         u->key = key;
-        u->usable = build(x->a, u, cu);
+        u->usable = build(x, u, cu);
         HASH_ADD_PTR(x->units, key, u);
         if (!u->hh.tbl)
             return -1; /* not kept: the next lookup builds it again */
