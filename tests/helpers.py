@@ -346,9 +346,6 @@ def pprof_top(path, sample_index, workdir):
 _LEAK_HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects never freed, from (\d+) stacks? "
     r"\((exact|estimated), rate (\d+)\)$")
-# "No leaks", with or without the leak check (with it: "no memory lost"),
-# and in sampled mode what it rests on; or, when the run allocated too
-# little for the sample to tell, "no leak seen" (src/report/leaks.c).
 # The leak summary's first line, and the line that opens each stack.
 LEAK_HEADER = re.compile(
     r"^heapprof: (\d+) bytes in (\d+) objects? lost, from (\d+) stacks? \((exact|estimated), "
@@ -370,6 +367,9 @@ def leak_header(line):
                      "ind_bytes", "ind_objects"], g))
 
 
+# "No leaks", with or without the leak check (with it: "no memory lost"),
+# and in sampled mode what it rests on; or, when the run allocated too
+# little for the sample to tell, "no leak seen" (src/report/leaks.c).
 _NO_LEAKS = re.compile(
     r"^heapprof: no leaks: (?:every sampled allocation was freed|no memory lost) "
     r"\((?P<kind>exact|estimated), rate (?P<rate>\d+)\)"
