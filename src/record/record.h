@@ -138,6 +138,20 @@ enum { HP_MAX_BUCKETS = 1 << 24 };
 /* Peak tracking: copies the counts of every bucket. */
 void hp_peak_capture(void);
 
+/* ---- asymmetric barriers (record/asym.c) ---- */
+/* The fast side orders a store before a later load for the compiler only;
+ * hp_asym_heavy makes every CPU running a thread of the process pass a full
+ * barrier, so that after it either the fast side's store is seen or its
+ * load sees what the caller stored before. false if it could not. */
+#if defined(__x86_64__)
+#define HP_ASYM_CHEAP 1
+#define hp_asym_light() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+#else
+#define HP_ASYM_CHEAP 0
+#define hp_asym_light() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+bool hp_asym_heavy(void);
+
 /* ---- the live set (record/live.c) ---- */
 /* A sampled object: its bucket (0: none), requested size, and whether it
  * carries a header (interpose/alloc.c), which frees find it by: the

@@ -900,12 +900,15 @@ static void retire_set(struct set *s)
     }
 }
 
-/* Frees what was retired, if no thread is inside a capture now. A thread
- * that marks itself active after this looked reads the new set (both sides
- * are sequentially consistent). Under mods_lock. */
+/* Frees what was retired, if no thread is inside a capture now. After the
+ * barrier, a thread that marked itself active is seen so, or it reads the
+ * new set (record/asym.c). Without the barrier nothing is freed until the
+ * next try. Under mods_lock. */
 static void reclaim(void)
 {
     if (!retired_sets && !retired_mods)
+        return;
+    if (!hp_asym_heavy())
         return;
     for (struct uw_thread *t = __atomic_load_n(&all_threads, __ATOMIC_ACQUIRE); t; t = t->next_all)
         if (__atomic_load_n(&t->active, __ATOMIC_SEQ_CST))
@@ -1310,8 +1313,14 @@ int hp_unwind_capture(void **ips, int max)
         __atomic_store_n(&opened, 0, __ATOMIC_RELAXED);
         try_rescan(false);
     }
-    int was_active = __atomic_exchange_n(&t->active, 1, __ATOMIC_SEQ_CST);
-    const struct set *set = __atomic_load_n(&cur_set, __ATOMIC_SEQ_CST);
+    /* Ordered for the compiler only: reclaim makes every CPU pass a
+     * barrier before it reads the flags (record/asym.c). A signal handler's
+     * capture between the load and the store puts the flag back as it
+     * found it. */
+    int was_active = __atomic_load_n(&t->active, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->active, 1, __ATOMIC_RELAXED);
+    hp_asym_light();
+    const struct set *set = __atomic_load_n(&cur_set, __ATOMIC_ACQUIRE);
     int n;
     if (!set || __atomic_load_n(&closing, __ATOMIC_RELAXED))
         n = -HP_UW_BUSY - 1;

@@ -788,6 +788,26 @@ def check_threads():
     helpers.decode_ok(os.path.join(d, "t2.pb.gz"))
 
 
+def check_bias():
+    """A second thread's first use of the live set while the first thread
+    is inside it (rb_bias): the first thread's bias must be revoked without
+    losing an insert or a removal, run after run."""
+    iters = 100000
+    argv = [exe("rb_bias"), str(iters)]
+    base = baseline(argv)
+    check(base.returncode == 0, "without heapprof: " + describe(base))
+    d = helpers.tempdir()
+    for i in range(6):
+        profile = os.path.join(d, f"b{i}.pb.gz")
+        r = run(argv, hp_env(profile, 1))
+        same_output(base, r, f"exact mode, run {i + 1}")
+        expect_values(profile, {
+            "bias_main": (iters, 48 * iters, 0, 0),
+            "bias_worker": (iters, 80 * iters, 0, 0),
+            "bias_leak": (3, 72, 3, 72),
+        })
+
+
 # ---- dlopen / dlclose -----------------------------------------------------------
 
 def check_thread_exit():
@@ -2264,6 +2284,7 @@ CHECKS = {
     "exit-atexit": check_exit_atexit,
     "exit-statics": check_exit_statics,
     "threads": check_threads,
+    "bias": check_bias,
     "dlopen-keep": lambda: check_dlopen("keep"),
     "dlopen-close": lambda: check_dlopen("close"),
     "dlopen-reuse": lambda: check_dlopen("reuse"),
