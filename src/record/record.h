@@ -71,6 +71,22 @@ static inline void hp_sampler_unbusy(void)
 {
     hp_thread.counted_at -= hp_thread.busy_mark - hp_thread.countdown;
 }
+/* hp_busy_begin and hp_busy_end (iface.h) inline, for the sampled path:
+ * the exported ones are called through the PLT. */
+static inline bool hp_busy_enter(void)
+{
+    bool was = hp_thread.busy;
+    if (!was)
+        hp_thread.busy_mark = hp_thread.countdown;
+    hp_thread.busy = true;
+    return was;
+}
+static inline void hp_busy_leave(bool was)
+{
+    if (!was)
+        hp_sampler_unbusy();
+    hp_thread.busy = was;
+}
 /* Go's unbiasing: the expected number of allocations of `size` bytes that one
  * sample of that size stands for, at the given rate. */
 double hp_unbias_scale(uint64_t size, long rate);

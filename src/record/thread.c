@@ -135,16 +135,10 @@ void hp_thread_child(void)
 
 bool hp_busy_begin(void)
 {
-    bool was = hp_thread.busy;
-    if (!was)
-        hp_thread.busy_mark = hp_thread.countdown;
-    hp_thread.busy = true;
-    return was;
+    return hp_busy_enter();
 }
 
 void hp_busy_end(bool was)
 {
-    if (!was)
-        hp_sampler_unbusy();
-    hp_thread.busy = was;
+    hp_busy_leave(was);
 }

@@ -1298,10 +1298,10 @@ int hp_unwind_capture(void **ips, int max)
     uintptr_t lo, hi;
     /* The first time on a thread, glibc allocates (pthread_getattr_np, and
      * pthread_setspecific past 32 keys). */
-    bool was = hp_busy_begin();
+    bool was = hp_busy_enter();
     struct uw_thread *t = thread_block();
     bool known = t && hp_threads_bounds(&lo, &hi);
-    hp_busy_end(was);
+    hp_busy_leave(was);
     if (!known) {
         hp_unwind_count(HP_UW_STACK);
         return -1;
