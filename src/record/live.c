@@ -205,32 +205,43 @@ static void spin_take(int *lock)
  * annotate). The first thread to use the live set owns it: while no other
  * thread has used it, the owner takes no lock, only counts its open
  * sections in a line of its own. Another thread's first use revokes the
- * bias, for good: it sets locked, makes every CPU pass a barrier
- * (hp_asym_heavy, record/asym.c), waits for the owner's count to reach
- * zero, and from then on every thread takes the shard locks. The owner
- * raises its count before it reads locked, ordered for the compiler only:
- * after the barrier, either its raised count is visible to the revoker, or
- * its read of locked comes later and sees 1. A thread is known by the
+ * bias, for good: it marks the bias as being revoked, makes every CPU pass a
+ * barrier (hp_asym_heavy, record/asym.c), waits for the owner's count to
+ * reach zero, and then marks it revoked; from then on every thread takes
+ * the shard locks. Until then every thread waits, the owner too, unless it
+ * is inside one of its own sections (a signal handler's free, say), where it
+ * may go on without a lock, since the revoker waits for it. The owner
+ * raises its count before it reads the state, ordered for the compiler
+ * only: after the barrier, either its raised count is visible to the
+ * revoker, or its read comes later and sees the revocation. A thread is
+ * known by the
  * address of its thread-local block: a thread that gets the block of an
  * owner that exited takes over a bias no one else holds. glibc starts
  * threads of its own (timers, mq_notify) without going through
  * pthread_create's symbol, so the bias cannot be decided from the threads
  * heapprof has seen; revoking at the first use by another thread does not
  * need to know them. */
+enum { BIASED, REVOKING, LOCKED };
 static struct {
-    int locked;        /* 1: every thread locks, for good */
-    int revoked;       /* 1: the owner is out of its sections, for good */
+    int state;         /* BIASED, REVOKING, LOCKED (for good) */
     const void *owner; /* the owner's &hp_thread; NULL: none yet */
 } bias __attribute__((aligned(64)));
 static struct {
     int depth; /* the owner's open sections */
 } owner_in __attribute__((aligned(64)));
 
+static void wait_locked(void)
+{
+    while (__atomic_load_n(&bias.state, __ATOMIC_ACQUIRE) != LOCKED)
+        sched_yield();
+}
+
 static void revoke(void)
 {
-    if (__atomic_exchange_n(&bias.locked, 1, __ATOMIC_SEQ_CST)) {
-        while (!__atomic_load_n(&bias.revoked, __ATOMIC_ACQUIRE))
-            sched_yield();
+    int expected = BIASED;
+    if (!__atomic_compare_exchange_n(&bias.state, &expected, REVOKING, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_ACQUIRE)) {
+        wait_locked();
         return;
     }
     /* Should the barrier fail (mprotect refused on a page of heapprof's
@@ -247,29 +258,45 @@ static void revoke(void)
             hp_nanosleep(&pause, NULL);
         }
     }
-    __atomic_store_n(&bias.revoked, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&bias.state, LOCKED, __ATOMIC_RELEASE);
+}
+
+/* The owner's sections: entered only by the owner. */
+static inline bool owner_inside(void)
+{
+    return __atomic_load_n(&owner_in.depth, __ATOMIC_RELAXED) > 0 &&
+           __atomic_load_n(&bias.owner, __ATOMIC_RELAXED) == (const void *)&hp_thread;
 }
 
 /* True if the caller is the owner and may go on without a lock; it then
  * calls bias_leave. */
 static inline bool bias_enter(void)
 {
-    if (__atomic_load_n(&bias.locked, __ATOMIC_RELAXED))
-        return false;
-    const void *me = &hp_thread;
-    const void *owner = __atomic_load_n(&bias.owner, __ATOMIC_RELAXED);
-    if (HP_UNLIKELY(owner != me)) {
-        if (owner || !__atomic_compare_exchange_n(&bias.owner, &owner, me, false, __ATOMIC_ACQ_REL,
-                                                  __ATOMIC_RELAXED)) {
+    int state = __atomic_load_n(&bias.state, __ATOMIC_ACQUIRE);
+    if (HP_UNLIKELY(state != BIASED)) {
+        if (state == LOCKED)
+            return false;
+        if (!owner_inside()) {
+            wait_locked();
+            return false;
+        }
+    } else {
+        const void *me = &hp_thread;
+        const void *owner = __atomic_load_n(&bias.owner, __ATOMIC_RELAXED);
+        if (HP_UNLIKELY(owner != me) &&
+            (owner || !__atomic_compare_exchange_n(&bias.owner, &owner, me, false, __ATOMIC_ACQ_REL,
+                                                   __ATOMIC_RELAXED))) {
             revoke();
             return false;
         }
     }
-    __atomic_store_n(&owner_in.depth, owner_in.depth + 1, __ATOMIC_RELAXED);
+    int depth = owner_in.depth;
+    __atomic_store_n(&owner_in.depth, depth + 1, __ATOMIC_RELAXED);
     hp_asym_light();
-    if (HP_LIKELY(!__atomic_load_n(&bias.locked, __ATOMIC_RELAXED)))
-        return true;
-    __atomic_store_n(&owner_in.depth, owner_in.depth - 1, __ATOMIC_RELEASE);
+    if (HP_LIKELY(__atomic_load_n(&bias.state, __ATOMIC_RELAXED) == BIASED) || depth > 0)
+        return true; /* inside its own section, the revoker waits for it */
+    __atomic_store_n(&owner_in.depth, depth, __ATOMIC_RELEASE);
+    wait_locked();
     return false;
 }
 

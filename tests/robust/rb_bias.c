@@ -3,17 +3,18 @@
  * check bias). The live set lets the first thread that uses it go without
  * locks until another thread uses it (record/live.c): that other thread
  * must wait for the first to leave the tables, and from then on both lock.
- * Here the main thread allocates and frees in a loop; the worker starts
- * allocating only once that loop runs, so its first use falls among the
- * main thread's. Both trade blocks through shared slots, so each frees
- * blocks of the other's, and one arena serves both, so that their blocks
- * share the live set's shards.
+ * Here the main thread allocates and frees in a loop; two workers start
+ * allocating only once that loop runs, so their first uses fall among the
+ * main thread's, and one of them may meet the bias while the other revokes
+ * it. All three trade blocks through shared slots, so each frees blocks of
+ * the others', and one arena serves them all, so that their blocks share the
+ * live set's shards.
  *
  * Usage: rb_bias ITERS
  * Truth per function, columns alloc_objects alloc_space inuse_objects
  * inuse_space:
  *   bias_main    ITERS  48*ITERS  0  0
- *   bias_worker  ITERS  80*ITERS  0  0
+ *   bias_worker  2*ITERS  160*ITERS  0  0
  *   bias_leak    3      72        3  72
  * Prints `bias ITERS`; exits 0.
  */
@@ -72,17 +73,19 @@ int main(int argc, char **argv)
         return 2;
     }
     mallopt(M_ARENA_MAX, 1);
-    pthread_t t;
-    if (pthread_create(&t, NULL, worker, NULL)) {
-        fprintf(stderr, "%s: cannot create a thread\n", argv[0]);
-        return 1;
-    }
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, worker, NULL)) {
+            fprintf(stderr, "%s: cannot create a thread\n", argv[0]);
+            return 1;
+        }
     for (long i = 0; i < iters; i++) {
         trade(bias_main(), i);
         if (i == 64)
             __atomic_store_n(&running, 1, __ATOMIC_RELEASE);
     }
-    pthread_join(t, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
     for (int i = 0; i < SLOTS; i++)
         free(slots[i]);
     for (int i = 0; i < 3; i++)

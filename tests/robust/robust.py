@@ -803,7 +803,7 @@ def check_bias():
         same_output(base, r, f"exact mode, run {i + 1}")
         expect_values(profile, {
             "bias_main": (iters, 48 * iters, 0, 0),
-            "bias_worker": (iters, 80 * iters, 0, 0),
+            "bias_worker": (2 * iters, 160 * iters, 0, 0),
             "bias_leak": (3, 72, 3, 72),
         })
 
