@@ -214,9 +214,8 @@ static void spin_take(int *lock)
  * raises its count before it reads the state, ordered for the compiler
  * only: after the barrier, either its raised count is visible to the
  * revoker, or its read comes later and sees the revocation. A thread is
- * known by the
- * address of its thread-local block: a thread that gets the block of an
- * owner that exited takes over a bias no one else holds. glibc starts
+ * known by the address of its thread-local block: a thread that gets the
+ * block of an owner that exited takes over a bias no one else holds. glibc starts
  * threads of its own (timers, mq_notify) without going through
  * pthread_create's symbol, so the bias cannot be decided from the threads
  * heapprof has seen; revoking at the first use by another thread does not
