@@ -19,9 +19,9 @@
  * side, or its load comes after the barrier and sees what the slow side
  * stored before calling it. The .NET runtime's and Wine's
  * FlushProcessWriteBuffers on Linux without membarrier rely on the same
- * property; membarrier(2) would say it directly, but a seccomp
- * filter may kill a process for a system call it does not expect, while
- * mprotect is in every filter.
+ * property; membarrier(2) would say it directly, but a seccomp filter may
+ * kill a process for a system call it does not expect, while mprotect is
+ * in every filter.
  *
  * Elsewhere than x86-64 the fast side is a real fence and the slow side
  * does nothing: stores there can pass loads in more ways, and TLB
