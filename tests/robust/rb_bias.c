@@ -84,6 +84,7 @@ int main(int argc, char **argv)
         if (i == 64)
             __atomic_store_n(&running, 1, __ATOMIC_RELEASE);
     }
+    __atomic_store_n(&running, 1, __ATOMIC_RELEASE); /* ITERS of 64 or fewer */
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < SLOTS; i++)
