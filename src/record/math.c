@@ -48,16 +48,14 @@ double hp_math_log(double x)
         m *= 0.5;
         e++;
     }
-    double f = m - 1.0, s = f / (2.0 + f), z = s * s;
-    double t =
-        z * (1.0 / 3 +
-             z * (1.0 / 5 +
-                  z * (1.0 / 7 +
-                       z * (1.0 / 9 +
-                            z * (1.0 / 11 +
-                                 z * (1.0 / 13 +
-                                      z * (1.0 / 15 +
-                                           z * (1.0 / 17 + z * (1.0 / 19 + z * (1.0 / 21))))))))));
+    double f = m - 1.0, s = f / (2.0 + f), z = s * s, z2 = z * z, z4 = z2 * z2;
+    /* 1/3 + z/5 + ... + z^9/21 in pairs (Estrin's scheme): five products
+     * in a row where Horner's rule had ten, each waiting for the last. The
+     * sampler draws a logarithm at every sample (33 ns before, chained). */
+    double p0 = 1.0 / 3 + z * (1.0 / 5), p1 = 1.0 / 7 + z * (1.0 / 9);
+    double p2 = 1.0 / 11 + z * (1.0 / 13), p3 = 1.0 / 15 + z * (1.0 / 17);
+    double p4 = 1.0 / 19 + z * (1.0 / 21);
+    double t = z * ((p0 + z2 * p1) + z4 * (p2 + z2 * p3) + (z4 * z4) * p4);
     return e * ln2_hi + (e * ln2_lo + (2 * s + 2 * s * t));
 }
 
