@@ -992,16 +992,21 @@ def goroutine_blocks(text):
 
 
 def wait_for_stacks(stuck):
-    """debug=2 once both lockers are inside pthread_mutex_lock (a bound,
-    not a wait: they get there as soon as they are scheduled)."""
+    """debug=2 once both lockers are inside pthread_mutex_lock and the other
+    three threads have named themselves and reached their functions (the
+    deadline is a bound, not a wait: they get there as soon as they are
+    scheduled; on a loaded machine the spinner, created last, could still
+    be unnamed when the lockers were already stuck)."""
     deadline = time.monotonic() + 60
+    where = {"lock-ab": "pthread_mutex_lock", "lock-ba": "pthread_mutex_lock",
+             "poller": "wait_in_poll", "sleeper": "wait_in_sleep", "spinner": "spin_here"}
     while True:
         st, _, body = get(stuck.base + "goroutine?debug=2")
         text = body.decode()
         h.check(st == 200, f"goroutine?debug=2: {st} {text[:300]!r}")
         blocks = goroutine_blocks(text)
-        if all(n in blocks and "pthread_mutex_lock" in blocks[n][1]
-               for n in ("lock-ab", "lock-ba")) or time.monotonic() > deadline:
+        if all(n in blocks and f in blocks[n][1] for n, f in where.items()) \
+                or time.monotonic() > deadline:
             return text, blocks
         time.sleep(0.05)
 
