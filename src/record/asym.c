@@ -40,8 +40,15 @@ static int lock;
 
 bool hp_asym_heavy(void)
 {
-    while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
+    /* Held for two system calls. A process cloned without the fork
+     * handlers while another thread held it would find it held for good:
+     * after a while this gives up, and the callers do without the barrier
+     * (record/unwind.c, record/live.c). */
+    for (int tries = 0; __atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE); tries++) {
+        if (tries == 10000)
+            return false;
         sched_yield();
+    }
     bool ok = false;
     if (!page) {
         long ps = sysconf(_SC_PAGESIZE);
