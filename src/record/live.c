@@ -80,9 +80,18 @@ static uint32_t block_count[1u << HP_BLOCK_BITS];
  * own beside the lock under which the flag is made to agree with it: the
  * count is raised before a bit is set and lowered after it is cleared, and
  * whoever moves it to or from zero then sets the flag from the count as it
- * is under the lock, so the last to do so sees every bit still set. While
- * a sampled object's bit is set the flag is therefore 1, and a free that got
- * the pointer after its malloc returned sees it so: no free is missed. */
+ * is under the lock, so the last to do so sees every bit still set. One who
+ * raises it from one or more must still see the flag up before its bit
+ * counts: the one who raised it from zero may not have taken the lock yet,
+ * or a lowering that read zero before may be storing 0 under it. It reads
+ * the lock free and the flag 1, after its own raise, or else takes the lock
+ * and sets the flag itself: a lowering that takes the lock later reads a
+ * count that includes its raise. (Without this, a sample whose raise found
+ * the count at 1 could hand out its pointer while the flag was still 0, and
+ * a free of it in that window went unfiltered: sampled aligned blocks of
+ * tests/robust's stress run left in use, once.) While a sampled object's
+ * bit is set the flag is therefore 1, and a free that got the pointer after
+ * its malloc returned sees it so: no free is missed. */
 __attribute__((weak)) struct hp_block_set hp_block_set; /* interpose/alloc.c's, in the library */
 static struct {
     unsigned long count;
@@ -102,8 +111,10 @@ static void block_set_lock(void)
 static void block_set_add(long delta)
 {
     unsigned long old =
-        __atomic_fetch_add(&block_set.count, (unsigned long)delta, __ATOMIC_RELAXED);
-    if (!(delta > 0 ? old == 0 : old == (unsigned long)-delta))
+        __atomic_fetch_add(&block_set.count, (unsigned long)delta, __ATOMIC_SEQ_CST);
+    if (delta > 0 ? old != 0 && !__atomic_load_n(&block_set.lock, __ATOMIC_SEQ_CST) &&
+                        __atomic_load_n(&hp_block_set.n, __ATOMIC_SEQ_CST)
+                  : old != (unsigned long)-delta)
         return;
     block_set_lock();
     unsigned long want = __atomic_load_n(&block_set.count, __ATOMIC_RELAXED) != 0;
