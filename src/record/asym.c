@@ -10,14 +10,19 @@
  * instruction, 20 to 30 cycles; in exact mode about 9 ns an allocation each,
  * by perf: bench/README.md). Instead the fast side orders its store and load
  * for the compiler only, and the slow side (hp_asym_heavy) makes every CPU
- * that runs a thread of the process pass a full barrier: it takes write and
- * read access away from a page of its own that it has just written, and the
+ * that runs a thread of the process pass a full barrier: it takes write
+ * access away from a page of its own that it has just written, and the
  * kernel flushes that page's TLB entries on every CPU that may hold them,
  * with an interrupt, which drains the store buffer there. A CPU that runs no
  * thread of the process has switched contexts since, which drains it too.
  * So when hp_asym_heavy returns, a fast side's store is visible to the slow
  * side, or its load comes after the barrier and sees what the slow side
- * stored before calling it. The .NET runtime's and Wine's
+ * stored before calling it. (Write access, not all access: a page left
+ * PROT_NONE looks to the leak check like the guard page below a thread's
+ * stack (report/reach.c), and the mapping above it, the loader's TLS block
+ * of the main thread once, like an exited thread's block, not a root: its
+ * objects were called lost. Taking write access away from a dirty page
+ * needs the same flush.) The .NET runtime's and Wine's
  * FlushProcessWriteBuffers on Linux without membarrier rely on the same
  * property; membarrier(2) would say it directly, but a seccomp filter may
  * kill a process for a system call it does not expect, while mprotect is
@@ -58,9 +63,10 @@ bool hp_asym_heavy(void)
             page = p;
     }
     if (page && !mprotect(page, page_size, PROT_READ | PROT_WRITE)) {
-        /* A dirty, present entry: the kernel cannot skip the flush. */
+        /* A dirty, present, writable entry: the kernel cannot skip the
+         * flush when it becomes read-only. */
         __atomic_fetch_add((long *)page, 1, __ATOMIC_SEQ_CST);
-        ok = !mprotect(page, page_size, PROT_NONE);
+        ok = !mprotect(page, page_size, PROT_READ);
     }
     __atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
     return ok;
