@@ -98,14 +98,35 @@ static struct {
     int lock;
 } __attribute__((aligned(64))) block_set;
 
+/* The live set's spin locks: block_set's (below) and the shards'. A
+ * shard's lock is held for a probe and a few writes, by threads that
+ * sample or free a sampled object: a spin lock, which never puts a thread to
+ * sleep in the kernel as a contended mutex does (measured: the mutex's
+ * futex calls were a fifth of the run at a rate of 16 KiB over jemalloc).
+ * Should the holder have been preempted, it yields, and then sleeps (a
+ * real-time thread's yield would not let a lower-priority holder run; a
+ * fork holds every shard while it runs). */
+static void spin_take(int *lock)
+{
+    unsigned spins = 0;
+    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
+            if (++spins < 1000) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else if (spins < 1100) {
+                sched_yield();
+            } else {
+                struct timespec pause = {0, 50000};
+                hp_nanosleep(&pause, NULL);
+            }
+        }
+}
+
 static void block_set_lock(void)
 {
-    while (__atomic_exchange_n(&block_set.lock, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(&block_set.lock, __ATOMIC_RELAXED)) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
+    spin_take(&block_set.lock);
 }
 
 static void block_set_add(long delta)
@@ -184,31 +205,6 @@ struct shard {
 
 /* Statically initialised: malloc runs before any constructor does. */
 static struct shard shards[NSHARDS];
-
-/* A shard's lock is held for a probe and a few writes, by threads that
- * sample or free a sampled object: a spin lock, which never puts a thread to
- * sleep in the kernel as a contended mutex does (measured: the mutex's
- * futex calls were a fifth of the run at a rate of 16 KiB over jemalloc).
- * Should the holder have been preempted, it yields, and then sleeps (a
- * real-time thread's yield would not let a lower-priority holder run; a
- * fork holds every shard while it runs). */
-static void spin_take(int *lock)
-{
-    unsigned spins = 0;
-    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
-            if (++spins < 1000) {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            } else if (spins < 1100) {
-                sched_yield();
-            } else {
-                struct timespec pause = {0, 50000};
-                hp_nanosleep(&pause, NULL);
-            }
-        }
-}
 
 /* Biased locking. Most programs that exact mode is used on touch the live
  * set from one thread, and each insert and removal paid a locked exchange
