@@ -389,9 +389,12 @@ def check_endpoint_window():
     h.check(code == 0, f"status {code}: {err[-500:]}")
 
 
-def profile_bounds(doc, cpu, took, what, hz=100):
+def profile_bounds(doc, cpu, took, what, hz=100, switches=0):
     """A window's samples against the CPU the process used around the
-    request, as check_endpoint_window holds them."""
+    request, as check_endpoint_window holds them. switches: how many times
+    the timers changed rate inside the window (a trace starting or ending);
+    each restarts the timers of cpuburn's three threads (two workers and
+    the main one) mid-period, which may give each one sample more."""
     duration = doc["duration_nanos"] / 1e9
     k, d = kept(doc), dropped(doc)
     tick = 1 / os.sysconf("SC_CLK_TCK")
@@ -399,7 +402,7 @@ def profile_bounds(doc, cpu, took, what, hz=100):
     inner = cpu - 2 * tick - (os.cpu_count() or 1) * max(0.0, took - duration)
     print(f"{what}: {k} samples kept + {d} dropped; the process used {cpu:.2f} s of CPU over the "
           f"request's {took:.2f} s")
-    h.check(k + d <= outer * hz * 1.02 + 5,
+    h.check(k + d <= outer * hz * 1.02 + 5 + 3 * switches,
             f"{what}: {k} samples kept + {d} dropped, but the process used only {cpu:.2f} s of "
             f"CPU (at {hz} Hz) over the request")
     h.check(k + d >= inner * hz * 0.85 - 5,
@@ -468,7 +471,7 @@ def check_endpoint_trace():
     p = os.path.join(tmp, "around.pb.gz")
     with open(p, "wb") as f:
         f.write(body)
-    profile_bounds(check_go_shape(p), cpu, took, "a profile around a trace")
+    profile_bounds(check_go_shape(p), cpu, took, "a profile around a trace", switches=2)
     code, _, err = svc.finish()
     h.check(code == 0, f"status {code}: {err[-500:]}")
 
